@@ -1,0 +1,49 @@
+# edgeproxy: `make run` serves on conf/ defaults; `make test` runs every test.
+# Both install what they need (Debian packages with apt-get, Python test libraries with pip).
+
+SWIFT      ?= swift
+PYTHON     ?= python3
+CONFIG     ?= conf/edgeproxy.yaml
+APT_RUN    := libssl-dev pkg-config
+APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client nginx-light wrk
+PIP_TEST   := pytest cryptography h2
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run build release test unit integration deps-run deps-test bench clean
+
+run: deps-run release
+	.build/release/edgeproxy run --config $(CONFIG)
+
+release:
+	$(SWIFT) build -c release --product edgeproxy
+
+build:
+	$(SWIFT) build
+
+test: deps-test
+	$(SWIFT) build --build-tests
+	$(MAKE) unit integration
+
+unit:
+	$(SWIFT) test --skip-build
+
+integration:
+	EDGEPROXY_BIN=$(CURDIR)/.build/debug/edgeproxy $(PYTHON) -m pytest -q Tests/Integration
+
+bench: deps-test release
+	bench/run.sh
+
+# Installs only what is missing, so a prepared machine pays nothing.
+deps-run:
+	@missing=$$(for p in $(APT_RUN); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+deps-test:
+	@missing=$$(for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@$(PYTHON) -c 'import pytest, cryptography, h2' 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,99 @@
+import Foundation
+import TLS
+
+/// One certificate ready to serve: parsed, validated and with its context already built.
+public struct CertificateBundle: Sendable {
+    public let names: [String]
+    public let keyType: KeyType
+    public let context: TLSContext
+    /// Where it came from, for logs and the admin API ("file:/path", "self-signed", …).
+    public let source: String
+    public var leaf: X509Certificate { context.certificate! }
+}
+
+/// Why a certificate was refused. The old certificate for its names keeps serving.
+public struct CertificateError: Error, CustomStringConvertible, Sendable {
+    public let source: String
+    public let reason: String
+    public var description: String { "\(source): \(reason)" }
+}
+
+public enum CertificateLoader {
+    /// Parses and validates a PEM chain and key, then builds its context. Refuses: no
+    /// certificate, no key, a key that is not the leaf's, a key other than ECDSA/RSA, a leaf
+    /// with no DNS names, an expired leaf. A leaf not yet valid is accepted (clocks drift).
+    public static func bundle(chainPEM: [UInt8], keyPEM: [UInt8], source: String, options: TLSOptions,
+                              now: Date = Date()) throws(CertificateError) -> CertificateBundle {
+        func refuse(_ reason: String) -> CertificateError { CertificateError(source: source, reason: reason) }
+        let chain: [X509Certificate]
+        let key: PrivateKey
+        do {
+            chain = try X509Certificate.parseChain(pem: chainPEM)
+            key = try PrivateKey.parse(pem: keyPEM)
+        } catch {
+            throw refuse(error.reason)
+        }
+        guard let leaf = chain.first else { throw refuse("no certificate found (expected a PEM \"CERTIFICATE\" block)") }
+        guard let type = key.type else { throw refuse("unsupported key type (expected ECDSA or RSA)") }
+        guard key.matches(leaf) else { throw refuse("the private key does not belong to the certificate (first in the chain)") }
+        let names = leaf.dnsNames
+        guard !names.isEmpty else { throw refuse("the certificate names no DNS name (subjectAltName)") }
+        guard leaf.notAfter > now else { throw refuse("the certificate expired on \(leaf.notAfter)") }
+        do {
+            let context = try TLSContext(chain: chain, key: key, options: options)
+            return CertificateBundle(names: names, keyType: type, context: context, source: source)
+        } catch {
+            throw refuse(error.description)
+        }
+    }
+
+    /// Loads a cert + key file pair.
+    public static func files(cert: String, key: String, options: TLSOptions) throws(CertificateError) -> CertificateBundle {
+        guard let chain = FileManager.default.contents(atPath: cert) else {
+            throw CertificateError(source: cert, reason: "cannot read the file")
+        }
+        guard let keyData = FileManager.default.contents(atPath: key) else {
+            throw CertificateError(source: key, reason: "cannot read the file")
+        }
+        return try bundle(chainPEM: [UInt8](chain), keyPEM: [UInt8](keyData), source: cert, options: options)
+    }
+
+    /// Every certificate in `directory`: `NAME.crt` with `NAME.key`, or `NAME.pem` holding chain + key.
+    /// Returns what loaded and what was refused; one bad file never stops the others.
+    public static func directory(_ directory: String, options: TLSOptions) -> (bundles: [CertificateBundle], errors: [CertificateError]) {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
+            return ([], [CertificateError(source: directory, reason: "cannot read the directory")])
+        }
+        var bundles: [CertificateBundle] = []
+        var errors: [CertificateError] = []
+        for entry in entries.sorted() {
+            let path = (directory as NSString).appendingPathComponent(entry)
+            do throws(CertificateError) {
+                if entry.hasSuffix(".crt") {
+                    let keyPath = String(path.dropLast(4)) + ".key"
+                    guard FileManager.default.fileExists(atPath: keyPath) else {
+                        throw CertificateError(source: path, reason: "no matching key file \(keyPath)")
+                    }
+                    bundles.append(try files(cert: path, key: keyPath, options: options))
+                } else if entry.hasSuffix(".pem") {
+                    bundles.append(try files(cert: path, key: path, options: options))
+                }
+            } catch {
+                errors.append(error)
+            }
+        }
+        return (bundles, errors)
+    }
+
+    /// A self-signed P-256 certificate for `names`.
+    public static func selfSigned(names: [String], options: TLSOptions) throws(CertificateError) -> CertificateBundle {
+        do {
+            let key = try PrivateKey.generateP256()
+            let cert = try SelfSigned.make(names: names, key: key)
+            let context = try TLSContext(chain: [cert], key: key, options: options)
+            return CertificateBundle(names: names, keyType: .ecdsa, context: context, source: "self-signed")
+        } catch {
+            throw CertificateError(source: "self-signed", reason: error.description)
+        }
+    }
+}

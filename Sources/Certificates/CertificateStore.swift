@@ -1,0 +1,28 @@
+import Synchronization
+import TLS
+
+/// The one place handshakes get certificates from. Readers take the current snapshot under a
+/// lock held for a pointer copy; writers build a whole new snapshot first (contexts included),
+/// then swap it in. Handshakes already running keep the contexts they were switched to.
+public final class CertificateStore: ContextSelector {
+    private let current: Mutex<Snapshot>
+    private let strictSNI: Atomic<Bool>
+
+    public init(_ snapshot: Snapshot, strictSNI: Bool) {
+        current = Mutex(snapshot)
+        self.strictSNI = Atomic(strictSNI)
+    }
+
+    public var snapshot: Snapshot { current.withLock { $0 } }
+
+    public func replace(with snapshot: Snapshot, strictSNI: Bool) {
+        current.withLock { $0 = snapshot }
+        self.strictSNI.store(strictSNI, ordering: .relaxed)
+    }
+
+    public func select(_ hello: ClientHello) -> TLSContext? {
+        let snap = current.withLock { $0 }
+        return snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
+                            strict: strictSNI.load(ordering: .relaxed)).0?.context
+    }
+}

@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Yams
+
+/// Reads the YAML configuration into `Settings`, or fails with the first problem found, located
+/// as `file:line:column`. Validation is all up front so the running proxy never meets a bad value.
+public enum ConfigLoader {
+    /// Reads and parses `path`. Relative paths inside the file resolve against its directory.
+    /// An unreadable file is reported at line 0, column 0 with the operating system's reason.
+    public static func load(path: String) throws(ConfigError) -> Settings {
+        let text = try readFile(path)
+        return try parse(yaml: text, file: path, baseDirectory: directory(of: path))
+    }
+
+    /// - Parameters:
+    ///   - file: used only to name the source in errors.
+    ///   - baseDirectory: what relative paths in the configuration are relative to.
+    public static func parse(yaml: String, file: String, baseDirectory: String) throws(ConfigError) -> Settings {
+        let source = ConfigSource(file: file, baseDirectory: baseDirectory)
+        let root = try compose(yaml, source: source)
+        return try SettingsReader(source: source).settings(root)
+    }
+
+    /// An empty document (or one holding only comments) is nil: every default applies.
+    static func compose(_ yaml: String, source: ConfigSource) throws(ConfigError) -> Node? {
+        do {
+            return try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw syntaxError(error, yaml: yaml, source: source)
+        } catch {
+            throw ConfigError(file: source.file, line: 0, column: 0, message: "invalid YAML: \(error)")
+        }
+    }
+
+    /// Yams' errors carry libyaml's mark; keep the position, drop its multi-line snippet.
+    static func syntaxError(_ error: YamlError, yaml: String, source: ConfigSource) -> ConfigError {
+        switch error {
+        case .scanner(let context, let problem, let mark, _),
+             .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            if problem == "but found another document" {
+                // libyaml's context/problem split reads backwards here; say it plainly.
+                return source.error("invalid YAML: found a second document; the configuration is a single YAML document",
+                                    at: mark)
+            }
+            var message = "invalid YAML: \(problem)"
+            if let context { message += " (\(context.text) at \(position(context.mark)))" }
+            return source.error(message, at: mark)
+        case .reader(let problem, let offset, _, _):
+            // The reader reports a character offset (bad encoding, control characters).
+            let (line, column) = offset.map { lineAndColumn(ofCharacterOffset: $0, in: yaml) } ?? (0, 0)
+            return ConfigError(file: source.file, line: line, column: column, message: "invalid YAML: \(problem)")
+        default:
+            return ConfigError(file: source.file, line: 0, column: 0, message: "invalid YAML: \(error)")
+        }
+    }
+
+    static func lineAndColumn(ofCharacterOffset characterOffset: Int, in text: String) -> (Int, Int) {
+        var line = 1
+        var column = 1
+        for character in text.prefix(characterOffset) {
+            if character == "\n" || character == "\r\n" { line += 1; column = 1 } else {
+                column += character.unicodeScalars.count
+            }
+        }
+        return (line, column)
+    }
+
+    // MARK: - Files
+
+    /// POSIX rather than Foundation so the error carries `strerror`'s wording ("No such file or
+    /// directory", "Permission denied", "Is a directory").
+    static func readFile(_ path: String) throws(ConfigError) -> String {
+        func failure(_ what: String) -> ConfigError {
+            ConfigError(file: path, line: 0, column: 0, message: "cannot read configuration file: \(what)")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw failure(String(cString: strerror(errno)))
+            }
+            bytes.append(contentsOf: chunk[..<count])
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("not valid UTF-8") }
+        return text
+    }
+
+    /// The directory holding `path`, made absolute so resolved paths survive a later `chdir`.
+    static func directory(of path: String) -> String {
+        let directory: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        if directory.hasPrefix("/") { return directory }
+        guard let cwd = currentDirectory() else { return directory }
+        return directory == "." ? cwd : ConfigSource(file: "", baseDirectory: cwd).resolve(path: directory)
+    }
+
+    private static func currentDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

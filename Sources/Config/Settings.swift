@@ -1,0 +1,163 @@
+// The validated, typed configuration. Everything the running proxy reads comes from here;
+// `ConfigLoader` is the only producer, so every value below has already been checked.
+
+public struct Settings: Sendable, Equatable {
+    /// Event loops (worker threads). Default: one per online core.
+    public var workers: Int
+    public var listen: Listen
+    public var tls: TLSSettings
+    public var timeouts: Timeouts
+    public var limits: Limits
+    public var upstreams: [String: Upstream]
+    /// In file order: the first route that matches wins.
+    public var routes: [Route]
+    public var log: LogSettings
+
+    public init(workers: Int, listen: Listen, tls: TLSSettings, timeouts: Timeouts, limits: Limits,
+                upstreams: [String: Upstream], routes: [Route], log: LogSettings) {
+        self.workers = workers; self.listen = listen; self.tls = tls; self.timeouts = timeouts
+        self.limits = limits; self.upstreams = upstreams; self.routes = routes; self.log = log
+    }
+}
+
+/// "host:port"; host may be an IPv4 literal, `[IPv6]`, `*` / empty (all addresses), or `localhost`.
+public struct SocketAddressSpec: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    public init(host: String, port: UInt16) { self.host = host; self.port = port }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct Listen: Sendable, Equatable {
+    /// TLS front (HTTP/1.1; h2 later).
+    public var https: [SocketAddressSpec]
+    /// Plain port 80 role: ACME HTTP-01 answers, everything else redirected to https. Empty: off.
+    public var http: [SocketAddressSpec]
+    /// Port written into redirects; nil: the first https port (omitted from the URL when 443).
+    public var redirectPort: UInt16?
+    public init(https: [SocketAddressSpec], http: [SocketAddressSpec], redirectPort: UInt16?) {
+        self.https = https; self.http = http; self.redirectPort = redirectPort
+    }
+}
+
+public struct CertificateFiles: Sendable, Equatable {
+    public var cert: String
+    public var key: String
+    public init(cert: String, key: String) { self.cert = cert; self.key = key }
+}
+
+public enum TLSVersion: String, Sendable, Equatable { case tls12 = "1.2", tls13 = "1.3" }
+
+public struct TLSSettings: Sendable, Equatable {
+    /// Directory scanned for certificates: `NAME.crt`/`NAME.key` or `NAME.pem` holding chain + key.
+    public var certificateDirectory: String?
+    public var certificates: [CertificateFiles]
+    /// Name whose certificate answers clients without SNI or with an unknown name; nil: the first loaded.
+    public var defaultName: String?
+    /// Unknown SNI names get an `unrecognized_name` alert instead of the default certificate.
+    public var strictSNI: Bool
+    public var minVersion: TLSVersion
+    /// Session tickets issued per TLS 1.3 handshake; 0 turns tickets off (TLS 1.2 too).
+    public var sessionTickets: Int
+    /// Seconds between ticket-key rotations; the previous key still decrypts for one more period.
+    public var ticketKeyRotation: Double
+    /// With no certificate configured, generate a self-signed P-256 one for these names.
+    public var selfSignedNames: [String]
+    public init(certificateDirectory: String?, certificates: [CertificateFiles], defaultName: String?,
+                strictSNI: Bool, minVersion: TLSVersion, sessionTickets: Int, ticketKeyRotation: Double,
+                selfSignedNames: [String]) {
+        self.certificateDirectory = certificateDirectory; self.certificates = certificates
+        self.defaultName = defaultName; self.strictSNI = strictSNI; self.minVersion = minVersion
+        self.sessionTickets = sessionTickets; self.ticketKeyRotation = ticketKeyRotation
+        self.selfSignedNames = selfSignedNames
+    }
+}
+
+/// All in seconds.
+public struct Timeouts: Sendable, Equatable {
+    public var handshake: Double
+    public var header: Double
+    public var idle: Double
+    public var upstreamConnect: Double
+    public var upstreamResponse: Double
+    /// Graceful drain deadline on SIGTERM/SIGINT.
+    public var shutdown: Double
+    public init(handshake: Double, header: Double, idle: Double, upstreamConnect: Double,
+                upstreamResponse: Double, shutdown: Double) {
+        self.handshake = handshake; self.header = header; self.idle = idle
+        self.upstreamConnect = upstreamConnect; self.upstreamResponse = upstreamResponse
+        self.shutdown = shutdown
+    }
+}
+
+public struct Limits: Sendable, Equatable {
+    /// Request line + header fields, bytes (431 past it).
+    public var maxHeaderBytes: Int
+    /// Header field count (431 past it).
+    public var maxHeaders: Int
+    /// Default request body limit, bytes; 0 = unlimited. Routes may override (413 past it).
+    public var maxBodyBytes: Int64
+    /// Open client connections per event loop; new ones wait in the kernel's backlog past it.
+    public var maxConnectionsPerWorker: Int
+    public init(maxHeaderBytes: Int, maxHeaders: Int, maxBodyBytes: Int64, maxConnectionsPerWorker: Int) {
+        self.maxHeaderBytes = maxHeaderBytes; self.maxHeaders = maxHeaders
+        self.maxBodyBytes = maxBodyBytes; self.maxConnectionsPerWorker = maxConnectionsPerWorker
+    }
+}
+
+public enum Balance: String, Sendable, Equatable { case roundRobin = "round_robin", leastConnections = "least_conn" }
+
+public struct Upstream: Sendable, Equatable {
+    public var name: String
+    public var servers: [SocketAddressSpec]
+    public var balance: Balance
+    /// Idle keep-alive connections kept per server per event loop.
+    public var keepalive: Int
+    /// Seconds an idle pooled connection is kept.
+    public var keepaliveTimeout: Double
+    /// Seconds a server that failed to connect is skipped (passive health).
+    public var failTimeout: Double
+    public init(name: String, servers: [SocketAddressSpec], balance: Balance, keepalive: Int,
+                keepaliveTimeout: Double, failTimeout: Double) {
+        self.name = name; self.servers = servers; self.balance = balance; self.keepalive = keepalive
+        self.keepaliveTimeout = keepaliveTimeout; self.failTimeout = failTimeout
+    }
+}
+
+public struct FixedResponse: Sendable, Equatable {
+    public var status: Int
+    public var body: String
+    public var contentType: String
+    public init(status: Int, body: String, contentType: String) {
+        self.status = status; self.body = body; self.contentType = contentType
+    }
+}
+
+public enum RouteAction: Sendable, Equatable {
+    case proxy(upstream: String)
+    case respond(FixedResponse)
+}
+
+public struct Route: Sendable, Equatable {
+    /// Lower-cased; exact name, `*.suffix` (one label), or nil for any host.
+    public var host: String?
+    /// Path prefix, starts with "/".
+    public var pathPrefix: String
+    public var action: RouteAction
+    /// Overrides `limits.maxBodyBytes` when set; 0 = unlimited.
+    public var maxBodyBytes: Int64?
+    /// Add X-Forwarded-For/-Proto/-Host to proxied requests.
+    public var forwardedHeaders: Bool
+    public init(host: String?, pathPrefix: String, action: RouteAction, maxBodyBytes: Int64?, forwardedHeaders: Bool) {
+        self.host = host; self.pathPrefix = pathPrefix; self.action = action
+        self.maxBodyBytes = maxBodyBytes; self.forwardedHeaders = forwardedHeaders
+    }
+}
+
+public struct LogSettings: Sendable, Equatable {
+    /// "stdout", "off", or a file path (appended).
+    public var access: String
+    /// "info" or "debug".
+    public var level: String
+    public init(access: String, level: String) { self.access = access; self.level = level }
+}

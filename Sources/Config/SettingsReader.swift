@@ -1,0 +1,184 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Yams
+
+/// Builds `Settings` section by section from the composed tree. Each section reader owns its
+/// keys, their defaults and their checks; cross-section checks (routes → upstreams) come last.
+struct SettingsReader {
+    let source: ConfigSource
+
+    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log"]
+
+    func settings(_ root: Node?) throws(ConfigError) -> Settings {
+        let map = try mapping(root, name: "the configuration", location: "at the top level",
+                              keys: Self.topLevelKeys)
+        let (upstreams, upstreamOrder) = try self.upstreams(map["upstreams"])
+        return Settings(
+            workers: try workers(map["workers"]),
+            listen: try listen(map["listen"]),
+            tls: try tls(map["tls"]),
+            timeouts: try timeouts(map["timeouts"]),
+            limits: try limits(map["limits"]),
+            upstreams: upstreams,
+            routes: try routes(map["routes"], upstreams: upstreamOrder),
+            log: try log(map["log"]))
+    }
+
+    /// An absent section reads as an empty one, so every key in it takes its default.
+    func mapping(_ node: Node?, name: String, location: String? = nil, keys: [String]?) throws(ConfigError) -> MappingReader {
+        guard let node else { return MappingReader.empty }
+        return try MappingReader(node, name: name, location: location, allowedKeys: keys, source: source)
+    }
+
+    // MARK: - workers
+
+    static let maxWorkers = 256
+
+    func workers(_ node: Node?) throws(ConfigError) -> Int {
+        guard let node else { return Self.onlineCores() }
+        let expected = "\"auto\" or an integer from 1 to \(Self.maxWorkers)"
+        let text = try source.scalar(node, expected: expected)
+        if text == "auto" { return Self.onlineCores() }
+        guard let count = ValueSyntax.digits(Substring(text)), (1...Int64(Self.maxWorkers)).contains(count) else {
+            throw source.error("expected \(expected), got \(node.foundDescription)", at: node)
+        }
+        return Int(count)
+    }
+
+    static func onlineCores() -> Int {
+        let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return min(max(Int(cores), 1), maxWorkers)
+    }
+
+    // MARK: - listen
+
+    static let defaultHTTPS = [SocketAddressSpec(host: "", port: 8443)]
+    static let defaultHTTP = [SocketAddressSpec(host: "", port: 8080)]
+
+    func listen(_ node: Node?) throws(ConfigError) -> Listen {
+        let map = try mapping(node, name: "listen", keys: ["https", "http", "redirect_port"])
+        var seen: [(address: SocketAddressSpec, node: Node)] = []
+        var https = Self.defaultHTTPS
+        if let value = map["https"] {
+            https = try addresses(value, name: "listen.https", seen: &seen)
+            // Without a TLS listener the http role only redirects to nowhere.
+            if https.isEmpty { throw source.error("listen.https needs at least one address", at: value) }
+        }
+        var http = Self.defaultHTTP
+        if let value = map["http"] { http = try addresses(value, name: "listen.http", seen: &seen) }
+        var redirectPort: UInt16?
+        if let value = map["redirect_port"] { redirectPort = try source.port(value) }
+        return Listen(https: https, http: http, redirectPort: redirectPort)
+    }
+
+    /// Reads a listener list and rejects any address a previous listener already binds: the same
+    /// address twice, or a specific address on a port some listener holds for all addresses.
+    func addresses(_ node: Node, name: String,
+                   seen: inout [(address: SocketAddressSpec, node: Node)]) throws(ConfigError) -> [SocketAddressSpec] {
+        var result: [SocketAddressSpec] = []
+        for item in try source.list(node, of: name) {
+            let address = try source.address(item)
+            for earlier in seen where earlier.address.port == address.port {
+                if earlier.address == address {
+                    throw source.error("listener \(quoted(address.description)) is already listed at "
+                                       + position(earlier.node.mark), at: item)
+                }
+                if earlier.address.host.isEmpty || address.host.isEmpty {
+                    throw source.error("listener \(quoted(address.description)) overlaps the one at "
+                                       + "\(position(earlier.node.mark)), which together cover port \(address.port) "
+                                       + "twice (an empty host means every address)", at: item)
+                }
+            }
+            seen.append((address, item))
+            result.append(address)
+        }
+        return result
+    }
+
+    // MARK: - tls
+
+    static let tlsKeys = ["certificate_dir", "certificates", "default", "strict_sni", "min_version",
+                          "session_tickets", "ticket_key_rotation", "self_signed"]
+
+    func tls(_ node: Node?) throws(ConfigError) -> TLSSettings {
+        let map = try mapping(node, name: "tls", keys: Self.tlsKeys)
+        var settings = TLSSettings(certificateDirectory: nil, certificates: [], defaultName: nil, strictSNI: false,
+                                   minVersion: .tls12, sessionTickets: 2, ticketKeyRotation: 3600,
+                                   selfSignedNames: ["localhost"])
+        if let value = map["certificate_dir"] { settings.certificateDirectory = try source.path(value) }
+        if let value = map["certificates"] {
+            for item in try source.list(value, of: "tls.certificates") {
+                settings.certificates.append(try certificate(item))
+            }
+        }
+        if let value = map["default"] { settings.defaultName = try source.hostPattern(value, wildcard: true) }
+        if let value = map["strict_sni"] { settings.strictSNI = try source.bool(value) }
+        if let value = map["min_version"] {
+            settings.minVersion = TLSVersion(rawValue: try source.choice(value, ["1.2", "1.3"])) ?? .tls12
+        }
+        // OpenSSL takes any count; a handful covers parallel connections of one browser.
+        if let value = map["session_tickets"] { settings.sessionTickets = try source.int(value, in: 0...16) }
+        if let value = map["ticket_key_rotation"] { settings.ticketKeyRotation = try source.duration(value) }
+        if let value = map["self_signed"] {
+            settings.selfSignedNames = []
+            for item in try source.list(value, of: "tls.self_signed") {
+                settings.selfSignedNames.append(try source.hostPattern(item, wildcard: true))
+            }
+        }
+        return settings
+    }
+
+    func certificate(_ node: Node) throws(ConfigError) -> CertificateFiles {
+        let map = try mapping(node, name: "a tls.certificates entry", keys: ["cert", "key"])
+        guard let cert = map["cert"], let key = map["key"] else {
+            let missing = map["cert"] == nil ? "cert" : "key"
+            throw source.error("a tls.certificates entry needs both cert and key (\(missing) is missing)", at: node)
+        }
+        return CertificateFiles(cert: try source.path(cert), key: try source.path(key))
+    }
+
+    // MARK: - timeouts, limits, log
+
+    func timeouts(_ node: Node?) throws(ConfigError) -> Timeouts {
+        let map = try mapping(node, name: "timeouts", keys: ["handshake", "header", "idle", "upstream_connect",
+                                                             "upstream_response", "shutdown"])
+        func read(_ key: String, _ fallback: Double) throws(ConfigError) -> Double {
+            guard let value = map[key] else { return fallback }
+            return try source.duration(value)
+        }
+        return Timeouts(handshake: try read("handshake", 10), header: try read("header", 15), idle: try read("idle", 60),
+                        upstreamConnect: try read("upstream_connect", 5),
+                        upstreamResponse: try read("upstream_response", 60), shutdown: try read("shutdown", 30))
+    }
+
+    func limits(_ node: Node?) throws(ConfigError) -> Limits {
+        let map = try mapping(node, name: "limits", keys: ["max_header_bytes", "max_headers", "max_body",
+                                                           "max_connections_per_worker"])
+        var limits = Limits(maxHeaderBytes: 16 * 1024, maxHeaders: 100, maxBodyBytes: 0, maxConnectionsPerWorker: 10_000)
+        // A request line alone needs some room; below 1k every real client would get 431.
+        if let value = map["max_header_bytes"] { limits.maxHeaderBytes = Int(try source.size(value, minimum: 1024)) }
+        if let value = map["max_headers"] { limits.maxHeaders = try source.int(value, in: 1...Int.max) }
+        if let value = map["max_body"] { limits.maxBodyBytes = try source.size(value) }
+        if let value = map["max_connections_per_worker"] {
+            limits.maxConnectionsPerWorker = try source.int(value, in: 1...Int.max)
+        }
+        return limits
+    }
+
+    func log(_ node: Node?) throws(ConfigError) -> LogSettings {
+        let map = try mapping(node, name: "log", keys: ["access", "level"])
+        var log = LogSettings(access: "stdout", level: "info")
+        if let value = map["access"] {
+            let access = try source.string(value, expected: "\"stdout\", \"off\" or a file path")
+            log.access = access == "stdout" || access == "off" ? access : source.resolve(path: access)
+        }
+        if let value = map["level"] { log.level = try source.choice(value, ["info", "debug"]) }
+        return log
+    }
+}
+

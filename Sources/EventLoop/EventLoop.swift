@@ -1,0 +1,172 @@
+import CSystem
+import Foundation
+import Glibc
+import Synchronization
+
+/// Something registered with a loop: told which epoll events fired for its descriptor.
+public protocol Pollable: AnyObject {
+    func ready(_ events: UInt32)
+}
+
+public enum PollEvents {
+    public static let readable = UInt32(EPOLLIN.rawValue)
+    public static let writable = UInt32(EPOLLOUT.rawValue)
+    public static let hangup = UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue)
+    public static let error = UInt32(EPOLLERR.rawValue)
+}
+
+/// One epoll loop on its own thread. Every descriptor is registered once, edge-triggered for
+/// both directions, and never re-armed: handlers read and write until EAGAIN. Everything a
+/// handler does runs on this thread, so connection state needs no locks.
+public final class EventLoop: @unchecked Sendable {  // state below is touched only on the loop thread, except `tasks` (Mutex) and `wakeFD`.
+    public let index: Int
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var handlers: [(handler: Pollable?, generation: UInt32)] = []
+    private var nextGeneration: UInt32 = 1
+    private var timers = TimerHeap()
+    private let tasks = Mutex<[() -> Void]>([])
+    private var running = true
+    /// Cached monotonic time, refreshed once per wake-up.
+    public private(set) var now: UInt64 = monotonicNanos()
+    private var thread: Thread?
+
+    public init(index: Int) throws(SystemError) {
+        self.index = index
+        epollFD = try syscallValue("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        wakeFD = try syscallValue("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        var ev = epoll_event(events: PollEvents.readable, data: epoll_data_t(u64: UInt64(UInt32.max)))
+        _ = try syscallValue("epoll_ctl(ADD eventfd)") { epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &ev) }
+    }
+
+    deinit {
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    // MARK: Descriptors
+
+    /// Registers `fd` edge-triggered for reads, writes and hang-ups.
+    public func register(_ fd: Int32, _ handler: Pollable) throws(SystemError) {
+        let mask = PollEvents.readable | PollEvents.writable | UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLET.rawValue)
+        try add(fd, handler, mask, "epoll_ctl(ADD)")
+    }
+
+    /// Registers a listening socket level-triggered for reads only, so a full accept queue is never lost.
+    public func registerListener(_ fd: Int32, _ handler: Pollable) throws(SystemError) {
+        try add(fd, handler, PollEvents.readable, "epoll_ctl(ADD listener)")
+    }
+
+    /// The generation in the event data tells a stale event for a reused descriptor from a current one.
+    private func add(_ fd: Int32, _ handler: Pollable, _ mask: UInt32, _ call: String) throws(SystemError) {
+        let slot = Int(fd)
+        if slot >= handlers.count {
+            let empty: (handler: Pollable?, generation: UInt32) = (nil, 0)
+            handlers.append(contentsOf: repeatElement(empty, count: max(slot + 1 - handlers.count, handlers.count)))
+        }
+        nextGeneration &+= 1
+        if nextGeneration == 0 { nextGeneration = 1 }
+        handlers[slot] = (handler, nextGeneration)
+        var ev = epoll_event(events: mask, data: epoll_data_t(u64: UInt64(nextGeneration) << 32 | UInt64(UInt32(fd))))
+        _ = try syscallValue(call) { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) }
+    }
+
+    /// Forgets `fd`; call before closing it. Pending events for it in this batch are dropped.
+    public func unregister(_ fd: Int32) {
+        var ev = epoll_event()
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &ev)
+        if Int(fd) < handlers.count { handlers[Int(fd)] = (nil, 0) }
+    }
+
+    // MARK: Timers
+
+    /// Arms (or re-arms) `timer` to fire `seconds` from now.
+    public func arm(_ timer: Timer, seconds: Double) {
+        let deadline = now &+ UInt64(max(seconds, 0.001) * 1e9)
+        timer.deadline = deadline
+        if timer.queuedAt == 0 || timer.queuedAt > deadline {
+            timer.queuedAt = deadline
+            timers.push(deadline, timer)
+        }
+    }
+
+    public func disarm(_ timer: Timer) { timer.deadline = 0 }
+
+    private func fireDueTimers() {
+        while let next = timers.nextDeadline, next <= now {
+            let (queued, timer) = timers.pop()!
+            if timer.queuedAt != queued { continue }  // a stale entry: a newer, earlier one exists
+            timer.queuedAt = 0
+            if timer.deadline == 0 { continue }
+            if timer.deadline > now {
+                timer.queuedAt = timer.deadline
+                timers.push(timer.deadline, timer)
+                continue
+            }
+            timer.deadline = 0
+            timer.fire()
+        }
+    }
+
+    // MARK: Tasks from other threads
+
+    /// Runs `task` on this loop's thread, soon. Callable from any thread.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        tasks.withLock { $0.append(task) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func runTasks() {
+        var counter: UInt64 = 0
+        _ = read(wakeFD, &counter, 8)
+        let batch = tasks.withLock { t -> [() -> Void] in
+            let b = t
+            t.removeAll()
+            return b
+        }
+        for task in batch { task() }
+    }
+
+    // MARK: Running
+
+    public func start(name: String) {
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Ends the loop after the current iteration. Callable from any thread.
+    public func stop() { execute { [self] in self.running = false } }
+
+    private func run() {
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while running {
+            var timeoutMS: Int32 = -1
+            if let next = timers.nextDeadline {
+                let current = monotonicNanos()
+                timeoutMS = next <= current ? 0 : Int32(min((next - current + 999_999) / 1_000_000, 60_000))
+            }
+            let n = epoll_wait(epollFD, events, Int32(capacity), timeoutMS)
+            now = monotonicNanos()
+            if n < 0 {
+                if errno == EINTR { continue }
+                fatalError("epoll_wait failed: \(SystemError("epoll_wait", errno: errno))")
+            }
+            for i in 0..<Int(n) {
+                let ev = events[i]
+                let data = ev.data.u64
+                if data == UInt64(UInt32.max) { runTasks(); continue }
+                let fd = Int(UInt32(truncatingIfNeeded: data))
+                let generation = UInt32(truncatingIfNeeded: data >> 32)
+                guard fd < handlers.count, handlers[fd].generation == generation, let h = handlers[fd].handler else { continue }
+                h.ready(ev.events)
+            }
+            fireDueTimers()
+        }
+    }
+}

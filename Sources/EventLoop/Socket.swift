@@ -1,0 +1,158 @@
+import CSystem
+import Glibc
+
+/// A resolved IPv4 or IPv6 socket address.
+public struct SocketAddress: Sendable, CustomStringConvertible {
+    var storage = sockaddr_storage()
+    var length: socklen_t = 0
+
+    public var family: Int32 { Int32(storage.ss_family) }
+
+    /// Resolves "host" + port with getaddrinfo; empty or "*" host means all IPv4 addresses.
+    public static func resolve(host: String, port: UInt16) throws(SystemError) -> SocketAddress {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE
+        var result: UnsafeMutablePointer<addrinfo>?
+        let node: String? = (host.isEmpty || host == "*") ? nil : host
+        let rc = getaddrinfo(node, String(port), &hints, &result)
+        guard rc == 0, let first = result else {
+            throw SystemError("getaddrinfo(\(host)): \(String(cString: gai_strerror(rc)))", errno: EINVAL)
+        }
+        defer { freeaddrinfo(result) }
+        var address = SocketAddress()
+        withUnsafeMutableBytes(of: &address.storage) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+        }
+        address.length = first.pointee.ai_addrlen
+        return address
+    }
+
+    init(storage: sockaddr_storage, length: socklen_t) { self.storage = storage; self.length = length }
+    init() {}
+
+    /// "1.2.3.4" or "::1", without the port: the client address as logs and X-Forwarded-For show it.
+    public var host: String {
+        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        var s = storage
+        return withUnsafePointer(to: &s) { p -> String in
+            if family == AF_INET {
+                return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+                    return String(cString: buf)
+                }
+            } else if family == AF_INET6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
+                    return String(cString: buf)
+                }
+            }
+            return "unknown"
+        }
+    }
+
+    public var port: UInt16 {
+        var s = storage
+        return withUnsafePointer(to: &s) { p in
+            if family == AF_INET { return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } }
+            if family == AF_INET6 { return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+            return 0
+        }
+    }
+
+    public var description: String { family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var s = storage
+        return withUnsafePointer(to: &s) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+    }
+}
+
+/// Non-blocking socket operations. Descriptors are plain Int32s owned by the caller's object,
+/// which closes them exactly once.
+public enum Socket {
+    /// A listening socket with SO_REUSEPORT, so each loop has its own and the kernel spreads accepts.
+    public static func listen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
+        let fd = try syscallValue("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+            if address.family == AF_INET6 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+            _ = try syscallValue("bind(\(address))") { address.withSockaddr { bind(fd, $0, $1) } }
+            _ = try syscallValue("listen(\(address))") { Glibc.listen(fd, backlog) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Accepts one connection (non-blocking, close-on-exec); nil when the queue is empty.
+    public static func accept(_ listener: Int32) throws(SystemError) -> (fd: Int32, peer: SocketAddress)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = try withUnsafeMutablePointer(to: &storage) { p throws(SystemError) in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SystemError) in
+                try syscall("accept4") { CSystem_accept4(listener, sa, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)) }
+            }
+        }
+        switch result {
+        case .wouldBlock: return nil
+        case .done(let fd): return (fd, SocketAddress(storage: storage, length: length))
+        }
+    }
+
+    /// Starts a non-blocking connect; completion shows up as writability (check `pendingError`).
+    public static func connect(_ address: SocketAddress) throws(SystemError) -> Int32 {
+        let fd = try syscallValue("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try? setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            _ = try syscall("connect(\(address))") { address.withSockaddr { Glibc.connect(fd, $0, $1) } }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The error a non-blocking connect ended with (SO_ERROR), or nil when it succeeded.
+    public static func pendingError(_ fd: Int32) -> SystemError? {
+        var err: Int32 = 0
+        var len = socklen_t(4)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        return err == 0 ? nil : SystemError("connect", errno: err)
+    }
+
+    public static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(SystemError) {
+        var v = value
+        _ = try syscallValue("setsockopt(\(name))") { setsockopt(fd, level, name, &v, socklen_t(4)) }
+    }
+
+    /// Reads into `buffer`: `.done(0)` is end of stream.
+    @inline(__always)
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes without raising SIGPIPE on a reset peer.
+    @inline(__always)
+    public static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try syscall("send") { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Responses go out as soon as they are written; the loop already batches what it writes.
+    public static func setNoDelay(_ fd: Int32) { try? setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
+
+    /// Writes `bytes[offset...]`.
+    @inline(__always)
+    public static func write(_ fd: Int32, _ bytes: [UInt8], from offset: Int) throws(SystemError) -> IOResult<Int> {
+        try syscall("send") { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }
+    }
+
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Half-closes the write side (used before closing after an error response, so the client reads it).
+    public static func shutdownWrite(_ fd: Int32) { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+}

@@ -1,0 +1,66 @@
+import EventLoop
+import Glibc
+
+/// One JSON object per request, one write(2) per line (atomic for pipes and O_APPEND files).
+public final class AccessLog: Sendable {
+    private let fd: Int32?
+
+    /// "stdout", "off", or a file path (opened for appending).
+    public init(_ target: String) throws(SystemError) {
+        switch target {
+        case "off": fd = nil
+        case "stdout": fd = 1
+        default: fd = try syscallValue("open(\(target))") { open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }
+        }
+    }
+
+    var enabled: Bool { fd != nil }
+
+    struct Entry {
+        var client: String
+        var sni: String?
+        var host: String?
+        var method: String
+        var path: String
+        var status: Int
+        var bytesIn: Int64
+        var bytesOut: Int64
+        var upstream: String?
+        var durationMS: Double
+        var upstreamMS: Double?
+        var proto: String
+    }
+
+    func write(_ e: Entry) {
+        guard let fd else { return }
+        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(json(e.client)),\"sni\":\(json(e.sni)),\"host\":\(json(e.host)),"
+        line += "\"method\":\(json(e.method)),\"path\":\(json(e.path)),\"status\":\(e.status),\"bytes_in\":\(e.bytesIn),"
+        line += "\"bytes_out\":\(e.bytesOut),\"upstream\":\(json(e.upstream)),\"duration_ms\":\(ms(e.durationMS)),"
+        line += "\"upstream_ms\":\(e.upstreamMS.map(ms) ?? "null"),\"protocol\":\(json(e.proto))}\n"
+        line.withUTF8 { _ = Glibc.write(fd, $0.baseAddress, $0.count) }
+    }
+
+    private func ms(_ v: Double) -> String { String(Double(Int(v * 1000)) / 1000) }
+
+    private func json(_ s: String?) -> String {
+        guard let s else { return "null" }
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 || u.value == 0x7f {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

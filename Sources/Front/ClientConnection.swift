@@ -1,0 +1,552 @@
+import Certificates
+import Config
+import EventLoop
+import HTTP1
+import Proxy
+import TLS
+
+/// One client connection: transport (TLS or plain), then HTTP/1.1 requests one after another
+/// (pipelined bytes wait their turn), each answered locally or forwarded through a ProxyExchange.
+final class ClientConnection: Pollable, Downstream {
+    private enum Phase { case handshake, http, tunnel, closed }
+
+    let fd: Int32
+    let peer: SocketAddress
+    let role: ListenerRole
+    unowned let worker: Worker
+    private let tls: TLSConnection?
+    private var phase: Phase
+    private var parser: RequestParser
+    private lazy var timer = Timer { [unowned self] in self.timedOut() }
+
+    /// Received bytes not consumed yet (a partial head, or pipelined requests waiting their turn).
+    private var pending: [UInt8] = []
+    private var output: [UInt8] = []
+    private var outputSent = 0
+    private var readable = true
+    private var readPaused = false
+    private var closeWhenFlushed = false
+    private var draining = false
+    /// Set while `process` runs: completions inside it must not re-enter it.
+    private var inProcess = false
+
+    /// The request being served, from its head until both its body and its response are done.
+    private var request: RequestState?
+
+    private struct RequestState {
+        var head: RequestHead
+        var startedAt: UInt64
+        var exchange: ProxyExchange?
+        var bodyLimit: Int64
+        var bodyBytes: Int64 = 0
+        var bodyDone = false
+        var responseDone = false
+        /// Body bytes are read and dropped (local responses, refused requests).
+        var discardBody = false
+        var keepAlive: Bool
+        var status = 0
+        var bytesOut: Int64 = 0
+        var chunkedResponse = false
+        var responseHeadSent = false
+    }
+
+    init(fd: Int32, peer: SocketAddress, role: ListenerRole, worker: Worker) throws {
+        self.fd = fd; self.peer = peer; self.role = role; self.worker = worker
+        let limits = worker.config.settings.limits
+        parser = RequestParser(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders)
+        if role == .https {
+            tls = try TLSConnection(front: worker.front, fd: fd)
+            phase = .handshake
+        } else {
+            tls = nil
+            phase = .http
+        }
+        try worker.loop.register(fd, self)
+    }
+
+    func start() {
+        let t = worker.config.settings.timeouts
+        worker.loop.arm(timer, seconds: phase == .handshake ? t.handshake : t.idle)
+    }
+
+    // MARK: Events
+
+    func ready(_ events: UInt32) {
+        if phase == .handshake { handshake(); return }
+        if events & (PollEvents.writable | PollEvents.error) != 0 && outputSent < output.count { flush() }
+        if phase == .closed { return }
+        if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
+            readable = true
+            readAvailable()
+        }
+    }
+
+    private func handshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .done:
+            phase = .http
+            if draining { close(); return }
+            // ALPN dispatch happens here, in one place: http/1.1 (or none) is served below.
+            worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+            readAvailable()
+        case .wantRead, .wantWrite:
+            return
+        case .closed:
+            close()
+        case .failed(let reason):
+            Log.debug("handshake with \(peer) failed: \(reason)")
+            close()
+        }
+    }
+
+    // MARK: Reading
+
+    private func readAvailable() {
+        let buffer = worker.scratch
+        while phase != .closed && !readPaused && readable {
+            let n: Int
+            if let tls {
+                switch tls.read(into: buffer) {
+                case .done(let count): n = count
+                case .wantRead, .wantWrite: readable = false; return
+                case .closed: peerClosed(); return
+                case .failed(let reason): Log.debug("read from \(peer): \(reason)"); close(); return
+                }
+            } else {
+                do {
+                    switch try Socket.read(fd, into: buffer) {
+                    case .done(0): peerClosed(); return
+                    case .done(let count): n = count
+                    case .wouldBlock: readable = false; return
+                    }
+                } catch { close(); return }
+            }
+            received(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        if phase == .tunnel {
+            request?.exchange?.requestBody(bytes)
+            pauseIfUpstreamBacklogged()
+            return
+        }
+        // The header timeout runs from a head's first byte (re-arming per packet would let a slow
+        // client stretch it forever); while a request runs, any progress re-arms the idle timeout.
+        if request == nil {
+            if pending.isEmpty { worker.loop.arm(timer, seconds: worker.config.settings.timeouts.header) }
+        } else {
+            worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+        }
+        if pending.isEmpty {
+            let used = process(bytes)
+            if used < bytes.count { pending.append(contentsOf: bytes[used...]) }
+        } else {
+            pending.append(contentsOf: bytes)
+            processPending()
+        }
+        // Pipelined requests beyond one head's worth wait in the kernel, not in memory.
+        if pending.count > worker.config.settings.limits.maxHeaderBytes && request != nil { readPaused = true }
+    }
+
+    private func processPending() {
+        guard !pending.isEmpty else { return }
+        let input = pending
+        let used = input.withUnsafeBytes { process($0) }
+        pending.removeFirst(used)
+    }
+
+    /// Feeds the parser until it needs more or the next request must wait; returns bytes used.
+    private func process(_ input: UnsafeRawBufferPointer) -> Int {
+        inProcess = true
+        defer { inProcess = false }
+        var offset = 0
+        while phase == .http && !closeWhenFlushed {
+            // The next request's head is read only after the current response is complete.
+            if let r = request, r.bodyDone { break }
+            let rest = UnsafeRawBufferPointer(rebasing: input[offset...])
+            let step: (consumed: Int, event: RequestEvent)
+            do { step = try parser.parse(rest) } catch {
+                refuse(status: error.status, reason: error.reason)
+                return input.count
+            }
+            offset += step.consumed
+            switch step.event {
+            case .needMore:
+                return offset
+            case .head(let head):
+                begin(head)
+            case .body(let range):
+                body(UnsafeRawBufferPointer(rebasing: rest[range]))
+                if readPaused { return offset }
+            case .end(let trailers):
+                bodyEnded(trailers)
+            }
+            if phase == .tunnel {
+                if offset < input.count { request?.exchange?.requestBody(UnsafeRawBufferPointer(rebasing: input[offset...])) }
+                return input.count
+            }
+        }
+        return offset
+    }
+
+    private func peerClosed() {
+        if let r = request, r.exchange != nil, r.bodyDone, !r.responseDone, phase != .tunnel {
+            // The client half-closed after its request: finish the response, then close.
+            readable = false
+            closeWhenFlushed = true
+            return
+        }
+        close()
+    }
+
+    // MARK: Requests
+
+    private func begin(_ head: RequestHead) {
+        let settings = worker.config.settings
+        worker.loop.arm(timer, seconds: settings.timeouts.idle)
+        var state = RequestState(head: head, startedAt: worker.loop.now, bodyLimit: settings.limits.maxBodyBytes,
+                                 keepAlive: head.keepAlive && !draining)
+        request = state
+
+        if role == .redirect { answerPlainPort(head); return }
+
+        guard let route = worker.config.router.match(host: head.host, path: head.target) else {
+            respond(status: 404, body: "no route for this host and path\n")
+            return
+        }
+        let limit = route.maxBodyBytes ?? settings.limits.maxBodyBytes
+        request!.bodyLimit = limit
+        if limit > 0, case .length(let n) = head.framing, n > limit {
+            refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
+            return
+        }
+        switch route.action {
+        case .respond(let fixed):
+            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
+        case .proxy(let upstream):
+            startExchange(head, upstream: upstream, forwarded: route.forwardedHeaders)
+        }
+    }
+
+    private func startExchange(_ head: RequestHead, upstream: String, forwarded: Bool) {
+        var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
+        fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
+        if forwarded {
+            let client = peer.host
+            if let i = fields.firstIndex(where: { HTTPField.nameEquals($0.name, "x-forwarded-for") }) {
+                fields[i].value += ", " + client
+            } else {
+                fields.append(HTTPField(name: "X-Forwarded-For", value: client))
+            }
+            fields.removeAll { HTTPField.nameEquals($0.name, "x-forwarded-proto") || HTTPField.nameEquals($0.name, "x-forwarded-host") }
+            fields.append(HTTPField(name: "X-Forwarded-Proto", value: "https"))
+            if let host = head.host { fields.append(HTTPField(name: "X-Forwarded-Host", value: host)) }
+        }
+        let length: Int64?
+        switch head.framing {
+        case .none: length = 0
+        case .length(let n): length = n
+        case .chunked, .untilClose: length = nil
+        }
+        let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
+        let proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
+                                   bodyLength: length, upgrade: upgrade, clientAddress: peer.host, scheme: "https")
+        let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied,
+                                     timeouts: worker.config.settings.timeouts, downstream: self)
+        request?.exchange = exchange
+        if head.expectContinue && length != 0 {
+            // RFC 9110 §10.1.1: we will read the body, so say so now instead of making the client wait.
+            enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        exchange.start()
+    }
+
+    private func body(_ bytes: UnsafeRawBufferPointer) {
+        guard var r = request else { return }
+        r.bodyBytes += Int64(bytes.count)
+        request = r
+        if r.bodyLimit > 0 && r.bodyBytes > r.bodyLimit {
+            if r.responseHeadSent { close() } else { refuse(status: 413, reason: "request body exceeds the limit of \(r.bodyLimit)") }
+            return
+        }
+        if r.discardBody { return }
+        r.exchange?.requestBody(bytes)
+        pauseIfUpstreamBacklogged()
+    }
+
+    private func pauseIfUpstreamBacklogged() {
+        if let e = request?.exchange, e.upstreamBacklog > ProxyExchange.highWater { readPaused = true }
+    }
+
+    private func bodyEnded(_ trailers: [HTTPField]) {
+        guard request != nil else { return }
+        request!.bodyDone = true
+        if !request!.discardBody { request!.exchange?.requestEnd(trailers: trailers) }
+        finishRequestIfDone()
+    }
+
+    /// Both halves done: log, then serve the next request or close.
+    private func finishRequestIfDone() {
+        guard let r = request, r.bodyDone, r.responseDone else { return }
+        logAccess(r)
+        request = nil
+        let settings = worker.config.settings
+        if !r.keepAlive || draining {
+            closeWhenFlushed = true
+            if outputSent >= output.count { close() }
+            return
+        }
+        worker.loop.arm(timer, seconds: pending.isEmpty ? settings.timeouts.idle : settings.timeouts.header)
+        readPaused = false
+        if !inProcess {
+            // Called from an upstream event: pick up pipelined bytes, then the socket.
+            processPending()
+            readAvailable()
+        }
+    }
+
+    // MARK: Local responses
+
+    private func answerPlainPort(_ head: RequestHead) {
+        let prefix = "/.well-known/acme-challenge/"
+        if head.target.hasPrefix(prefix) {
+            let token = String(head.target.dropFirst(prefix.count))
+            if let answer = worker.challenges.keyAuthorization(for: token) {
+                respond(status: 200, body: answer, contentType: "application/octet-stream")
+            } else {
+                respond(status: 404, body: "no such challenge\n")
+            }
+            return
+        }
+        let settings = worker.config.settings
+        let port = settings.listen.redirectPort ?? settings.listen.https.first?.port ?? 443
+        let host = Router.hostName(head.host ?? "localhost")
+        let location = "https://\(host)\(port == 443 ? "" : ":\(port)")\(head.target)"
+        respond(status: 301, body: "moved to \(location)\n", extra: [HTTPField(name: "Location", value: location)])
+    }
+
+    /// A complete response made here. The request body, if any, is read and dropped.
+    private func respond(status: Int, body: String, contentType: String = "text/plain; charset=utf-8", extra: [HTTPField] = []) {
+        guard var r = request else { return }
+        r.discardBody = true
+        request = r
+        let bytes = Array(body.utf8)
+        var fields = [HTTPField(name: "Content-Type", value: contentType),
+                      HTTPField(name: "Content-Length", value: String(bytes.count))] + extra
+        if !r.keepAlive { fields.append(HTTPField(name: "Connection", value: "close")) }
+        var out: [UInt8] = []
+        HTTP1Writer.appendResponseHead(status: status, reason: nil, fields: fields, into: &out)
+        if r.head.method != "HEAD" { out += bytes }
+        request!.status = status
+        request!.responseHeadSent = true
+        request!.bytesOut += Int64(out.count)
+        request!.responseDone = true
+        enqueue(out)
+        finishRequestIfDone()
+    }
+
+    /// Malformed or refused input: answer, then close without reading further (never forward it).
+    private func refuse(status: Int, reason: String) {
+        Log.debug("refused request from \(peer): \(status) \(reason)")
+        request?.exchange?.abort()
+        if request?.responseHeadSent == true { close(); return }
+        var r = request ?? RequestState(head: RequestHead.placeholder, startedAt: worker.loop.now, bodyLimit: 0, keepAlive: false)
+        r.keepAlive = false
+        r.bodyDone = true
+        request = r
+        respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
+        readPaused = true
+    }
+
+    // MARK: Downstream (responses from the exchange)
+
+    func responseHead(_ head: ProxyResponseHead) {
+        guard var r = request else { return }
+        var fields = head.fields
+        if head.status >= 200 {
+            r.status = head.status
+            r.responseHeadSent = true
+            if head.hasBody {
+                if let n = head.bodyLength {
+                    fields.append(HTTPField(name: "Content-Length", value: String(n)))
+                } else if r.head.versionMinor >= 1 {
+                    fields.append(HTTPField(name: "Transfer-Encoding", value: "chunked"))
+                    r.chunkedResponse = true
+                } else {
+                    r.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
+                }
+            } else if let n = head.bodyLength {
+                fields.append(HTTPField(name: "Content-Length", value: String(n)))
+            }
+            if !r.keepAlive || draining {
+                r.keepAlive = false
+                fields.append(HTTPField(name: "Connection", value: "close"))
+            }
+        } else if head.status == 101 {
+            r.status = 101
+            r.responseHeadSent = true
+        }
+        var out: [UInt8] = []
+        HTTP1Writer.appendResponseHead(status: head.status, reason: head.reason, fields: fields, into: &out)
+        r.bytesOut += Int64(out.count)
+        request = r
+        enqueue(out)
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) {
+        guard request != nil else { return }
+        request!.bytesOut += Int64(bytes.count)
+        if request!.chunkedResponse && phase != .tunnel {
+            var out: [UInt8] = []
+            HTTP1Writer.appendChunk(bytes, into: &out)
+            enqueue(out)
+        } else {
+            output.append(contentsOf: bytes)
+            flush()
+        }
+    }
+
+    func responseEnd(trailers: [HTTPField]) {
+        guard request != nil else { return }
+        if phase == .tunnel {
+            request!.responseDone = true
+            request!.bodyDone = true
+            closeWhenFlushed = true
+            logAccess(request!)
+            request = nil
+            if outputSent >= output.count { close() }
+            return
+        }
+        if request!.chunkedResponse {
+            var out: [UInt8] = []
+            HTTP1Writer.appendLastChunk(trailers: trailers, into: &out)
+            enqueue(out)
+        }
+        request!.responseDone = true
+        if !request!.bodyDone {
+            // The origin answered before the body ended: drop the rest of the body, as nginx does.
+            request!.discardBody = true
+            request!.keepAlive = false
+        }
+        finishRequestIfDone()
+    }
+
+    func responseFailed(status: Int, reason: String) {
+        guard let r = request else { return }
+        request!.exchange = nil
+        if r.responseHeadSent {
+            close()
+            return
+        }
+        if phase == .tunnel { close(); return }
+        request!.keepAlive = r.keepAlive && r.bodyDone
+        respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
+    }
+
+    func tunnelEstablished() {
+        phase = .tunnel
+        worker.loop.disarm(timer)
+        readPaused = false
+        if !pending.isEmpty {
+            let early = pending
+            pending = []
+            early.withUnsafeBytes { request?.exchange?.requestBody($0) }
+        }
+    }
+
+    var downstreamBacklog: Int { output.count - outputSent }
+
+    func requestBodyWanted() {
+        guard readPaused, phase != .closed, !closeWhenFlushed else { return }
+        readPaused = false
+        processPending()
+        readAvailable()
+    }
+
+    // MARK: Writing
+
+    private func enqueue(_ bytes: [UInt8]) {
+        output += bytes
+        flush()
+    }
+
+    private func flush() {
+        while outputSent < output.count && phase != .closed {
+            let result: Int?
+            if let tls {
+                switch output.withUnsafeBytes({ tls.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }) {
+                case .done(let n): result = n
+                case .wantRead, .wantWrite: result = nil
+                case .closed, .failed: close(); return
+                }
+            } else {
+                do {
+                    switch try Socket.write(fd, output, from: outputSent) {
+                    case .done(let n): result = n
+                    case .wouldBlock: result = nil
+                    }
+                } catch { close(); return }
+            }
+            guard let n = result else { return }
+            outputSent += n
+            if phase != .tunnel { worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle) }
+        }
+        if output.capacity > 64 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
+        outputSent = 0
+        if closeWhenFlushed && request == nil { close(); return }
+        if closeWhenFlushed && phase == .tunnel { close(); return }
+        request?.exchange?.downstreamDrained()
+    }
+
+    // MARK: Ending
+
+    private func timedOut() {
+        if phase == .http, request == nil, !pending.isEmpty {
+            request = RequestState(head: RequestHead.placeholder, startedAt: worker.loop.now, bodyLimit: 0, keepAlive: false)
+            refuse(status: 408, reason: "the request head did not arrive in time")
+            return
+        }
+        close()
+    }
+
+    /// Graceful shutdown: idle connections close now, busy ones after their current response.
+    func drain() {
+        draining = true
+        if request == nil && phase != .handshake { close() } else { request?.keepAlive = false }
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        if let r = request, r.responseHeadSent || r.exchange != nil { logAccess(r) }
+        request?.exchange?.abort()
+        request = nil
+        phase = .closed
+        worker.loop.disarm(timer)
+        tls?.shutdown()
+        worker.loop.unregister(fd)
+        Socket.close(fd)
+        pending = []
+        output = []
+        worker.closed(self)
+    }
+
+    private func logAccess(_ r: RequestState) {
+        guard worker.accessLog.enabled, r.status != 0 else { return }
+        let now = worker.loop.now
+        let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }
+        worker.accessLog.write(AccessLog.Entry(
+            client: peer.description, sni: tls?.serverName, host: r.head.host, method: r.head.method, path: r.head.target,
+            status: r.status, bytesIn: r.bodyBytes, bytesOut: r.bytesOut, upstream: r.exchange?.upstreamAddress,
+            durationMS: Double(now - r.startedAt) / 1e6, upstreamMS: upstreamMS,
+            proto: role == .https ? "HTTP/1.\(r.head.versionMinor)" : "HTTP/1.\(r.head.versionMinor) (plain)"))
+    }
+}
+
+extension RequestHead {
+    /// Stands in for a head that never parsed, so a refusal can be logged and answered.
+    static let placeholder = RequestHead(method: "-", target: "-", versionMinor: 1, fields: [], host: nil,
+                                         framing: .none, keepAlive: false, expectContinue: false, upgrade: nil,
+                                         connectionTokens: [])
+}

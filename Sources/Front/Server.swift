@@ -1,0 +1,84 @@
+import Certificates
+import Config
+import EventLoop
+import Foundation
+import TLS
+
+/// The running proxy: one worker per loop, each with its own listening sockets (SO_REUSEPORT).
+public final class Server: @unchecked Sendable {  // public methods are called from the main control queue only
+    private var workers: [Worker] = []
+    private var settings: Settings
+    private let store: CertificateStore
+    public let challenges: ChallengeTable
+
+    public init(settings: Settings, store: CertificateStore, challenges: ChallengeTable) {
+        self.settings = settings; self.store = store; self.challenges = challenges
+    }
+
+    /// Binds every listener on every loop, then starts the loops. Throws before serving anything
+    /// when an address cannot be bound.
+    public func start() throws {
+        let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets)
+        let front = try TLSContext(front: store, options: options)
+        let accessLog = try AccessLog(settings.log.access)
+        let config = RuntimeConfig(settings)
+        var addresses: [(SocketAddress, ListenerRole)] = []
+        for a in settings.listen.https { addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), .https)) }
+        for a in settings.listen.http { addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), .redirect)) }
+        for i in 0..<settings.workers {
+            let loop = try EventLoop(index: i)
+            let worker = Worker(loop: loop, front: front, challenges: challenges, accessLog: accessLog, config: config)
+            for (address, role) in addresses {
+                worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, worker: worker))
+            }
+            workers.append(worker)
+        }
+        for w in workers { w.loop.start(name: "edgeproxy-loop-\(w.loop.index)") }
+        let https = settings.listen.https.map(\.description).joined(separator: ", ")
+        let http = settings.listen.http.map(\.description).joined(separator: ", ")
+        Log.info("serving https on \(https)\(http.isEmpty ? "" : ", http on \(http)") with \(workers.count) event loop(s)")
+    }
+
+    /// Routes, upstreams, limits and timeouts from a reloaded configuration. Connections keep
+    /// running; each request uses the configuration current when it started.
+    public func apply(_ new: Settings) {
+        if new.listen != settings.listen || new.workers != settings.workers || new.tls.sessionTickets != settings.tls.sessionTickets
+            || new.tls.minVersion != settings.tls.minVersion || new.log != settings.log {
+            Log.warning("listeners, workers, TLS protocol settings and logs change only on restart; the rest was applied")
+        }
+        var kept = new
+        kept.listen = settings.listen; kept.workers = settings.workers; kept.log = settings.log
+        settings = kept
+        let config = RuntimeConfig(kept)
+        for w in workers { w.loop.execute { w.apply(config) } }
+    }
+
+    /// Graceful drain: stop accepting, finish in-flight requests, then `done` (on any thread).
+    /// Past `deadline` seconds whatever is left is cut.
+    public func shutdown(deadline: Double, done: @escaping @Sendable () -> Void) {
+        let remaining = Remaining(workers.count, done)
+        if workers.isEmpty { done(); return }
+        for w in workers {
+            w.loop.execute {
+                w.drain { remaining.finish() }
+            }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [workers] in
+            for w in workers { w.loop.execute { w.closeAll() } }
+        }
+    }
+}
+
+private final class Remaining: @unchecked Sendable {  // `count` is guarded by `lock`
+    private let lock = NSLock()
+    private var count: Int
+    private let done: @Sendable () -> Void
+    init(_ count: Int, _ done: @escaping @Sendable () -> Void) { self.count = count; self.done = done }
+    func finish() {
+        lock.lock()
+        count -= 1
+        let last = count == 0
+        lock.unlock()
+        if last { done() }
+    }
+}

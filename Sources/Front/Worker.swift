@@ -1,0 +1,128 @@
+import Certificates
+import Config
+import EventLoop
+import Proxy
+import TLS
+
+/// What a loop needs from the configuration, swapped whole on reload.
+final class RuntimeConfig: Sendable {
+    let settings: Settings
+    let router: Router
+    init(_ settings: Settings) { self.settings = settings; router = Router(settings.routes) }
+}
+
+/// One event loop with its listeners, client connections and upstream pool. Everything here
+/// runs on the loop's thread; other threads reach it only through `loop.execute`.
+final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
+    let loop: EventLoop
+    let front: TLSContext
+    let challenges: ChallengeTable
+    let accessLog: AccessLog
+    var config: RuntimeConfig
+    let pool: UpstreamPool
+    /// Shared read buffer: a connection keeps only the bytes it could not consume yet.
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    var listeners: [Listener] = []
+    var connections: [ObjectIdentifier: ClientConnection] = [:]
+    private(set) var draining = false
+    var onDrained: (() -> Void)?
+
+    init(loop: EventLoop, front: TLSContext, challenges: ChallengeTable, accessLog: AccessLog, config: RuntimeConfig) {
+        self.loop = loop; self.front = front; self.challenges = challenges
+        self.accessLog = accessLog; self.config = config
+        pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
+    }
+
+    func apply(_ config: RuntimeConfig) {
+        self.config = config
+        pool.apply(config.settings.upstreams)
+    }
+
+    func opened(_ c: ClientConnection) {
+        connections[ObjectIdentifier(c)] = c
+        if connections.count >= config.settings.limits.maxConnectionsPerWorker {
+            for l in listeners { l.pause() }
+        }
+    }
+
+    func closed(_ c: ClientConnection) {
+        connections[ObjectIdentifier(c)] = nil
+        if draining {
+            if connections.isEmpty { onDrained?(); onDrained = nil }
+        } else if connections.count < config.settings.limits.maxConnectionsPerWorker {
+            for l in listeners { l.resume() }
+        }
+    }
+
+    /// Stops accepting, closes idle connections, lets the others finish their current request.
+    func drain(then done: @escaping () -> Void) {
+        draining = true
+        onDrained = done
+        for l in listeners { l.close() }
+        listeners = []
+        pool.closeIdle()
+        for c in Array(connections.values) { c.drain() }
+        if connections.isEmpty { onDrained?(); onDrained = nil }
+    }
+
+    /// Drain deadline passed: cut whatever is left.
+    func closeAll() {
+        for c in Array(connections.values) { c.close() }
+    }
+}
+
+enum ListenerRole { case https, redirect }
+
+/// A listening socket of one loop (each loop has its own, bound with SO_REUSEPORT).
+final class Listener: Pollable {
+    let fd: Int32
+    let role: ListenerRole
+    unowned let worker: Worker
+    private var paused = false
+    private var closed = false
+
+    init(fd: Int32, role: ListenerRole, worker: Worker) throws(SystemError) {
+        self.fd = fd; self.role = role; self.worker = worker
+        try worker.loop.registerListener(fd, self)
+    }
+
+    func ready(_ events: UInt32) {
+        while !paused && !closed {
+            let accepted: (fd: Int32, peer: SocketAddress)?
+            do { accepted = try Socket.accept(fd) } catch {
+                // EMFILE/ENFILE/ECONNABORTED: log and wait for the next readiness.
+                Log.error("accept on \(role): \(error)")
+                return
+            }
+            guard let (client, peer) = accepted else { return }
+            Socket.setNoDelay(client)
+            do {
+                let c = try ClientConnection(fd: client, peer: peer, role: role, worker: worker)
+                worker.opened(c)
+                c.start()
+            } catch {
+                Log.error("connection from \(peer): \(error)")
+                Socket.close(client)
+            }
+        }
+    }
+
+    func pause() {
+        guard !paused, !closed else { return }
+        paused = true
+        worker.loop.unregister(fd)
+    }
+
+    func resume() {
+        guard paused, !closed else { return }
+        paused = false
+        try? worker.loop.registerListener(fd, self)
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        worker.loop.unregister(fd)
+        Socket.close(fd)
+    }
+}

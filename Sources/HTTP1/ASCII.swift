@@ -1,0 +1,98 @@
+/// Byte classes from the ABNF of RFC 9110 §5.6 and RFC 3986, as bit masks so the hot loops do no table
+/// lookups and touch no globals.
+enum ASCII {
+    static let htab: UInt8 = 0x09
+    static let lf: UInt8 = 0x0A
+    static let cr: UInt8 = 0x0D
+    static let sp: UInt8 = 0x20
+    static let dquote: UInt8 = 0x22
+    static let comma: UInt8 = 0x2C
+    static let slash: UInt8 = 0x2F
+    static let colon: UInt8 = 0x3A
+    static let semicolon: UInt8 = 0x3B
+    static let equals: UInt8 = 0x3D
+    static let question: UInt8 = 0x3F
+    static let backslash: UInt8 = 0x5C
+    static let del: UInt8 = 0x7F
+
+    /// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
+    ///       / DIGIT / ALPHA (RFC 9110 §5.6.2)
+    @inline(__always)
+    static func isTchar(_ b: UInt8) -> Bool { inMask(b, lo: 0x03FF_6CFA_0000_0000, hi: 0x57FF_FFFF_C7FF_FFFE) }
+
+    /// reg-name characters: unreserved / sub-delims (RFC 3986 §3.2.2); "%" is handled by the caller.
+    @inline(__always)
+    static func isRegNameChar(_ b: UInt8) -> Bool { inMask(b, lo: 0x2BFF_7FD2_0000_0000, hi: 0x47FF_FFFE_87FF_FFFE) }
+
+    /// field-vchar, SP or HTAB: anything but controls and DEL; obs-text passes (RFC 9110 §5.5).
+    @inline(__always)
+    static func isFieldValueByte(_ b: UInt8) -> Bool { b >= sp ? b != del : b == htab }
+
+    /// VCHAR (RFC 5234 B.1): visible ASCII, no space.
+    @inline(__always)
+    static func isVisible(_ b: UInt8) -> Bool { b &- 0x21 < 0x5E }
+
+    @inline(__always)
+    static func isDigit(_ b: UInt8) -> Bool { b &- 0x30 < 10 }
+
+    @inline(__always)
+    static func isOWS(_ b: UInt8) -> Bool { b == sp || b == htab }
+
+    @inline(__always)
+    static func lower(_ b: UInt8) -> UInt8 { b &- 0x41 < 26 ? b | 0x20 : b }
+
+    @inline(__always)
+    static func hexValue(_ b: UInt8) -> UInt8? {
+        if b &- 0x30 < 10 { return b &- 0x30 }
+        let l = b | 0x20
+        return l &- 0x61 < 6 ? l &- 0x61 &+ 10 : nil
+    }
+
+    @inline(__always)
+    private static func inMask(_ b: UInt8, lo: UInt64, hi: UInt64) -> Bool {
+        if b < 64 { return (lo >> UInt64(b)) & 1 == 1 }
+        if b < 128 { return (hi >> UInt64(b &- 64)) & 1 == 1 }
+        return false
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The bytes in `range`, re-based at 0 (no copy).
+    @inline(__always)
+    func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self[range]) }
+
+    /// ASCII case-insensitive comparison with a lower-case literal.
+    func equalsLowercased(_ literal: StaticString) -> Bool {
+        guard count == literal.utf8CodeUnitCount else { return false }
+        let l = literal.utf8Start
+        for i in 0..<count where ASCII.lower(self[i]) != l[i] { return false }
+        return true
+    }
+
+    func hasPrefixLowercased(_ literal: StaticString) -> Bool {
+        count >= literal.utf8CodeUnitCount && slice(0..<literal.utf8CodeUnitCount).equalsLowercased(literal)
+    }
+
+    func firstIndex(of byte: UInt8) -> Int? {
+        for i in 0..<count where self[i] == byte { return i }
+        return nil
+    }
+
+    /// Tokens and hosts are ASCII; building their String once from bytes avoids Character-level work.
+    func asciiString() -> String { String(decoding: self, as: UTF8.self) }
+
+    func lowercasedASCIIString() -> String {
+        String(unsafeUninitializedCapacity: count) { out in
+            for i in 0..<count { out[i] = ASCII.lower(self[i]) }
+            return count
+        }
+    }
+
+    /// The range without leading and trailing OWS (RFC 9110 §5.6.3).
+    func trimmingOWS() -> Range<Int> {
+        var start = 0, end = count
+        while start < end, ASCII.isOWS(self[start]) { start += 1 }
+        while end > start, ASCII.isOWS(self[end - 1]) { end -= 1 }
+        return start..<end
+    }
+}

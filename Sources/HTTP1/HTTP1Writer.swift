@@ -1,0 +1,65 @@
+/// Serialises HTTP/1.1 heads and chunks (RFC 9112). Callers pass fields that came from the parsers or
+/// from configuration; values must not hold CR or LF (checked in debug builds).
+public enum HTTP1Writer {
+    /// "METHOD target HTTP/1.1\r\n" + fields + "\r\n" (RFC 9112 §3).
+    public static func appendRequestHead(method: String, target: String, fields: [HTTPField], into out: inout [UInt8]) {
+        out.append(contentsOf: method.utf8)
+        out.append(ASCII.sp)
+        out.append(contentsOf: target.utf8)
+        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        appendFields(fields, into: &out)
+        out.append(contentsOf: crlf)
+    }
+
+    /// "HTTP/1.1 status reason\r\n" + fields + "\r\n" (RFC 9112 §4); a nil reason becomes the standard
+    /// phrase. The SP after the code is always written, even before an empty phrase.
+    public static func appendResponseHead(status: Int, reason: String?, fields: [HTTPField], into out: inout [UInt8]) {
+        precondition((100...999).contains(status), "status code must be three digits (RFC 9110 §15)")
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        out.append(UInt8(0x30 + status / 100))
+        out.append(UInt8(0x30 + status / 10 % 10))
+        out.append(UInt8(0x30 + status % 10))
+        out.append(ASCII.sp)
+        out.append(contentsOf: (reason ?? reasonPhrase(status)).utf8)
+        out.append(contentsOf: crlf)
+        appendFields(fields, into: &out)
+        out.append(contentsOf: crlf)
+    }
+
+    /// "hex\r\n" data "\r\n" (RFC 9112 §7.1). Empty data writes nothing: a zero-size chunk would end the body.
+    public static func appendChunk(_ data: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        guard !data.isEmpty else { return }
+        appendHex(data.count, into: &out)
+        out.append(contentsOf: crlf)
+        out.append(contentsOf: data)
+        out.append(contentsOf: crlf)
+    }
+
+    /// "0\r\n" trailers "\r\n" (RFC 9112 §7.1, §7.1.2).
+    public static func appendLastChunk(trailers: [HTTPField], into out: inout [UInt8]) {
+        out.append(contentsOf: "0\r\n".utf8)
+        appendFields(trailers, into: &out)
+        out.append(contentsOf: crlf)
+    }
+
+    private static let crlf: [UInt8] = [ASCII.cr, ASCII.lf]
+
+    private static func appendFields(_ fields: [HTTPField], into out: inout [UInt8]) {
+        for field in fields {
+            assert(!field.value.utf8.contains(ASCII.cr) && !field.value.utf8.contains(ASCII.lf), "CR/LF in field value")
+            out.append(contentsOf: field.name.utf8)
+            out.append(contentsOf: ": ".utf8)
+            out.append(contentsOf: field.value.utf8)
+            out.append(contentsOf: crlf)
+        }
+    }
+
+    private static func appendHex(_ n: Int, into out: inout [UInt8]) {
+        var shift = (Int.bitWidth - n.leadingZeroBitCount - 1) / 4 * 4
+        while shift >= 0 {
+            let digit = UInt8((n >> shift) & 0xF)
+            out.append(digit < 10 ? 0x30 + digit : 0x57 + digit)
+            shift -= 4
+        }
+    }
+}

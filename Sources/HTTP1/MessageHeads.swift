@@ -1,0 +1,79 @@
+/// A parsed request head, with the facts a proxy needs already derived from its fields.
+public struct RequestHead: Sendable, Equatable {
+    /// As sent (methods are case-sensitive tokens, RFC 9110 §9.1).
+    public var method: String
+    /// origin-form "/path?q"; absolute-form is converted to origin-form; "*" only for OPTIONS;
+    /// authority-form "host:port" only for CONNECT.
+    public var target: String
+    /// 0 or 1 (HTTP/1.0, HTTP/1.1).
+    public var versionMinor: Int
+    /// In order, names as sent, values trimmed of OWS.
+    public var fields: [HTTPField]
+    /// Host value (or absolute-form authority), lower-cased, port kept.
+    public var host: String?
+    /// .none, .length(n) or .chunked.
+    public var framing: BodyFraming
+    /// HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive".
+    public var keepAlive: Bool
+    /// "Expect: 100-continue" (case-insensitive).
+    public var expectContinue: Bool
+    /// The Upgrade value, only when Connection lists "upgrade" (and never for HTTP/1.0).
+    public var upgrade: String?
+    /// Lower-cased tokens of all Connection fields, for hop-by-hop removal.
+    public var connectionTokens: [String]
+
+    public init(method: String, target: String, versionMinor: Int, fields: [HTTPField], host: String?,
+                framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, upgrade: String?,
+                connectionTokens: [String]) {
+        self.method = method
+        self.target = target
+        self.versionMinor = versionMinor
+        self.fields = fields
+        self.host = host
+        self.framing = framing
+        self.keepAlive = keepAlive
+        self.expectContinue = expectContinue
+        self.upgrade = upgrade
+        self.connectionTokens = connectionTokens
+    }
+}
+
+/// A parsed response head.
+public struct ResponseHead: Sendable, Equatable {
+    public var status: Int
+    public var reason: String
+    public var versionMinor: Int
+    public var fields: [HTTPField]
+    /// .none, .length(n), .chunked or .untilClose (also for 101 and CONNECT 2xx tunnels).
+    public var framing: BodyFraming
+    public var keepAlive: Bool
+    public var connectionTokens: [String]
+
+    public init(status: Int, reason: String, versionMinor: Int, fields: [HTTPField], framing: BodyFraming,
+                keepAlive: Bool, connectionTokens: [String]) {
+        self.status = status
+        self.reason = reason
+        self.versionMinor = versionMinor
+        self.fields = fields
+        self.framing = framing
+        self.keepAlive = keepAlive
+        self.connectionTokens = connectionTokens
+    }
+}
+
+public enum RequestEvent: Sendable, Equatable {
+    /// Feed more bytes (consumed may be 0: keep the unconsumed bytes and append).
+    case needMore
+    case head(RequestHead)
+    /// Body bytes = input[range], indices into the buffer given to this call; already de-chunked.
+    case body(Range<Int>)
+    /// Message complete; the parser is ready for the next request (pipelining).
+    case end(trailers: [HTTPField])
+}
+
+public enum ResponseEvent: Sendable, Equatable {
+    case needMore
+    case head(ResponseHead)
+    case body(Range<Int>)
+    case end(trailers: [HTTPField])
+}

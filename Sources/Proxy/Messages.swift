@@ -1,0 +1,52 @@
+import HTTP1
+
+/// A request as the proxy forwards it, whatever protocol the client spoke.
+public struct ProxyRequest: Sendable {
+    public var method: String
+    /// Origin-form target ("/path?query").
+    public var target: String
+    /// The authority the client asked for (Host or :authority).
+    public var host: String?
+    /// End-to-end fields only: the front has already dropped its own framing/hop-by-hop fields.
+    public var fields: [HTTPField]
+    /// nil: length unknown (streamed chunked to the origin); 0: no body.
+    public var bodyLength: Int64?
+    /// The client asked to switch protocols (websocket): the exchange may become a tunnel.
+    public var upgrade: String?
+    public var clientAddress: String
+    public var scheme: String
+
+    public init(method: String, target: String, host: String?, fields: [HTTPField], bodyLength: Int64?,
+                upgrade: String?, clientAddress: String, scheme: String) {
+        self.method = method; self.target = target; self.host = host; self.fields = fields
+        self.bodyLength = bodyLength; self.upgrade = upgrade; self.clientAddress = clientAddress; self.scheme = scheme
+    }
+}
+
+/// A response head as the proxy hands it to the front.
+public struct ProxyResponseHead: Sendable {
+    public var status: Int
+    public var reason: String
+    /// End-to-end fields only (hop-by-hop and framing fields removed).
+    public var fields: [HTTPField]
+    /// Known body length; nil when the origin streams an unknown length.
+    public var bodyLength: Int64?
+    /// False for HEAD responses, 1xx, 204 and 304: nothing follows the head.
+    public var hasBody: Bool
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and never forwarded.
+public enum HopByHop {
+    static let names: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "trailer",
+                                      "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+                                      "content-length"]
+
+    /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the
+    /// forwarder re-frames bodies and writes its own).
+    public static func endToEnd(_ fields: [HTTPField], connectionTokens: [String]) -> [HTTPField] {
+        fields.filter { f in
+            let name = f.name.lowercased()
+            return !names.contains(name) && !connectionTokens.contains(name)
+        }
+    }
+}

@@ -1,0 +1,360 @@
+import Config
+import EventLoop
+import HTTP1
+
+/// The client side of an exchange, implemented by each front protocol (HTTP/1 now, HTTP/2 later).
+public protocol Downstream: AnyObject {
+    func responseHead(_ head: ProxyResponseHead)
+    func responseBody(_ bytes: UnsafeRawBufferPointer)
+    func responseEnd(trailers: [HTTPField])
+    /// Nothing or only part of a response could be produced. With nothing sent yet the front
+    /// answers `status` (502/504); otherwise it must cut the client connection.
+    func responseFailed(status: Int, reason: String)
+    /// After a 101 the exchange is a tunnel: raw bytes both ways until either side closes.
+    func tunnelEstablished()
+    /// Bytes queued for the client and not yet written.
+    var downstreamBacklog: Int { get }
+    /// The upstream took what it was given: the front may read more request body.
+    func requestBodyWanted()
+}
+
+/// One request forwarded to one upstream group: server choice and retries, request framing
+/// toward the origin, response parsing, backpressure both ways, and the upstream timeouts.
+public final class ProxyExchange: UpstreamDelegate {
+    /// Past this many bytes queued for the client, the origin is not read.
+    public static let highWater = 256 * 1024
+
+    private let pool: UpstreamPool
+    private let upstreamName: String
+    private let request: ProxyRequest
+    private let timeouts: Timeouts
+    private weak var downstream: Downstream?
+    private var connection: UpstreamConnection?
+    private var tried: [UpstreamServer] = []
+    /// Everything sent so far, kept for a retry until it can no longer be replayed.
+    private var replay: [UInt8]? = []
+    private var chunkedUpstream: Bool
+    private var parser = ResponseParser()
+    private var responseStarted = false   // bytes came back: no retry from here on
+    private var headSent = false          // the front has a head: errors now cut the connection
+    private var requestDone = false
+    private var responseDone = false
+    private var tunnel = false
+    public private(set) var finished = false
+    public private(set) var upstreamAddress: String?
+    /// Nanoseconds from start to the response head, for the access log.
+    public private(set) var upstreamStart: UInt64 = 0
+    public private(set) var upstreamHeadAt: UInt64 = 0
+
+    public init(pool: UpstreamPool, upstream: String, request: ProxyRequest, timeouts: Timeouts, downstream: Downstream) {
+        self.pool = pool
+        self.upstreamName = upstream
+        self.request = request
+        self.timeouts = timeouts
+        self.downstream = downstream
+        chunkedUpstream = request.bodyLength == nil
+        parser.expect(requestMethod: request.method)
+    }
+
+    // MARK: From the front
+
+    public func start() {
+        upstreamStart = pool.loop.now
+        var head: [UInt8] = []
+        HTTP1Writer.appendRequestHead(method: request.method, target: request.target, fields: upstreamFields(), into: &head)
+        replay = head
+        if request.bodyLength == 0 || request.upgrade != nil { requestDone = request.upgrade == nil }
+        connect()
+    }
+
+    /// Request body bytes (already de-framed), or raw tunnel bytes.
+    public func requestBody(_ bytes: UnsafeRawBufferPointer) {
+        guard !finished, !bytes.isEmpty else { return }
+        var framed: [UInt8] = []
+        if chunkedUpstream && !tunnel {
+            HTTP1Writer.appendChunk(bytes, into: &framed)
+        } else {
+            framed.append(contentsOf: bytes)
+        }
+        send(framed)
+    }
+
+    public func requestEnd(trailers: [HTTPField]) {
+        guard !finished, !tunnel else { return }
+        requestDone = true
+        if chunkedUpstream {
+            var last: [UInt8] = []
+            HTTP1Writer.appendLastChunk(trailers: trailers, into: &last)
+            send(last)
+        }
+        finishIfDone()
+    }
+
+    /// Bytes queued toward the origin: past `highWater` the front stops reading the client.
+    public var upstreamBacklog: Int { (connection?.backlog ?? 0) + (connection?.connected == false ? (replay?.count ?? 0) : 0) }
+
+    /// The client's queue drained: read the origin again.
+    public func downstreamDrained() {
+        guard let c = connection, !finished else { return }
+        if !tunnel { c.armTimer(seconds: timeouts.upstreamResponse) }
+        c.resumeReading()
+    }
+
+    /// The client went away: drop the upstream connection (its state is unknown).
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        connection?.close()
+        connection = nil
+    }
+
+    // MARK: Upstream
+
+    private func upstreamFields() -> [HTTPField] {
+        var fields = request.fields
+        if let host = request.host, !fields.contains(where: { HTTPField.nameEquals($0.name, "host") }) {
+            fields.insert(HTTPField(name: "Host", value: host), at: 0)
+        }
+        if let upgrade = request.upgrade {
+            fields.append(HTTPField(name: "Connection", value: "upgrade"))
+            fields.append(HTTPField(name: "Upgrade", value: upgrade))
+        } else if let length = request.bodyLength {
+            if length > 0 || ["POST", "PUT", "PATCH"].contains(request.method) {
+                fields.append(HTTPField(name: "Content-Length", value: String(length)))
+            }
+        } else {
+            fields.append(HTTPField(name: "Transfer-Encoding", value: "chunked"))
+        }
+        return fields
+    }
+
+    /// Body bytes toward the origin. They stay replayable only while the connection has not
+    /// connected yet: after that the origin may have acted on them.
+    private func send(_ bytes: [UInt8]) {
+        if replay != nil {
+            if connection?.connected != false || replay!.count + bytes.count > 256 * 1024 { replay = nil } else { replay! += bytes }
+        }
+        connection?.send(bytes)
+    }
+
+    private func connect() {
+        guard downstream != nil, !finished else { return }
+        while let server = pool.server(for: upstreamName, excluding: tried) {
+            tried.append(server)
+            do {
+                let c = try pool.connection(to: server, delegate: self)
+                connection = c
+                upstreamAddress = server.spec.description
+                if let replay { c.send(replay) }
+                if c.connected && requestHasBody { replay = nil }
+                c.armTimer(seconds: c.connected ? timeouts.upstreamResponse : timeouts.upstreamConnect)
+                return
+            } catch {
+                server.markFailed()
+                Log.error("upstream \(upstreamName) server \(server.spec): \(error)")
+            }
+        }
+        fail(status: 502, reason: "no upstream server of \"\(upstreamName)\" accepted the connection")
+    }
+
+    /// Retries on another server when nothing the origin may have acted on was sent.
+    private func retryOrFail(status: Int, reason: String) {
+        connection = nil
+        if !responseStarted, let _ = replay, !finished {
+            connect()
+            return
+        }
+        fail(status: status, reason: reason)
+    }
+
+    private func fail(status: Int, reason: String) {
+        guard !finished else { return }
+        finished = true
+        connection?.close()
+        connection = nil
+        downstream?.responseFailed(status: status, reason: reason)
+    }
+
+    public func upstreamConnected(_ connection: UpstreamConnection) {
+        connection.armTimer(seconds: timeouts.upstreamResponse)
+        if requestHasBody { replay = nil }
+    }
+
+    public func upstreamDrained(_ connection: UpstreamConnection) {
+        downstream?.requestBodyWanted()
+    }
+
+    private var requestHasBody: Bool { request.bodyLength != 0 || request.upgrade != nil }
+
+    public func upstreamTimedOut(_ connection: UpstreamConnection) {
+        if !connection.connected {
+            connection.server.markFailed()
+            connection.close()
+            Log.error("upstream \(upstreamName) server \(connection.address): connect timed out")
+            retryOrFail(status: 504, reason: "the upstream server did not accept the connection in time")
+        } else if !tunnel {
+            Log.error("upstream \(upstreamName) server \(connection.address): no response within \(timeouts.upstreamResponse)s")
+            fail(status: 504, reason: "the upstream server did not respond in time")
+        }
+    }
+
+    public func upstreamClosed(_ connection: UpstreamConnection, error: SystemError?) {
+        self.connection = nil
+        if tunnel {
+            finished = true
+            downstream?.responseEnd(trailers: [])
+            return
+        }
+        if !connection.connected {
+            connection.server.markFailed()
+            Log.error("upstream \(upstreamName) server \(connection.address): \(error?.description ?? "connect failed")")
+            retryOrFail(status: 502, reason: "the upstream server refused the connection")
+            return
+        }
+        if !responseStarted && connection.uses > 1 && !requestHasBody {
+            // A kept-alive connection the origin closed just as we reused it: safe to send again.
+            retryOrFail(status: 502, reason: "the upstream server closed the connection")
+            return
+        }
+        do {
+            if let event = try parser.finishAtEOF(), case .end(let trailers) = event {
+                deliverEnd(trailers: trailers, reusable: false)
+                return
+            }
+        } catch {}
+        Log.error("upstream \(upstreamName) server \(connection.address): closed mid-response\(error.map { " (\($0))" } ?? "")")
+        fail(status: 502, reason: "the upstream server closed the connection before a complete response")
+    }
+
+    public func upstream(_ connection: UpstreamConnection, received bytes: UnsafeRawBufferPointer) {
+        responseStarted = true
+        replay = nil
+        if tunnel {
+            downstream?.responseBody(bytes)
+        } else {
+            connection.armTimer(seconds: timeouts.upstreamResponse)
+            if carry.isEmpty {
+                parseResponse(bytes)
+            } else {
+                carry.append(contentsOf: bytes)
+                let joined = carry
+                carry = []
+                joined.withUnsafeBytes { parseResponse($0) }
+            }
+        }
+        if !finished, let d = downstream, d.downstreamBacklog > Self.highWater {
+            connection.pauseReading()
+            connection.disarmTimer()
+        }
+    }
+
+    /// The bytes of an unfinished head or chunk line, parsed again with the next read.
+    private var carry: [UInt8] = []
+    private var responseKeepAlive = false
+
+    private func parseResponse(_ input: UnsafeRawBufferPointer) {
+        var rest = input
+        while !finished {
+            let step: (consumed: Int, event: ResponseEvent)
+            do { step = try parser.parse(rest) } catch {
+                Log.error("upstream \(upstreamName) server \(upstreamAddress ?? "?"): invalid response: \(error.reason)")
+                fail(status: 502, reason: "the upstream server sent an invalid response")
+                return
+            }
+            let event = step.event
+            let consumed = step.consumed
+            let data = rest
+            rest = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+            switch event {
+            case .needMore:
+                carry.append(contentsOf: rest)
+                return
+            case .head(let head):
+                deliverHead(head)
+                if tunnel {
+                    if !rest.isEmpty { downstream?.responseBody(rest) }
+                    return
+                }
+            case .body(let range):
+                downstream?.responseBody(UnsafeRawBufferPointer(rebasing: data[range]))
+            case .end(let trailers):
+                // Bytes after the end: the origin pipelined garbage; never reuse that connection.
+                deliverEnd(trailers: trailers, reusable: responseKeepAlive && rest.isEmpty)
+                return
+            }
+        }
+    }
+
+    private func deliverHead(_ head: ResponseHead) {
+        if head.status == 101 {
+            guard request.upgrade != nil else {
+                fail(status: 502, reason: "the upstream server switched protocols unasked")
+                return
+            }
+            tunnel = true
+            connection?.disarmTimer()
+            headSent = true
+            downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason,
+                fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens) +
+                    [HTTPField(name: "Connection", value: "upgrade"), HTTPField(name: "Upgrade", value: request.upgrade!)],
+                bodyLength: nil, hasBody: false))
+            downstream?.tunnelEstablished()
+            return
+        }
+        if head.status < 200 {
+            // 100 Continue is the front's to send; other interim responses (103) pass through.
+            if head.status != 100 {
+                downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,
+                    fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens), bodyLength: nil, hasBody: false))
+            }
+            return
+        }
+        upstreamHeadAt = pool.loop.now
+        responseKeepAlive = head.keepAlive && head.framing != .untilClose
+        headSent = true
+        var length: Int64? = nil
+        var hasBody = true
+        switch head.framing {
+        case .none:
+            hasBody = false
+            if request.method == "HEAD", let cl = head.fields.first(where: { HTTPField.nameEquals($0.name, "content-length") }) {
+                length = Int64(cl.value)
+            } else if head.status != 304 && head.status != 204 {
+                length = 0
+                hasBody = true
+            }
+        case .length(let n): length = n
+        case .chunked, .untilClose: length = nil
+        }
+        downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,
+            fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens),
+            bodyLength: length, hasBody: hasBody))
+    }
+
+    private func deliverEnd(trailers: [HTTPField], reusable: Bool) {
+        responseDone = true
+        connection?.disarmTimer()
+        if !reusable || !requestDone {
+            // Not reusable, or the origin answered before the request body ended (e.g. an early
+            // 413): the connection's framing state is unknown, so it is closed, not pooled.
+            connection?.close()
+            connection = nil
+            finished = true
+        } else {
+            finishIfDone()
+        }
+        downstream?.responseEnd(trailers: trailers)
+    }
+
+    /// Completes the exchange once both directions are done; returns whether it did.
+    @discardableResult
+    private func finishIfDone() -> Bool {
+        guard requestDone && responseDone && !finished else { return finished }
+        finished = true
+        if let c = connection {
+            connection = nil
+            c.release()
+        }
+        return true
+    }
+}

@@ -1,0 +1,140 @@
+import EventLoop
+
+/// What an upstream connection reports to the exchange using it.
+public protocol UpstreamDelegate: AnyObject {
+    func upstreamConnected(_ connection: UpstreamConnection)
+    func upstream(_ connection: UpstreamConnection, received bytes: UnsafeRawBufferPointer)
+    /// The write buffer emptied.
+    func upstreamDrained(_ connection: UpstreamConnection)
+    /// End of stream, a reset or a failed connect; the connection is already closed.
+    func upstreamClosed(_ connection: UpstreamConnection, error: SystemError?)
+    func upstreamTimedOut(_ connection: UpstreamConnection)
+}
+
+/// One TCP connection to an origin server: a byte transport with a bounded write buffer, read
+/// pausing for backpressure, and one timer. It lives on one loop; the pool keeps it while idle.
+public final class UpstreamConnection: Pollable {
+    public let fd: Int32
+    let loop: EventLoop
+    unowned let server: UpstreamServer
+    public weak var delegate: UpstreamDelegate?
+    public private(set) var connected = false
+    public private(set) var closed = false
+    /// Requests this connection has carried (1 on the first): a failure on a reused connection may be a keep-alive race.
+    public internal(set) var uses = 0
+    private var output: [UInt8] = []
+    private var outputSent = 0
+    private var readPaused = false
+    private var readable = false
+    private lazy var timer = Timer { [unowned self] in self.timedOut() }
+    var idleSince: UInt64 = 0
+
+    init(fd: Int32, loop: EventLoop, server: UpstreamServer) {
+        self.fd = fd; self.loop = loop; self.server = server
+    }
+
+    public var address: String { server.spec.description }
+    /// Bytes queued and not yet accepted by the kernel.
+    public var backlog: Int { output.count - outputSent }
+
+    public func send(_ bytes: UnsafeRawBufferPointer) {
+        output.append(contentsOf: bytes)
+        if connected { flush() }
+    }
+
+    public func send(_ bytes: [UInt8]) { bytes.withUnsafeBytes { send($0) } }
+
+    public func pauseReading() { readPaused = true }
+
+    public func resumeReading() {
+        guard readPaused else { return }
+        readPaused = false
+        if readable { readAvailable() }
+    }
+
+    public func armTimer(seconds: Double) { loop.arm(timer, seconds: seconds) }
+    public func disarmTimer() { loop.disarm(timer) }
+
+    public func ready(_ events: UInt32) {
+        if !connected {
+            if let error = Socket.pendingError(fd) { fail(error); return }
+            guard events & PollEvents.writable != 0 else { return }
+            connected = true
+            delegate?.upstreamConnected(self)
+            if closed { return }
+            flush()
+        } else if events & (PollEvents.writable | PollEvents.error) != 0 {
+            flush()
+        }
+        if closed { return }
+        if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
+            readable = true
+            if !readPaused { readAvailable() }
+        }
+    }
+
+    private func flush() {
+        while outputSent < output.count {
+            let result: IOResult<Int>
+            do { result = try Socket.write(fd, output, from: outputSent) } catch { fail(error); return }
+            guard case .done(let n) = result else { return }
+            outputSent += n
+        }
+        if output.capacity > 65536 { output = [] } else { output.removeAll(keepingCapacity: true) }
+        outputSent = 0
+        delegate?.upstreamDrained(self)
+    }
+
+    private func readAvailable() {
+        let buffer = server.pool.scratch
+        while !closed && !readPaused {
+            let result: IOResult<Int>
+            do { result = try Socket.read(fd, into: buffer) } catch { fail(error); return }
+            switch result {
+            case .wouldBlock:
+                readable = false
+                return
+            case .done(0):
+                fail(nil)
+                return
+            case .done(let n):
+                if let delegate {
+                    delegate.upstream(self, received: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                } else {
+                    // Bytes on an idle pooled connection: the origin broke protocol; drop it.
+                    fail(nil)
+                    return
+                }
+            }
+        }
+    }
+
+    private func timedOut() {
+        if let delegate { delegate.upstreamTimedOut(self) } else { close() }
+    }
+
+    private func fail(_ error: SystemError?) {
+        guard !closed else { return }
+        let d = delegate
+        close()
+        d?.upstreamClosed(self, error: error)
+    }
+
+    /// Closes the socket and leaves the pool; safe to call twice.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        loop.disarm(timer)
+        loop.unregister(fd)
+        Socket.close(fd)
+        server.forget(self)
+        delegate = nil
+    }
+
+    /// Returns the connection to its server's idle list (or closes it when that list is full).
+    public func release() {
+        delegate = nil
+        readPaused = false
+        server.keepIdle(self)
+    }
+}

@@ -1,0 +1,125 @@
+import Config
+import EventLoop
+
+/// One origin server as seen from one loop: its idle keep-alive connections, the number in use
+/// (least-connections) and when it may be tried again after failing (passive health).
+public final class UpstreamServer {
+    public let spec: SocketAddressSpec
+    let address: SocketAddress?
+    unowned let pool: UpstreamPool
+    let settings: Upstream
+    var idle: [UpstreamConnection] = []
+    var active = 0
+    var failedUntil: UInt64 = 0
+
+    init(spec: SocketAddressSpec, settings: Upstream, pool: UpstreamPool) {
+        self.spec = spec; self.settings = settings; self.pool = pool
+        address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
+    }
+
+    func keepIdle(_ c: UpstreamConnection) {
+        guard idle.count < settings.keepalive, !pool.closing else { c.close(); return }
+        active -= 1
+        c.idleSince = pool.loop.now
+        idle.append(c)
+        c.armTimer(seconds: settings.keepaliveTimeout)
+    }
+
+    /// Called by a closing connection: drop it from wherever it is counted.
+    func forget(_ c: UpstreamConnection) {
+        if let i = idle.firstIndex(where: { $0 === c }) { idle.remove(at: i) } else { active -= 1 }
+    }
+
+    /// Marks the server down for its fail_timeout: the balancer skips it until then.
+    public func markFailed() { failedUntil = pool.loop.now + UInt64(settings.failTimeout * 1e9) }
+}
+
+/// The servers of one upstream group on one loop, with its balancing state.
+final class UpstreamGroup {
+    let settings: Upstream
+    let servers: [UpstreamServer]
+    var next = 0
+
+    init(settings: Upstream, pool: UpstreamPool) {
+        self.settings = settings
+        servers = settings.servers.map { UpstreamServer(spec: $0, settings: settings, pool: pool) }
+    }
+
+    /// The next server to try, skipping those in `exclude` and, while others remain, those marked failed.
+    func pick(excluding exclude: [UpstreamServer], now: UInt64) -> UpstreamServer? {
+        let candidates = servers.filter { s in !exclude.contains { $0 === s } }
+        let healthy = candidates.filter { $0.failedUntil <= now }
+        // When every server is marked down, try them anyway: failing fast helps no one if one came back.
+        let pool = healthy.isEmpty ? candidates : healthy
+        guard !pool.isEmpty else { return nil }
+        switch settings.balance {
+        case .roundRobin:
+            next &+= 1
+            return pool[next % pool.count]
+        case .leastConnections:
+            return pool.min { $0.active < $1.active }
+        }
+    }
+}
+
+/// All upstream connections of one loop: connections never cross loops, so nothing here locks.
+public final class UpstreamPool {
+    let loop: EventLoop
+    private var groups: [String: UpstreamGroup] = [:]
+    /// Shared read buffer: bytes are handed to the exchange and never kept here.
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    var closing = false
+
+    public init(loop: EventLoop, upstreams: [String: Upstream]) {
+        self.loop = loop
+        apply(upstreams)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Takes a new configuration: unchanged groups keep their servers and idle connections.
+    public func apply(_ upstreams: [String: Upstream]) {
+        var next: [String: UpstreamGroup] = [:]
+        for (name, settings) in upstreams {
+            if let old = groups[name], old.settings == settings { next[name] = old } else { next[name] = UpstreamGroup(settings: settings, pool: self) }
+        }
+        for (name, old) in groups where next[name] !== old {
+            for s in old.servers { for c in s.idle { c.close() } }
+        }
+        groups = next
+    }
+
+    /// Closes every idle connection (graceful shutdown).
+    public func closeIdle() {
+        closing = true
+        for g in groups.values { for s in g.servers { for c in s.idle { c.close() } } }
+    }
+
+    public func server(for upstream: String, excluding: [UpstreamServer]) -> UpstreamServer? {
+        groups[upstream]?.pick(excluding: excluding, now: loop.now)
+    }
+
+    /// An idle connection to `server` if one is kept, else a new one (connecting). Throws when the
+    /// connect fails at once (e.g. no route); a refused connect shows up later via the delegate.
+    public func connection(to server: UpstreamServer, delegate: UpstreamDelegate) throws(SystemError) -> UpstreamConnection {
+        server.active += 1
+        if let c = server.idle.popLast() {
+            c.disarmTimer()
+            c.delegate = delegate
+            c.uses += 1
+            return c
+        }
+        do throws(SystemError) {
+            guard let address = server.address else { throw SystemError("resolve \(server.spec)", errno: 22) }
+            let fd = try Socket.connect(address)
+            let c = UpstreamConnection(fd: fd, loop: loop, server: server)
+            c.delegate = delegate
+            c.uses = 1
+            do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }
+            return c
+        } catch {
+            server.active -= 1
+            throw error
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import COpenSSL
+import Foundation
+
+/// Owner of one X509.
+public final class X509Certificate: @unchecked Sendable {  // immutable after init; OpenSSL X509 reads are thread-safe
+    let x509: OpaquePointer
+
+    /// Takes ownership of `x509`.
+    init(owning x509: OpaquePointer) { self.x509 = x509 }
+    deinit { X509_free(x509) }
+
+    /// DNS names from the subjectAltName extension, lower-cased (the subject CN only when there is no SAN).
+    public var dnsNames: [String] {
+        var names: [String] = []
+        if let raw = X509_get_ext_d2i(x509, NID_subject_alt_name, nil, nil) {
+            let stack = OpaquePointer(raw)
+            for i in 0..<OPENSSL_sk_num(stack) {
+                guard let item = OPENSSL_sk_value(stack, i) else { continue }
+                let gn = item.assumingMemoryBound(to: GENERAL_NAME.self)
+                guard gn.pointee.type == GEN_DNS, let ia5 = gn.pointee.d.dNSName else { continue }
+                let str = UnsafePointer(UnsafeRawPointer(ia5).assumingMemoryBound(to: ASN1_STRING.self))
+                if let data = ASN1_STRING_get0_data(str) {
+                    let len = Int(ASN1_STRING_length(str))
+                    names.append(String(decoding: UnsafeBufferPointer(start: data, count: len), as: UTF8.self).lowercased())
+                }
+            }
+            GENERAL_NAMES_free(stack)
+        }
+        if names.isEmpty, let subject = X509_get_subject_name(x509) {
+            var buf = [CChar](repeating: 0, count: 256)
+            if X509_NAME_get_text_by_NID(subject, NID_commonName, &buf, Int32(buf.count)) > 0 {
+                names.append(String(cString: buf).lowercased())
+            }
+        }
+        return names
+    }
+
+    public var serialHex: String {
+        guard let serial = X509_get_serialNumber(x509), let bn = ASN1_INTEGER_to_BN(serial, nil) else { return "" }
+        defer { BN_free(bn) }
+        guard let hex = BN_bn2hex(bn) else { return "" }
+        defer { COpenSSL_free(hex) }
+        return String(cString: hex)
+    }
+
+    public var notBefore: Date { Self.date(X509_get0_notBefore(x509)) }
+    public var notAfter: Date { Self.date(X509_get0_notAfter(x509)) }
+
+    public var subject: String { Self.nameLine(X509_get_subject_name(x509)) }
+    public var issuer: String { Self.nameLine(X509_get_issuer_name(x509)) }
+
+    private static func nameLine(_ name: OpaquePointer?) -> String {
+        guard let name, let line = X509_NAME_oneline(name, nil, 0) else { return "" }
+        defer { COpenSSL_free(line) }
+        return String(cString: line)
+    }
+
+    private static func date(_ t: UnsafePointer<ASN1_TIME>?) -> Date {
+        var tm = tm()
+        guard let t, ASN1_TIME_to_tm(t, &tm) == 1 else { return .distantPast }
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))
+    }
+
+    /// Every certificate in a PEM text, in order.
+    public static func parseChain(pem: [UInt8]) throws(TLSError) -> [X509Certificate] {
+        ERR_clear_error()
+        let bio = pem.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        guard let bio else { throw TLSError("BIO_new_mem_buf") }
+        defer { BIO_free(bio) }
+        var chain: [X509Certificate] = []
+        while let x = PEM_read_bio_X509(bio, nil, nil, nil) { chain.append(X509Certificate(owning: x)) }
+        ERR_clear_error()  // the loop ends on a "no start line" error at end of input
+        return chain
+    }
+}
+
+public enum KeyType: String, Sendable { case ecdsa, rsa }
+
+/// Owner of one EVP_PKEY.
+public final class PrivateKey: @unchecked Sendable {  // immutable after init
+    let pkey: OpaquePointer
+
+    init(owning pkey: OpaquePointer) { self.pkey = pkey }
+    deinit { EVP_PKEY_free(pkey) }
+
+    public var type: KeyType? {
+        switch EVP_PKEY_get_base_id(pkey) {
+        case EVP_PKEY_EC: return .ecdsa
+        case EVP_PKEY_RSA: return .rsa
+        default: return nil
+        }
+    }
+
+    /// The first private key in a PEM text.
+    public static func parse(pem: [UInt8]) throws(TLSError) -> PrivateKey {
+        ERR_clear_error()
+        let bio = pem.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        guard let bio else { throw TLSError("BIO_new_mem_buf") }
+        defer { BIO_free(bio) }
+        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
+            throw TLSError("PEM_read_bio_PrivateKey", reason: "no private key found (expected a PEM \"PRIVATE KEY\" block)")
+        }
+        ERR_clear_error()
+        return PrivateKey(owning: key)
+    }
+
+    /// A new P-256 key.
+    public static func generateP256() throws(TLSError) -> PrivateKey {
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw TLSError("EVP_PKEY_CTX_new_from_name") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer?
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_group_name(ctx, "P-256") == 1,
+              EVP_PKEY_generate(ctx, &key) == 1, let key else { throw TLSError("EVP_PKEY_generate(P-256)") }
+        return PrivateKey(owning: key)
+    }
+
+    /// Whether this key belongs to `certificate`.
+    public func matches(_ certificate: X509Certificate) -> Bool {
+        let ok = X509_check_private_key(certificate.x509, pkey) == 1
+        ERR_clear_error()
+        return ok
+    }
+}
+
+public enum SelfSigned {
+    /// A self-signed P-256 certificate for `names`, valid for a year: what serves when nothing is configured.
+    public static func make(names: [String], key: PrivateKey) throws(TLSError) -> X509Certificate {
+        guard let x = X509_new() else { throw TLSError("X509_new") }
+        let cert = X509Certificate(owning: x)
+        X509_set_version(x, 2)
+        var serial = [UInt8](repeating: 0, count: 16)
+        RAND_bytes(&serial, 16)
+        serial[0] &= 0x7f
+        if let bn = BN_bin2bn(serial, 16, nil) { BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)); BN_free(bn) }
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600)
+        X509_gmtime_adj(X509_getm_notAfter(x), 365 * 24 * 3600)
+        let name = X509_get_subject_name(x)
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, names.first ?? "localhost", -1, -1, 0)
+        X509_set_issuer_name(x, name)
+        X509_set_pubkey(x, key.pkey)
+        let san = names.map { "DNS:\($0)" }.joined(separator: ",")
+        guard let ext = X509V3_EXT_conf_nid(nil, nil, NID_subject_alt_name, san) else { throw TLSError("X509V3_EXT_conf_nid(subjectAltName)") }
+        X509_add_ext(x, ext, -1)
+        X509_EXTENSION_free(ext)
+        guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw TLSError("X509_sign") }
+        return cert
+    }
+}

@@ -1,0 +1,79 @@
+import COpenSSL
+
+/// Outcome of one non-blocking TLS operation.
+public enum TLSStatus: Equatable {
+    case done(Int)       // bytes moved (0 for a completed handshake)
+    case wantRead
+    case wantWrite
+    case closed          // the peer closed (close_notify or EOF)
+    case failed(String)
+}
+
+/// Owner of one SSL, bound to a non-blocking socket it does not own.
+public final class TLSConnection {
+    let ssl: OpaquePointer
+
+    public init(front: TLSContext, fd: Int32) throws(TLSError) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(front.ctx) else { throw TLSError("SSL_new") }
+        self.ssl = ssl
+        SSL_set_fd(ssl, fd)
+        SSL_set_accept_state(ssl)
+    }
+
+    deinit { SSL_free(ssl) }
+
+    public func handshake() -> TLSStatus { status(SSL_do_handshake(ssl), moved: 0) }
+
+    @inline(__always)
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSStatus {
+        var n = 0
+        let rc = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &n)
+        return rc == 1 ? .done(n) : status(rc, moved: 0)
+    }
+
+    @inline(__always)
+    public func write(_ bytes: UnsafeRawBufferPointer) -> TLSStatus {
+        var n = 0
+        let rc = SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &n)
+        return rc == 1 ? .done(n) : status(rc, moved: 0)
+    }
+
+    /// Sends close_notify without waiting for the peer's.
+    public func shutdown() {
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    public var serverName: String? {
+        guard let p = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return nil }
+        return String(cString: p)
+    }
+
+    public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    public var alpn: String? {
+        var p: UnsafePointer<UInt8>?
+        var len: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &p, &len)
+        guard let p, len > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(len)), as: UTF8.self)
+    }
+
+    public var resumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    private func status(_ rc: Int32, moved: Int) -> TLSStatus {
+        if rc == 1 { return .done(moved) }
+        let err = SSL_get_error(ssl, rc)
+        switch err {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_SYSCALL:
+            let reason = TLSError.drainQueue()
+            return reason.isEmpty ? .closed : .failed(reason)
+        default:
+            return .failed(TLSError.drainQueue())
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import COpenSSL
+
+/// Settings shared by every context of one listener.
+public struct TLSOptions: Sendable, Equatable {
+    public var minVersion13: Bool
+    /// TLS 1.3 tickets per handshake; 0 disables tickets for TLS 1.2 too.
+    public var sessionTickets: Int
+    public init(minVersion13: Bool = false, sessionTickets: Int = 2) {
+        self.minVersion13 = minVersion13; self.sessionTickets = sessionTickets
+    }
+}
+
+/// What the ClientHello callback learnt, handed to the certificate selector.
+public struct ClientHello {
+    public var serverName: String?
+    /// The client offered ecdsa_secp256r1_sha256 among its signature algorithms.
+    public var offersECDSA: Bool
+    public var alpn: [String]
+}
+
+/// Chooses the context for a handshake. Called on the loop thread inside OpenSSL's ClientHello
+/// callback: it must be fast and must not block. nil rejects the handshake (unrecognized_name).
+public protocol ContextSelector: AnyObject, Sendable {
+    func select(_ hello: ClientHello) -> TLSContext?
+}
+
+/// Owner of one SSL_CTX. A certificate context carries one certificate (+ chain + key) and is
+/// built once, when the certificate is loaded; the listener's front context carries none and only
+/// hosts the ClientHello callback that switches each handshake to a certificate context.
+public final class TLSContext: @unchecked Sendable {  // configured in init, then only read (SSL_new is thread-safe)
+    let ctx: OpaquePointer
+    public let certificate: X509Certificate?
+    public let keyType: KeyType?
+    /// Kept alive for as long as the front context can call into it.
+    private let selectorBox: Unmanaged<SelectorBox>?
+
+    /// A certificate context.
+    public init(chain: [X509Certificate], key: PrivateKey, options: TLSOptions) throws(TLSError) {
+        guard let leaf = chain.first else { throw TLSError("TLSContext", reason: "empty certificate chain") }
+        ctx = try Self.makeContext(options)
+        certificate = leaf
+        keyType = key.type
+        selectorBox = nil
+        ERR_clear_error()
+        guard SSL_CTX_use_certificate(ctx, leaf.x509) == 1 else { throw TLSError("SSL_CTX_use_certificate") }
+        for intermediate in chain.dropFirst() {
+            guard COpenSSL_SSL_CTX_add1_chain_cert(ctx, intermediate.x509) == 1 else { throw TLSError("SSL_CTX_add1_chain_cert") }
+        }
+        guard SSL_CTX_use_PrivateKey(ctx, key.pkey) == 1 else { throw TLSError("SSL_CTX_use_PrivateKey") }
+        guard SSL_CTX_check_private_key(ctx) == 1 else { throw TLSError("SSL_CTX_check_private_key") }
+    }
+
+    /// The front context of a listener: every handshake starts here and `selector` picks its certificate.
+    public init(front selector: ContextSelector, options: TLSOptions) throws(TLSError) {
+        ctx = try Self.makeContext(options)
+        certificate = nil
+        keyType = nil
+        let box = Unmanaged.passRetained(SelectorBox(selector))
+        selectorBox = box
+        SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
+        SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
+        SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
+        if options.sessionTickets > 0 {
+            COpenSSL_SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketKeyCallback)
+        }
+    }
+
+    deinit {
+        SSL_CTX_free(ctx)
+        selectorBox?.release()
+    }
+
+    static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+
+    /// Everything every context shares. Per-connection options come from the front context at
+    /// SSL_new, but callbacks such as ALPN are read from the context in use after the switch, so
+    /// all contexts are configured alike.
+    private static func makeContext(_ options: TLSOptions) throws(TLSError) -> OpaquePointer {
+        ERR_clear_error()
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError("SSL_CTX_new") }
+        var ops = COpenSSL_OP_defaults()
+        if options.sessionTickets == 0 { ops |= COpenSSL_OP_NO_TICKET() }
+        SSL_CTX_set_options(ctx, ops)
+        _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_defaults())
+        _ = COpenSSL_SSL_CTX_set_min_proto_version(ctx, options.minVersion13 ? COpenSSL_TLS1_3_VERSION() : COpenSSL_TLS1_2_VERSION())
+        _ = COpenSSL_SSL_CTX_set_max_proto_version(ctx, COpenSSL_TLS1_3_VERSION())
+        // AEAD only; ECDSA first. TLS 1.3's defaults are all AEAD already.
+        let tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:" +
+                    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"
+        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1,
+              COpenSSL_SSL_CTX_set1_groups_list(ctx, "X25519:P-256") == 1 else {
+            SSL_CTX_free(ctx)
+            throw TLSError("SSL_CTX_set_cipher_list/groups")
+        }
+        // No server-side session cache: resumption is by ticket only, so nothing is shared between loops.
+        _ = COpenSSL_SSL_CTX_set_session_cache_mode(ctx, 0)
+        SSL_CTX_set_alpn_select_cb(ctx, alpnCallback, nil)
+        return ctx
+    }
+}
+
+final class SelectorBox {
+    let selector: ContextSelector
+    init(_ selector: ContextSelector) { self.selector = selector }
+}
+
+// MARK: Callbacks (C: they capture nothing and find their Swift owner through ex_data)
+
+private let extServerName: UInt32 = 0       // RFC 6066 §3
+private let extSignatureAlgorithms: UInt32 = 13  // RFC 8446 §4.2.3
+private let extALPN: UInt32 = 16            // RFC 7301
+private let ecdsaP256SHA256: UInt16 = 0x0403
+
+private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
+    guard let ssl, let front = SSL_get_SSL_CTX(ssl),
+          let raw = SSL_CTX_get_ex_data(front, TLSContext.selectorIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
+    let box = Unmanaged<SelectorBox>.fromOpaque(raw).takeUnretainedValue()
+    let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), alpn: readALPN(ssl))
+    guard let chosen = box.selector.select(hello) else {
+        alert?.pointee = COpenSSL_AD_UNRECOGNIZED_NAME()
+        return COpenSSL_CLIENT_HELLO_ERROR()
+    }
+    SSL_set_SSL_CTX(ssl, chosen.ctx)
+    return COpenSSL_CLIENT_HELLO_SUCCESS()
+}
+
+private func extensionBytes(_ ssl: OpaquePointer, _ type: UInt32) -> UnsafeBufferPointer<UInt8>? {
+    var data: UnsafePointer<UInt8>?
+    var len = 0
+    guard SSL_client_hello_get0_ext(ssl, type, &data, &len) == 1, let data else { return nil }
+    return UnsafeBufferPointer(start: data, count: len)
+}
+
+/// server_name: list length (2), then entries of type (1) + length (2) + name; only host_name (0).
+func readServerName(_ ssl: OpaquePointer) -> String? {
+    guard let b = extensionBytes(ssl, extServerName), b.count >= 5, b[2] == 0 else { return nil }
+    let len = Int(b[3]) << 8 | Int(b[4])
+    guard len > 0, 5 + len <= b.count else { return nil }
+    var name = String(decoding: UnsafeBufferPointer(rebasing: b[5..<(5 + len)]), as: UTF8.self).lowercased()
+    if name.hasSuffix(".") { name.removeLast() }
+    return name
+}
+
+func offersECDSA(_ ssl: OpaquePointer) -> Bool {
+    guard let b = extensionBytes(ssl, extSignatureAlgorithms), b.count >= 2 else { return false }
+    let len = min(Int(b[0]) << 8 | Int(b[1]), b.count - 2)
+    var i = 2
+    while i + 1 < 2 + len {
+        if UInt16(b[i]) << 8 | UInt16(b[i + 1]) == ecdsaP256SHA256 { return true }
+        i += 2
+    }
+    return false
+}
+
+func readALPN(_ ssl: OpaquePointer) -> [String] {
+    guard let b = extensionBytes(ssl, extALPN), b.count >= 2 else { return [] }
+    var out: [String] = []
+    var i = 2
+    while i < b.count {
+        let n = Int(b[i])
+        guard i + 1 + n <= b.count else { break }
+        out.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<(i + 1 + n)]), as: UTF8.self))
+        i += 1 + n
+    }
+    return out
+}
+
+/// Picks http/1.1 when offered (h2 arrives with the HTTP/2 front); a client that offers only
+/// other protocols proceeds without ALPN, as nginx does.
+private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, _ in
+    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    var i = 0
+    let count = Int(inlen)
+    while i < count {
+        let n = Int(input[i])
+        if n == 8 && i + 1 + n <= count && memcmp(input + i + 1, "http/1.1", 8) == 0 {
+            out.pointee = input + i + 1   // OpenSSL copies the selection before `input` goes away
+            outlen.pointee = 8
+            return COpenSSL_TLSEXT_ERR_OK()
+        }
+        i += 1 + n
+    }
+    return COpenSSL_TLSEXT_ERR_NOACK()
+}
