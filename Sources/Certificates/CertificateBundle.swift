@@ -85,13 +85,13 @@ public enum CertificateLoader {
         return (bundles, errors)
     }
 
-    /// A self-signed P-256 certificate for `names`.
-    public static func selfSigned(names: [String], options: TLSOptions) throws(CertificateError) -> CertificateBundle {
+    /// A self-signed certificate for `names` (P-256 unless `rsa`).
+    public static func selfSigned(names: [String], options: TLSOptions, rsa: Bool = false) throws(CertificateError) -> CertificateBundle {
         do {
-            let key = try PrivateKey.generateP256()
+            let key = rsa ? try PrivateKey.generateRSA() : try PrivateKey.generateP256()
             let cert = try SelfSigned.make(names: names, key: key)
             let context = try TLSContext(chain: [cert], key: key, options: options)
-            return CertificateBundle(names: names, keyType: .ecdsa, context: context, source: "self-signed")
+            return CertificateBundle(names: names, keyType: rsa ? .rsa : .ecdsa, context: context, source: "self-signed")
         } catch {
             throw CertificateError(source: "self-signed", reason: error.description)
         }

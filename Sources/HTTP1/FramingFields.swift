@@ -63,9 +63,9 @@ struct FramingFields {
     }
 }
 
-/// Calls `body` for each non-empty element of a comma-separated list, OWS trimmed. Empty elements are
-/// skipped as RFC 9110 §5.6.1 requires of recipients.
-func forEachListElement(_ value: UnsafeRawBufferPointer,
+/// Calls `body` for each element of a comma-separated list, OWS trimmed. Empty elements are skipped as
+/// RFC 9110 §5.6.1 requires of recipients, unless `keepEmpty` asks to see (and reject) them.
+func forEachListElement(_ value: UnsafeRawBufferPointer, keepEmpty: Bool = false,
                         _ body: (UnsafeRawBufferPointer) throws(HTTPParseError) -> Void) throws(HTTPParseError) {
     var start = 0
     while start <= value.count {
@@ -73,7 +73,7 @@ func forEachListElement(_ value: UnsafeRawBufferPointer,
         while end < value.count, value[end] != ASCII.comma { end += 1 }
         let raw = value.slice(start..<end)
         let element = raw.slice(raw.trimmingOWS())
-        if !element.isEmpty { try body(element) }
+        if keepEmpty || !element.isEmpty { try body(element) }
         start = end + 1
     }
 }
@@ -89,14 +89,7 @@ private struct TransferCodings {
 
     mutating func add(_ value: UnsafeRawBufferPointer) throws(HTTPParseError) {
         isPresent = true
-        var start = 0
-        while start <= value.count {
-            var end = start
-            while end < value.count, value[end] != ASCII.comma { end += 1 }
-            let raw = value.slice(start..<end)
-            try addCoding(raw.slice(raw.trimmingOWS()))
-            start = end + 1
-        }
+        try forEachListElement(value, keepEmpty: true) { (coding) throws(HTTPParseError) in try addCoding(coding) }
     }
 
     /// transfer-coding = token *( OWS ";" OWS transfer-parameter ) (RFC 9112 §7). Empty elements are

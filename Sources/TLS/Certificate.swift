@@ -35,6 +35,11 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         return names
     }
 
+    /// PEM text of this certificate.
+    public func pem() throws(TLSError) -> [UInt8] {
+        try writePEM("PEM_write_bio_X509") { PEM_write_bio_X509($0, x509) }
+    }
+
     public var serialHex: String {
         guard let serial = X509_get_serialNumber(x509), let bn = ASN1_INTEGER_to_BN(serial, nil) else { return "" }
         defer { BN_free(bn) }
@@ -114,6 +119,21 @@ public final class PrivateKey: @unchecked Sendable {  // immutable after init
         return PrivateKey(owning: key)
     }
 
+    /// A new RSA key (for clients that cannot verify ECDSA).
+    public static func generateRSA(bits: Int32 = 2048) throws(TLSError) -> PrivateKey {
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "RSA", nil) else { throw TLSError("EVP_PKEY_CTX_new_from_name") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer?
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits) == 1,
+              EVP_PKEY_generate(ctx, &key) == 1, let key else { throw TLSError("EVP_PKEY_generate(RSA)") }
+        return PrivateKey(owning: key)
+    }
+
+    /// PEM text (PKCS#8, unencrypted) of this key: callers storing it must protect the file.
+    public func pem() throws(TLSError) -> [UInt8] {
+        try writePEM("PEM_write_bio_PrivateKey") { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) }
+    }
+
     /// Whether this key belongs to `certificate`.
     public func matches(_ certificate: X509Certificate) -> Bool {
         let ok = X509_check_private_key(certificate.x509, pkey) == 1
@@ -145,4 +165,16 @@ public enum SelfSigned {
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw TLSError("X509_sign") }
         return cert
     }
+}
+
+/// Runs a PEM writer into a memory BIO and returns what it wrote.
+func writePEM(_ call: String, _ write: (OpaquePointer) -> Int32) throws(TLSError) -> [UInt8] {
+    ERR_clear_error()
+    guard let bio = BIO_new(BIO_s_mem()) else { throw TLSError("BIO_new") }
+    defer { BIO_free(bio) }
+    guard write(bio) == 1 else { throw TLSError(call) }
+    var data: UnsafeMutablePointer<CChar>?
+    let len = COpenSSL_BIO_get_mem_data(bio, &data)
+    guard let data, len > 0 else { return [] }
+    return data.withMemoryRebound(to: UInt8.self, capacity: Int(len)) { Array(UnsafeBufferPointer(start: $0, count: Int(len))) }
 }

@@ -16,6 +16,9 @@ public struct ClientHello {
     /// The client offered ecdsa_secp256r1_sha256 among its signature algorithms.
     public var offersECDSA: Bool
     public var alpn: [String]
+    public init(serverName: String?, offersECDSA: Bool, alpn: [String]) {
+        self.serverName = serverName; self.offersECDSA = offersECDSA; self.alpn = alpn
+    }
 }
 
 /// Chooses the context for a handshake. Called on the loop thread inside OpenSSL's ClientHello

@@ -1,0 +1,194 @@
+import XCTest
+@testable import HTTP1
+
+final class ResponseParserTests: XCTestCase {
+    func testContentLengthResponse() throws {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello"
+        let parsed = try parseResponses(oneShot(raw))
+        XCTAssertEqual(parsed.count, 1)
+        XCTAssertEqual(parsed[0].head, ResponseHead(status: 200, reason: "OK", versionMinor: 1,
+                                                    fields: [HTTPField(name: "Content-Length", value: "5"), HTTPField(name: "Server", value: "x")],
+                                                    framing: .length(5), keepAlive: true, connectionTokens: []))
+        XCTAssertEqual(parsed[0].body, "hello".bytes)
+        XCTAssertEqual(parsed[0].trailers, [])
+        XCTAssertEqual(try parseResponses(byteByByte(raw)), parsed)
+    }
+
+    func testChunkedResponseWithTrailers() throws {
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nExpires: never\r\n\r\n"
+        let parsed = try parseResponses(oneShot(raw))
+        XCTAssertEqual(parsed.first?.head?.framing, .chunked)
+        XCTAssertEqual(parsed.first?.body, "Wikipedia".bytes)
+        XCTAssertEqual(parsed.first?.trailers, [HTTPField(name: "Expires", value: "never")])
+        XCTAssertEqual(try parseResponses(byteByByte(raw)), parsed)
+    }
+
+    func testUntilCloseWithFinishAtEOF() throws {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this until close"
+        let parsed = try parseResponses(pieces(raw, size: 10), eof: true)
+        XCTAssertEqual(parsed.first?.head?.framing, .untilClose)
+        XCTAssertEqual(parsed.first?.head?.keepAlive, false)
+        XCTAssertEqual(parsed.first?.body, "all of this until close".bytes)
+        XCTAssertEqual(parsed.first?.trailers, [])
+    }
+
+    func testFinishAtEOFWhenIdleIsNil() throws {
+        var parser = ResponseParser()
+        XCTAssertNil(try parser.finishAtEOF())
+        // ... and after a complete response.
+        let raw = "HTTP/1.1 204 No Content\r\n\r\n".bytes
+        let head = try raw.withUnsafeBytes { try parser.parse($0) }
+        XCTAssertEqual(head.consumed, raw.count)
+        let end = try [UInt8]().withUnsafeBytes { try parser.parse($0) }
+        XCTAssertEqual(end.event, .end(trailers: []))
+        XCTAssertNil(try parser.finishAtEOF())
+    }
+
+    func testFinishAtEOFMidBodyThrows502() throws {
+        var parser = ResponseParser()
+        parser.expect(requestMethod: "GET")
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello".bytes
+        var consumed = try raw.withUnsafeBytes { try parser.parse($0) }.consumed
+        consumed += try raw.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[consumed...])) }.consumed
+        XCTAssertEqual(consumed, raw.count)
+        XCTAssertThrowsError(try parser.finishAtEOF()) { XCTAssertEqual(($0 as? HTTPParseError)?.status, 502) }
+    }
+
+    func testFinishAtEOFMidChunkedThrows() throws {
+        XCTAssertThrowsError(try parseResponses(oneShot("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"), eof: true)) {
+            XCTAssertEqual(($0 as? HTTPParseError)?.status, 502)
+        }
+    }
+
+    func testFinishAtEOFMidHeadThrows() throws {
+        XCTAssertThrowsError(try parseResponses(oneShot("HTTP/1.1 200 OK\r\nContent-Le"), eof: true)) {
+            XCTAssertEqual(($0 as? HTTPParseError)?.status, 502)
+        }
+        // An interim response without its final one is truncated too.
+        XCTAssertThrowsError(try parseResponses(oneShot("HTTP/1.1 100 Continue\r\n\r\n"), eof: true))
+    }
+
+    func testFinishAtEOFAfterCompleteLengthBodyEnds() throws {
+        var parser = ResponseParser()
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi".bytes
+        let head = try raw.withUnsafeBytes { try parser.parse($0) }
+        _ = try raw.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[head.consumed...])) }
+        XCTAssertEqual(try parser.finishAtEOF(), .end(trailers: []))
+    }
+
+    func testHeadResponseHasNoBody() throws {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n" + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+        let parsed = try parseResponses(oneShot(raw), methods: ["HEAD", "GET"])
+        XCTAssertEqual(parsed.count, 2)
+        XCTAssertEqual(parsed[0].head?.framing, BodyFraming.none)
+        XCTAssertEqual(parsed[0].head?.keepAlive, true)
+        XCTAssertEqual(parsed[0].body, [])
+        XCTAssertEqual(parsed[1].body, "hi".bytes)
+    }
+
+    func testNoContentAndNotModifiedHaveNoBody() throws {
+        let raw = "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
+            + "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        let parsed = try parseResponses(oneShot(raw), methods: ["GET", "GET", "GET"])
+        XCTAssertEqual(parsed.map(\.head?.status), [204, 304, 200])
+        XCTAssertEqual(parsed.map(\.head?.framing), [BodyFraming.none, BodyFraming.none, .length(2)])
+        XCTAssertEqual(parsed.map(\.body), [[], [], "ok".bytes])
+    }
+
+    func testInterimThenFinal() throws {
+        let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+        for chunks in [oneShot(raw), byteByByte(raw)] {
+            let parsed = try parseResponses(chunks, methods: ["POST"])
+            XCTAssertEqual(parsed.count, 1)
+            XCTAssertEqual(parsed[0].interim.map(\.status), [100, 103])
+            XCTAssertEqual(parsed[0].interim.map(\.framing), [BodyFraming.none, BodyFraming.none])
+            XCTAssertEqual(parsed[0].head?.status, 200)
+            XCTAssertEqual(parsed[0].body, "abc".bytes)
+        }
+    }
+
+    func testInterimKeepsTheRequestMethod() throws {
+        let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+        let parsed = try parseResponses(oneShot(raw), methods: ["HEAD"])
+        XCTAssertEqual(parsed.first?.head?.framing, BodyFraming.none)
+        XCTAssertEqual(parsed.first?.trailers, [])
+    }
+
+    func testSwitchingProtocolsStartsATunnel() throws {
+        var parser = ResponseParser()
+        parser.expect(requestMethod: "GET")
+        let raw = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{5}hello".bytes
+        let head = try raw.withUnsafeBytes { try parser.parse($0) }
+        guard case .head(let h) = head.event else { return XCTFail("\(head.event)") }
+        XCTAssertEqual(h.status, 101)
+        XCTAssertEqual(h.framing, .untilClose)
+        XCTAssertEqual(h.connectionTokens, ["upgrade"])
+        // Whatever follows is tunnel data, handed out as-is (never parsed as HTTP).
+        let rest = try raw.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[head.consumed...])) }
+        XCTAssertEqual(rest.consumed, raw.count - head.consumed)
+        XCTAssertEqual(rest.event, .body(0..<(raw.count - head.consumed)))
+        XCTAssertEqual(try parser.finishAtEOF(), .end(trailers: []))
+    }
+
+    func testConnectSuccessStartsATunnel() throws {
+        let parsed = try parseResponses(oneShot("HTTP/1.1 200 Connection Established\r\n\r\nTLS bytes"), methods: ["CONNECT"], eof: true)
+        XCTAssertEqual(parsed.first?.head?.framing, .untilClose)
+        XCTAssertEqual(parsed.first?.body, "TLS bytes".bytes)
+        let refused = try parseResponses(oneShot("HTTP/1.1 407 Auth\r\nContent-Length: 0\r\n\r\n"), methods: ["CONNECT"])
+        XCTAssertEqual(refused.first?.head?.framing, .length(0))
+    }
+
+    func testHTTP10ResponseKeepAlive() throws {
+        let closed = try parseResponses(oneShot("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
+        XCTAssertEqual(closed.first?.head?.keepAlive, false)
+        XCTAssertEqual(closed.first?.head?.versionMinor, 0)
+        let kept = try parseResponses(oneShot("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"))
+        XCTAssertEqual(kept.first?.head?.keepAlive, true)
+        let close11 = try parseResponses(oneShot("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+        XCTAssertEqual(close11.first?.head?.keepAlive, false)
+    }
+
+    func testStatusLineReasonVariants() throws {
+        XCTAssertEqual(try parseResponses(oneShot("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n")).first?.head?.reason, "")
+        XCTAssertEqual(try parseResponses(oneShot("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")).first?.head?.reason, "")
+        XCTAssertEqual(try parseResponses(oneShot("HTTP/1.1 404 Not  Found\t\r\nContent-Length: 0\r\n\r\n")).first?.head?.reason, "Not  Found\t")
+    }
+
+    func testResponseViolationsAre502() {
+        assertResponseRejected("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc")
+        assertResponseRejected("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
+        assertResponseRejected("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n")
+        assertResponseRejected("HTTP/2.0 200 OK\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 20 OK\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 600 Nope\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 099 Nope\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 2000 OK\r\n\r\n")
+        assertResponseRejected("HTTP/1.1  200 OK\r\n\r\n")
+        assertResponseRejected("HTTP/1.1 200 O\u{0}K\r\n\r\n")
+        assertResponseRejected("\r\nHTTP/1.1 200 OK\r\n\r\n")
+        // 204 ignores framing fields, but a malformed one is still refused rather than forwarded.
+        assertResponseRejected("HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n")
+    }
+
+    func testOversizeResponseHeadIs502() {
+        var parser = ResponseParser(maxHeaderBytes: 64)
+        let raw = ("HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "b", count: 100) + "\r\n\r\n").bytes
+        XCTAssertThrowsError(try raw.withUnsafeBytes { try parser.parse($0) }) { XCTAssertEqual(($0 as? HTTPParseError)?.status, 502) }
+        var few = ResponseParser(maxHeaders: 1)
+        let two = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n".bytes
+        XCTAssertThrowsError(try two.withUnsafeBytes { try few.parse($0) }) { XCTAssertEqual(($0 as? HTTPParseError)?.status, 502) }
+    }
+
+    func testPipelinedResponsesWithoutExpectDefaultToGet() throws {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"
+        let parsed = try parseResponses(oneShot(raw), methods: [])
+        XCTAssertEqual(parsed.map(\.body), ["a".bytes, "b".bytes])
+    }
+}
