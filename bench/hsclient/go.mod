@@ -1,0 +1,3 @@
+module edgeproxy/bench/hsclient
+
+go 1.19

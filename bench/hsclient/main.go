@@ -1,0 +1,279 @@
+// hsclient: a crypto/tls load client that forces FULL TLS 1.3 handshakes.
+//
+// It never resumes: ClientSessionCache is nil, so no PSK is ever offered and
+// the server's NewSessionTicket messages (if any) are discarded. Every
+// handshake is additionally checked with ConnectionState().DidResume.
+//
+// Modes:
+//
+//	handshake  connect, full handshake, close (close_notify), repeat
+//	get        connect, full handshake, one "GET / HTTP/1.1" with
+//	           "Connection: close", read the whole response, repeat
+//	idle       open -n connections (handshake only), print a JSON line,
+//	           hold them for -hold (or until SIGTERM/SIGINT), then exit
+//
+// Output: one JSON line on stdout.
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type result struct {
+	Mode        string   `json:"mode"`
+	Addr        string   `json:"addr"`
+	Conns       int      `json:"conns"`
+	DurationS   float64  `json:"duration_s"`
+	OK          int64    `json:"ok"`
+	Errors      int64    `json:"errors"`
+	Resumed     int64    `json:"resumed"`
+	NotTLS13    int64    `json:"not_tls13"`
+	BadStatus   int64    `json:"bad_status,omitempty"`
+	BodyBytes   int64    `json:"body_bytes,omitempty"`
+	Rate        float64  `json:"rate"`
+	Open        int      `json:"open,omitempty"`
+	ErrorSample []string `json:"error_samples,omitempty"`
+}
+
+type errLog struct {
+	mu      sync.Mutex
+	samples map[string]int
+}
+
+func (e *errLog) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.samples == nil {
+		e.samples = map[string]int{}
+	}
+	s := err.Error()
+	if len(e.samples) < 8 || e.samples[s] > 0 {
+		e.samples[s]++
+	}
+}
+
+func (e *errLog) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for s, n := range e.samples {
+		out = append(out, fmt.Sprintf("%dx %s", n, s))
+	}
+	return out
+}
+
+var (
+	addr       = flag.String("addr", "127.0.0.1:8443", "server host:port")
+	serverName = flag.String("sni", "localhost", "TLS ServerName (SNI)")
+	mode       = flag.String("mode", "handshake", "handshake | get | idle")
+	conns      = flag.Int("c", 16, "concurrent goroutines (handshake/get); concurrent dials while opening (idle)")
+	duration   = flag.Duration("d", 10*time.Second, "test duration (handshake/get)")
+	n          = flag.Int("n", 2000, "idle mode: number of connections to hold")
+	hold       = flag.Duration("hold", 30*time.Second, "idle mode: how long to hold the connections")
+	path       = flag.String("path", "/", "get mode: request path")
+	hostHdr    = flag.String("host", "", "get mode: Host header (default: -sni)")
+	timeout    = flag.Duration("timeout", 10*time.Second, "per-connection I/O timeout")
+)
+
+func tlsConfig() *tls.Config {
+	return &tls.Config{
+		ServerName:         *serverName,
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS13,
+		MaxVersion:         tls.VersionTLS13,
+		CurvePreferences:   []tls.CurveID{tls.X25519},
+		ClientSessionCache: nil, // never resume
+		NextProtos:         nil, // plain HTTP/1.1, no ALPN
+	}
+}
+
+func dialTLS(cfg *tls.Config) (*tls.Conn, error) {
+	raw, err := net.DialTimeout("tcp", *addr, *timeout)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(*timeout))
+	c := tls.Client(raw, cfg)
+	if err := c.Handshake(); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	return c, nil
+}
+
+func main() {
+	flag.Parse()
+	if *hostHdr == "" {
+		*hostHdr = *serverName
+	}
+	switch *mode {
+	case "handshake", "get":
+		runLoad()
+	case "idle":
+		runIdle()
+	default:
+		fmt.Fprintf(os.Stderr, "unknown mode %q\n", *mode)
+		os.Exit(2)
+	}
+}
+
+func runLoad() {
+	cfg := tlsConfig()
+	var ok, nerr, resumed, not13, badStatus, bodyBytes int64
+	var elog errLog
+	req := []byte(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hsclient\r\nConnection: close\r\n\r\n", *path, *hostHdr))
+	start := time.Now()
+	deadline := start.Add(*duration)
+	var wg sync.WaitGroup
+	for i := 0; i < *conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			br := bufio.NewReaderSize(nil, 16<<10)
+			for time.Now().Before(deadline) {
+				c, err := dialTLS(cfg)
+				if err != nil {
+					atomic.AddInt64(&nerr, 1)
+					elog.add(err)
+					time.Sleep(time.Millisecond) // avoid a hot error loop
+					continue
+				}
+				st := c.ConnectionState()
+				if st.DidResume {
+					atomic.AddInt64(&resumed, 1)
+				}
+				if st.Version != tls.VersionTLS13 {
+					atomic.AddInt64(&not13, 1)
+				}
+				if *mode == "handshake" {
+					c.Close() // sends close_notify
+					atomic.AddInt64(&ok, 1)
+					continue
+				}
+				err = func() error {
+					defer c.Close()
+					if _, err := c.Write(req); err != nil {
+						return fmt.Errorf("write: %w", err)
+					}
+					br.Reset(c)
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						return fmt.Errorf("read response: %w", err)
+					}
+					nb, err := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						return fmt.Errorf("read body: %w", err)
+					}
+					atomic.AddInt64(&bodyBytes, nb)
+					if resp.StatusCode != 200 {
+						atomic.AddInt64(&badStatus, 1)
+						return fmt.Errorf("status %d", resp.StatusCode)
+					}
+					return nil
+				}()
+				if err != nil {
+					atomic.AddInt64(&nerr, 1)
+					elog.add(err)
+					continue
+				}
+				atomic.AddInt64(&ok, 1)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	out := result{
+		Mode: *mode, Addr: *addr, Conns: *conns, DurationS: el,
+		OK: ok, Errors: nerr, Resumed: resumed, NotTLS13: not13,
+		BadStatus: badStatus, BodyBytes: bodyBytes,
+		Rate: float64(ok) / el, ErrorSample: elog.list(),
+	}
+	emit(out)
+}
+
+func runIdle() {
+	cfg := tlsConfig()
+	var mu sync.Mutex
+	var held []*tls.Conn
+	var nerr, resumed, not13 int64
+	var elog errLog
+	start := time.Now()
+	jobs := make(chan struct{}, *n)
+	for i := 0; i < *n; i++ {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	var wg sync.WaitGroup
+	for i := 0; i < *conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				c, err := dialTLS(cfg)
+				if err != nil {
+					atomic.AddInt64(&nerr, 1)
+					elog.add(err)
+					continue
+				}
+				c.SetDeadline(time.Time{})
+				st := c.ConnectionState()
+				if st.DidResume {
+					atomic.AddInt64(&resumed, 1)
+				}
+				if st.Version != tls.VersionTLS13 {
+					atomic.AddInt64(&not13, 1)
+				}
+				mu.Lock()
+				held = append(held, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	// Watch for the server closing held connections (idle timeouts etc.).
+	var closedByPeer int64
+	for _, c := range held {
+		go func(c *tls.Conn) {
+			var b [1]byte
+			c.Read(b[:]) // blocks until data, EOF or error
+			atomic.AddInt64(&closedByPeer, 1)
+		}(c)
+	}
+	out := result{
+		Mode: "idle", Addr: *addr, Conns: *conns, DurationS: el,
+		OK: int64(len(held)), Errors: nerr, Resumed: resumed, NotTLS13: not13,
+		Rate: float64(len(held)) / el, Open: len(held), ErrorSample: elog.list(),
+	}
+	emit(out) // "ready" line: all connections are open now
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-time.After(*hold):
+	case <-sig:
+	}
+	fmt.Fprintf(os.Stderr, "hsclient idle: %d of %d connections were closed by the server while held\n",
+		atomic.LoadInt64(&closedByPeer), len(held))
+	for _, c := range held {
+		c.Close()
+	}
+}
+
+func emit(r result) {
+	b, _ := json.Marshal(r)
+	os.Stdout.Write(append(b, '\n'))
+}
