@@ -18,6 +18,8 @@ final class ClientConnection: Pollable, Downstream {
     private var phase: Phase
     private var parser: RequestParser
     private lazy var timer = Timer { [unowned self] in self.timedOut() }
+    /// The client's address as X-Forwarded-For shows it, formatted once per connection.
+    private lazy var clientHost = peer.host
 
     /// Received bytes not consumed yet (a partial head, or pipelined requests waiting their turn).
     private var pending: [UInt8] = []
@@ -206,7 +208,7 @@ final class ClientConnection: Pollable, Downstream {
     private func begin(_ head: RequestHead) {
         let settings = worker.config.settings
         worker.loop.arm(timer, seconds: settings.timeouts.idle)
-        var state = RequestState(head: head, startedAt: worker.loop.now, bodyLimit: settings.limits.maxBodyBytes,
+        let state = RequestState(head: head, startedAt: worker.loop.now, bodyLimit: settings.limits.maxBodyBytes,
                                  keepAlive: head.keepAlive && !draining)
         request = state
 
@@ -234,7 +236,7 @@ final class ClientConnection: Pollable, Downstream {
         var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
         fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
         if forwarded {
-            let client = peer.host
+            let client = clientHost
             if let i = fields.firstIndex(where: { HTTPField.nameEquals($0.name, "x-forwarded-for") }) {
                 fields[i].value += ", " + client
             } else {
@@ -252,7 +254,7 @@ final class ClientConnection: Pollable, Downstream {
         }
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
         let proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
-                                   bodyLength: length, upgrade: upgrade, clientAddress: peer.host, scheme: "https")
+                                   bodyLength: length, upgrade: upgrade, clientAddress: clientHost, scheme: "https")
         let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied,
                                      timeouts: worker.config.settings.timeouts, downstream: self)
         request?.exchange = exchange
@@ -388,25 +390,23 @@ final class ClientConnection: Pollable, Downstream {
             r.status = 101
             r.responseHeadSent = true
         }
-        var out: [UInt8] = []
-        HTTP1Writer.appendResponseHead(status: head.status, reason: head.reason, fields: fields, into: &out)
-        r.bytesOut += Int64(out.count)
+        let before = output.count
+        HTTP1Writer.appendResponseHead(status: head.status, reason: head.reason, fields: fields, into: &output)
+        r.bytesOut += Int64(output.count - before)
         request = r
-        enqueue(out)
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) {
         guard request != nil else { return }
         request!.bytesOut += Int64(bytes.count)
         if request!.chunkedResponse && phase != .tunnel {
-            var out: [UInt8] = []
-            HTTP1Writer.appendChunk(bytes, into: &out)
-            enqueue(out)
+            HTTP1Writer.appendChunk(bytes, into: &output)
         } else {
             output.append(contentsOf: bytes)
-            flush()
         }
     }
+
+    func responseFlush() { flush() }
 
     func responseEnd(trailers: [HTTPField]) {
         guard request != nil else { return }
@@ -420,10 +420,9 @@ final class ClientConnection: Pollable, Downstream {
             return
         }
         if request!.chunkedResponse {
-            var out: [UInt8] = []
-            HTTP1Writer.appendLastChunk(trailers: trailers, into: &out)
-            enqueue(out)
+            HTTP1Writer.appendLastChunk(trailers: trailers, into: &output)
         }
+        flush()
         request!.responseDone = true
         if !request!.bodyDone {
             // The origin answered before the body ended: drop the rest of the body, as nginx does.

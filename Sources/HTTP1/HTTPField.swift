@@ -16,6 +16,13 @@ extension HTTPField {
     public static func nameEquals(_ a: String, _ b: String) -> Bool {
         let x = a.utf8, y = b.utf8
         guard x.count == y.count else { return false }
+        // Native strings are contiguous: compare their bytes directly (this runs per field per message).
+        if let same = x.withContiguousStorageIfAvailable({ p in
+            y.withContiguousStorageIfAvailable { q -> Bool in
+                for i in 0..<p.count where p[i] != q[i] && ASCII.lower(p[i]) != ASCII.lower(q[i]) { return false }
+                return true
+            }
+        }), let same { return same }
         for (p, q) in zip(x, y) where p != q && ASCII.lower(p) != ASCII.lower(q) {
             return false
         }

@@ -37,16 +37,15 @@ public struct ProxyResponseHead: Sendable {
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and never forwarded.
 public enum HopByHop {
-    static let names: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "trailer",
-                                      "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
-                                      "content-length"]
+    static let names = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-authenticate", "proxy-authorization", "content-length"]
 
     /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the
-    /// forwarder re-frames bodies and writes its own).
+    /// forwarder re-frames bodies and writes its own). Compares without allocating: this runs
+    /// for every field of every request and response.
     public static func endToEnd(_ fields: [HTTPField], connectionTokens: [String]) -> [HTTPField] {
         fields.filter { f in
-            let name = f.name.lowercased()
-            return !names.contains(name) && !connectionTokens.contains(name)
+            !names.contains { HTTPField.nameEquals($0, f.name) } && !connectionTokens.contains { HTTPField.nameEquals($0, f.name) }
         }
     }
 }

@@ -14,6 +14,8 @@ public protocol Downstream: AnyObject {
     func tunnelEstablished()
     /// Bytes queued for the client and not yet written.
     var downstreamBacklog: Int { get }
+    /// Everything one upstream read produced has been handed over: write it out as one batch.
+    func responseFlush()
     /// The upstream took what it was given: the front may read more request body.
     func requestBodyWanted()
 }
@@ -144,7 +146,7 @@ public final class ProxyExchange: UpstreamDelegate {
             do {
                 let c = try pool.connection(to: server, delegate: self)
                 connection = c
-                upstreamAddress = server.spec.description
+                upstreamAddress = server.label
                 if let replay { c.send(replay) }
                 if c.connected && requestHasBody { replay = nil }
                 c.armTimer(seconds: c.connected ? timeouts.upstreamResponse : timeouts.upstreamConnect)
@@ -242,6 +244,7 @@ public final class ProxyExchange: UpstreamDelegate {
                 joined.withUnsafeBytes { parseResponse($0) }
             }
         }
+        downstream?.responseFlush()
         if !finished, let d = downstream, d.downstreamBacklog > Self.highWater {
             connection.pauseReading()
             connection.disarmTimer()

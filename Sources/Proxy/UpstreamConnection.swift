@@ -26,6 +26,8 @@ public final class UpstreamConnection: Pollable {
     private var outputSent = 0
     private var readPaused = false
     private var readable = false
+    /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
+    private var hangup = false
     private lazy var timer = Timer { [unowned self] in self.timedOut() }
     var idleSince: UInt64 = 0
 
@@ -33,7 +35,7 @@ public final class UpstreamConnection: Pollable {
         self.fd = fd; self.loop = loop; self.server = server
     }
 
-    public var address: String { server.spec.description }
+    public var address: String { server.label }
     /// Bytes queued and not yet accepted by the kernel.
     public var backlog: Int { output.count - outputSent }
 
@@ -69,6 +71,7 @@ public final class UpstreamConnection: Pollable {
         if closed { return }
         if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
             readable = true
+            if events & (PollEvents.hangup | PollEvents.error) != 0 { hangup = true }
             if !readPaused { readAvailable() }
         }
     }
@@ -98,13 +101,15 @@ public final class UpstreamConnection: Pollable {
                 fail(nil)
                 return
             case .done(let n):
-                if let delegate {
-                    delegate.upstream(self, received: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                } else {
+                guard let delegate else {
                     // Bytes on an idle pooled connection: the origin broke protocol; drop it.
                     fail(nil)
                     return
                 }
+                delegate.upstream(self, received: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                // A short read drained the socket: with edge triggering, new bytes bring a new
+                // event, so the EAGAIN read that would confirm it is skipped.
+                if n < buffer.count && !hangup { readable = false; return }
             }
         }
     }

@@ -5,6 +5,8 @@ import EventLoop
 /// (least-connections) and when it may be tried again after failing (passive health).
 public final class UpstreamServer {
     public let spec: SocketAddressSpec
+    /// "host:port" for logs, made once.
+    public let label: String
     let address: SocketAddress?
     unowned let pool: UpstreamPool
     let settings: Upstream
@@ -14,6 +16,7 @@ public final class UpstreamServer {
 
     init(spec: SocketAddressSpec, settings: Upstream, pool: UpstreamPool) {
         self.spec = spec; self.settings = settings; self.pool = pool
+        label = spec.description
         address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
     }
 
@@ -47,6 +50,7 @@ final class UpstreamGroup {
 
     /// The next server to try, skipping those in `exclude` and, while others remain, those marked failed.
     func pick(excluding exclude: [UpstreamServer], now: UInt64) -> UpstreamServer? {
+        if exclude.isEmpty && servers.count == 1 { return servers[0] }
         let candidates = servers.filter { s in !exclude.contains { $0 === s } }
         let healthy = candidates.filter { $0.failedUntil <= now }
         // When every server is marked down, try them anyway: failing fast helps no one if one came back.
