@@ -38,7 +38,6 @@ public final class ProxyExchange: UpstreamDelegate {
     private var chunkedUpstream: Bool
     private var parser = ResponseParser()
     private var responseStarted = false   // bytes came back: no retry from here on
-    private var headSent = false          // the front has a head: errors now cut the connection
     private var requestDone = false
     private var responseDone = false
     private var tunnel = false
@@ -65,7 +64,9 @@ public final class ProxyExchange: UpstreamDelegate {
         var head: [UInt8] = []
         HTTP1Writer.appendRequestHead(method: request.method, target: request.target, fields: upstreamFields(), into: &head)
         replay = head
-        if request.bodyLength == 0 || request.upgrade != nil { requestDone = request.upgrade == nil }
+        // Nothing to stream up: the request is complete once the head is sent (an upgrade's
+        // bytes only flow once it is a tunnel).
+        if request.bodyLength == 0 && request.upgrade == nil { requestDone = true }
         connect()
     }
 
@@ -93,7 +94,7 @@ public final class ProxyExchange: UpstreamDelegate {
     }
 
     /// Bytes queued toward the origin: past `highWater` the front stops reading the client.
-    public var upstreamBacklog: Int { (connection?.backlog ?? 0) + (connection?.connected == false ? (replay?.count ?? 0) : 0) }
+    public var upstreamBacklog: Int { connection?.backlog ?? 0 }
 
     /// The client's queue drained: read the origin again.
     public func downstreamDrained() {
@@ -296,7 +297,6 @@ public final class ProxyExchange: UpstreamDelegate {
             }
             tunnel = true
             connection?.disarmTimer()
-            headSent = true
             downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason,
                 fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens) +
                     [HTTPField(name: "Connection", value: "upgrade"), HTTPField(name: "Upgrade", value: request.upgrade!)],
@@ -314,7 +314,6 @@ public final class ProxyExchange: UpstreamDelegate {
         }
         upstreamHeadAt = pool.loop.now
         responseKeepAlive = head.keepAlive && head.framing != .untilClose
-        headSent = true
         var length: Int64? = nil
         var hasBody = true
         switch head.framing {
