@@ -14,19 +14,27 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystem"),
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
 
         // accept → handshake (SNI → certificate) → HTTP/1 → route → upstream pool → response
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         .target(name: "HTTP1"),
+        .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
         .target(name: "TLS", dependencies: ["COpenSSL"]),
-        .target(name: "Certificates", dependencies: ["TLS", "COpenSSL"]),
+        .target(name: "Metrics"),
+        .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics"]),
         .target(name: "Config", dependencies: ["Yams"]),
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config"]),
-        .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy"]),
+        .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
+        // Certificate sources off the hot path: directory watcher (inotify), admin API.
+        .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
+        .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
     ]
 )

@@ -52,4 +52,11 @@ static inline int COpenSSL_HMAC_SHA256_set_key(EVP_MAC_CTX *mac, unsigned char *
     params[2] = OSSL_PARAM_construct_end();
     return EVP_MAC_CTX_set_params(mac, params);
 }
+
+// ACME client side (Sources/TLS/TLSClient.swift, CSR.swift): SNI on outgoing handshakes and the
+// X509_REQ extension stack are macros too.
+static inline long COpenSSL_SSL_set_tlsext_host_name(SSL *s, const char *name) { return SSL_set_tlsext_host_name(s, name); }
+static inline STACK_OF(X509_EXTENSION) *COpenSSL_sk_X509_EXTENSION_new_null(void) { return sk_X509_EXTENSION_new_null(); }
+static inline int COpenSSL_sk_X509_EXTENSION_push(STACK_OF(X509_EXTENSION) *sk, X509_EXTENSION *e) { return sk_X509_EXTENSION_push(sk, e); }
+static inline void COpenSSL_sk_X509_EXTENSION_pop_free(STACK_OF(X509_EXTENSION) *sk) { sk_X509_EXTENSION_pop_free(sk, X509_EXTENSION_free); }
 #endif

@@ -8,6 +8,8 @@ public struct CertificateBundle: Sendable {
     public let context: TLSContext
     /// Where it came from, for logs and the admin API ("file:/path", "self-signed", …).
     public let source: String
+    /// Accepted, but worth telling the operator (not yet valid, expiring soon).
+    public var warnings: [String] = []
     public var leaf: X509Certificate { context.certificate! }
 }
 
@@ -16,6 +18,7 @@ public struct CertificateError: Error, CustomStringConvertible, Sendable {
     public let source: String
     public let reason: String
     public var description: String { "\(source): \(reason)" }
+    public init(source: String, reason: String) { self.source = source; self.reason = reason }
 }
 
 public enum CertificateLoader {
@@ -29,19 +32,39 @@ public enum CertificateLoader {
         let key: PrivateKey
         do {
             chain = try X509Certificate.parseChain(pem: chainPEM)
+        } catch {
+            throw refuse(error.reason)
+        }
+        let blocks = String(decoding: chainPEM, as: UTF8.self).components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1
+        guard let leaf = chain.first else {
+            throw refuse(blocks > 0 ? "no certificate found: a \"CERTIFICATE\" block could not be decoded (corrupt or truncated PEM)"
+                                    : "no certificate found (expected a PEM \"CERTIFICATE\" block)")
+        }
+        guard chain.count == blocks else {
+            throw refuse("certificate \(chain.count + 1) of \(blocks) in the file could not be decoded (corrupt or truncated PEM)")
+        }
+        do {
             key = try PrivateKey.parse(pem: keyPEM)
         } catch {
             throw refuse(error.reason)
         }
-        guard let leaf = chain.first else { throw refuse("no certificate found (expected a PEM \"CERTIFICATE\" block)") }
         guard let type = key.type else { throw refuse("unsupported key type (expected ECDSA or RSA)") }
         guard key.matches(leaf) else { throw refuse("the private key does not belong to the certificate (first in the chain)") }
         let names = leaf.dnsNames
         guard !names.isEmpty else { throw refuse("the certificate names no DNS name (subjectAltName)") }
-        guard leaf.notAfter > now else { throw refuse("the certificate expired on \(leaf.notAfter)") }
+        guard leaf.notAfter > now else { throw refuse("the certificate expired on \(leaf.notAfter); install a renewed one") }
+        // Each certificate must be issued by the next one: clients build the path in that order.
+        for (i, pair) in zip(chain, chain.dropFirst()).enumerated() where !pair.0.isIssued(by: pair.1) {
+            throw refuse("chain out of order: certificate \(i + 2) in the file did not issue certificate \(i + 1) "
+                         + "(expected leaf first, then each issuer)")
+        }
+        var warnings: [String] = []
+        if leaf.notBefore > now { warnings.append("not valid before \(leaf.notBefore) (clients will refuse it until then)") }
         do {
             let context = try TLSContext(chain: chain, key: key, options: options)
-            return CertificateBundle(names: names, keyType: type, context: context, source: source)
+            var bundle = CertificateBundle(names: names, keyType: type, context: context, source: source)
+            bundle.warnings = warnings
+            return bundle
         } catch {
             throw refuse(error.description)
         }

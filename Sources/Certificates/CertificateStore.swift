@@ -1,3 +1,4 @@
+import Metrics
 import Synchronization
 import TLS
 
@@ -22,7 +23,15 @@ public final class CertificateStore: ContextSelector {
 
     public func select(_ hello: ClientHello) -> TLSContext? {
         let snap = current.withLock { $0 }
-        return snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
-                            strict: strictSNI.load(ordering: .relaxed)).0?.context
+        let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
+                                           strict: strictSNI.load(ordering: .relaxed))
+        let m = Metrics.shared
+        switch match {
+        case .exact: m.sniExact.wrappingAdd(1, ordering: .relaxed)
+        case .wildcard: m.sniWildcard.wrappingAdd(1, ordering: .relaxed)
+        case .fallback: m.sniDefault.wrappingAdd(1, ordering: .relaxed)
+        case .rejected: m.sniRejected.wrappingAdd(1, ordering: .relaxed)
+        }
+        return bundle?.context
     }
 }

@@ -16,12 +16,13 @@ public final class Snapshot: Sendable {
 
     public enum Match: String, Sendable { case exact, wildcard, fallback = "default", rejected }
 
-    let exact: [String: Entry]
+    let exact: NameTable
     /// Keyed by the part after "*." (`*.example.com` → "example.com").
-    let wildcard: [String: Entry]
+    let wildcard: NameTable
     let fallback: Entry?
     /// False when a default name was configured but no certificate carries it (the first one answers instead).
     public let defaultFound: Bool
+    /// What it was built from (empty for catalog-built snapshots: the catalog lists its own).
     public let bundles: [CertificateBundle]
 
     /// Later bundles win for a name they share with earlier ones, per key type.
@@ -40,8 +41,8 @@ public final class Snapshot: Sendable {
                 }
             }
         }
-        self.exact = exact
-        self.wildcard = wildcard
+        self.exact = NameTable(exact)
+        self.wildcard = NameTable(wildcard)
         self.bundles = bundles
         let named = defaultName.flatMap { n in n.hasPrefix("*.") ? wildcard[String(n.dropFirst(2))] : exact[n] }
         // Without a (known) default name: the first bundle's first name, both key types where it has them.
@@ -51,6 +52,18 @@ public final class Snapshot: Sendable {
         }
         defaultFound = defaultName == nil || named != nil
     }
+
+    /// Built from indexes a `CertificateCatalog` keeps up to date, so an update costs the names it
+    /// touches plus one copy of the dictionaries, not a pass over every certificate.
+    init(exact: NameTable, wildcard: NameTable, fallback: Entry?, defaultFound: Bool) {
+        self.exact = exact
+        self.wildcard = wildcard
+        self.fallback = fallback
+        self.defaultFound = defaultFound
+        self.bundles = []
+    }
+
+    public var nameCount: Int { exact.count + wildcard.count }
 
     /// Resolves a ClientHello's name; nil name (no SNI) goes to the default.
     public func resolve(_ serverName: String?, offersECDSA: Bool, strict: Bool) -> (CertificateBundle?, Match) {

@@ -12,6 +12,10 @@ public struct Settings: Sendable, Equatable {
     /// In file order: the first route that matches wins.
     public var routes: [Route]
     public var log: LogSettings
+    /// The HTTP/2 front (ALPN h2); outside the initializer so it can keep its defaults.
+    public var http2 = HTTP2Limits()
+    /// The admin API (certificates, reload, metrics); nil: off.
+    public var admin: AdminSettings?
 
     public init(workers: Int, listen: Listen, tls: TLSSettings, timeouts: Timeouts, limits: Limits,
                 upstreams: [String: Upstream], routes: [Route], log: LogSettings) {
@@ -63,6 +67,8 @@ public struct TLSSettings: Sendable, Equatable {
     public var ticketKeyRotation: Double
     /// With no certificate configured, generate a self-signed P-256 one for these names.
     public var selfSignedNames: [String]
+    /// Watch `certificateDirectory` with inotify and apply changes as they land.
+    public var watch = true
     public init(certificateDirectory: String?, certificates: [CertificateFiles], defaultName: String?,
                 strictSNI: Bool, minVersion: TLSVersion, sessionTickets: Int, ticketKeyRotation: Double,
                 selfSignedNames: [String]) {
@@ -160,4 +166,30 @@ public struct LogSettings: Sendable, Equatable {
     /// "info" or "debug".
     public var level: String
     public init(access: String, level: String) { self.access = access; self.level = level }
+}
+
+/// HTTP/2 front settings and protections (RFC 9113). Header size and count come from `Limits`.
+public struct HTTP2Limits: Sendable, Equatable {
+    /// Offer h2 in ALPN (preferred over http/1.1).
+    public var enabled = true
+    /// SETTINGS_MAX_CONCURRENT_STREAMS per connection.
+    public var maxConcurrentStreams = 128
+    /// SETTINGS_INITIAL_WINDOW_SIZE: request body bytes per stream in flight before the upstream takes them.
+    public var initialWindowSize = 256 * 1024
+    /// Connection receive window.
+    public var connectionWindowSize = 1024 * 1024
+    /// Client resets (more than completed streams) that close the connection (CVE-2023-44487).
+    public var rapidResetLimit = 100
+    /// PING/SETTINGS/PRIORITY/empty DATA frames per second a connection may send (burst: twice that).
+    public var controlFramesPerSecond = 100
+    public init() {}
+}
+
+/// The admin API's listener. Without a token it only answers loopback clients, and a listener
+/// that is not loopback-only needs a token (checked at load).
+public struct AdminSettings: Sendable, Equatable {
+    public var listen: SocketAddressSpec
+    /// Bearer token every request must carry (from `token` or the first line of `token_file`).
+    public var token: String?
+    public init(listen: SocketAddressSpec, token: String?) { self.listen = listen; self.token = token }
 }

@@ -12,13 +12,13 @@ import Yams
 struct SettingsReader {
     let source: ConfigSource
 
-    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log"]
+    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log", "http2", "admin"]
 
     func settings(_ root: Node?) throws(ConfigError) -> Settings {
         let map = try mapping(root, name: "the configuration", location: "at the top level",
                               keys: Self.topLevelKeys)
         let (upstreams, upstreamOrder) = try self.upstreams(map["upstreams"])
-        return Settings(
+        var settings = Settings(
             workers: try workers(map["workers"]),
             listen: try listen(map["listen"]),
             tls: try tls(map["tls"]),
@@ -27,6 +27,9 @@ struct SettingsReader {
             upstreams: upstreams,
             routes: try routes(map["routes"], upstreams: upstreamOrder),
             log: try log(map["log"]))
+        settings.http2 = try http2(map["http2"])
+        settings.admin = try admin(map["admin"])
+        return settings
     }
 
     /// An absent section reads as an empty one, so every key in it takes its default.
@@ -103,7 +106,7 @@ struct SettingsReader {
     // MARK: - tls
 
     static let tlsKeys = ["certificate_dir", "certificates", "default", "strict_sni", "min_version",
-                          "session_tickets", "ticket_key_rotation", "self_signed"]
+                          "session_tickets", "ticket_key_rotation", "self_signed", "watch"]
 
     func tls(_ node: Node?) throws(ConfigError) -> TLSSettings {
         let map = try mapping(node, name: "tls", keys: Self.tlsKeys)
@@ -124,6 +127,7 @@ struct SettingsReader {
         // OpenSSL takes any count; a handful covers parallel connections of one browser.
         if let value = map["session_tickets"] { settings.sessionTickets = try source.int(value, in: 0...16) }
         if let value = map["ticket_key_rotation"] { settings.ticketKeyRotation = try source.duration(value) }
+        if let value = map["watch"] { settings.watch = try source.bool(value) }
         if let value = map["self_signed"] {
             settings.selfSignedNames = []
             for item in try source.list(value, of: "tls.self_signed") {

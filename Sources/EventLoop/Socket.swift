@@ -40,13 +40,13 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
                 return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
                     var a = sin.pointee.sin_addr
                     inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
-                    return String(cString: buf)
+                    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                 }
             } else if family == AF_INET6 {
                 return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
                     var a = sin.pointee.sin6_addr
                     inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
-                    return String(cString: buf)
+                    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                 }
             }
             return "unknown"

@@ -7,7 +7,9 @@ public final class Timer {
     var queuedAt: UInt64 = 0       // deadline of this timer's heap entry; 0: none
     let fire: () -> Void
 
-    /// `fire` runs on the loop thread. Capture the owner `unowned` or `weak`: the owner holds the timer.
+    /// `fire` runs on the loop thread. Capture the owner `weak`: the owner holds the timer, and a
+    /// disarmed timer may sit in the heap until its old deadline, so an `unowned` capture would
+    /// keep every closed connection's memory allocated that long.
     public init(fire: @escaping () -> Void) { self.fire = fire }
 
     public var isArmed: Bool { deadline != 0 }

@@ -2,6 +2,7 @@ import Certificates
 import Config
 import EventLoop
 import HTTP1
+import Metrics
 import Proxy
 import TLS
 
@@ -17,7 +18,7 @@ final class ClientConnection: Pollable, Downstream {
     private let tls: TLSConnection?
     private var phase: Phase
     private var parser: RequestParser
-    private lazy var timer = Timer { [unowned self] in self.timedOut() }
+    private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
     private lazy var clientHost = peer.host
 
@@ -34,6 +35,8 @@ final class ClientConnection: Pollable, Downstream {
 
     /// The request being served, from its head until both its body and its response are done.
     private var request: RequestState?
+    /// Set when ALPN chose h2: this object keeps the transport, the HTTP/2 front the protocol.
+    private var h2: HTTP2Front?
 
     private struct RequestState {
         var head: RequestHead
@@ -87,16 +90,28 @@ final class ClientConnection: Pollable, Downstream {
         guard let tls else { return }
         switch tls.handshake() {
         case .done:
+            Metrics.shared.handshakeCompleted(version: tls.protocolVersion)
             phase = .http
             if draining { close(); return }
-            // ALPN dispatch happens here, in one place: http/1.1 (or none) is served below.
+            // ALPN dispatch happens here, in one place: h2 goes to the HTTP/2 front, http/1.1 (or
+            // none) is served below.
             worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+            if tls.alpn == "h2" {
+                do { h2 = try HTTP2Front(connection: self, worker: worker) } catch {
+                    Log.error("h2 session for \(peer): \(error)")
+                    close()
+                    return
+                }
+                h2?.start()
+            }
             readAvailable()
         case .wantRead, .wantWrite:
             return
         case .closed:
+            Metrics.shared.handshakeAborted()
             close()
         case .failed(let reason):
+            Metrics.shared.handshakeFailed()
             Log.debug("handshake with \(peer) failed: \(reason)")
             close()
         }
@@ -129,6 +144,11 @@ final class ClientConnection: Pollable, Downstream {
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
+        if let h2 {
+            worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+            h2.received(bytes)
+            return
+        }
         if phase == .tunnel {
             request?.exchange?.requestBody(bytes)
             pauseIfUpstreamBacklogged()
@@ -218,7 +238,7 @@ final class ClientConnection: Pollable, Downstream {
             respond(status: 404, body: "no route for this host and path\n")
             return
         }
-        let limit = route.maxBodyBytes ?? settings.limits.maxBodyBytes
+        let limit = RequestPolicy.bodyLimit(route: route, limits: settings.limits)
         request!.bodyLimit = limit
         if limit > 0, case .length(let n) = head.framing, n > limit {
             refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
@@ -235,17 +255,7 @@ final class ClientConnection: Pollable, Downstream {
     private func startExchange(_ head: RequestHead, upstream: String, forwarded: Bool) {
         var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
         fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
-        if forwarded {
-            let client = clientHost
-            if let i = fields.firstIndex(where: { HTTPField.nameEquals($0.name, "x-forwarded-for") }) {
-                fields[i].value += ", " + client
-            } else {
-                fields.append(HTTPField(name: "X-Forwarded-For", value: client))
-            }
-            fields.removeAll { HTTPField.nameEquals($0.name, "x-forwarded-proto") || HTTPField.nameEquals($0.name, "x-forwarded-host") }
-            fields.append(HTTPField(name: "X-Forwarded-Proto", value: "https"))
-            if let host = head.host { fields.append(HTTPField(name: "X-Forwarded-Host", value: host)) }
-        }
+        if forwarded { RequestPolicy.addForwarded(&fields, client: clientHost, host: head.host) }
         let length: Int64?
         switch head.framing {
         case .none: length = 0
@@ -434,6 +444,7 @@ final class ClientConnection: Pollable, Downstream {
 
     func responseFailed(status: Int, reason: String) {
         guard let r = request else { return }
+        Metrics.shared.upstreamError()
         request!.exchange = nil
         if r.responseHeadSent {
             close()
@@ -466,7 +477,7 @@ final class ClientConnection: Pollable, Downstream {
 
     // MARK: Writing
 
-    private func enqueue(_ bytes: [UInt8]) {
+    func enqueue(_ bytes: [UInt8]) {
         output += bytes
         flush()
     }
@@ -497,11 +508,24 @@ final class ClientConnection: Pollable, Downstream {
         if closeWhenFlushed && request == nil { close(); return }
         if closeWhenFlushed && phase == .tunnel { close(); return }
         request?.exchange?.downstreamDrained()
+        h2?.transportDrained()
+    }
+
+    // MARK: For the HTTP/2 front
+
+    var outputBacklog: Int { output.count - outputSent }
+    var serverName: String? { tls?.serverName }
+
+    /// Closes once everything queued has been written (after a final GOAWAY, say).
+    func closeAfterFlush() {
+        closeWhenFlushed = true
+        if outputSent >= output.count { close() }
     }
 
     // MARK: Ending
 
     private func timedOut() {
+        if let h2 { h2.timedOut(); return }
         if phase == .http, request == nil, !pending.isEmpty {
             request = RequestState(head: RequestHead.placeholder, startedAt: worker.loop.now, bodyLimit: 0, keepAlive: false)
             refuse(status: 408, reason: "the request head did not arrive in time")
@@ -513,6 +537,7 @@ final class ClientConnection: Pollable, Downstream {
     /// Graceful shutdown: idle connections close now, busy ones after their current response.
     func drain() {
         draining = true
+        if let h2 { h2.drain(); return }
         if request == nil && phase != .handshake { close() } else { request?.keepAlive = false }
     }
 
@@ -522,6 +547,8 @@ final class ClientConnection: Pollable, Downstream {
         request?.exchange?.abort()
         request = nil
         phase = .closed
+        h2?.connectionClosed()
+        h2 = nil
         worker.loop.disarm(timer)
         tls?.shutdown()
         worker.loop.unregister(fd)
@@ -532,6 +559,7 @@ final class ClientConnection: Pollable, Downstream {
     }
 
     private func logAccess(_ r: RequestState) {
+        if r.status != 0 { Metrics.shared.response(status: r.status) }
         guard worker.accessLog.enabled, r.status != 0 else { return }
         let now = worker.loop.now
         let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }

@@ -18,7 +18,8 @@ public final class Server: @unchecked Sendable {  // public methods are called f
     /// Binds every listener on every loop, then starts the loops. Throws before serving anything
     /// when an address cannot be bound.
     public func start() throws {
-        let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets)
+        let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets,
+                                 http2: settings.http2.enabled)
         let front = try TLSContext(front: store, options: options)
         let accessLog = try AccessLog(settings.log.access)
         let config = RuntimeConfig(settings)

@@ -1,6 +1,7 @@
 import Certificates
 import Config
 import EventLoop
+import Metrics
 import Proxy
 import TLS
 
@@ -40,13 +41,14 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
 
     func opened(_ c: ClientConnection) {
         connections[ObjectIdentifier(c)] = c
+        Metrics.shared.connectionOpened()
         if connections.count >= config.settings.limits.maxConnectionsPerWorker {
             for l in listeners { l.pause() }
         }
     }
 
     func closed(_ c: ClientConnection) {
-        connections[ObjectIdentifier(c)] = nil
+        if connections.removeValue(forKey: ObjectIdentifier(c)) != nil { Metrics.shared.connectionClosed() }
         if draining {
             if connections.isEmpty { onDrained?(); onDrained = nil }
         } else if connections.count < config.settings.limits.maxConnectionsPerWorker {

@@ -28,7 +28,7 @@ public final class UpstreamConnection: Pollable {
     private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
     private var hangup = false
-    private lazy var timer = Timer { [unowned self] in self.timedOut() }
+    private lazy var timer = Timer { [weak self] in self?.timedOut() }
     var idleSince: UInt64 = 0
 
     init(fd: Int32, loop: EventLoop, server: UpstreamServer) {

@@ -29,7 +29,7 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         if names.isEmpty, let subject = X509_get_subject_name(x509) {
             var buf = [CChar](repeating: 0, count: 256)
             if X509_NAME_get_text_by_NID(subject, NID_commonName, &buf, Int32(buf.count)) > 0 {
-                names.append(String(cString: buf).lowercased())
+                names.append(buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.lowercased())
             }
         }
         return names
@@ -38,6 +38,13 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
     /// PEM text of this certificate.
     public func pem() throws(TLSError) -> [UInt8] {
         try writePEM("PEM_write_bio_X509") { PEM_write_bio_X509($0, x509) }
+    }
+
+    /// Whether `issuer` signed this certificate (names and key identifiers match; X509_check_issued).
+    public func isIssued(by issuer: X509Certificate) -> Bool {
+        let ok = X509_check_issued(issuer.x509, x509) == X509_V_OK
+        ERR_clear_error()
+        return ok
     }
 
     public var serialHex: String {

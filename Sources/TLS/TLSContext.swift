@@ -5,8 +5,10 @@ public struct TLSOptions: Sendable, Equatable {
     public var minVersion13: Bool
     /// TLS 1.3 tickets per handshake; 0 disables tickets for TLS 1.2 too.
     public var sessionTickets: Int
-    public init(minVersion13: Bool = false, sessionTickets: Int = 2) {
-        self.minVersion13 = minVersion13; self.sessionTickets = sessionTickets
+    /// Offer h2 in ALPN (preferred over http/1.1).
+    public var http2: Bool
+    public init(minVersion13: Bool = false, sessionTickets: Int = 2, http2: Bool = true) {
+        self.minVersion13 = minVersion13; self.sessionTickets = sessionTickets; self.http2 = http2
     }
 }
 
@@ -97,7 +99,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         }
         // No server-side session cache: resumption is by ticket only, so nothing is shared between loops.
         _ = COpenSSL_SSL_CTX_set_session_cache_mode(ctx, 0)
-        SSL_CTX_set_alpn_select_cb(ctx, alpnCallback, nil)
+        // The callback's argument only says whether h2 may be chosen: any non-nil pointer means yes.
+        SSL_CTX_set_alpn_select_cb(ctx, alpnCallback, options.http2 ? UnsafeMutableRawPointer(bitPattern: 1) : nil)
         return ctx
     }
 }
@@ -168,20 +171,27 @@ func readALPN(_ ssl: OpaquePointer) -> [String] {
     return out
 }
 
-/// Picks http/1.1 when offered (h2 arrives with the HTTP/2 front); a client that offers only
-/// other protocols proceeds without ALPN, as nginx does.
-private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, _ in
+/// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
+/// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
+/// protocols proceeds without ALPN, as nginx does.
+private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, h2 in
     guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    var http11: Int? = nil
     var i = 0
     let count = Int(inlen)
     while i < count {
         let n = Int(input[i])
-        if n == 8 && i + 1 + n <= count && memcmp(input + i + 1, "http/1.1", 8) == 0 {
+        guard i + 1 + n <= count else { break }
+        if h2 != nil && n == 2 && input[i + 1] == UInt8(ascii: "h") && input[i + 2] == UInt8(ascii: "2") {
             out.pointee = input + i + 1   // OpenSSL copies the selection before `input` goes away
-            outlen.pointee = 8
+            outlen.pointee = 2
             return COpenSSL_TLSEXT_ERR_OK()
         }
+        if n == 8 && http11 == nil && memcmp(input + i + 1, "http/1.1", 8) == 0 { http11 = i + 1 }
         i += 1 + n
     }
-    return COpenSSL_TLSEXT_ERR_NOACK()
+    guard let http11 else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    out.pointee = input + http11
+    outlen.pointee = 8
+    return COpenSSL_TLSEXT_ERR_OK()
 }

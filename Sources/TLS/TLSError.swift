@@ -20,7 +20,7 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
             if code == 0 { break }
             var buf = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buf, buf.count)
-            parts.append(String(cString: buf))
+            parts.append(buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         }
         return parts.joined(separator: "; ")
     }

@@ -41,6 +41,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var server: Server?
     var shuttingDown = false
     var sources: [DispatchSourceProtocol] = []
+    /// Certificate catalog, file stamps, watcher and admin API (Control+Certificates.swift).
+    let certificates = CertificateSources()
 
     init(configPath: String, settings: Settings) { self.configPath = configPath; self.settings = settings }
 
@@ -48,58 +50,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
         do { return .success(try ConfigLoader.load(path: path)) } catch { return .failure(error) }
     }
 
-    /// Certificates from the configured files and directory; refusals are logged and skipped.
-    /// With nothing configured, a self-signed certificate for `tls.self_signed`.
-    static func loadCertificates(_ settings: Settings) -> (bundles: [CertificateBundle], configured: Bool, refused: Int) {
-        let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets)
-        var bundles: [CertificateBundle] = []
-        var refused = 0
-        for files in settings.tls.certificates {
-            do { bundles.append(try CertificateLoader.files(cert: files.cert, key: files.key, options: options)) } catch {
-                Log.error("certificate refused: \(error)")
-                refused += 1
-            }
-        }
-        if let dir = settings.tls.certificateDirectory {
-            let (loaded, errors) = CertificateLoader.directory(dir, options: options)
-            bundles += loaded
-            for e in errors { Log.error("certificate refused: \(e)") }
-            refused += errors.count
-        }
-        let configured = !settings.tls.certificates.isEmpty || settings.tls.certificateDirectory != nil
-        if !configured {
-            do {
-                bundles.append(try CertificateLoader.selfSigned(names: settings.tls.selfSignedNames, options: options))
-                Log.info("no certificate configured: serving a self-signed P-256 certificate for \(settings.tls.selfSignedNames.joined(separator: ", "))")
-            } catch { Log.error("\(error)") }
-        }
-        for b in bundles { Log.debug("certificate \(b.names.joined(separator: ",")) (\(b.keyType)) from \(b.source)") }
-        return (bundles, configured, refused)
-    }
-
-    static func makeSnapshot(_ settings: Settings, _ bundles: [CertificateBundle]) -> Snapshot {
-        let snapshot = Snapshot(bundles, defaultName: settings.tls.defaultName)
-        if !snapshot.defaultFound {
-            Log.warning("tls.default names \"\(settings.tls.defaultName ?? "")\", which no certificate carries; the first certificate answers instead")
-        }
-        return snapshot
-    }
-
     func reload() {
-        switch Self.loadSettings(configPath) {
-        case .failure(let e):
-            Log.error("reload refused, still running the previous configuration: \(e)")
-        case .success(let new):
-            let certs = Self.loadCertificates(new)
-            if certs.bundles.isEmpty {
-                Log.error("reload: no usable certificate; keeping the current certificates")
-            } else {
-                store?.replace(with: Self.makeSnapshot(new, certs.bundles), strictSNI: new.tls.strictSNI)
-            }
-            server?.apply(new)
-            settings = new
-            Log.info("reloaded \(configPath): \(certs.bundles.count) certificate(s), \(new.routes.count) route(s)")
-        }
+        _ = reloadConfiguration(trigger: "signal")
     }
 
     func shutdown(_ name: String) {
@@ -146,22 +98,22 @@ case .failure(let e):
 Log.setDebug(settings.log.level == "debug")
 let control = Control(configPath: configPath, settings: settings)
 
-let loaded = Control.loadCertificates(settings)
+let loaded = control.loadInitialCertificates()
 if command == "check" {
-    if loaded.refused > 0 || (loaded.configured && loaded.bundles.isEmpty) {
+    if loaded.refused > 0 || (loaded.configured && loaded.count == 0) {
         FileHandle.standardError.write(Data("\(configPath): configuration is valid, but \(loaded.refused) certificate(s) were refused (see above)\n".utf8))
         exit(1)
     }
-    print("\(configPath): configuration OK, \(loaded.bundles.count) certificate(s)")
+    print("\(configPath): configuration OK, \(loaded.count) certificate(s)")
     exit(0)
 }
-if loaded.bundles.isEmpty {
+if loaded.count == 0 {
     Log.error("no usable certificate: fix the files named above, or remove tls.certificates/certificate_dir to serve a self-signed one")
     exit(1)
 }
 
 signal(SIGPIPE, SIG_IGN)
-let store = CertificateStore(Control.makeSnapshot(settings, loaded.bundles), strictSNI: settings.tls.strictSNI)
+let store = CertificateStore(loaded.snapshot, strictSNI: settings.tls.strictSNI)
 let server = Server(settings: settings, store: store, challenges: ChallengeTable())
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")
@@ -169,5 +121,10 @@ do { try server.start() } catch {
 }
 control.store = store
 control.server = server
+do { try control.startAdmin() } catch {
+    Log.error("cannot start: \(error)")
+    exit(1)
+}
+control.queue.sync { control.startWatcher() }
 control.installSignalsAndTimers()
 dispatchMain()

@@ -278,3 +278,33 @@ import Testing
         }
     }
 }
+
+@Suite struct AdminAndWatchTests {
+    @Test func adminIsOffUnlessPresent() throws {
+        #expect(try parse("").admin == nil)
+        #expect(try parse("").tls.watch)
+        #expect(try parse("admin: {}\n").admin == AdminSettings(listen: SocketAddressSpec(host: "127.0.0.1", port: 9901), token: nil))
+    }
+
+    @Test func adminWithToken() throws {
+        let s = try parse("admin:\n  listen: \":9901\"\n  token: \"0123456789abcdef\"\n")
+        #expect(s.admin == AdminSettings(listen: SocketAddressSpec(host: "", port: 9901), token: "0123456789abcdef"))
+    }
+
+    @Test func watchCanBeTurnedOff() throws {
+        #expect(try parse("tls: {watch: false}\n").tls.watch == false)
+    }
+
+    @Test func reachableAdminNeedsAToken() {
+        expectError("admin:\n  listen: \"0.0.0.0:9901\"\n", line: 2, column: 11,
+                    #"admin.listen "0.0.0.0:9901" is reachable from other hosts: set admin.token (or token_file), or listen on 127.0.0.1 / [::1]"#)
+    }
+
+    @Test func shortTokensAndBothTokenFormsAreRefused() {
+        expectError("admin: {token: short}\n", line: 1, column: 16, "admin.token is too short: use at least 16 characters")
+        expectError("admin:\n  token: \"0123456789abcdef\"\n  token_file: x\n", line: 3, column: 15,
+                    "give admin.token or admin.token_file, not both (token is at line 2, column 10)")
+        expectError("admin: {token_file: /nonexistent/token}\n", line: 1, column: 21,
+                    #"cannot read a token from "/nonexistent/token" (expected the token on its first line)"#)
+    }
+}

@@ -13,6 +13,7 @@ Endpoints (query parameters in brackets):
   /slow?ms=N             waits N ms, then 200
   /status?code=N[&h=Name:Value ...][&body=text]
                          answers with status N and the given extra headers (204/304: no body)
+  /trailers[?body=text]  chunked body, then trailer fields X-Checksum (sha256 of the body) and X-Note
   /ws                    websocket upgrade (101) then echo of every frame; close answered with close
   /stats                 JSON counters (see Origin.stats())
 Any other path answers 404.
@@ -368,6 +369,8 @@ class Origin:
                 extra.append((k.strip(), v.strip()))
             body = req.q("body", f"status {code}\n").encode()
             self._send(conn, req, cid, code, body, extra, keep)
+        elif p == "/trailers":
+            self._send_trailers(conn, req, cid, keep)
         elif p == "/ws":
             return self._websocket(conn, rd, req, cid, counted)
         elif p == "/stats":
@@ -403,6 +406,19 @@ class Origin:
             off += take
         if chunked:
             conn.sendall(b"0\r\n\r\n")
+
+    def _send_trailers(self, conn, req, cid, keep):
+        """A chunked body followed by trailer fields: X-Checksum (sha256 of the body) and X-Note."""
+        body = req.q("body", "body with trailers\n").encode()
+        lines = ["HTTP/1.1 200 OK", f"X-Origin: {self.name}", f"X-Conn: {cid}", "Content-Type: text/plain",
+                 "Transfer-Encoding: chunked", "Trailer: X-Checksum, X-Note"]
+        if not keep:
+            lines.append("Connection: close")
+        out = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        if req.method != "HEAD":
+            out += b"%x\r\n" % len(body) + body + b"\r\n0\r\n"
+            out += f"X-Checksum: {hashlib.sha256(body).hexdigest()}\r\nX-Note: done\r\n\r\n".encode()
+        conn.sendall(out)
 
     # ----- websocket ------------------------------------------------------------------------
     def _websocket(self, conn, rd: Reader, req: Request, cid: int, counted: bool) -> bool:

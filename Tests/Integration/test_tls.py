@@ -201,11 +201,12 @@ def test_min_version_13_refuses_tls12(proxies):
         assert s.version() == "TLSv1.3"
 
 
-@pytest.mark.parametrize("offer", [["h2", "http/1.1"], ["http/1.1"]], ids=["h2+http1.1", "http1.1"])
-def test_alpn_selects_http11(tls_proxy, offer):
-    """ALPN: the proxy selects http/1.1 (never h2) when the client offers it."""
+@pytest.mark.parametrize("offer,chosen", [(["h2", "http/1.1"], "h2"), (["http/1.1", "h2"], "h2"),
+                                          (["http/1.1"], "http/1.1")], ids=["h2+http1.1", "http1.1+h2", "http1.1"])
+def test_alpn_prefers_h2_then_http11(tls_proxy, offer, chosen):
+    """ALPN: the proxy selects h2 whenever the client offers it (its own preference), else http/1.1."""
     with tls_connect(tls_proxy.https_port, "a.test", ctx=client_context(alpn=offer)) as s:
-        assert s.selected_alpn_protocol() == "http/1.1"
+        assert s.selected_alpn_protocol() == chosen
 
 
 # ----- session tickets -------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/inotify.h>
 
 int CSystem_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 #endif

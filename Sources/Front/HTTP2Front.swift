@@ -1,0 +1,369 @@
+import Config
+import EventLoop
+import HTTP1
+import HTTP2
+import Metrics
+import Proxy
+
+/// The HTTP/2 protocol of one client connection (ALPN h2). The connection keeps the transport
+/// (TLS, write buffer, timer); this object feeds it bytes from nghttp2 and turns each stream into
+/// a ProxyExchange through `HTTP2Stream`.
+final class HTTP2Front: HTTP2SessionDelegate {
+    /// Frames produced ahead of the socket: past this the session keeps them (and its streams'
+    /// data) until the client reads, so a slow client pauses the upstreams instead of growing this.
+    static let outputLimit = 64 * 1024
+
+    unowned let connection: ClientConnection
+    unowned let worker: Worker
+    let session: HTTP2Session
+    /// The client's address as X-Forwarded-For shows it, formatted once per connection.
+    private(set) lazy var clientHost = connection.peer.host
+    private var streams: [Int32: HTTP2Stream] = [:]
+    private var frames: [UInt8] = []
+    private var pumping = false
+    private var again = false
+    private(set) var closed = false
+
+    init(connection: ClientConnection, worker: Worker) throws {
+        self.connection = connection
+        self.worker = worker
+        let s = worker.config.settings
+        var h = HTTP2Settings()
+        h.maxConcurrentStreams = s.http2.maxConcurrentStreams
+        h.initialWindowSize = s.http2.initialWindowSize
+        h.connectionWindowSize = s.http2.connectionWindowSize
+        h.maxHeaderListSize = s.limits.maxHeaderBytes
+        h.maxHeaders = s.limits.maxHeaders
+        h.rapidResetThreshold = s.http2.rapidResetLimit
+        h.controlFramesPerSecond = s.http2.controlFramesPerSecond
+        h.controlFrameBurst = 2 * s.http2.controlFramesPerSecond
+        session = try HTTP2Session(role: .server, settings: h, delegate: nil)
+        session.delegate = self
+    }
+
+    /// Our SETTINGS go out right after the handshake, before the client's preface arrives.
+    func start() { pump() }
+
+    func received(_ bytes: UnsafeRawBufferPointer) {
+        guard !closed else { return }
+        if !session.receive(bytes, now: worker.loop.now), let why = session.abuse {
+            Log.warning("h2 connection from \(connection.peer) closed: \(why)")
+        }
+        pump()
+    }
+
+    /// Moves frames from the session to the connection while the connection's queue is short,
+    /// then lets drained streams read their upstream again. Re-entrant calls (a flush that
+    /// drained, a stream that got data) only ask for one more round.
+    func pump() {
+        if pumping { again = true; return }
+        pumping = true
+        defer { pumping = false }
+        repeat {
+            again = false
+            let room = Self.outputLimit - connection.outputBacklog
+            if room > 0 {
+                session.produce(into: &frames, limit: room)
+                if !frames.isEmpty {
+                    let out = frames
+                    frames.removeAll(keepingCapacity: true)
+                    connection.enqueue(out)
+                }
+            }
+            if closed { return }
+            session.notifyDrained()
+        } while again && !closed
+        // After GOAWAY (ours or the client's) with no stream left, nghttp2 wants nothing more.
+        if !session.wantsRead && !session.wantsWrite { connection.closeAfterFlush() }
+    }
+
+    /// The connection wrote everything it had.
+    func transportDrained() { pump() }
+
+    /// Graceful shutdown: GOAWAY; open streams finish, new ones are refused.
+    func drain() {
+        session.goAway()
+        pump()
+    }
+
+    /// The idle timer fired. Waiting on upstreams is theirs to time out; an idle connection or a
+    /// client that stopped reading is closed.
+    func timedOut() {
+        if !streams.isEmpty && connection.outputBacklog == 0 {
+            worker.loop.arm(connection.timer, seconds: worker.config.settings.timeouts.idle)
+            return
+        }
+        connection.close()
+    }
+
+    /// The connection closed under us: every stream still running is logged and its upstream dropped.
+    func connectionClosed() {
+        closed = true
+        for stream in streams.values { stream.finish(error: HTTP2Error.cancel.rawValue) }
+        streams = [:]
+    }
+
+    // MARK: HTTP2SessionDelegate
+
+    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool) {
+        let s = HTTP2Stream(id: stream, front: self, startedAt: worker.loop.now)
+        streams[stream] = s
+        s.begin(fields, endStream: endStream, oversized: oversized)
+    }
+
+    func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32) {
+        guard let s = streams[stream] else {
+            session.consume(stream: stream, count: data.count)
+            return
+        }
+        s.body(data)
+    }
+
+    func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField]) {
+        streams[stream]?.bodyEnded(trailers)
+    }
+
+    func http2(_ session: HTTP2Session, closed stream: Int32, error: UInt32) {
+        streams.removeValue(forKey: stream)?.finish(error: error)
+    }
+
+    func http2(_ session: HTTP2Session, drained stream: Int32) {
+        streams[stream]?.exchange?.downstreamDrained()
+    }
+
+    func log(_ entry: AccessLog.Entry) {
+        worker.accessLog.write(entry)
+    }
+}
+
+/// One request/response on an HTTP/2 connection: the same routing, limits, forwarding and access
+/// log as an HTTP/1 request, with the stream's flow control as its backpressure.
+final class HTTP2Stream: Downstream {
+    let id: Int32
+    unowned let front: HTTP2Front
+    let startedAt: UInt64
+    private(set) var exchange: ProxyExchange?
+    private var method = "-"
+    private var target = "-"
+    private var host: String?
+    private var status = 0
+    private var bytesIn: Int64 = 0
+    private var bytesOut: Int64 = 0
+    private var bodyLimit: Int64 = 0
+    /// Local responses and refusals: request body bytes are acknowledged and dropped.
+    private var discardBody = false
+    /// Request body bytes handed to the upstream but not yet acknowledged to the client.
+    private var unconsumed = 0
+    private var headSent = false
+    private var upstreamAddress: String?
+    private var upstreamMS: Double?
+
+    init(id: Int32, front: HTTP2Front, startedAt: UInt64) {
+        self.id = id; self.front = front; self.startedAt = startedAt
+    }
+
+    private var session: HTTP2Session { front.session }
+    private var settings: Settings { front.worker.config.settings }
+
+    // MARK: Request
+
+    func begin(_ fields: [HTTPField], endStream: Bool, oversized: Bool) {
+        var authority: String?
+        var hostField: String?
+        var contentLength: Int64?
+        var regular: [HTTPField] = []
+        var cookies: [String] = []
+        regular.reserveCapacity(fields.count)
+        // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
+        // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
+        for f in fields {
+            switch f.name {
+            case ":method": method = f.value
+            case ":path": target = f.value
+            case ":authority": authority = f.value
+            case "host": hostField = f.value
+            case "cookie": cookies.append(f.value)
+            case "content-length": contentLength = Int64(f.value)
+            default: if !f.name.hasPrefix(":") { regular.append(f) }
+            }
+        }
+        // RFC 9113 §8.3.1: :authority takes the place of Host.
+        host = authority ?? hostField
+        if oversized {
+            refuse(status: 431, reason: "request header fields exceed the configured limits")
+            return
+        }
+        if method == "CONNECT" {
+            refuse(status: 501, reason: "CONNECT is not supported")
+            return
+        }
+        // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
+        if !cookies.isEmpty { regular.append(HTTPField(name: "cookie", value: cookies.joined(separator: "; "))) }
+        guard let route = front.worker.config.router.match(host: host, path: target) else {
+            respond(status: 404, body: "no route for this host and path\n")
+            return
+        }
+        bodyLimit = RequestPolicy.bodyLimit(route: route, limits: settings.limits)
+        let length: Int64? = endStream ? 0 : contentLength
+        if bodyLimit > 0, let n = length, n > bodyLimit {
+            refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(bodyLimit)")
+            return
+        }
+        switch route.action {
+        case .respond(let fixed):
+            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
+        case .proxy(let upstream):
+            var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
+            if route.forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
+            let request = ProxyRequest(method: method, target: target, host: host, fields: forwarded, bodyLength: length,
+                                       upgrade: nil, clientAddress: front.clientHost, scheme: "https")
+            let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
+                                  timeouts: settings.timeouts, downstream: self)
+            exchange = e
+            e.start()
+        }
+    }
+
+    func body(_ bytes: UnsafeRawBufferPointer) {
+        bytesIn += Int64(bytes.count)
+        if bodyLimit > 0 && bytesIn > bodyLimit && !discardBody {
+            refuse(status: 413, reason: "request body exceeds the limit of \(bodyLimit)")
+        }
+        guard !discardBody, let e = exchange else {
+            session.consume(stream: id, count: bytes.count)
+            return
+        }
+        e.requestBody(bytes)
+        // The client may send more only once the upstream keeps up: its window is our buffer bound.
+        if e.upstreamBacklog <= ProxyExchange.highWater {
+            session.consume(stream: id, count: bytes.count)
+        } else {
+            unconsumed += bytes.count
+        }
+    }
+
+    func bodyEnded(_ trailers: [HTTPField]) {
+        guard !discardBody else { return }
+        exchange?.requestEnd(trailers: trailers)
+    }
+
+    /// The stream closed (completed, reset by either side, or the connection went away).
+    func finish(error: UInt32) {
+        if let e = exchange {
+            upstreamAddress = e.upstreamAddress
+            if e.upstreamHeadAt > 0 { upstreamMS = Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 }
+            if !e.finished { e.abort() }
+        }
+        exchange = nil
+        // A stream the client reset before any response is logged as nginx does: 499.
+        if status == 0 && error != HTTP2Error.noError.rawValue { status = 499 }
+        logAccess()
+    }
+
+    private func logAccess() {
+        guard status != 0 else { return }
+        Metrics.shared.response(status: status)
+        guard front.worker.accessLog.enabled else { return }
+        let c = front.connection
+        front.log(AccessLog.Entry(
+            client: c.peer.description, sni: c.serverName, host: host, method: method, path: target,
+            status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstream: upstreamAddress,
+            durationMS: Double(front.worker.loop.now - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2"))
+    }
+
+    // MARK: Local responses
+
+    private func respond(status: Int, body: String, contentType: String = "text/plain; charset=utf-8",
+                         extra: [HTTPField] = []) {
+        discardBody = true
+        headSent = true
+        self.status = status
+        let bytes = Array(body.utf8)
+        let fields = [HTTPField(name: "content-type", value: contentType),
+                      HTTPField(name: "content-length", value: String(bytes.count))] + extra
+        let withBody = method != "HEAD" && !bytes.isEmpty
+        session.submitResponse(stream: id, status: status, fields: fields, hasBody: withBody)
+        if withBody {
+            bytes.withUnsafeBytes { session.sendData(stream: id, $0) }
+            session.finishData(stream: id)
+            bytesOut += Int64(bytes.count)
+        }
+        front.pump()
+    }
+
+    private func refuse(status: Int, reason: String) {
+        Log.debug("refused h2 request from \(front.connection.peer): \(status) \(reason)")
+        if let e = exchange {
+            upstreamAddress = e.upstreamAddress
+            e.abort()
+            exchange = nil
+        }
+        if headSent {
+            session.reset(stream: id, error: .cancel)
+            front.pump()
+            return
+        }
+        respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
+    }
+
+    // MARK: Downstream
+
+    func responseHead(_ head: ProxyResponseHead) {
+        // Interim responses are not relayed (100 is ours to send, 103 is optional).
+        guard head.status >= 200 else { return }
+        status = head.status
+        headSent = true
+        upstreamAddress = exchange?.upstreamAddress
+        var fields = head.fields
+        if let n = head.bodyLength { fields.append(HTTPField(name: "content-length", value: String(n))) }
+        // HopByHop already dropped the connection-specific fields RFC 9113 §8.2.2 forbids.
+        session.submitResponse(stream: id, status: head.status, fields: fields, hasBody: head.hasBody && method != "HEAD")
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) {
+        bytesOut += Int64(bytes.count)
+        session.sendData(stream: id, bytes)
+    }
+
+    func responseFlush() { front.pump() }
+
+    func responseEnd(trailers: [HTTPField]) {
+        if let e = exchange, e.upstreamHeadAt > 0 { upstreamMS = Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 }
+        session.finishData(stream: id, trailers: trailers)
+        front.pump()
+    }
+
+    func responseFailed(status: Int, reason: String) {
+        Metrics.shared.upstreamError()
+        upstreamAddress = exchange?.upstreamAddress
+        exchange = nil
+        if headSent {
+            // Part of a response went out: only a reset tells the client it is incomplete.
+            session.reset(stream: id, error: .internalError)
+            front.pump()
+            return
+        }
+        respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
+    }
+
+    func tunnelEstablished() {
+        // Never asked for: HTTP/2 requests carry no Upgrade.
+        session.reset(stream: id, error: .internalError)
+        front.pump()
+    }
+
+    /// The stream's bytes not yet taken by nghttp2 (its flow-control window or the socket).
+    /// Past the stream's own mark this reads as over the exchange's high water, so the exchange
+    /// pauses the origin at a per-stream bound much smaller than HTTP/1's per-connection one.
+    var downstreamBacklog: Int {
+        let b = session.buffered(stream: id)
+        return b > session.settings.streamHighWater ? ProxyExchange.highWater + 1 : b
+    }
+
+    func requestBodyWanted() {
+        guard unconsumed > 0 else { return }
+        session.consume(stream: id, count: unconsumed)
+        unconsumed = 0
+        front.pump()
+    }
+}

@@ -1,0 +1,424 @@
+internal import CNghttp2
+import HTTP1
+
+/// Events of one HTTP/2 session. Called synchronously from `receive` / `produce`; a delegate may
+/// submit frames from here (nghttp2 allows it) but must not free the session.
+public protocol HTTP2SessionDelegate: AnyObject {
+    /// A request head (server) or response head (client). Pseudo-header fields keep their ':'.
+    /// `oversized`: the block broke the size or count limit and its fields are incomplete.
+    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool)
+    func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32)
+    /// The peer ended its side of the stream after a body (with trailers, possibly empty).
+    func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField])
+    func http2(_ session: HTTP2Session, closed stream: Int32, error: UInt32)
+    /// The bytes buffered for `stream` fell below `HTTP2Settings.streamHighWater / 2`.
+    func http2(_ session: HTTP2Session, drained stream: Int32)
+}
+
+/// Owner of one `nghttp2_session`. Sans-I/O: bytes in through `receive`, bytes out through
+/// `produce`, events to the delegate. nghttp2 does the framing, HPACK and flow control; this
+/// class adds the per-stream response buffers and the abuse protections.
+public final class HTTP2Session {
+    public enum Role: Sendable { case server, client }
+
+    let session: OpaquePointer
+    public let role: Role
+    public let settings: HTTP2Settings
+    public weak var delegate: HTTP2SessionDelegate?
+    /// Why a protection closed the session, for the error log.
+    public private(set) var abuse: String?
+
+    private var inbound: [Int32: Inbound] = [:]
+    private var outbound: [Int32: Outbound] = [:]
+    private var drainedStreams: [Int32] = []
+    private var now: UInt64 = 0
+    private var controlTokens: Double
+    private var refilledAt: UInt64 = 0
+    private var earlyResets = 0
+    private var completedStreams = 0
+
+    struct Inbound {
+        var fields: [HTTPField] = []
+        var size = 0
+        var oversized = false
+        var trailers = false
+    }
+
+    struct Outbound {
+        var buffer: [UInt8] = []
+        var offset = 0
+        var ended = false
+        var trailers: [HTTPField] = []
+        var deferred = false
+        var count: Int { buffer.count - offset }
+    }
+
+    public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate?) throws(HTTP2SessionError) {
+        self.role = role
+        self.settings = settings
+        self.delegate = delegate
+        controlTokens = Double(settings.controlFrameBurst)
+
+        var callbacks: OpaquePointer?
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw HTTP2SessionError("nghttp2_session_callbacks_new") }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+
+        var option: OpaquePointer?
+        guard nghttp2_option_new(&option) == 0, let option else { throw HTTP2SessionError("nghttp2_option_new") }
+        defer { nghttp2_option_del(option) }
+        if role == .server {
+            // Request bodies are acknowledged only when the upstream took them (see `consume`).
+            nghttp2_option_set_no_auto_window_update(option, 1)
+        }
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        nghttp2_option_set_max_outbound_ack(option, 1000)
+        nghttp2_option_set_max_settings(option, 32)
+
+        var made: OpaquePointer?
+        // `self` is not complete yet: user_data is set right after, before any callback can run.
+        let rc = role == .server ? nghttp2_session_server_new2(&made, callbacks, nil, option)
+                                 : nghttp2_session_client_new2(&made, callbacks, nil, option)
+        guard rc == 0, let made else { throw HTTP2SessionError("nghttp2_session_new", code: rc) }
+        session = made
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+
+        var iv = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(settings.maxConcurrentStreams)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.initialWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(settings.maxHeaderListSize)),
+        ]
+        if role == .client { iv.removeFirst() }
+        _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
+        if settings.connectionWindowSize > 65_535 {
+            _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(settings.connectionWindowSize))
+        }
+    }
+
+    deinit { nghttp2_session_del(session) }
+
+    // MARK: Bytes in and out
+
+    /// Feeds received bytes. false: the session failed (protocol error, flood, protection) and
+    /// only its last frames (GOAWAY) remain to be produced before the connection closes.
+    public func receive(_ bytes: UnsafeRawBufferPointer, now: UInt64) -> Bool {
+        self.now = now
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), !bytes.isEmpty else { return true }
+        let rc = nghttp2_session_mem_recv(session, base, bytes.count)
+        if rc < 0 {
+            if abuse == nil { abuse = String(cString: nghttp2_strerror(Int32(rc))) }
+            // nghttp2 queued a GOAWAY for protocol errors; make sure there is one for the others.
+            _ = nghttp2_session_terminate_session(session, abuse?.hasPrefix("header list") == true
+                                                  ? HTTP2Error.enhanceYourCalm.rawValue : HTTP2Error.protocolError.rawValue)
+            return false
+        }
+        return abuse == nil
+    }
+
+    /// Appends frames ready to go until `out` holds at least `limit` bytes.
+    public func produce(into out: inout [UInt8], limit: Int) {
+        while out.count < limit {
+            var p: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &p)
+            guard n > 0, let p else { break }
+            out.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
+        }
+    }
+
+    /// Tells the delegate which streams drained while producing. Separate from `produce`, so the
+    /// delegate may feed those streams again while no buffer of the caller is borrowed.
+    public func notifyDrained() {
+        while !drainedStreams.isEmpty {
+            let ids = drainedStreams
+            drainedStreams = []
+            for id in ids { delegate?.http2(self, drained: id) }
+        }
+    }
+
+    /// nghttp2 still expects frames from the peer (false after GOAWAY once no stream is open).
+    public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    /// Frames are waiting to be produced.
+    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+    /// Streams with a response or request still being delivered.
+    public var openStreams: Int { inbound.count + outbound.count }
+
+    // MARK: Submitting
+
+    /// A response head; with `hasBody` the body follows through `sendData` / `finishData`.
+    @discardableResult
+    public func submitResponse(stream: Int32, status: Int, fields: [HTTPField], hasBody: Bool) -> Bool {
+        let all = [HTTPField(name: ":status", value: String(status))] + fields
+        if !hasBody {
+            return Self.withNV(all) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
+        }
+        outbound[stream] = Outbound()
+        var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
+        let rc = Self.withNV(all) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
+        if rc != 0 { outbound[stream] = nil }
+        return rc == 0
+    }
+
+    /// A request (client role, for tests and tools): returns the stream id, or -1.
+    public func submitRequest(fields: [HTTPField], hasBody: Bool) -> Int32 {
+        if !hasBody { return Self.withNV(fields) { nghttp2_submit_request(session, nil, $0, $1, nil, nil) } }
+        var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
+        let id = Self.withNV(fields) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
+        if id > 0 { outbound[id] = Outbound() }
+        return id
+    }
+
+    /// Body bytes for a stream whose head was submitted with a body.
+    public func sendData(stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+        guard outbound[stream] != nil, !bytes.isEmpty else { return }
+        outbound[stream]!.buffer.append(contentsOf: bytes)
+        resume(stream)
+    }
+
+    /// The body is complete; non-empty trailers go in a final HEADERS frame.
+    public func finishData(stream: Int32, trailers: [HTTPField] = []) {
+        guard outbound[stream] != nil else { return }
+        outbound[stream]!.ended = true
+        outbound[stream]!.trailers = trailers
+        resume(stream)
+    }
+
+    /// Bytes of `stream` waiting for the peer's flow-control window (or our produce call).
+    public func buffered(stream: Int32) -> Int { outbound[stream]?.count ?? 0 }
+
+    /// The application took `count` request body bytes: let the peer send that many more on the stream.
+    public func consume(stream: Int32, count: Int) {
+        guard count > 0 else { return }
+        _ = nghttp2_session_consume_stream(session, stream, count)
+    }
+
+    public func reset(stream: Int32, error: HTTP2Error) {
+        outbound[stream] = nil
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, error.rawValue)
+    }
+
+    /// Graceful shutdown: GOAWAY naming the last stream we took; those streams may finish.
+    public func goAway() {
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                  nghttp2_session_get_last_proc_stream_id(session), HTTP2Error.noError.rawValue, nil, 0)
+    }
+
+    /// Immediate close: GOAWAY with `error`, no further frames are processed.
+    public func terminate(_ error: HTTP2Error) {
+        _ = nghttp2_session_terminate_session(session, error.rawValue)
+    }
+
+    private func resume(_ stream: Int32) {
+        guard outbound[stream]?.deferred == true else { return }
+        outbound[stream]!.deferred = false
+        _ = nghttp2_session_resume_data(session, stream)
+    }
+
+    /// nghttp2 copies names and values when a frame is submitted, so they only live for the call.
+    /// Names go out lower-case (RFC 9113 §8.2.1).
+    static func withNV<R>(_ fields: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        var storage: [UInt8] = []
+        storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+        var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
+        spans.reserveCapacity(fields.count)
+        for f in fields {
+            let n0 = storage.count
+            for b in f.name.utf8 { storage.append(b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
+            let v0 = storage.count
+            storage.append(contentsOf: f.value.utf8)
+            spans.append((n0, v0 - n0, v0, storage.count - v0))
+        }
+        storage.append(0)   // never empty, so the base address exists
+        return storage.withUnsafeMutableBufferPointer { buf in
+            let base = buf.baseAddress!
+            let nva = spans.map { s in
+                nghttp2_nv(name: base + s.name, value: base + s.value, namelen: s.nameLength, valuelen: s.valueLength,
+                           flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+        }
+    }
+
+    // MARK: Callback bodies (the C callbacks below find `self` through user_data)
+
+    fileprivate func beginHeaders(_ stream: Int32, category: UInt32) {
+        var entry = Inbound()
+        entry.trailers = category == NGHTTP2_HCAT_HEADERS.rawValue
+        inbound[stream] = entry
+    }
+
+    fileprivate func header(_ stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
+        guard inbound[stream] != nil else { return 0 }
+        inbound[stream]!.size += name.count + value.count + 32
+        let entry = inbound[stream]!
+        if entry.size > settings.maxHeaderListSize * 4 {
+            // HPACK bomb: a small block that decodes into far more than we advertised. Decoding
+            // it further costs CPU for nothing; drop the connection.
+            abuse = "header list decoded past 4x max_header_list_size (HPACK bomb)"
+            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+        }
+        if entry.oversized { return 0 }
+        if entry.size > settings.maxHeaderListSize || entry.fields.count >= settings.maxHeaders {
+            inbound[stream]!.oversized = true
+            inbound[stream]!.fields = []
+            return 0
+        }
+        inbound[stream]!.fields.append(HTTPField(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+        return 0
+    }
+
+    fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let hd = frame.pointee.hd
+        let stream = hd.stream_id
+        let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        let ack = hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
+        switch UInt32(hd.type) {
+        case NGHTTP2_HEADERS.rawValue:
+            guard let entry = inbound.removeValue(forKey: stream) else { return 0 }
+            if entry.trailers {
+                if endStream { delegate?.http2(self, end: stream, trailers: entry.fields) }
+            } else if frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS && !endStream && role == .client {
+                // Interim (1xx) responses are not delivered.
+            } else {
+                delegate?.http2(self, head: entry.fields, stream: stream, endStream: endStream, oversized: entry.oversized)
+            }
+        case NGHTTP2_DATA.rawValue:
+            if endStream {
+                delegate?.http2(self, end: stream, trailers: [])
+            } else if hd.length == 0 && !spendControlToken("empty DATA frames") {
+                return 0
+            }
+        case NGHTTP2_RST_STREAM.rawValue:
+            guard role == .server else { return 0 }
+            earlyResets += 1
+            if earlyResets >= settings.rapidResetThreshold && earlyResets > completedStreams {
+                abuse = "rapid reset: \(earlyResets) streams reset by the client, \(completedStreams) completed"
+                terminate(.enhanceYourCalm)
+            }
+        case NGHTTP2_PING.rawValue where !ack:
+            _ = spendControlToken("PING frames")
+        case NGHTTP2_SETTINGS.rawValue where !ack:
+            _ = spendControlToken("SETTINGS frames")
+        case NGHTTP2_PRIORITY.rawValue:
+            _ = spendControlToken("PRIORITY frames")
+        default:
+            break
+        }
+        return 0
+    }
+
+    /// Token bucket for frames that cost us work but carry no request. false: bucket empty, session terminated.
+    private func spendControlToken(_ what: String) -> Bool {
+        if refilledAt == 0 { refilledAt = now }
+        let elapsed = Double(now &- refilledAt) / 1e9
+        refilledAt = now
+        controlTokens = min(Double(settings.controlFrameBurst), controlTokens + elapsed * Double(settings.controlFramesPerSecond))
+        controlTokens -= 1
+        if controlTokens >= 0 { return true }
+        if abuse == nil {
+            abuse = "flood of \(what) (over \(settings.controlFrameBurst) + \(settings.controlFramesPerSecond)/s)"
+            terminate(.enhanceYourCalm)
+        }
+        return false
+    }
+
+    fileprivate func dataChunk(_ stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+        // The connection window is reopened at once; the stream's only when the application
+        // consumes (so one slow upstream does not stall the others' uploads).
+        if role == .server { _ = nghttp2_session_consume_connection(session, bytes.count) }
+        delegate?.http2(self, data: bytes, stream: stream)
+    }
+
+    fileprivate func streamClosed(_ stream: Int32, error: UInt32) {
+        inbound[stream] = nil
+        outbound[stream] = nil
+        if error == HTTP2Error.noError.rawValue { completedStreams += 1 }
+        delegate?.http2(self, closed: stream, error: error)
+    }
+
+    fileprivate func readBody(_ stream: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
+                              flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard var o = outbound[stream] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let before = o.count
+        let n = min(length, before)
+        if n > 0 {
+            o.buffer.withUnsafeBytes { src in
+                UnsafeMutableRawPointer(buf).copyMemory(from: src.baseAddress! + o.offset, byteCount: n)
+            }
+            o.offset += n
+            if o.offset == o.buffer.count {
+                o.buffer.removeAll(keepingCapacity: o.buffer.capacity <= 256 * 1024)
+                o.offset = 0
+            } else if o.offset >= 64 * 1024 {
+                o.buffer.removeFirst(o.offset)
+                o.offset = 0
+            }
+        }
+        if o.count == 0 && o.ended {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            if !o.trailers.isEmpty {
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                _ = Self.withNV(o.trailers) { nghttp2_submit_trailer(session, stream, $0, $1) }
+            }
+            outbound[stream] = nil
+            return n
+        }
+        if n == 0 {
+            o.deferred = true
+            outbound[stream] = o
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        outbound[stream] = o
+        let mark = settings.streamHighWater / 2
+        if before >= mark && o.count < mark { drainedStreams.append(stream) }
+        return n
+    }
+}
+
+public struct HTTP2SessionError: Error, CustomStringConvertible {
+    public let call: String
+    public let code: Int32
+    init(_ call: String, code: Int32 = 0) { self.call = call; self.code = code }
+    public var description: String { code == 0 ? "\(call) failed" : "\(call) failed: \(String(cString: nghttp2_strerror(code)))" }
+}
+
+// MARK: C callbacks: they capture nothing and reach the session through user_data.
+
+private func owner(_ p: UnsafeMutableRawPointer?) -> HTTP2Session {
+    Unmanaged<HTTP2Session>.fromOpaque(p!).takeUnretainedValue()
+}
+
+private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, user in
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    owner(user).beginHeaders(frame.pointee.hd.stream_id, category: frame.pointee.headers.cat.rawValue)
+    return 0
+}
+
+private let onHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
+    guard let frame, let name, let value else { return 0 }
+    return owner(user).header(frame.pointee.hd.stream_id, name: UnsafeBufferPointer(start: name, count: namelen),
+                              value: UnsafeBufferPointer(start: value, count: valuelen))
+}
+
+private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user in
+    guard let frame else { return 0 }
+    return owner(user).frameReceived(frame)
+}
+
+private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, len, user in
+    owner(user).dataChunk(stream, UnsafeRawBufferPointer(start: data, count: len))
+    return 0
+}
+
+private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, error, user in
+    owner(user).streamClosed(stream, error: error)
+    return 0
+}
+
+private let onReadBody: nghttp2_data_source_read_callback = { _, stream, buf, length, flags, _, user in
+    guard let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return owner(user).readBody(stream, into: buf, length: length, flags: flags)
+}

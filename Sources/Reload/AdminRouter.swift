@@ -1,0 +1,125 @@
+/// The admin API's routes and access check, apart from sockets so both are unit-tested.
+public enum AdminRoute: Equatable, Sendable {
+    case health
+    case metrics
+    case listCertificates
+    case putCertificate(String)
+    case deleteCertificate(String)
+    case reload
+    case notFound
+    case methodNotAllowed(allow: String)
+}
+
+public struct AdminRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var authorization: String?
+    public var body: [UInt8]
+    public var peerIsLoopback: Bool
+    public init(method: String, path: String, authorization: String?, body: [UInt8], peerIsLoopback: Bool) {
+        self.method = method; self.path = path; self.authorization = authorization
+        self.body = body; self.peerIsLoopback = peerIsLoopback
+    }
+}
+
+public struct AdminResponse: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+    public var headers: [(String, String)] = []
+
+    public init(status: Int, contentType: String = "application/json", body: String, headers: [(String, String)] = []) {
+        self.status = status; self.contentType = contentType; self.body = Array(body.utf8); self.headers = headers
+    }
+
+    /// `{"error": reason}` with the status.
+    public static func error(_ status: Int, _ reason: String, headers: [(String, String)] = []) -> AdminResponse {
+        AdminResponse(status: status, body: "{\"error\":\(JSON.string(reason))}\n", headers: headers)
+    }
+
+    public static func == (a: AdminResponse, b: AdminResponse) -> Bool {
+        a.status == b.status && a.contentType == b.contentType && a.body == b.body
+            && a.headers.map { "\($0.0): \($0.1)" } == b.headers.map { "\($0.0): \($0.1)" }
+    }
+}
+
+public enum AdminRouter {
+    public static func route(method: String, path rawPath: String) -> AdminRoute {
+        let path = String(rawPath.prefix { $0 != "?" })
+        switch path {
+        case "/healthz": return method == "GET" || method == "HEAD" ? .health : .methodNotAllowed(allow: "GET, HEAD")
+        case "/metrics": return method == "GET" ? .metrics : .methodNotAllowed(allow: "GET")
+        case "/certificates", "/certificates/": return method == "GET" ? .listCertificates : .methodNotAllowed(allow: "GET")
+        case "/reload": return method == "POST" ? .reload : .methodNotAllowed(allow: "POST")
+        default:
+            let prefix = "/certificates/"
+            guard path.hasPrefix(prefix) else { return .notFound }
+            let name = String(path.dropFirst(prefix.count))
+            guard isValidName(name) else { return .notFound }
+            switch method {
+            case "PUT": return .putCertificate(name)
+            case "DELETE": return .deleteCertificate(name)
+            default: return .methodNotAllowed(allow: "PUT, DELETE")
+            }
+        }
+    }
+
+    /// Certificate names become file names in the certificate directory: letters, digits, `.`,
+    /// `-`, `_`, `*` only, no leading dot (no `..`, no `/`, no hidden files).
+    public static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 253, !name.hasPrefix(".") else { return false }
+        return name.unicodeScalars.allSatisfy { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "." || c == "-" || c == "_" || c == "*"
+        }
+    }
+
+    /// nil when the request may proceed. With a token configured, every request needs
+    /// `Authorization: Bearer TOKEN`; without one, only loopback peers are served.
+    public static func authorize(token: String?, authorization: String?, peerIsLoopback: Bool) -> AdminResponse? {
+        guard let token else {
+            if peerIsLoopback { return nil }
+            return .error(403, "the admin API has no token configured and answers loopback clients only; set admin.token")
+        }
+        let challenge = [("WWW-Authenticate", "Bearer realm=\"edgeproxy\"")]
+        guard let header = authorization, header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+            return .error(401, "missing bearer token (send Authorization: Bearer TOKEN)", headers: challenge)
+        }
+        guard constantTimeEquals(Array(header.dropFirst(7).utf8), Array(token.utf8)) else {
+            return .error(401, "wrong bearer token", headers: challenge)
+        }
+        return nil
+    }
+
+    /// Compares without an early exit, so timing does not tell how much of a guess was right.
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+}
+
+/// Just enough JSON writing for the admin API's answers.
+public enum JSON {
+    public static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,305 @@
+import Certificates
+import Config
+import EventLoop
+import Foundation
+import Glibc
+import Metrics
+import Reload
+import TLS
+
+/// Where certificates come from and what was loaded from each; touched on the control queue only.
+final class CertificateSources {
+    let catalog = CertificateCatalog()
+    let files = CertificateFileSet()
+    var watcher: DirectoryWatcher?
+    var admin: AdminServer?
+    var selfSigned: (names: [String], bundle: CertificateBundle)?
+}
+
+/// The outcome of one update, for the log and the admin API.
+struct UpdateReport {
+    var applied = 0
+    var removed = 0
+    var unchanged = 0
+    var refused: [CertificateError] = []
+    var configError: String?
+
+    var json: String {
+        let refusals = refused.map { "{\"source\":\(JSON.string($0.source)),\"reason\":\(JSON.string($0.reason))}" }
+        return "{\"applied\":\(applied),\"removed\":\(removed),\"unchanged\":\(unchanged),\"refused\":[\(refusals.joined(separator: ","))]"
+            + (configError.map { ",\"error\":\(JSON.string($0))" } ?? "") + "}\n"
+    }
+}
+
+extension Control {
+    func tlsOptions(_ s: Settings) -> TLSOptions {
+        TLSOptions(minVersion13: s.tls.minVersion == .tls13, sessionTickets: s.tls.sessionTickets, http2: s.http2.enabled)
+    }
+
+    /// Start-up: everything from disk (in parallel), then the first snapshot.
+    func loadInitialCertificates() -> (snapshot: Snapshot, count: Int, configured: Bool, refused: Int) {
+        let report = refreshAll(settings, source: "startup", swap: false)
+        let configured = !settings.tls.certificates.isEmpty || settings.tls.certificateDirectory != nil
+        return (makeCatalogSnapshot(settings), certificates.catalog.count, configured, report.refused.count)
+    }
+
+    func makeCatalogSnapshot(_ s: Settings) -> Snapshot {
+        let snapshot = certificates.catalog.snapshot(defaultName: s.tls.defaultName)
+        if !snapshot.defaultFound {
+            Log.warning("tls.default names \"\(s.tls.defaultName ?? "")\", which no certificate carries; another certificate answers instead")
+        }
+        return snapshot
+    }
+
+    /// SIGHUP and `POST /reload`: configuration first (a bad one changes nothing), then every
+    /// certificate source; unchanged files are recognised by their stamps and cost a stat(2).
+    func reloadConfiguration(trigger: String) -> UpdateReport {
+        let new: Settings
+        switch Self.loadSettings(configPath) {
+        case .failure(let e):
+            Log.error("reload refused, still running the previous configuration: \(e)")
+            var r = UpdateReport()
+            r.configError = "\(e)"
+            return r
+        case .success(let s): new = s
+        }
+        let report = refreshAll(new, source: trigger, swap: true)
+        server?.apply(new)
+        let directoryChanged = new.tls.certificateDirectory != settings.tls.certificateDirectory || new.tls.watch != settings.tls.watch
+        settings = new
+        if directoryChanged { startWatcher() }
+        Log.info("reloaded \(configPath): \(certificates.catalog.count) certificate(s) (\(report.applied) new or changed, "
+                 + "\(report.removed) removed, \(report.refused.count) refused), \(new.routes.count) route(s)")
+        return report
+    }
+
+    /// Configured files, the whole directory and the self-signed fallback.
+    func refreshAll(_ s: Settings, source: String, swap: Bool) -> UpdateReport {
+        let options = tlsOptions(s)
+        let files = certificates.files
+        var pairs = s.tls.certificates.map { CertificateFileSet.Pair(id: "file:" + $0.cert, cert: $0.cert, key: $0.key) }
+        var result = files.refresh(pairs, complete: { $0.hasPrefix("file:") }, options: options)
+        pairs = s.tls.certificateDirectory.map { CertificateFileSet.directoryPairs($0).pairs } ?? []
+        if let dir = s.tls.certificateDirectory, (try? FileManager.default.contentsOfDirectory(atPath: dir)) == nil {
+            result.refused.append(CertificateError(source: dir, reason: "cannot read the directory"))
+        }
+        let dirResult = files.refresh(pairs, complete: { $0.hasPrefix("dir:") }, options: options)
+        result.upserts += dirResult.upserts
+        result.removals += dirResult.removals
+        result.refused += dirResult.refused
+        result.unchanged += dirResult.unchanged
+
+        var upserts = result.upserts.map { (id: $0.id, bundle: $0.bundle, origin: $0.id.hasPrefix("dir:") ? "directory" : "file") }
+        var removals = result.removals
+        let configured = !s.tls.certificates.isEmpty || s.tls.certificateDirectory != nil
+        if configured {
+            if certificates.catalog.items["self-signed"] != nil { removals.append("self-signed") }
+        } else if certificates.selfSigned?.names != s.tls.selfSignedNames {
+            do {
+                let b = try CertificateLoader.selfSigned(names: s.tls.selfSignedNames, options: options)
+                certificates.selfSigned = (s.tls.selfSignedNames, b)
+                upserts.append((id: "self-signed", bundle: b, origin: "self-signed"))
+                Log.info("no certificate configured: serving a self-signed P-256 certificate for \(s.tls.selfSignedNames.joined(separator: ", "))")
+            } catch { Log.error("\(error)") }
+        }
+        return commit(upserts: upserts, removals: removals, refused: result.refused, unchanged: result.unchanged,
+                      source: source, settings: s, swap: swap)
+    }
+
+    /// The watcher's batch: only the base names it reported (nil: everything).
+    func directoryChanged(_ bases: Set<String>?) {
+        guard let dir = settings.tls.certificateDirectory else { return }
+        let (pairs, gone) = CertificateFileSet.directoryPairs(dir, bases: bases)
+        let result = certificates.files.refresh(pairs, gone: gone, complete: bases == nil ? { $0.hasPrefix("dir:") } : nil,
+                                                options: tlsOptions(settings))
+        guard !result.upserts.isEmpty || !result.removals.isEmpty || !result.refused.isEmpty else { return }
+        _ = commit(upserts: result.upserts.map { (id: $0.id, bundle: $0.bundle, origin: "directory") }, removals: result.removals,
+                   refused: result.refused, unchanged: result.unchanged, source: "file", settings: settings, swap: true)
+    }
+
+    /// The transaction's last step: everything is validated and built; apply to the catalog and
+    /// swap the snapshot in one store. Refused certificates leave their previous version serving.
+    func commit(upserts: [(id: String, bundle: CertificateBundle, origin: String)], removals: [String],
+                refused: [CertificateError], unchanged: Int, source: String, settings s: Settings, swap: Bool) -> UpdateReport {
+        var report = UpdateReport(applied: upserts.count, removed: removals.count, unchanged: unchanged, refused: refused)
+        for e in refused { Log.error("certificate refused: \(e) (anything it would have replaced keeps serving)") }
+        for u in upserts {
+            for w in u.bundle.warnings { Log.warning("certificate \(u.bundle.source): \(w)") }
+            Log.debug("certificate \(u.bundle.names.joined(separator: ",")) (\(u.bundle.keyType)) from \(u.bundle.source)")
+        }
+        Metrics.shared.certificateUpdate(source: source, applied: upserts.count + removals.count, refused: refused.count)
+        if certificates.catalog.countAfter(upserts: upserts.map(\.id), removals: removals) == 0 && swap {
+            Log.error("update refused: it would leave no certificate at all; keeping the current certificates")
+            report.applied = 0; report.removed = 0
+            report.configError = "the update would leave no certificate; nothing changed"
+            return report
+        }
+        guard !upserts.isEmpty || !removals.isEmpty || !swap else { return report }
+        certificates.catalog.apply(upserts: upserts, removals: removals)
+        if swap { store?.replace(with: makeCatalogSnapshot(s), strictSNI: s.tls.strictSNI) }
+        return report
+    }
+
+    // MARK: Watcher and admin API
+
+    func startWatcher() {
+        certificates.watcher?.stop()
+        certificates.watcher = nil
+        guard settings.tls.watch, let dir = settings.tls.certificateDirectory else { return }
+        let watcher = DirectoryWatcher(directory: dir, queue: queue) { [unowned self] bases in directoryChanged(bases) }
+        do {
+            try watcher.start()
+            certificates.watcher = watcher
+            Log.info("watching \(dir) for certificate changes")
+        } catch {
+            Log.error("\(error); certificate changes there apply on SIGHUP only")
+        }
+    }
+
+    /// Throws when the admin listener cannot be bound (start-up fails, as for any listener).
+    func startAdmin() throws(WatchError) {
+        guard let admin = settings.admin else { return }
+        let server = AdminServer(host: admin.listen.host, port: admin.listen.port, token: admin.token) { [unowned self] route, request in
+            queue.sync { handleAdmin(route, request) }
+        }
+        try server.start()
+        certificates.admin = server
+        Log.info("admin API on \(admin.listen)\(admin.token == nil ? " (loopback clients only, no token)" : " (bearer token)")")
+    }
+
+    func handleAdmin(_ route: AdminRoute, _ request: AdminRequest) -> AdminResponse {
+        switch route {
+        case .health:
+            return AdminResponse(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
+        case .metrics:
+            let expiry = certificates.catalog.items.map { id, item in
+                PrometheusText.CertificateExpiry(name: Self.displayName(id), serial: item.bundle.leaf.serialHex, notAfter: item.bundle.leaf.notAfter)
+            }.sorted { $0.name < $1.name }
+            return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                 body: PrometheusText.render(Metrics.shared, certificates: expiry))
+        case .listCertificates:
+            let list = certificates.catalog.items.sorted { $0.key < $1.key }.map { Self.describe(id: $0.key, item: $0.value) }
+            return AdminResponse(status: 200, body: "[" + list.joined(separator: ",\n") + "]\n")
+        case .putCertificate(let name):
+            return putCertificate(name, pem: request.body)
+        case .deleteCertificate(let name):
+            return deleteCertificate(name)
+        case .reload:
+            let report = reloadConfiguration(trigger: "api")
+            return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
+        case .notFound:
+            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /healthz, GET /metrics)")
+        case .methodNotAllowed(let allow):
+            return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
+        }
+    }
+
+    /// `PUT /certificates/NAME`: body = PEM chain (leaf first) + private key. Validated and built
+    /// here; persisted to the certificate directory when there is one (key file mode 0600).
+    func putCertificate(_ name: String, pem: [UInt8]) -> AdminResponse {
+        let bundle: CertificateBundle
+        do {
+            bundle = try CertificateLoader.bundle(chainPEM: pem, keyPEM: pem, source: "api:\(name)", options: tlsOptions(settings))
+        } catch {
+            Log.error("certificate refused: \(error)")
+            Metrics.shared.certificateUpdate(source: "api", applied: 0, refused: 1)
+            return .error(422, "\(error.reason); the previous certificate for this name keeps serving")
+        }
+        var id = "api:\(name)"
+        var removals: [String] = []
+        if let dir = settings.tls.certificateDirectory {
+            do {
+                let pair = try persist(name, pem: pem, in: dir)
+                certificates.files.adopt(pair, bundle: bundle)
+                if certificates.catalog.items[id] != nil { removals.append(id) }
+                id = pair.id
+            } catch {
+                return .error(500, "\(error); nothing changed")
+            }
+        }
+        let report = commit(upserts: [(id: id, bundle: bundle, origin: "api")], removals: removals, refused: [], unchanged: 0,
+                            source: "api", settings: settings, swap: true)
+        Log.info("certificate \(name) (\(bundle.names.joined(separator: ","))) installed through the admin API")
+        guard report.configError == nil, let item = certificates.catalog.items[id] else { return .error(500, report.configError ?? "not applied") }
+        return AdminResponse(status: 200, body: Self.describe(id: id, item: item) + "\n")
+    }
+
+    func deleteCertificate(_ name: String) -> AdminResponse {
+        var ids = ["api:\(name)"]
+        var paths: [String] = []
+        if let dir = settings.tls.certificateDirectory {
+            let base = (dir as NSString).appendingPathComponent(name)
+            ids += ["dir:\(base).crt", "dir:\(base).pem"]
+            paths = ["\(base).crt", "\(base).key", "\(base).pem"]
+        }
+        let present = ids.filter { certificates.catalog.items[$0] != nil }
+        guard !present.isEmpty else { return .error(404, "no certificate named \(name) from the directory or the API") }
+        guard certificates.catalog.countAfter(upserts: [], removals: present) > 0 else {
+            return .error(409, "\(name) is the last certificate; install another one first")
+        }
+        for p in paths { unlink(p) }
+        for id in present { certificates.files.forget(id) }
+        _ = commit(upserts: [], removals: present, refused: [], unchanged: 0, source: "api", settings: settings, swap: true)
+        Log.info("certificate \(name) deleted through the admin API")
+        return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name))}\n")
+    }
+
+    /// Writes NAME.crt + NAME.key when the directory already holds that pair, NAME.pem otherwise;
+    /// each through a hidden temporary file and rename(2), so the watcher never sees half a file.
+    func persist(_ name: String, pem: [UInt8], in dir: String) throws(WatchError) -> CertificateFileSet.Pair {
+        let base = (dir as NSString).appendingPathComponent(name)
+        if FileManager.default.fileExists(atPath: base + ".crt") {
+            let (certs, keys) = Self.splitPEM(pem)
+            try Self.writeAtomically(keys, to: base + ".key", mode: 0o600)
+            try Self.writeAtomically(certs, to: base + ".crt", mode: 0o644)
+            return CertificateFileSet.Pair(id: "dir:\(base).crt", cert: base + ".crt", key: base + ".key")
+        }
+        try Self.writeAtomically(pem, to: base + ".pem", mode: 0o600)
+        return CertificateFileSet.Pair(id: "dir:\(base).pem", cert: base + ".pem", key: base + ".pem")
+    }
+
+    static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(WatchError) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let tmp = (dir as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp")
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw WatchError("cannot write \(tmp): \(String(cString: strerror(errno))) (check the directory's permissions)") }
+        fchmod(fd, mode)
+        let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw WatchError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// CERTIFICATE blocks (in order) apart from the rest (the key).
+    static func splitPEM(_ pem: [UInt8]) -> (certificates: [UInt8], key: [UInt8]) {
+        let text = String(decoding: pem, as: UTF8.self)
+        var certs = "", key = ""
+        for block in text.components(separatedBy: "-----BEGIN ").dropFirst() {
+            guard let end = block.range(of: "-----END ") , let close = block[end.upperBound...].range(of: "-----") else { continue }
+            let whole = "-----BEGIN " + block[..<close.upperBound] + "\n"
+            if block.hasPrefix("CERTIFICATE-----") { certs += whole } else { key += whole }
+        }
+        return (Array(certs.utf8), Array(key.utf8))
+    }
+
+    static func displayName(_ id: String) -> String {
+        guard let colon = id.firstIndex(of: ":") else { return id }
+        let rest = String(id[id.index(after: colon)...])
+        if id.hasPrefix("api:") { return rest }
+        var file = (rest as NSString).lastPathComponent
+        for suffix in [".crt", ".pem"] where file.hasSuffix(suffix) { file.removeLast(suffix.count) }
+        return file
+    }
+
+    static func describe(id: String, item: CertificateCatalog.Item) -> String {
+        let leaf = item.bundle.leaf
+        let iso = ISO8601DateFormatter()
+        let names = item.bundle.names.map(JSON.string).joined(separator: ",")
+        return "{\"name\":\(JSON.string(displayName(id))),\"names\":[\(names)],\"key_type\":\"\(item.bundle.keyType.rawValue)\","
+            + "\"issuer\":\(JSON.string(leaf.issuer)),\"subject\":\(JSON.string(leaf.subject)),"
+            + "\"not_before\":\"\(iso.string(from: leaf.notBefore))\",\"not_after\":\"\(iso.string(from: leaf.notAfter))\","
+            + "\"serial\":\"\(leaf.serialHex)\",\"source\":\(JSON.string(item.origin)),\"path\":\(JSON.string(item.bundle.source))}"
+    }
+}
