@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
         // Certificate sources off the hot path: directory watcher (inotify), admin API.
         .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem"]),
+        // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
@@ -36,5 +38,6 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
+        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates"]),
     ]
 )

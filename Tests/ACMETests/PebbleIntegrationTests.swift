@@ -1,0 +1,155 @@
+import Certificates
+import Foundation
+import Testing
+@testable import ACME
+import TLS
+
+/// End to end against real Pebble 2.4 (Debian `pebble`), started per test on free loopback ports,
+/// with PEBBLE_WFE_NONCEREJECT=30 so that badNonce retries happen. Serialised: the machine has
+/// two cores, and Pebble's VA is timing-sensitive enough without contention.
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct PebbleIntegrationTests {
+    static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/pebble") }
+
+    @Test(.enabled(if: available)) func accountIsCreatedOnceAndReused() throws {
+        let pebble = try Pebble()
+        defer { pebble.stop() }
+        let dir = try TempDir()
+        let storage = FileStorage(root: dir.path("acme"))
+        let first = try Issuer(configuration: pebble.configuration(), storage: storage, solvers: [])
+        let client = try first.account()
+        let url = try #require(client.accountURL)
+        let stored = try #require(try storage.loadAccount(ca: FileStorage.caKey(directoryURL: pebble.directoryURL)))
+        #expect(stored.url == url)
+        let keyPath = dir.path("acme/accounts/\(FileStorage.caKey(directoryURL: pebble.directoryURL))/account.key")
+        #expect(try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? Int == 0o600)
+
+        // A second run (new process, same storage) finds the account without asking the CA.
+        let second = try Issuer(configuration: pebble.configuration(), storage: storage, solvers: [])
+        let again = try second.account()
+        #expect(again.accountURL == url)
+        #expect(second.requestCount == 0)
+        // The CA agrees that this key has exactly that account (onlyReturnExisting, RFC 8555 §7.3.1)…
+        #expect(try again.findAccount() == url)
+        // …and a fresh key has none.
+        let stranger = ACMEClient(directoryURL: pebble.directoryURL, accountKey: try AccountKey.generate(),
+                                  transport: HTTPSClient(context: try TLSClientContext(trustRootsPEMFile: pebble.apiCertificatePath)))
+        #expect(try stranger.findAccount() == nil)
+
+        // Twenty signed requests with 30 % of nonces rejected: badNonce must have been retried.
+        for _ in 0..<20 { try again.post(url, payload: nil) }
+        #expect(again.badNonceRetries > 0)
+    }
+
+    @Test(.enabled(if: available)) func issuesForTwoNamesOverHTTP01() throws {
+        let pebble = try Pebble()
+        defer { pebble.stop() }
+        let table = ChallengeTable()
+        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
+        defer { server.stop() }
+        let dir = try TempDir()
+        let storage = FileStorage(root: dir.path("acme"))
+        let started = Date()
+        let issuer = try Issuer(configuration: pebble.configuration(), storage: storage, solvers: [HTTP01Solver(table: table, storage: storage)])
+        let names = ["www.acme-http.test", "api.acme-http.test"]
+        let certificate = try issuer.certificate(for: names)
+        let firstCertSeconds = Date().timeIntervalSince(started)
+        let report = try #require(issuer.lastReport)
+        print("ACME figures: HTTP-01, 2 names: time to first certificate \(String(format: "%.2f", firstCertSeconds)) s "
+              + "(account included, \(issuer.requestCount) CA requests); issuance alone \(report.requests) CA requests, "
+              + "\(String(format: "%.2f", report.seconds)) s; badNonce retries \(try issuer.account().badNonceRetries)")
+        #expect(table.count == 0)  // cleaned up
+        #expect(server.served >= 2)
+        try checkIssued(certificate, names: names, pebble: pebble, storage: storage, dir: dir)
+
+        // Asking again serves the stored certificate: no new order.
+        let before = issuer.requestCount
+        let cached = try issuer.certificate(for: [names[0].uppercased(), names[1]])
+        #expect(issuer.requestCount == before)
+        #expect(cached.chainPEM.elementsEqual(certificate.chainPEM), "stored chain differs")
+    }
+
+    @Test(.enabled(if: available)) func issuesOverTLSALPN01() throws {
+        let pebble = try Pebble()
+        defer { pebble.stop() }
+        let dir = try TempDir()
+        let alpn = try ALPNTestServer(port: pebble.tlsPort, directory: dir.path("alpn"), log: dir.path("alpn.log"))
+        defer { alpn.stop() }
+        let storage = FileStorage(root: dir.path("acme"))
+        var config = pebble.configuration()
+        config.challengeTypes = [ChallengeType.tlsALPN01, ChallengeType.http01]
+        let table = ALPNChallengeTable()
+        let solver = ExportingALPNSolver(inner: TLSALPN01Solver(table: table), directory: alpn.directory)
+        let issuer = try Issuer(configuration: config, storage: storage, solvers: [solver])
+        let names = ["alpn.acme-tls.test", "two.acme-tls.test"]
+        let started = Date()
+        let certificate = try issuer.obtain(names: names)
+        print("ACME figures: TLS-ALPN-01, 2 names: \(issuer.lastReport!.requests) CA requests, "
+              + "\(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        #expect(table.count == 0)
+        let log = (try? String(contentsOfFile: dir.path("alpn.log"), encoding: .utf8)) ?? ""
+        #expect(log.contains("acme-tls/1"), "ALPN server log: \(log)")
+        try checkIssued(certificate, names: names, pebble: pebble, storage: storage, dir: dir)
+    }
+
+    @Test(.enabled(if: available)) func externalAccountBinding() throws {
+        let pebble = try Pebble(eabRequired: true)
+        defer { pebble.stop() }
+        let dir = try TempDir()
+        let storage = FileStorage(root: dir.path("acme"))
+        // Without EAB the CA refuses, and says why (RFC 8555 §7.3.4).
+        let refused = try Issuer(configuration: pebble.configuration(), storage: storage, solvers: [])
+        let error = try #require(throws: ACMEError.self) { try refused.account() }
+        #expect(error.problem?.type == Problem.externalAccountRequired, "\(error)")
+
+        var config = pebble.configuration()
+        config.externalAccountBinding = ExternalAccountBinding(keyID: "kid-1", base64URLMACKey: Pebble.eabKeys["kid-1"]!)
+        let bound = try Issuer(configuration: config, storage: storage, solvers: [])
+        let client = try bound.account()
+        #expect(client.accountURL != nil)
+        #expect(try storage.loadAccount(ca: FileStorage.caKey(directoryURL: pebble.directoryURL))?.url == client.accountURL)
+    }
+
+    @Test(.enabled(if: available)) func wrongAnswerSurfacesTheProblemDocument() throws {
+        let pebble = try Pebble()
+        defer { pebble.stop() }
+        let table = ChallengeTable()
+        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
+        defer { server.stop() }
+        let dir = try TempDir()
+        let storage = FileStorage(root: dir.path("acme"))
+        let issuer = try Issuer(configuration: pebble.configuration(), storage: storage,
+                                solvers: [WrongHTTP01Solver(inner: HTTP01Solver(table: table))])
+        let error = try #require(throws: ACMEError.self) { try issuer.obtain(names: ["wrong.acme-http.test"]) }
+        #expect(error.code == .authorizationFailed)
+        #expect(error.problem?.type == Problem.unauthorized, "\(error)")
+        #expect(error.problem?.detail?.isEmpty == false)
+        print("ACME wrong answer surfaced: \(error)")
+        #expect(table.count == 0)
+        #expect(try storage.loadCertificate(name: "wrong.acme-http.test") == nil)
+    }
+
+    /// Chain verifies to Pebble's root, covers the names, loads as a serving bundle, key file 0600.
+    private func checkIssued(_ certificate: StoredCertificate, names: [String], pebble: Pebble, storage: FileStorage, dir: TempDir) throws {
+        let chain = try X509Certificate.parseChain(pem: certificate.chainPEM)
+        #expect(chain.count >= 2)
+        #expect(Set(chain[0].dnsNames) == Set(names))
+        let bundle = try certificate.bundle(options: TLSOptions())
+        #expect(Set(bundle.names) == Set(names))
+
+        try Data(pebble.issuingRootPEM()).write(to: dir.url("root.pem"))
+        try Data(chain[0].pem()).write(to: dir.url("leaf.pem"))
+        try Data(chain.dropFirst().flatMap { (try? $0.pem()) ?? [] }).write(to: dir.url("intermediates.pem"))
+        let verify = try run("/usr/bin/openssl", ["verify", "-CAfile", dir.path("root.pem"), "-untrusted", dir.path("intermediates.pem"), dir.path("leaf.pem")])
+        #expect(verify.status == 0, "openssl verify: \(verify.output)")
+
+        let stored = try #require(try storage.loadCertificate(name: names[0]))
+        #expect(stored.chainPEM.elementsEqual(certificate.chainPEM), "stored chain differs")
+        let keyPath = storage.certificateDirectory + "/\(names[0]).key"
+        #expect(try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? Int == 0o600)
+        // The layout is tls.certificate_dir's: the proxy's loader reads it as is.
+        let (bundles, errors) = CertificateLoader.directory(storage.certificateDirectory, options: TLSOptions())
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(bundles.contains { Set($0.names) == Set(names) })
+    }
+}
