@@ -559,7 +559,7 @@ final class ClientConnection: Pollable, Downstream {
     }
 
     private func logAccess(_ r: RequestState) {
-        if r.status != 0 { Metrics.shared.response(status: r.status) }
+        if r.status != 0 { Metrics.shared.response(status: r.status, http2: false) }
         guard worker.accessLog.enabled, r.status != 0 else { return }
         let now = worker.loop.now
         let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }

@@ -262,7 +262,7 @@ final class HTTP2Stream: Downstream {
 
     private func logAccess() {
         guard status != 0 else { return }
-        Metrics.shared.response(status: status)
+        Metrics.shared.response(status: status, http2: true)
         guard front.worker.accessLog.enabled else { return }
         let c = front.connection
         front.log(AccessLog.Entry(

@@ -22,6 +22,9 @@ public final class Metrics: Sendable {
     public let responses3xx = Atomic<Int>(0)
     public let responses4xx = Atomic<Int>(0)
     public let responses5xx = Atomic<Int>(0)
+    /// Requests answered, by the protocol the client spoke.
+    public let requestsHTTP1 = Atomic<Int>(0)
+    public let requestsHTTP2 = Atomic<Int>(0)
 
     public let upstreamErrors = Atomic<Int>(0)
     public let openConnections = Atomic<Int>(0)
@@ -46,7 +49,12 @@ public final class Metrics: Sendable {
     @inlinable public func connectionOpened() { openConnections.wrappingAdd(1, ordering: .relaxed) }
     @inlinable public func connectionClosed() { openConnections.wrappingSubtract(1, ordering: .relaxed) }
 
-    @inlinable public func response(status: Int) {
+    @inlinable public func response(status: Int, http2: Bool) {
+        if http2 {
+            requestsHTTP2.wrappingAdd(1, ordering: .relaxed)
+        } else {
+            requestsHTTP1.wrappingAdd(1, ordering: .relaxed)
+        }
         switch status {
         case ..<200: responses1xx.wrappingAdd(1, ordering: .relaxed)
         case ..<300: responses2xx.wrappingAdd(1, ordering: .relaxed)

@@ -4,6 +4,7 @@ persistence of API-installed certificates, and refusals with their reasons."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -42,6 +43,12 @@ def test_healthz_and_metrics(proxy_admin):
     assert metric(text, "edgeproxy_sni_total", match="wildcard") >= 1
     assert metric(text, "edgeproxy_sni_total", match="default") >= 1
     assert metric(text, "edgeproxy_http_responses_total", **{"class": "2xx"}) >= 1
+    assert metric(text, "edgeproxy_http_requests_total", protocol="HTTP/1.1") >= 1
+    assert metric(text, "edgeproxy_http_requests_total", protocol="HTTP/2") == 0
+    h2 = subprocess.run(["curl", "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                         f"https://127.0.0.1:{p.https_port}/"], capture_output=True, text=True, timeout=30)
+    assert h2.stdout == "2"
+    assert metric(admin.metrics(), "edgeproxy_http_requests_total", protocol="HTTP/2") == 1
     assert "edgeproxy_open_connections " in text
     assert "edgeproxy_upstream_errors_total " in text
     expiry = metric(text, "edgeproxy_certificate_expiry_seconds", name="a.test",
