@@ -107,14 +107,39 @@ extension Control {
     }
 
     /// The watcher's batch: only the base names it reported (nil: everything).
-    func directoryChanged(_ bases: Set<String>?) {
+    ///
+    /// A certificate and its key are two files written one after the other; on a busy machine the
+    /// gap can outlast the debounce, and the first file alone does not validate. So a refusal of
+    /// files written within the last second is held back and looked at again every 300 ms: it is
+    /// reported once its files have been left alone for a second (`heldBack` carries it along).
+    func directoryChanged(_ bases: Set<String>?, heldBack: [CertificateError] = []) {
         guard let dir = settings.tls.certificateDirectory else { return }
         let (pairs, gone) = CertificateFileSet.directoryPairs(dir, bases: bases)
         let result = certificates.files.refresh(pairs, gone: gone, complete: bases == nil ? { $0.hasPrefix("dir:") } : nil,
                                                 options: tlsOptions(settings))
-        guard !result.upserts.isEmpty || !result.removals.isEmpty || !result.refused.isEmpty else { return }
+        // Held-back refusals whose files did not change since (neither loaded nor refused anew).
+        var refused = result.refused + heldBack.filter { e in
+            !result.upserts.contains { $0.bundle.source == e.source } && !result.refused.contains { $0.source == e.source }
+        }
+        let fresh = refused.filter { Self.writtenRecently($0.source) }
+        if !fresh.isEmpty {
+            refused.removeAll { e in fresh.contains { $0.source == e.source } }
+            let again = Set(fresh.compactMap { CertificateFileSet.baseName(ofEvent: ($0.source as NSString).lastPathComponent) })
+            queue.asyncAfter(deadline: .now() + 0.3) { [unowned self] in directoryChanged(again, heldBack: fresh) }
+        }
+        guard !result.upserts.isEmpty || !result.removals.isEmpty || !refused.isEmpty else { return }
         _ = commit(upserts: result.upserts.map { (id: $0.id, bundle: $0.bundle, origin: "directory") }, removals: result.removals,
-                   refused: result.refused, unchanged: result.unchanged, source: "file", settings: settings, swap: true)
+                   refused: refused, unchanged: result.unchanged, source: "file", settings: settings, swap: true)
+    }
+
+    /// Modified within the last second (or its `.key` partner was).
+    static func writtenRecently(_ path: String) -> Bool {
+        let now = Date().timeIntervalSince1970
+        let partner = path.hasSuffix(".crt") ? String(path.dropLast(4)) + ".key" : path
+        return [path, partner].contains { p in
+            guard let st = FileStamp.of(p) else { return false }
+            return now - (Double(st.mtimeSeconds) + Double(st.mtimeNanoseconds) / 1e9) < 1
+        }
     }
 
     /// The transaction's last step: everything is validated and built; apply to the catalog and

@@ -79,6 +79,21 @@ def test_file_rewrites_under_load(proxies, pki):
     assert "certificate refused" not in p.stderr()
 
 
+def test_certificate_and_key_written_apart_become_one_update(proxies, pki):
+    """A slow writer: the certificate lands, the key only 400 ms later (past the debounce). The
+    first look alone would be a key mismatch; it must not be reported, and the pair applies."""
+    from httpclient import handshake_cert
+    p, first = start(proxies, pki, swap_config())
+    leaf = pki.issue([NAME])
+    certs = p.dir / "certs"
+    (certs / f"{NAME}.crt").write_bytes(leaf.chain_pem)
+    time.sleep(0.4)
+    (certs / f"{NAME}.key").write_bytes(leaf.key_pem)
+    wait_until(lambda: handshake_cert(p.https_port, NAME)["serial"] == leaf.serial, 5, what="the new certificate")
+    time.sleep(0.5)
+    assert "certificate refused" not in p.stderr(), p.stderr()[-2000:]
+
+
 def test_sighup_under_load(proxies, pki):
     p, _ = start(proxies, pki, swap_config(watch=False))
 
