@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
         // Certificate sources off the hot path: directory watcher (inotify), admin API.
-        .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem"]),
+        .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
         .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics"]),

@@ -33,34 +33,12 @@ public final class AccessLog: Sendable {
 
     func write(_ e: Entry) {
         guard let fd else { return }
-        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(json(e.client)),\"sni\":\(json(e.sni)),\"host\":\(json(e.host)),"
-        line += "\"method\":\(json(e.method)),\"path\":\(json(e.path)),\"status\":\(e.status),\"bytes_in\":\(e.bytesIn),"
-        line += "\"bytes_out\":\(e.bytesOut),\"upstream\":\(json(e.upstream)),\"duration_ms\":\(ms(e.durationMS)),"
-        line += "\"upstream_ms\":\(e.upstreamMS.map(ms) ?? "null"),\"protocol\":\(json(e.proto))}\n"
+        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(JSON.string(e.client)),\"sni\":\(JSON.string(e.sni)),\"host\":\(JSON.string(e.host)),"
+        line += "\"method\":\(JSON.string(e.method)),\"path\":\(JSON.string(e.path)),\"status\":\(e.status),\"bytes_in\":\(e.bytesIn),"
+        line += "\"bytes_out\":\(e.bytesOut),\"upstream\":\(JSON.string(e.upstream)),\"duration_ms\":\(ms(e.durationMS)),"
+        line += "\"upstream_ms\":\(e.upstreamMS.map(ms) ?? "null"),\"protocol\":\(JSON.string(e.proto))}\n"
         line.withUTF8 { _ = Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
     private func ms(_ v: Double) -> String { String(Double(Int(v * 1000)) / 1000) }
-
-    private func json(_ s: String?) -> String {
-        guard let s else { return "null" }
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7f {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
 }

@@ -1,3 +1,5 @@
+import EventLoop
+
 /// The admin API's routes and access check, apart from sockets so both are unit-tested.
 public enum AdminRoute: Equatable, Sendable {
     case health
@@ -97,29 +99,5 @@ public enum AdminRouter {
             diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
         }
         return diff == 0
-    }
-}
-
-/// Just enough JSON writing for the admin API's answers.
-public enum JSON {
-    public static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 }

@@ -16,27 +16,10 @@ public enum ALPNChallengeCertificate {
         guard CertificateRequest.isPlainDNSName(name), !name.hasPrefix("*.") else {
             throw TLSError("ALPNChallengeCertificate", reason: "not a DNS name: \(name)")
         }
-        ERR_clear_error()
-        guard let x = X509_new() else { throw TLSError("X509_new") }
-        let cert = X509Certificate(owning: x)
-        X509_set_version(x, 2)
-        var serial = [UInt8](repeating: 0, count: 16)
-        RAND_bytes(&serial, 16)
-        serial[0] &= 0x7f
-        if let bn = BN_bin2bn(serial, 16, nil) { BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)); BN_free(bn) }
         // Short-lived: it only has to outlive one validation.
-        X509_gmtime_adj(X509_getm_notBefore(x), -3600)
-        X509_gmtime_adj(X509_getm_notAfter(x), 7 * 24 * 3600)
-        let subject = X509_get_subject_name(x)
-        X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, name, -1, -1, 0)
-        X509_set_issuer_name(x, subject)
-        X509_set_pubkey(x, key.pkey)
-        guard let san = X509V3_EXT_conf_nid(nil, nil, NID_subject_alt_name, "DNS:\(name)") else { throw TLSError("X509V3_EXT_conf_nid(subjectAltName)") }
-        X509_add_ext(x, san, -1)
-        X509_EXTENSION_free(san)
-        try addAcmeIdentifier(to: x, digest: Digest.sha256(Array(keyAuthorization.utf8)))
-        guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw TLSError("X509_sign") }
-        return cert
+        return try SelfSigned.make(names: [name], key: key, lifetime: 7 * 24 * 3600) { (x: OpaquePointer) throws(TLSError) in
+            try addAcmeIdentifier(to: x, digest: Digest.sha256(Array(keyAuthorization.utf8)))
+        }
     }
 
     /// The extension's extnValue wraps the DER of `Authorization ::= OCTET STRING (SIZE (32))`, so

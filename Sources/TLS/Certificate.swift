@@ -152,6 +152,14 @@ public final class PrivateKey: @unchecked Sendable {  // immutable after init
 public enum SelfSigned {
     /// A self-signed P-256 certificate for `names`, valid for a year: what serves when nothing is configured.
     public static func make(names: [String], key: PrivateKey) throws(TLSError) -> X509Certificate {
+        try make(names: names, key: key, lifetime: 365 * 24 * 3600) { (_: OpaquePointer) throws(TLSError) in }
+    }
+
+    /// Random serial, valid from an hour ago for `lifetime` seconds, CN = the first name, SAN = all
+    /// names; `extend` adds extensions before the signature.
+    static func make(names: [String], key: PrivateKey, lifetime: Int,
+                     extend: (OpaquePointer) throws(TLSError) -> Void) throws(TLSError) -> X509Certificate {
+        ERR_clear_error()
         guard let x = X509_new() else { throw TLSError("X509_new") }
         let cert = X509Certificate(owning: x)
         X509_set_version(x, 2)
@@ -160,7 +168,7 @@ public enum SelfSigned {
         serial[0] &= 0x7f
         if let bn = BN_bin2bn(serial, 16, nil) { BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)); BN_free(bn) }
         X509_gmtime_adj(X509_getm_notBefore(x), -3600)
-        X509_gmtime_adj(X509_getm_notAfter(x), 365 * 24 * 3600)
+        X509_gmtime_adj(X509_getm_notAfter(x), lifetime)
         let name = X509_get_subject_name(x)
         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, names.first ?? "localhost", -1, -1, 0)
         X509_set_issuer_name(x, name)
@@ -169,6 +177,7 @@ public enum SelfSigned {
         guard let ext = X509V3_EXT_conf_nid(nil, nil, NID_subject_alt_name, san) else { throw TLSError("X509V3_EXT_conf_nid(subjectAltName)") }
         X509_add_ext(x, ext, -1)
         X509_EXTENSION_free(ext)
+        try extend(x)
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw TLSError("X509_sign") }
         return cert
     }
