@@ -5,7 +5,9 @@ import TLS
 /// Retry and polling limits. Defaults suit a real CA; tests shorten the poll interval.
 public struct ACMEClientOptions: Sendable {
     /// Consecutive badNonce answers retried with the fresh nonce before giving up (RFC 8555 §6.5).
-    public var badNonceRetries = 5
+    /// Ten keeps a CA that rejects 30 % of nonces (Pebble in the tests) from failing a request
+    /// more than once in a million; each retry is one round trip, never a tight loop.
+    public var badNonceRetries = 10
     /// 429/503 with a Retry-After at most this long are waited out inline (then retried once per
     /// `rateLimitRetries`); longer ones are thrown with `retryAfter` set, for the renewal scheduler.
     public var maxInlineRetryAfter: Double = 30
