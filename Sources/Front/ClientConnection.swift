@@ -234,21 +234,20 @@ final class ClientConnection: Pollable, Downstream {
 
         if role == .redirect { answerPlainPort(head); return }
 
-        guard let route = worker.config.router.match(host: head.host, path: head.target) else {
+        var declared: Int64? = nil
+        if case .length(let n) = head.framing { declared = n }
+        switch RequestPolicy.decide(worker.config.router, host: head.host, path: head.target, declaredLength: declared,
+                                    limits: settings.limits) {
+        case .notFound:
             respond(status: 404, body: "no route for this host and path\n")
-            return
-        }
-        let limit = RequestPolicy.bodyLimit(route: route, limits: settings.limits)
-        request!.bodyLimit = limit
-        if limit > 0, case .length(let n) = head.framing, n > limit {
+        case .tooLarge(let n, let limit):
             refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
-            return
-        }
-        switch route.action {
-        case .respond(let fixed):
+        case .respond(let fixed, let limit):
+            request!.bodyLimit = limit
             respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
-        case .proxy(let upstream):
-            startExchange(head, upstream: upstream, forwarded: route.forwardedHeaders)
+        case .proxy(let upstream, let forwarded, let limit):
+            request!.bodyLimit = limit
+            startExchange(head, upstream: upstream, forwarded: forwarded)
         }
     }
 

@@ -199,22 +199,20 @@ final class HTTP2Stream: Downstream {
         }
         // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
         if !cookies.isEmpty { regular.append(HTTPField(name: "cookie", value: cookies.joined(separator: "; "))) }
-        guard let route = front.worker.config.router.match(host: host, path: target) else {
-            respond(status: 404, body: "no route for this host and path\n")
-            return
-        }
-        bodyLimit = RequestPolicy.bodyLimit(route: route, limits: settings.limits)
         let length: Int64? = endStream ? 0 : contentLength
-        if bodyLimit > 0, let n = length, n > bodyLimit {
-            refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(bodyLimit)")
-            return
-        }
-        switch route.action {
-        case .respond(let fixed):
+        switch RequestPolicy.decide(front.worker.config.router, host: host, path: target, declaredLength: length,
+                                    limits: settings.limits) {
+        case .notFound:
+            respond(status: 404, body: "no route for this host and path\n")
+        case .tooLarge(let n, let limit):
+            refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
+        case .respond(let fixed, let limit):
+            bodyLimit = limit
             respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
-        case .proxy(let upstream):
+        case .proxy(let upstream, let forwardedHeaders, let limit):
+            bodyLimit = limit
             var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
-            if route.forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
+            if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
             let request = ProxyRequest(method: method, target: target, host: host, fields: forwarded, bodyLength: length,
                                        upgrade: nil, clientAddress: front.clientHost, scheme: "https")
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,

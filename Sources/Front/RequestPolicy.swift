@@ -1,5 +1,6 @@
 import Config
 import HTTP1
+import Proxy
 
 /// Request rules shared by the HTTP/1 and HTTP/2 fronts, so each is written once.
 enum RequestPolicy {
@@ -18,4 +19,24 @@ enum RequestPolicy {
 
     /// The body limit for a route: its own, else the global one (0 = unlimited).
     static func bodyLimit(route: Route, limits: Limits) -> Int64 { route.maxBodyBytes ?? limits.maxBodyBytes }
+
+    /// What to do with a request head, whichever protocol carried it.
+    enum Decision {
+        case notFound
+        /// The declared body is over the route's limit (bytes, limit).
+        case tooLarge(Int64, Int64)
+        case respond(FixedResponse, bodyLimit: Int64)
+        case proxy(upstream: String, forwardedHeaders: Bool, bodyLimit: Int64)
+    }
+
+    /// Route by host and path, then check a declared body length against the route's limit.
+    static func decide(_ router: Router, host: String?, path: String, declaredLength: Int64?, limits: Limits) -> Decision {
+        guard let route = router.match(host: host, path: path) else { return .notFound }
+        let limit = bodyLimit(route: route, limits: limits)
+        if limit > 0, let n = declaredLength, n > limit { return .tooLarge(n, limit) }
+        switch route.action {
+        case .respond(let fixed): return .respond(fixed, bodyLimit: limit)
+        case .proxy(let upstream): return .proxy(upstream: upstream, forwardedHeaders: route.forwardedHeaders, bodyLimit: limit)
+        }
+    }
 }
