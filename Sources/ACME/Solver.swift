@@ -45,7 +45,7 @@ public struct TLSALPN01Solver: ChallengeSolver {
     public func present(domain: String, token: String, keyAuthorization: String) throws {
         let key = try PrivateKey.generateP256()
         let certificate = try ALPNChallengeCertificate.make(name: domain, keyAuthorization: keyAuthorization, key: key)
-        table.present(name: domain, certificate: certificate, key: key)
+        try table.present(name: domain, certificate: certificate, key: key)
     }
 
     public func cleanUp(domain: String, token: String, keyAuthorization: String) {

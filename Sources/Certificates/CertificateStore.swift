@@ -8,10 +8,13 @@ import TLS
 public final class CertificateStore: ContextSelector {
     private let current: Mutex<Snapshot>
     private let strictSNI: Atomic<Bool>
+    /// TLS-ALPN-01 answers; consulted only when a client offers "acme-tls/1".
+    public let alpnChallenges: ALPNChallengeTable
 
-    public init(_ snapshot: Snapshot, strictSNI: Bool) {
+    public init(_ snapshot: Snapshot, strictSNI: Bool, alpnChallenges: ALPNChallengeTable = ALPNChallengeTable()) {
         current = Mutex(snapshot)
         self.strictSNI = Atomic(strictSNI)
+        self.alpnChallenges = alpnChallenges
     }
 
     public var snapshot: Snapshot { current.withLock { $0 } }
@@ -22,6 +25,11 @@ public final class CertificateStore: ContextSelector {
     }
 
     public func select(_ hello: ClientHello) -> TLSContext? {
+        if !hello.alpn.isEmpty, let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
+           let challenge = alpnChallenges.entry(for: name) {
+            Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
+            return challenge.context
+        }
         let snap = current.withLock { $0 }
         let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
                                            strict: strictSNI.load(ordering: .relaxed))

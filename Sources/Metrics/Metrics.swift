@@ -16,6 +16,8 @@ public final class Metrics: Sendable {
     public let sniWildcard = Atomic<Int>(0)
     public let sniDefault = Atomic<Int>(0)
     public let sniRejected = Atomic<Int>(0)
+    /// Handshakes answered with a TLS-ALPN-01 challenge certificate (the CA's validator).
+    public let acmeChallengeHandshakes = Atomic<Int>(0)
 
     public let responses1xx = Atomic<Int>(0)
     public let responses2xx = Atomic<Int>(0)

@@ -39,10 +39,12 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     /// Kept alive for as long as the front context can call into it.
     private let selectorBox: Unmanaged<SelectorBox>?
 
-    /// A certificate context.
-    public init(chain: [X509Certificate], key: PrivateKey, options: TLSOptions) throws(TLSError) {
+    /// A certificate context. `acmeChallenge`: a TLS-ALPN-01 answer (RFC 8737), whose handshake
+    /// must negotiate "acme-tls/1" and nothing else.
+    public init(chain: [X509Certificate], key: PrivateKey, options: TLSOptions, acmeChallenge: Bool = false) throws(TLSError) {
         guard let leaf = chain.first else { throw TLSError("TLSContext", reason: "empty certificate chain") }
         ctx = try Self.makeContext(options)
+        if acmeChallenge { SSL_CTX_set_alpn_select_cb(ctx, acmeALPNCallback, nil) }
         certificate = leaf
         keyType = key.type
         selectorBox = nil
@@ -174,6 +176,25 @@ func readALPN(_ ssl: OpaquePointer) -> [String] {
 /// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
 /// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
 /// protocols proceeds without ALPN, as nginx does.
+/// The validator of a TLS-ALPN-01 challenge offers only "acme-tls/1" (RFC 8737 §3): select it,
+/// or refuse the handshake (no_application_protocol) when a client reached this context without it.
+private let acmeALPNCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, _ in
+    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_ALERT_FATAL() }
+    var i = 0
+    let count = Int(inlen)
+    while i < count {
+        let n = Int(input[i])
+        guard i + 1 + n <= count else { break }
+        if n == 10 && memcmp(input + i + 1, "acme-tls/1", 10) == 0 {
+            out.pointee = input + i + 1
+            outlen.pointee = 10
+            return COpenSSL_TLSEXT_ERR_OK()
+        }
+        i += 1 + n
+    }
+    return COpenSSL_TLSEXT_ERR_ALERT_FATAL()
+}
+
 private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, h2 in
     guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
     var http11: Int? = nil
