@@ -30,8 +30,8 @@ let package = Package(
         // Certificate sources off the hot path: directory watcher (inotify), admin API.
         .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics"]),
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),

@@ -214,6 +214,19 @@ public final class ACMEClient {
         return current
     }
 
+    /// The CA's suggested renewal window for `leaf` (RFC 9773 §4), or nil when the CA offers no
+    /// renewalInfo. Unauthenticated GET; `retryAfter` says when to ask again (§4.3).
+    public func renewalInfo(for leaf: X509Certificate) throws(ACMEError) -> (info: RenewalInfo, retryAfter: Double?)? {
+        guard let base = try directory().renewalInfo, let id = RenewalInfo.certificateID(leaf) else { return nil }
+        let response = try send("GET", base.hasSuffix("/") ? base + id : base + "/" + id)
+        guard response.status == 200 else { throw error(for: response, "renewalInfo") }
+        do {
+            return (try RenewalInfo.decode(response.body), RetryAfter.seconds(response.header("Retry-After")))
+        } catch {
+            throw ACMEError(.protocolViolation, "undecodable renewalInfo: \(error)", status: response.status)
+        }
+    }
+
     /// The PEM chain, leaf first (§7.4.2).
     public func downloadCertificate(_ url: String) throws(ACMEError) -> [UInt8] {
         let response = try post(url, payload: nil, accept: "application/pem-certificate-chain")

@@ -8,6 +8,8 @@ public struct HTTPResponse: Sendable {
     public var headers: [HTTPField]
     public var body: [UInt8]
 
+    public init(status: Int, headers: [HTTPField], body: [UInt8]) { self.status = status; self.headers = headers; self.body = body }
+
     public func header(_ name: String) -> String? { headers.firstValue(named: name) }
 }
 

@@ -91,24 +91,32 @@ public final class Issuer {
         return client
     }
 
-    /// The stored certificate when it covers `names` and is not due for renewal; otherwise a new
+    /// The stored certificate when it covers `names` and is not `due` for renewal; otherwise a new
     /// one (check storage, lock, check again: another thread or node may just have issued it).
-    public func certificate(for names: [String], now: Date = Date()) throws -> StoredCertificate {
+    public func certificate(for names: [String], due: (X509Certificate) -> Bool = { RenewalPolicy.isDue(notBefore: $0.notBefore, notAfter: $0.notAfter) })
+        throws -> StoredCertificate {
         let names = try Self.normalise(names)
-        if let stored = try usable(names, now: now) { return stored }
+        if let stored = try usable(names, due: due) { return stored }
         return try storage.withLock("certificate-\(names[0])") {
-            if let stored = try usable(names, now: now) { return stored }
+            if let stored = try usable(names, due: due) { return stored }
             return try obtain(names: names)
         }
     }
 
-    private func usable(_ names: [String], now: Date) throws -> StoredCertificate? {
+    /// The stored certificate for `names` (first = primary) when its chain parses and its leaf
+    /// covers every name, whether due or not.
+    public func stored(_ names: [String]) throws -> (certificate: StoredCertificate, leaf: X509Certificate)? {
+        let names = try Self.normalise(names)
         guard let stored = try storage.loadCertificate(name: names[0]),
               let leaf = try? X509Certificate.parseChain(pem: stored.chainPEM).first else { return nil }
         let covered = Set(leaf.dnsNames)
-        guard names.allSatisfy(covered.contains),
-              !RenewalPolicy.isDue(notBefore: leaf.notBefore, notAfter: leaf.notAfter, now: now) else { return nil }
-        return StoredCertificate(names: leaf.dnsNames, chainPEM: stored.chainPEM, keyPEM: stored.keyPEM)
+        guard names.allSatisfy(covered.contains) else { return nil }
+        return (StoredCertificate(names: leaf.dnsNames, chainPEM: stored.chainPEM, keyPEM: stored.keyPEM), leaf)
+    }
+
+    private func usable(_ names: [String], due: (X509Certificate) -> Bool) throws -> StoredCertificate? {
+        guard let (certificate, leaf) = try stored(names), !due(leaf) else { return nil }
+        return certificate
     }
 
     /// Issues a new certificate for `names` (first = primary, the storage name) and persists it.

@@ -1,4 +1,5 @@
 import Foundation
+import TLS
 
 /// A CA-suggested renewal window (ACME Renewal Information, RFC 9773 §4.2 `suggestedWindow`).
 public struct RenewalWindow: Codable, Sendable, Equatable {
@@ -11,6 +12,13 @@ public struct RenewalWindow: Codable, Sendable, Equatable {
 public struct RenewalInfo: Decodable, Sendable {
     public var suggestedWindow: RenewalWindow
     public var explanationURL: String?
+
+    /// The certificate identifier (RFC 9773 §4.1): base64url(AKI keyIdentifier) "." base64url(serial
+    /// DER content). nil without an AKI (the CA could not have issued it, so there is nothing to ask).
+    public static func certificateID(_ leaf: X509Certificate) -> String? {
+        guard let aki = leaf.authorityKeyIdentifier, !aki.isEmpty else { return nil }
+        return Base64URL.encode(aki) + "." + Base64URL.encode(leaf.serialDERContent)
+    }
 
     /// Timestamps are RFC 3339 (RFC 9773 §4.2), with or without fractional seconds.
     public static func decode(_ body: [UInt8]) throws -> RenewalInfo {
@@ -33,9 +41,10 @@ public struct RenewalInfo: Decodable, Sendable {
 /// scheduler can call them and tests can pin them.
 public enum RenewalPolicy {
     /// Without ARI, renew once a third of the lifetime remains (Let's Encrypt's advice for 90-day
-    /// certificates: at 60 days), brought forward by up to 1/30 of the lifetime at random so a
-    /// fleet with certificates from one batch does not renew in the same minute.
-    public static func renewalTime(notBefore: Date, notAfter: Date, ariWindow: RenewalWindow? = nil,
+    /// certificates: at 60 days), or once `renewBefore` seconds remain when the operator set that,
+    /// brought forward by up to 1/30 of the lifetime at random so a fleet with certificates from
+    /// one batch does not renew in the same minute.
+    public static func renewalTime(notBefore: Date, notAfter: Date, ariWindow: RenewalWindow? = nil, renewBefore: Double? = nil,
                                    random: Double = Double.random(in: 0..<1)) -> Date {
         // RFC 9773 §4.2: pick a uniformly random time inside the window; ignore a window whose end
         // is not after its start (the RFC says such a window is invalid).
@@ -43,14 +52,15 @@ public enum RenewalPolicy {
             return window.start.addingTimeInterval(window.end.timeIntervalSince(window.start) * random)
         }
         let lifetime = max(0, notAfter.timeIntervalSince(notBefore))
-        return notAfter.addingTimeInterval(-lifetime / 3 - lifetime / 30 * random)
+        return notAfter.addingTimeInterval(-(renewBefore ?? lifetime / 3) - lifetime / 30 * random)
     }
 
     /// Whether a certificate is due now (same rule as `renewalTime`, without jitter). Also true
     /// when an ARI window has started: the CA may ask for early renewal (e.g. revocation ahead).
-    public static func isDue(notBefore: Date, notAfter: Date, ariWindow: RenewalWindow? = nil, now: Date = Date()) -> Bool {
+    public static func isDue(notBefore: Date, notAfter: Date, ariWindow: RenewalWindow? = nil, renewBefore: Double? = nil,
+                             now: Date = Date()) -> Bool {
         if let window = ariWindow, window.end > window.start { return now >= window.start }
-        return now >= renewalTime(notBefore: notBefore, notAfter: notAfter, random: 0)
+        return now >= renewalTime(notBefore: notBefore, notAfter: notAfter, renewBefore: renewBefore, random: 0)
     }
 
     /// Wait after `failures` consecutive failed attempts (1 = the first failure): exponential from

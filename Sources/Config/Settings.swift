@@ -16,6 +16,8 @@ public struct Settings: Sendable, Equatable {
     public var http2 = HTTP2Limits()
     /// The admin API (certificates, reload, metrics); nil: off.
     public var admin: AdminSettings?
+    /// Certificates obtained and renewed through ACME; nil: off.
+    public var acme: ACMESettings?
 
     public init(workers: Int, listen: Listen, tls: TLSSettings, timeouts: Timeouts, limits: Limits,
                 upstreams: [String: Upstream], routes: [Route], log: LogSettings) {
@@ -192,4 +194,44 @@ public struct AdminSettings: Sendable, Equatable {
     /// Bearer token every request must carry (from `token` or the first line of `token_file`).
     public var token: String?
     public init(listen: SocketAddressSpec, token: String?) { self.listen = listen; self.token = token }
+}
+
+/// Certificates edgeproxy obtains and renews itself (RFC 8555); nil: off.
+public struct ACMESettings: Sendable, Equatable {
+    /// The CA's directory URL (https).
+    public var directory: String
+    /// Contact e-mail for the account (the CA's expiry and incident notices); nil: none.
+    public var email: String?
+    /// PEM file of roots trusted for the CA's API; nil: the system store.
+    public var caRoot: String?
+    /// External Account Binding (RFC 8555 §7.3.4), when the CA asks for one: key id and the
+    /// base64url HMAC key, both from the CA.
+    public var eab: EABSettings?
+    /// Challenge types in order of preference: "http-01", "tls-alpn-01".
+    public var challenges = ["http-01", "tls-alpn-01"]
+    /// Account, certificates (NAME.crt + NAME.key) and locks live here.
+    public var storage: String
+    /// One entry per certificate; its first name names it.
+    public var certificates: [[String]]
+    /// How often each certificate's renewal is looked at (also the ARI polling ceiling).
+    public var checkInterval: Double = 3600
+    /// Renew once less than this remains; nil: when a third of the lifetime remains.
+    public var renewBefore: Double?
+    /// Follow the CA's renewal window (RFC 9773) when it offers one.
+    public var ari = true
+    /// Failed attempts back off exponentially from `backoffBase` to at most `backoffCap` (jittered).
+    public var backoffBase: Double = 60
+    public var backoffCap: Double = 6 * 3600
+    /// Socket timeout for each request to the CA.
+    public var requestTimeout: Double = 30
+
+    public init(directory: String, storage: String, certificates: [[String]]) {
+        self.directory = directory; self.storage = storage; self.certificates = certificates
+    }
+}
+
+public struct EABSettings: Sendable, Equatable {
+    public var keyID: String
+    public var hmacKey: String
+    public init(keyID: String, hmacKey: String) { self.keyID = keyID; self.hmacKey = hmacKey }
 }

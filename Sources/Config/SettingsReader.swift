@@ -12,7 +12,7 @@ import Yams
 struct SettingsReader {
     let source: ConfigSource
 
-    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log", "http2", "admin"]
+    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log", "http2", "admin", "acme"]
 
     func settings(_ root: Node?) throws(ConfigError) -> Settings {
         let map = try mapping(root, name: "the configuration", location: "at the top level",
@@ -29,6 +29,7 @@ struct SettingsReader {
             log: try log(map["log"]))
         settings.http2 = try http2(map["http2"])
         settings.admin = try admin(map["admin"])
+        settings.acme = try acme(map["acme"], listen: settings.listen)
         return settings
     }
 

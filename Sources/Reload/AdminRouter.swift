@@ -8,6 +8,8 @@ public enum AdminRoute: Equatable, Sendable {
     case putCertificate(String)
     case deleteCertificate(String)
     case reload
+    /// ACME: each managed certificate's expiry, next attempt and last error.
+    case acmeStatus
     case notFound
     case methodNotAllowed(allow: String)
 }
@@ -53,6 +55,7 @@ public enum AdminRouter {
         case "/metrics": return method == "GET" ? .metrics : .methodNotAllowed(allow: "GET")
         case "/certificates", "/certificates/": return method == "GET" ? .listCertificates : .methodNotAllowed(allow: "GET")
         case "/reload": return method == "POST" ? .reload : .methodNotAllowed(allow: "POST")
+        case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
         default:
             let prefix = "/certificates/"
             guard path.hasPrefix(prefix) else { return .notFound }

@@ -10,7 +10,28 @@ public enum PrometheusText {
         public init(name: String, serial: String, notAfter: Date) { self.name = name; self.serial = serial; self.notAfter = notAfter }
     }
 
-    public static func render(_ m: Metrics, certificates: [CertificateExpiry], now: Date = Date()) -> String {
+    /// One ACME-managed certificate's schedule.
+    public struct ACMECertificate: Sendable {
+        public var name: String
+        public var nextAttempt: Date
+        public var failures: Int
+        public var issued: Int
+        public init(name: String, nextAttempt: Date, failures: Int, issued: Int) {
+            self.name = name; self.nextAttempt = nextAttempt; self.failures = failures; self.issued = issued
+        }
+    }
+
+    /// ACME's part: nil when ACME is off (its families are left out).
+    public struct ACME: Sendable {
+        public var certificates: [ACMECertificate]
+        public var pendingHTTP01: Int
+        public var pendingTLSALPN01: Int
+        public init(certificates: [ACMECertificate], pendingHTTP01: Int, pendingTLSALPN01: Int) {
+            self.certificates = certificates; self.pendingHTTP01 = pendingHTTP01; self.pendingTLSALPN01 = pendingTLSALPN01
+        }
+    }
+
+    public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, now: Date = Date()) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -36,6 +57,21 @@ public enum PrometheusText {
         family("edgeproxy_certificate_expiry_seconds", "gauge", "Seconds until each certificate's notAfter.")
         for c in certificates {
             sample("edgeproxy_certificate_expiry_seconds", [("name", c.name), ("serial", c.serial)], Int(c.notAfter.timeIntervalSince(now)))
+        }
+        if let acme {
+            family("edgeproxy_acme_next_attempt_timestamp_seconds", "gauge", "When ACME next looks at each managed certificate (Unix time).")
+            for c in acme.certificates {
+                sample("edgeproxy_acme_next_attempt_timestamp_seconds", [("name", c.name)], Int(c.nextAttempt.timeIntervalSince1970))
+            }
+            family("edgeproxy_acme_consecutive_failures", "gauge", "Failed ACME attempts in a row per certificate (0 after a success).")
+            for c in acme.certificates { sample("edgeproxy_acme_consecutive_failures", [("name", c.name)], c.failures) }
+            family("edgeproxy_acme_certificates_issued_total", "counter", "Certificates obtained from the CA since start.")
+            for c in acme.certificates { sample("edgeproxy_acme_certificates_issued_total", [("name", c.name)], c.issued) }
+            family("edgeproxy_acme_challenges_pending", "gauge", "Challenge answers being served now, by type.")
+            sample("edgeproxy_acme_challenges_pending", [("type", "http-01")], acme.pendingHTTP01)
+            sample("edgeproxy_acme_challenges_pending", [("type", "tls-alpn-01")], acme.pendingTLSALPN01)
+            family("edgeproxy_acme_challenge_handshakes_total", "counter", "Handshakes answered with a TLS-ALPN-01 certificate.")
+            sample("edgeproxy_acme_challenge_handshakes_total", [], m.acmeChallengeHandshakes.load(ordering: .relaxed))
         }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
         sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))

@@ -55,6 +55,19 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         return String(cString: hex)
     }
 
+    /// The serial's DER content octets (two's complement, so a leading 0x00 when the top bit is set).
+    public var serialDERContent: [UInt8] {
+        guard let serial = X509_get0_serialNumber(x509), let bytes = ASN1_STRING_get0_data(serial) else { return [] }
+        let magnitude = Array(UnsafeBufferPointer(start: bytes, count: Int(ASN1_STRING_length(serial))))
+        return (magnitude.first ?? 0) >= 0x80 ? [0] + magnitude : magnitude
+    }
+
+    /// The keyIdentifier of the Authority Key Identifier extension, when present.
+    public var authorityKeyIdentifier: [UInt8]? {
+        guard let id = X509_get0_authority_key_id(x509), let bytes = ASN1_STRING_get0_data(id) else { return nil }
+        return Array(UnsafeBufferPointer(start: bytes, count: Int(ASN1_STRING_length(id))))
+    }
+
     public var notBefore: Date { Self.date(X509_get0_notBefore(x509)) }
     public var notAfter: Date { Self.date(X509_get0_notAfter(x509)) }
 

@@ -66,6 +66,7 @@ extension Control {
         let report = refreshAll(new, source: trigger, swap: true)
         server?.apply(new)
         let directoryChanged = new.tls.certificateDirectory != settings.tls.certificateDirectory || new.tls.watch != settings.tls.watch
+        reloadACME(settings.acme, new.acme)
         settings = new
         if directoryChanged { startWatcher() }
         Log.info("reloaded \(configPath): \(certificates.catalog.count) certificate(s) (\(report.applied) new or changed, "
@@ -201,7 +202,7 @@ extension Control {
                 PrometheusText.CertificateExpiry(name: Self.displayName(id), serial: item.bundle.leaf.serialHex, notAfter: item.bundle.leaf.notAfter)
             }.sorted { $0.name < $1.name }
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                 body: PrometheusText.render(Metrics.shared, certificates: expiry))
+                                 body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics))
         case .listCertificates:
             let list = certificates.catalog.items.sorted { $0.key < $1.key }.map { Self.describe(id: $0.key, item: $0.value) }
             return AdminResponse(status: 200, body: "[" + list.joined(separator: ",\n") + "]\n")
@@ -209,11 +210,13 @@ extension Control {
             return putCertificate(name, pem: request.body)
         case .deleteCertificate(let name):
             return deleteCertificate(name)
+        case .acmeStatus:
+            return acmeStatusJSON()
         case .reload:
             let report = reloadConfiguration(trigger: "api")
             return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
         case .notFound:
-            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /healthz, GET /metrics)")
+            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, GET /healthz, GET /metrics)")
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

@@ -1,3 +1,4 @@
+import ACME
 import Certificates
 import Config
 import EventLoop
@@ -43,6 +44,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var sources: [DispatchSourceProtocol] = []
     /// Certificate catalog, file stamps, watcher and admin API (Control+Certificates.swift).
     let certificates = CertificateSources()
+    /// The ACME manager and the challenge tables it fills (Control+ACME.swift); nil: ACME off.
+    var acme: (manager: ACMEManager, http: ChallengeTable, alpn: ALPNChallengeTable)?
 
     init(configPath: String, settings: Settings) { self.configPath = configPath; self.settings = settings }
 
@@ -97,6 +100,12 @@ case .failure(let e):
 }
 Log.setDebug(settings.log.level == "debug")
 let control = Control(configPath: configPath, settings: settings)
+// One table of each kind, read by the listeners and filled by the ACME solvers.
+let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
+do { try control.prepareACME(http: httpChallenges, alpn: alpnChallenges) } catch {
+    Log.error("acme: \(error)")
+    exit(1)
+}
 
 let loaded = control.loadInitialCertificates()
 if command == "check" {
@@ -113,8 +122,8 @@ if loaded.count == 0 {
 }
 
 signal(SIGPIPE, SIG_IGN)
-let store = CertificateStore(loaded.snapshot, strictSNI: settings.tls.strictSNI)
-let server = Server(settings: settings, store: store, challenges: ChallengeTable())
+let store = CertificateStore(loaded.snapshot, strictSNI: settings.tls.strictSNI, alpnChallenges: alpnChallenges)
+let server = Server(settings: settings, store: store, challenges: httpChallenges)
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")
     exit(1)
@@ -127,4 +136,5 @@ do { try control.startAdmin() } catch {
 }
 control.queue.sync { control.startWatcher() }
 control.installSignalsAndTimers()
+control.acme?.manager.start()
 dispatchMain()

@@ -91,6 +91,8 @@ def _scalar(v) -> str:
         return "null"
     if isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, list):            # flow sequence, nested lists included
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
     return json.dumps(str(v))          # double-quoted YAML scalar
 
 
@@ -104,7 +106,7 @@ def to_yaml(obj, indent: int = 0) -> str:
                 out.append(f"{pad}{k}:" + (" {}" if not v else ""))
                 if v:
                     out.append(to_yaml(v, indent + 1))
-            elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
+            elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
                 out.append(f"{pad}{k}:")
                 out.append(to_yaml(v, indent + 1))
             elif isinstance(v, list):

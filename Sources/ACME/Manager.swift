@@ -1,0 +1,199 @@
+import EventLoop
+import Foundation
+import Synchronization
+import TLS
+
+/// Keeps the configured certificates issued and renewed, on a thread of its own: requests to the
+/// CA block, and serving never waits on them. Each certificate has its own schedule; a failure
+/// backs that one off (exponential, jittered, capped, never sooner than the CA's Retry-After)
+/// and leaves the others alone. What it obtains goes to `install`, the proxy's update path.
+public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on the manager thread only; shared state is in `state`
+    public struct Schedule: Sendable, Equatable {
+        /// One entry per certificate; the first name names it.
+        public var certificates: [[String]]
+        public var checkInterval: Double = 3600
+        public var renewBefore: Double?
+        public var ari = true
+        public var backoffBase: Double = 60
+        public var backoffCap: Double = 6 * 3600
+        public init(certificates: [[String]]) { self.certificates = certificates }
+    }
+
+    /// One certificate's state, for the admin API and the metrics.
+    public struct Status: Sendable {
+        public var names: [String]
+        public var serial: String?
+        public var notAfter: Date?
+        /// When renewal is planned (jittered inside the ARI window, or by the lifetime rule).
+        public var renewAt: Date?
+        public var ariWindow: RenewalWindow?
+        /// The next time the manager looks at this certificate.
+        public var nextAttempt: Date
+        /// Consecutive failed attempts (0 after a success).
+        public var failures = 0
+        public var lastError: String?
+        /// The CA's problem document of the last failure, when there was one.
+        public var lastProblem: Problem?
+        public var lastIssued: Date?
+        /// Certificates obtained from the CA since start.
+        public var issued = 0
+        init(names: [String], now: Date) { self.names = names; nextAttempt = now }
+    }
+
+    private let issuer: Issuer
+    private let install: @Sendable (StoredCertificate) throws -> Void
+    private struct State {
+        var schedule: Schedule
+        var statuses: [Status]
+        var stopped = false
+    }
+    private let state: Mutex<State>
+    private let wake = NSCondition()
+    private var woken = false  // guarded by `wake`
+
+    /// `install` receives every certificate to serve (stored ones at start, new ones after each
+    /// issuance); it throws when the proxy refuses it, which counts as a failed attempt.
+    public init(issuer: Issuer, schedule: Schedule, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
+        self.issuer = issuer
+        self.install = install
+        let now = Date()
+        state = Mutex(State(schedule: schedule, statuses: schedule.certificates.map { Status(names: $0, now: now) }))
+    }
+
+    /// What storage already holds for the configured names (no request to the CA), so a restart
+    /// serves at once; due or not, renewal happens later on the manager thread.
+    public func storedCertificates() -> [StoredCertificate] {
+        state.withLock { $0.schedule.certificates }.compactMap { names in
+            do {
+                guard let (certificate, leaf) = try issuer.stored(names) else { return nil }
+                record(names) { $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter }
+                return certificate
+            } catch {
+                Log.error("ACME storage: cannot read the certificate for \(names[0]): \(error)")
+                return nil
+            }
+        }
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "edgeproxy-acme"
+        thread.start()
+    }
+
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        poke()
+    }
+
+    /// New names or renewal settings (SIGHUP): certificates kept keep their state; new ones are
+    /// looked at right away.
+    public func update(_ schedule: Schedule) {
+        let now = Date()
+        state.withLock { s in
+            let old = Dictionary(s.statuses.map { ($0.names, $0) }, uniquingKeysWith: { a, _ in a })
+            s.schedule = schedule
+            s.statuses = schedule.certificates.map { names in
+                guard var kept = old[names] else { return Status(names: names, now: now) }
+                kept.nextAttempt = min(kept.nextAttempt, now.addingTimeInterval(schedule.checkInterval))
+                return kept
+            }
+        }
+        poke()
+    }
+
+    public var statuses: [Status] { state.withLock { $0.statuses } }
+
+    private func poke() {
+        wake.lock(); woken = true; wake.signal(); wake.unlock()
+    }
+
+    private func run() {
+        while true {
+            let (stopped, due, next) = state.withLock { s -> (Bool, [[String]], Date?) in
+                let now = Date()
+                return (s.stopped, s.statuses.filter { $0.nextAttempt <= now }.map(\.names), s.statuses.map(\.nextAttempt).min())
+            }
+            if stopped { return }
+            for names in due { attend(names) }
+            guard due.isEmpty else { continue }
+            wake.lock()
+            if !woken { _ = wake.wait(until: next ?? Date().addingTimeInterval(3600)) }
+            woken = false
+            wake.unlock()
+        }
+    }
+
+    /// One look at one certificate: ask the CA for its renewal window (ARI) when offered, renew
+    /// when due (or obtain when there is none), then plan the next look.
+    private func attend(_ names: [String]) {
+        let schedule = state.withLock { $0.schedule }
+        let now = Date()
+        var window: RenewalWindow?
+        var ariRetry: Double?
+        do {
+            let current = try issuer.stored(names)
+            if schedule.ari, let leaf = current?.leaf {
+                do {
+                    if let (info, retry) = try issuer.account().renewalInfo(for: leaf) { window = info.suggestedWindow; ariRetry = retry }
+                } catch {
+                    Log.warning("ACME renewalInfo for \(names[0]) failed (the lifetime rule applies instead): \(error)")
+                }
+            }
+            let due = { (leaf: X509Certificate) in
+                RenewalPolicy.isDue(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
+                                    renewBefore: schedule.renewBefore, now: now)
+            }
+            var certificate = current?.certificate
+            var leaf = current?.leaf
+            if leaf.map(due) ?? true {
+                Log.info(leaf == nil ? "ACME: obtaining a certificate for \(names.joined(separator: ", "))"
+                                     : "ACME: renewing \(names[0]) (serial \(leaf!.serialHex), expires \(leaf!.notAfter))")
+                let fresh = try issuer.certificate(for: names, due: due)
+                let freshLeaf = try X509Certificate.parseChain(pem: fresh.chainPEM).first
+                try install(fresh)
+                if freshLeaf?.serialHex != leaf?.serialHex {
+                    let report = issuer.lastReport
+                    Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf?.serialHex ?? "?"))"
+                             + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
+                    record(names) { $0.issued += 1; $0.lastIssued = now }
+                }
+                certificate = fresh
+                leaf = freshLeaf
+            }
+            guard let leaf, certificate != nil else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
+            let renewAt = RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
+                                                    renewBefore: schedule.renewBefore)
+            // Look again at the planned renewal, but at least every check interval (the CA may move
+            // the ARI window) and when ARI says to ask again. A certificate due the moment it was
+            // issued (renew_before longer than the CA's lifetime) waits a whole interval.
+            var next = min(renewAt, now.addingTimeInterval(schedule.checkInterval))
+            if renewAt <= now {
+                Log.warning("ACME: the certificate for \(names[0]) is due for renewal as soon as it is issued "
+                            + "(renew_before is longer than the CA's lifetime?); renewing every check_interval")
+                next = now.addingTimeInterval(schedule.checkInterval)
+            }
+            if let ariRetry { next = min(next, now.addingTimeInterval(max(ariRetry, 60))) }
+            record(names) {
+                $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter; $0.renewAt = renewAt; $0.ariWindow = window
+                $0.failures = 0; $0.lastError = nil; $0.lastProblem = nil; $0.nextAttempt = next
+            }
+        } catch {
+            let failures = (state.withLock { s in s.statuses.first { $0.names == names }?.failures } ?? 0) + 1
+            let next = RenewalPolicy.nextAttempt(after: error, failures: failures, now: now,
+                                                 base: schedule.backoffBase, cap: schedule.backoffCap)
+            Log.error("ACME: \(names.joined(separator: ", ")): \(error); attempt \(failures) failed, next at \(next) "
+                      + "(in \(String(format: "%.1f", next.timeIntervalSince(now))) s; anything already serving keeps serving)")
+            record(names) {
+                $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
+                $0.nextAttempt = next; $0.ariWindow = window
+            }
+        }
+    }
+
+    private func record(_ names: [String], _ change: (inout Status) -> Void) {
+        state.withLock { s in
+            if let i = s.statuses.firstIndex(where: { $0.names == names }) { change(&s.statuses[i]) }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import ACME
+import Certificates
+import Config
+import EventLoop
+import Foundation
+import Metrics
+import Reload
+import TLS
+
+/// ACME: the manager obtains and renews on its own thread; each certificate it hands over enters
+/// the store through `commit`, like every other source (id "acme:NAME", origin "acme").
+extension Control {
+    /// Before the first snapshot: build the manager (no request to the CA yet) and serve what
+    /// storage already holds. Throws when the ACME settings cannot be used (start-up fails).
+    func prepareACME(http: ChallengeTable, alpn: ALPNChallengeTable) throws {
+        guard let a = settings.acme else { return }
+        var configuration = IssuerConfiguration(directoryURL: a.directory, trustRootsPEMFile: a.caRoot)
+        configuration.contact = a.email.map { ["mailto:" + $0] } ?? []
+        if let eab = a.eab {
+            guard let binding = ExternalAccountBinding(keyID: eab.keyID, base64URLMACKey: eab.hmacKey) else {
+                throw ACMEError(.protocolViolation, "acme.eab.hmac_key is not valid base64url")
+            }
+            configuration.externalAccountBinding = binding
+        }
+        configuration.challengeTypes = a.challenges
+        configuration.requestTimeout = a.requestTimeout
+        let issuer = try Issuer(configuration: configuration, storage: FileStorage(root: a.storage),
+                                solvers: [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)])
+        let manager = ACMEManager(issuer: issuer, schedule: Self.schedule(a)) { [unowned self] certificate in
+            try queue.sync { try installACME(certificate, swap: true) }
+        }
+        acme = (manager, http, alpn)
+        for certificate in manager.storedCertificates() {
+            do { try installACME(certificate, swap: false) } catch {
+                Log.error("ACME: the stored certificate for \(certificate.primaryName) is unusable (\(error)); a new one will be obtained")
+            }
+        }
+    }
+
+    static func schedule(_ a: ACMESettings) -> ACMEManager.Schedule {
+        var s = ACMEManager.Schedule(certificates: a.certificates)
+        s.checkInterval = a.checkInterval
+        s.renewBefore = a.renewBefore
+        s.ari = a.ari
+        s.backoffBase = a.backoffBase
+        s.backoffCap = a.backoffCap
+        return s
+    }
+
+    /// Validates and builds the certificate, then commits it; on the control queue.
+    func installACME(_ certificate: StoredCertificate, swap: Bool) throws {
+        let bundle = try certificate.bundle(options: tlsOptions(settings), source: "acme:\(certificate.primaryName)")
+        let report = commit(upserts: [(id: "acme:\(certificate.primaryName)", bundle: bundle, origin: "acme")], removals: [],
+                            refused: [], unchanged: 0, source: "acme", settings: settings, swap: swap)
+        if let error = report.configError { throw CertificateError(source: bundle.source, reason: error) }
+    }
+
+    /// SIGHUP: names and renewal settings apply at once; the CA, account and storage on restart.
+    func reloadACME(_ old: ACMESettings?, _ new: ACMESettings?) {
+        guard old != new else { return }
+        guard let manager = acme?.manager, let old, let new else {
+            Log.warning("acme was \(old == nil ? "added" : "removed"): that takes a restart; ACME carries on as before")
+            return
+        }
+        var comparable = new
+        comparable.certificates = old.certificates
+        comparable.checkInterval = old.checkInterval; comparable.renewBefore = old.renewBefore; comparable.ari = old.ari
+        comparable.backoffBase = old.backoffBase; comparable.backoffCap = old.backoffCap
+        if comparable != old {
+            Log.warning("acme directory, account, challenge and storage settings change on restart only; names and renewal settings were applied")
+        }
+        manager.update(Self.schedule(new))
+    }
+
+    func acmeStatusJSON() -> AdminResponse {
+        guard let manager = acme?.manager else { return .error(404, "ACME is off (no acme section in the configuration)") }
+        let iso = ISO8601DateFormatter()
+        func date(_ d: Date?) -> String { d.map { "\"\(iso.string(from: $0))\"" } ?? "null" }
+        let items = manager.statuses.map { s -> String in
+            let names = s.names.map(JSON.string).joined(separator: ",")
+            var problem = "null"
+            if let p = s.lastProblem {
+                let subs = (p.subproblems ?? []).map { sub in
+                    "{\"type\":\(JSON.string(sub.type ?? "")),\"detail\":\(JSON.string(sub.detail ?? "")),"
+                        + "\"identifier\":\(JSON.string(sub.identifier?.value ?? ""))}"
+                }.joined(separator: ",")
+                problem = "{\"type\":\(JSON.string(p.type ?? "")),\"detail\":\(JSON.string(p.detail ?? "")),\"subproblems\":[\(subs)]}"
+            }
+            let window = s.ariWindow.map { "{\"start\":\(date($0.start)),\"end\":\(date($0.end))}" } ?? "null"
+            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
+                + "\"not_after\":\(date(s.notAfter)),\"renew_at\":\(date(s.renewAt)),\"ari_window\":\(window),"
+                + "\"next_attempt\":\(date(s.nextAttempt)),\"failures\":\(s.failures),\"issued\":\(s.issued),"
+                + "\"last_issued\":\(date(s.lastIssued)),\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_problem\":\(problem)}"
+        }
+        let pending = "{\"http-01\":\(acme!.http.count),\"tls-alpn-01\":\(acme!.alpn.count)}"
+        return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending)}\n")
+    }
+
+    var acmeMetrics: PrometheusText.ACME? {
+        guard let (manager, http, alpn) = acme else { return nil }
+        return PrometheusText.ACME(certificates: manager.statuses.map {
+            PrometheusText.ACMECertificate(name: $0.names[0], nextAttempt: $0.nextAttempt, failures: $0.failures, issued: $0.issued)
+        }, pendingHTTP01: http.count, pendingTLSALPN01: alpn.count)
+    }
+}

@@ -1,0 +1,94 @@
+import ACME
+import Foundation
+import HTTP1
+import Synchronization
+import Testing
+import TLS
+
+/// ACME Renewal Information (RFC 9773). Pebble 2.4 offers no renewalInfo, so the exchange is
+/// driven here by a scripted CA; the identifier is checked against the RFC's own example.
+@Suite struct ARITests {
+    /// RFC 9773 §4.1: AKI keyIdentifier 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4 and
+    /// serial 0x87654321 give "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".
+    @Test func certificateIdentifierMatchesTheRFCExample() throws {
+        let dir = try TempDir()
+        let leaf = try makeLeaf(dir, days: 90)
+        #expect(RenewalInfo.certificateID(leaf.certificate) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
+    }
+
+    /// A stored certificate with 90 days left would renew at ~60 days by the lifetime rule; the CA's
+    /// window says days 10–11, and the manager plans inside it, asking again when Retry-After says.
+    @Test func managerPlansRenewalInsideTheCAWindow() throws {
+        let dir = try TempDir()
+        let leaf = try makeLeaf(dir, days: 90)
+        let storage = FileStorage(root: dir.path("acme"))
+        try storage.saveCertificate(StoredCertificate(names: ["ari.example"], chainPEM: leaf.chainPEM, keyPEM: leaf.keyPEM))
+        let directoryURL = "https://ca.test/dir"
+        try storage.saveAccount(StoredAccount(keyPEM: try PrivateKey.generateP256().pem(), url: "https://ca.test/acct/1"),
+                                ca: FileStorage.caKey(directoryURL: directoryURL))
+        let start = Date().addingTimeInterval(10 * 86400), end = Date().addingTimeInterval(11 * 86400)
+        let ca = ScriptedCA(window: (start, end), retryAfter: 7200)
+        let issuer = try Issuer(configuration: IssuerConfiguration(directoryURL: directoryURL), storage: storage, solvers: [], transport: ca)
+        let installed = Mutex(0)
+        var schedule = ACMEManager.Schedule(certificates: [["ari.example"]])
+        schedule.checkInterval = 10 * 3600
+        let manager = ACMEManager(issuer: issuer, schedule: schedule) { _ in installed.withLock { $0 += 1 } }
+        #expect(manager.storedCertificates().count == 1)
+        manager.start()
+        defer { manager.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while manager.statuses[0].renewAt == nil && Date() < deadline { usleep(10_000) }
+        let status = manager.statuses[0]
+        let renewAt = try #require(status.renewAt)
+        #expect(renewAt >= start.addingTimeInterval(-1) && renewAt <= end.addingTimeInterval(1))
+        #expect(status.ariWindow != nil && status.failures == 0 && status.lastError == nil)
+        // Retry-After (2 h) comes before the check interval (10 h) and the window (10 days).
+        #expect(status.nextAttempt <= Date().addingTimeInterval(7200 + 5))
+        #expect(status.nextAttempt >= Date().addingTimeInterval(7200 - 60))
+        #expect(ca.paths.contains("/renewal-info/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"))
+        #expect(installed.withLock { $0 } == 0)  // nothing new was issued
+    }
+}
+
+/// A CA key with the RFC's subject key identifier, and a leaf it signed with serial 0x87654321.
+private func makeLeaf(_ dir: TempDir, days: Int) throws -> (certificate: X509Certificate, chainPEM: [UInt8], keyPEM: [UInt8]) {
+    let openssl = "/usr/bin/openssl"
+    func ok(_ r: (status: Int32, output: String)) throws { if r.status != 0 { throw PebbleError(r.output) } }
+    try ok(run(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ARI test CA",
+                         "-addext", "subjectKeyIdentifier=69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4",
+                         "-days", "2", "-keyout", dir.path("ca.key"), "-out", dir.path("ca.crt")]))
+    try ok(run(openssl, ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ari.example",
+                         "-keyout", dir.path("leaf.key"), "-out", dir.path("leaf.csr")]))
+    try "subjectAltName=DNS:ari.example\nauthorityKeyIdentifier=keyid\n".write(toFile: dir.path("ext.cnf"), atomically: true, encoding: .utf8)
+    try ok(run(openssl, ["x509", "-req", "-in", dir.path("leaf.csr"), "-CA", dir.path("ca.crt"), "-CAkey", dir.path("ca.key"),
+                         "-set_serial", "0x87654321", "-days", String(days), "-extfile", dir.path("ext.cnf"), "-out", dir.path("leaf.crt")]))
+    let chain = [UInt8](try Data(contentsOf: dir.url("leaf.crt")))
+    let key = [UInt8](try Data(contentsOf: dir.url("leaf.key")))
+    return (try X509Certificate.parseChain(pem: chain)[0], chain, key)
+}
+
+/// Answers the directory and renewalInfo; anything else is a test failure (404).
+private final class ScriptedCA: HTTPTransport, @unchecked Sendable {
+    let window: (Date, Date)
+    let retryAfter: Int
+    private let seen = Mutex<[String]>([])
+    var paths: [String] { seen.withLock { $0 } }
+
+    init(window: (Date, Date), retryAfter: Int) { self.window = window; self.retryAfter = retryAfter }
+
+    func request(method: String, url: String, headers: [HTTPField], body: [UInt8]) throws(ACMEError) -> HTTPResponse {
+        let path = URLComponents(string: url)?.path ?? url
+        seen.withLock { $0.append(path) }
+        let iso = ISO8601DateFormatter()
+        switch (method, path) {
+        case ("GET", "/dir"):
+            let dir = #"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/acct","newOrder":"https://ca.test/order","renewalInfo":"https://ca.test/renewal-info"}"#
+            return HTTPResponse(status: 200, headers: [HTTPField(name: "Content-Type", value: "application/json")], body: Array(dir.utf8))
+        case ("GET", let p) where p.hasPrefix("/renewal-info/"):
+            let body = #"{"suggestedWindow":{"start":"\#(iso.string(from: window.0))","end":"\#(iso.string(from: window.1))"}}"#
+            return HTTPResponse(status: 200, headers: [HTTPField(name: "Retry-After", value: String(retryAfter))], body: Array(body.utf8))
+        default:
+            return HTTPResponse(status: 404, headers: [], body: [])
+        }
+    }
+}

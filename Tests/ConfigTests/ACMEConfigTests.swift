@@ -1,0 +1,74 @@
+import Testing
+@testable import Config
+
+/// The `acme:` section: defaults, every key, and the mistakes an operator can make.
+@Suite struct ACMEConfigTests {
+    @Test func absentMeansOff() throws {
+        #expect(try parse("workers: 1\n").acme == nil)
+    }
+
+    @Test func minimalSectionTakesDefaults() throws {
+        let acme = try #require(try parse("""
+            acme:
+              directory: https://ca.example/dir
+              certificates: [example.com, [shop.example.com, WWW.shop.example.com]]
+            """).acme)
+        #expect(acme.directory == "https://ca.example/dir")
+        #expect(acme.certificates == [["example.com"], ["shop.example.com", "www.shop.example.com"]])
+        #expect(acme.challenges == ["http-01", "tls-alpn-01"])
+        #expect(acme.storage == "/etc/edgeproxy/acme")
+        #expect(acme.checkInterval == 3600 && acme.renewBefore == nil && acme.ari)
+        #expect(acme.backoffBase == 60 && acme.backoffCap == 6 * 3600)
+        #expect(acme.email == nil && acme.eab == nil && acme.caRoot == nil)
+    }
+
+    @Test func everyKey() throws {
+        let acme = try #require(try parse("""
+            acme:
+              directory: https://ca.example/dir
+              email: ops@example.com
+              eab: { key_id: kid-1, hmac_key: zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W }
+              challenges: [tls-alpn-01]
+              storage: /var/lib/edgeproxy/acme
+              certificates: example.com
+              request_timeout: 10s
+              renewal: { check_interval: 10m, renew_before: 720h, ari: false, backoff_base: 30s, backoff_cap: 1h }
+            """).acme)
+        #expect(acme.email == "ops@example.com")
+        #expect(acme.eab == EABSettings(keyID: "kid-1", hmacKey: "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"))
+        #expect(acme.challenges == ["tls-alpn-01"])
+        #expect(acme.storage == "/var/lib/edgeproxy/acme")
+        #expect(acme.certificates == [["example.com"]])
+        #expect(acme.requestTimeout == 10)
+        #expect(acme.checkInterval == 600 && acme.renewBefore == 720 * 3600 && !acme.ari)
+        #expect(acme.backoffBase == 30 && acme.backoffCap == 3600)
+    }
+
+    @Test func directoryIsRequiredAndHTTPS() {
+        expectError("acme:\n  certificates: [a.example]\n", line: 2, column: 3,
+                    "acme needs `directory`, the CA's directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory)")
+        expectError("acme:\n  directory: http://ca.example/dir\n  certificates: [a.example]\n", line: 2, column: 14,
+                    "acme.directory must be an https:// URL, got \"http://ca.example/dir\"")
+    }
+
+    @Test func wildcardsAndRepeatsAreRefused() {
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [\"*.example.com\"]\n", line: 3, column: 18,
+                    "\"*.example.com\": wildcard certificates need the DNS-01 challenge, which edgeproxy does not answer; list the names instead")
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example, [b.example, a.example]]\n",
+                    line: 3, column: 41, "\"a.example\" is already in the certificate at line 3, column 18")
+    }
+
+    @Test func http01NeedsAPort80Listener() {
+        expectError("listen: { http: [] }\nacme:\n  directory: https://ca.example/dir\n  challenges: [http-01]\n  certificates: [a.example]\n",
+                    line: 4, column: 15,
+                    "acme.challenges is [http-01] but listen.http is empty: the CA could not reach the answers "
+                    + "(add a port-80 listener or allow tls-alpn-01)")
+    }
+
+    @Test func unknownChallengeAndBadBackoff() {
+        expectError("acme:\n  directory: https://ca.example/dir\n  challenges: [dns-01]\n  certificates: [a.example]\n",
+                    line: 3, column: 16, "expected one of \"http-01\" or \"tls-alpn-01\", got \"dns-01\"")
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n  renewal: { backoff_base: 1h, backoff_cap: 1m }\n",
+                    line: 4, column: 45, "acme.renewal.backoff_cap must not be shorter than backoff_base")
+    }
+}

@@ -1,0 +1,240 @@
+"""ACME (issue #4) end to end: the real binary obtains and renews certificates from a real Pebble,
+answering HTTP-01 on its port-80 listener and TLS-ALPN-01 inside its own TLS handshake.
+
+Pebble's validation authority is pointed at the proxy's ports; pebble-challtestsrv resolves every
+test name to 127.0.0.1. Pebble rejects 30 % of nonces (PEBBLE_WFE_NONCEREJECT=30), so every test
+also exercises the badNonce retry.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import ssl
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import free_port
+from httpclient import client_context, handshake_cert, tls_connect
+from pebble import EAB_KEYS, Pebble, available
+from reload_support import Admin, metric, record_result, wait_until
+
+pytestmark = pytest.mark.skipif(not available(), reason="pebble is not installed (make test installs it)")
+
+ISSUE_TIMEOUT = 60
+
+
+@pytest.fixture
+def ports():
+    return {"https": free_port(), "http": free_port(), "admin": free_port()}
+
+
+@pytest.fixture
+def pebble_factory(tmp_path):
+    made = []
+
+    def make(http_port: int, tls_port: int, **kw) -> Pebble:
+        p = Pebble(tmp_path / f"pebble{len(made)}", http_port, tls_port, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
+def acme_config(ports, acme: dict, http: bool = True) -> dict:
+    return {"listen": {"https": [f"127.0.0.1:{ports['https']}"], "http": [f"127.0.0.1:{ports['http']}"] if http else []},
+            "admin": {"listen": f"127.0.0.1:{ports['admin']}"},
+            "routes": [{"respond": {"status": 200, "body": "hello\n", "content_type": "text/plain"}}],
+            "log": {"access": "off"}}  | {"acme": acme}
+
+
+def acme_status(admin: Admin) -> dict:
+    status, body = admin.json("GET", "/acme")
+    assert status == 200, body
+    return body
+
+
+def wait_issued(admin: Admin, count: int = 1, timeout: float = ISSUE_TIMEOUT) -> dict:
+    def done():
+        s = acme_status(admin)
+        return s if all(c["issued"] >= count for c in s["certificates"]) else None
+    return wait_until(done, timeout, interval=0.1, what=f"every ACME certificate issued {count} time(s)")
+
+
+def verified_cert(port: int, name: str, root_file) -> dict:
+    """Handshake verifying the chain against Pebble's root and the host name."""
+    return handshake_cert(port, name, ctx=client_context(cafile=root_file))
+
+
+def write_root(pebble: Pebble, tmp_path):
+    path = tmp_path / "pebble-root.pem"
+    path.write_bytes(pebble.root_pem())
+    return path
+
+
+def test_http01_issues_several_certificates_and_serves_them(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"])
+    names = [["web.acme.test", "www.acme.test"], "api.acme.test"]
+    started = time.monotonic()
+    p = proxies(acme_config(ports, pebble.acme_section(names, challenges=["http-01"])), standard_certs=False)
+    admin = Admin(ports["admin"])
+    status = wait_issued(admin)
+    first_cert = time.monotonic() - started
+    root = write_root(pebble, tmp_path)
+    for name, primary in [("web.acme.test", "web.acme.test"), ("www.acme.test", "web.acme.test"), ("api.acme.test", "api.acme.test")]:
+        cert = verified_cert(p.https_port, name, root)
+        entry = next(c for c in status["certificates"] if c["name"] == primary)
+        assert cert["serial"] == int(entry["serial"], 16), (name, cert, entry)
+        assert name in cert["names"]
+    assert status["pending_challenges"] == {"http-01": 0, "tls-alpn-01": 0}
+    # The certificates are in the store like any other: listed, with expiry metrics.
+    _, listed = admin.json("GET", "/certificates")
+    acme_items = [c for c in listed if c["source"] == "acme"]
+    assert sorted(c["name"] for c in acme_items) == ["api.acme.test", "web.acme.test"]
+    text = admin.metrics()
+    assert metric(text, "edgeproxy_acme_certificates_issued_total", name="web.acme.test") == 1
+    assert metric(text, "edgeproxy_acme_consecutive_failures", name="api.acme.test") == 0
+    assert metric(text, "edgeproxy_acme_challenges_pending", type="http-01") == 0
+    assert metric(text, "edgeproxy_certificate_expiry_seconds", name="web.acme.test", serial=status["certificates"][0]["serial"]) > 0
+    nxt = datetime.fromisoformat(status["certificates"][0]["next_attempt"].replace("Z", "+00:00"))
+    assert nxt > datetime.now(timezone.utc)
+    requests = [int(m) for m in re.findall(r"after (\d+) CA requests", p.stderr())]
+    assert len(requests) == 2, p.stderr()
+    record_result("acme_http01", {"seconds_to_all_certificates": round(first_cert, 2), "ca_requests_per_issuance": requests})
+
+
+def test_tls_alpn01_is_answered_inside_the_handshake(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(free_port(), ports["https"])   # nothing answers HTTP-01
+    p = proxies(acme_config(ports, pebble.acme_section(["alpn.acme.test"], challenges=["tls-alpn-01"]), http=False),
+                standard_certs=False)
+    admin = Admin(ports["admin"])
+    started = time.monotonic()
+    status = wait_issued(admin)
+    root = write_root(pebble, tmp_path)
+    cert = verified_cert(p.https_port, "alpn.acme.test", root)
+    assert cert["serial"] == int(status["certificates"][0]["serial"], 16)
+    assert metric(admin.metrics(), "edgeproxy_acme_challenge_handshakes_total") >= 1
+    assert status["pending_challenges"]["tls-alpn-01"] == 0
+    # With no challenge pending, a client offering only acme-tls/1 gets the real certificate and
+    # no application protocol: the challenge certificate is never served outside a validation.
+    with tls_connect(p.https_port, "alpn.acme.test", ctx=client_context(alpn=("acme-tls/1",))) as s:
+        assert s.selected_alpn_protocol() is None
+        from httpclient import peer_cert
+        assert peer_cert(s)["serial"] == cert["serial"]
+    record_result("acme_tls_alpn01", {"seconds_to_certificate": round(time.monotonic() - started, 2)})
+
+
+def test_external_account_binding(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"], eab_required=True)
+    # Without EAB the CA refuses the account; the problem is visible and the attempt backs off.
+    p = proxies(acme_config(ports, pebble.acme_section(["eab.acme.test"], challenges=["http-01"])),
+                standard_certs=False, name="no-eab")
+    admin = Admin(ports["admin"])
+    failed = wait_until(lambda: (s := acme_status(admin))["certificates"][0]["failures"] >= 1 and s, 30,
+                        what="a failed attempt without EAB")
+    entry = failed["certificates"][0]
+    assert entry["last_problem"]["type"] == "urn:ietf:params:acme:error:externalAccountRequired", entry
+    assert datetime.fromisoformat(entry["next_attempt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)
+    p.stop()
+
+    kid, key = next(iter(EAB_KEYS.items()))
+    p = proxies(acme_config(ports, pebble.acme_section(["eab.acme.test"], challenges=["http-01"],
+                                                       eab={"key_id": kid, "hmac_key": key})),
+                standard_certs=False, name="eab")
+    status = wait_issued(admin)
+    root = write_root(pebble, tmp_path)
+    assert verified_cert(p.https_port, "eab.acme.test", root)["serial"] == int(status["certificates"][0]["serial"], 16)
+
+
+def test_renewal_window_longer_than_lifetime_renews_without_restart(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"])
+    acme = pebble.acme_section(["renew.acme.test"], challenges=["http-01"],
+                               renewal={"renew_before": "100000h", "check_interval": "2s"})
+    p = proxies(acme_config(ports, acme), standard_certs=False)
+    admin = Admin(ports["admin"])
+    first = wait_issued(admin, 1)["certificates"][0]["serial"]
+    root = write_root(pebble, tmp_path)
+    assert verified_cert(p.https_port, "renew.acme.test", root)["serial"] == int(first, 16)
+    second = wait_issued(admin, 2)["certificates"][0]["serial"]
+    assert second != first
+    # The same process serves the renewed certificate to the next handshake.
+    wait_until(lambda: verified_cert(p.https_port, "renew.acme.test", root)["serial"] != int(first, 16), 10,
+               what="a handshake seeing a renewed certificate")
+    assert "renewing every check_interval" in p.stderr()
+    assert p.alive()
+
+
+class WrongAnswers(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"not-the-key-authorization"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_failed_validation_reports_the_problem_and_backs_off(proxies, pebble_factory, ports):
+    wrong = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WrongAnswers)
+    threading.Thread(target=wrong.serve_forever, daemon=True).start()
+    try:
+        pebble = pebble_factory(wrong.server_address[1], ports["https"])
+        acme = pebble.acme_section(["wrong.acme.test"], challenges=["http-01"],
+                                   renewal={"backoff_base": "2s", "backoff_cap": "4s"})
+        p = proxies(acme_config(ports, acme), standard_certs=False)
+        admin = Admin(ports["admin"])
+        status = wait_until(lambda: (s := acme_status(admin))["certificates"][0]["failures"] >= 2 and s, 40,
+                            what="two failed attempts")
+        entry = status["certificates"][0]
+        problem = entry["last_problem"]
+        assert problem["type"] in ("urn:ietf:params:acme:error:unauthorized",
+                                   "urn:ietf:params:acme:error:incorrectResponse"), entry
+        assert problem["detail"], entry
+        assert "wrong.acme.test" in entry["last_error"], entry
+        assert entry["issued"] == 0 and entry["serial"] is None
+        assert datetime.fromisoformat(entry["next_attempt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)
+        # Every answer was taken down when its authorization ended.
+        assert status["pending_challenges"] == {"http-01": 0, "tls-alpn-01": 0}
+        text = admin.metrics()
+        assert metric(text, "edgeproxy_acme_consecutive_failures", name="wrong.acme.test") >= 2
+        # Serving goes on: the fallback certificate answers and requests work.
+        with tls_connect(p.https_port, "wrong.acme.test") as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: wrong.acme.test\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+        # Backoff, not a tight loop: the failures logged are spaced by at least half the base.
+        stamps = [float(m) for m in re.findall(r"attempt \d+ failed, next at .*? \(in ([\d.]+) s;", p.stderr())]
+        assert stamps and min(stamps) >= 1.0, p.stderr()
+    finally:
+        wrong.shutdown()
+
+
+def test_account_and_certificate_survive_a_restart(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"])
+    acme = pebble.acme_section(["keep.acme.test"], challenges=["http-01"], storage=str(tmp_path / "acme-state"))
+    p = proxies(acme_config(ports, acme), standard_certs=False, name="first")
+    admin = Admin(ports["admin"])
+    serial = wait_issued(admin)["certificates"][0]["serial"]
+    accounts = pebble.requests("/sign-me-up")
+    assert accounts >= 1
+    assert p.stop() == 0
+
+    # Restart with one more name: the stored certificate serves at once, and the new name is
+    # issued under the same account (no second newAccount).
+    acme["certificates"] = ["keep.acme.test", "more.acme.test"]
+    p = proxies(acme_config(ports, acme), standard_certs=False, name="second")
+    root = write_root(pebble, tmp_path)
+    assert verified_cert(p.https_port, "keep.acme.test", root)["serial"] == int(serial, 16)
+    status = wait_until(lambda: (s := acme_status(admin)) and all(c["serial"] for c in s["certificates"]) and s,
+                        ISSUE_TIMEOUT, what="the new name issued")
+    assert [c["issued"] for c in status["certificates"]] == [0, 1]
+    assert pebble.requests("/sign-me-up") == accounts
+    account_file = next((tmp_path / "acme-state" / "accounts").glob("*/account.key"))
+    assert oct(account_file.stat().st_mode & 0o777) == "0o600"
+    key_file = tmp_path / "acme-state" / "certificates" / "keep.acme.test.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
