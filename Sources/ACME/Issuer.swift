@@ -127,9 +127,14 @@ public final class Issuer {
         let started = Date(), firstRequest = client.requestCount
         let (orderURL, order) = try client.newOrder(names: names)
 
-        // Present every challenge and tell the CA before polling any, so validations overlap.
-        var presented: [(solver: ChallengeSolver, domain: String, token: String, keyAuthorization: String)] = []
-        defer { for p in presented { p.solver.cleanUp(domain: p.domain, token: p.token, keyAuthorization: p.keyAuthorization) } }
+        // Present every challenge and tell the CA before polling any, so validations overlap. Each
+        // answer is taken down as soon as its authorization ends, valid or not (and on any throw).
+        var presented: [String: (solver: ChallengeSolver, domain: String, token: String, keyAuthorization: String)] = [:]
+        func takeDown(_ url: String) {
+            guard let p = presented.removeValue(forKey: url) else { return }
+            p.solver.cleanUp(domain: p.domain, token: p.token, keyAuthorization: p.keyAuthorization)
+        }
+        defer { for url in Array(presented.keys) { takeDown(url) } }
         var pending: [String] = []
         for url in order.authorizations {
             let authz = try client.authorization(url)
@@ -141,11 +146,14 @@ public final class Issuer {
             guard let token = challenge.token else { throw ACMEError(.protocolViolation, "challenge without token: \(challenge.url)") }
             let keyAuthorization = client.accountKey.keyAuthorization(token: token)
             try solver.present(domain: authz.identifier.value, token: token, keyAuthorization: keyAuthorization)
-            presented.append((solver, authz.identifier.value, token, keyAuthorization))
+            presented[url] = (solver, authz.identifier.value, token, keyAuthorization)
             try client.respond(to: challenge)
             pending.append(url)
         }
-        for url in pending { _ = try client.waitForAuthorization(url) }
+        for url in pending {
+            defer { takeDown(url) }
+            _ = try client.waitForAuthorization(url)
+        }
 
         let key = try PrivateKey.generateP256()
         let csr = try CertificateRequest.der(names: names, key: key)

@@ -1,5 +1,6 @@
 import Certificates
 import Foundation
+import Synchronization
 import Testing
 @testable import ACME
 import TLS
@@ -67,6 +68,39 @@ struct PebbleIntegrationTests {
         let cached = try issuer.certificate(for: [names[0].uppercased(), names[1]])
         #expect(issuer.requestCount == before)
         #expect(cached.chainPEM.elementsEqual(certificate.chainPEM), "stored chain differs")
+    }
+
+    /// Two issuers (as two threads, or two processes on one storage) wanting the same names at
+    /// once: the lock and the second look at storage make it one order and one certificate.
+    @Test(.enabled(if: available)) func concurrentWishesCollapseIntoOneOrder() throws {
+        let pebble = try Pebble(nonceRejectPercent: 0)  // so that each logged newOrder is one order
+        defer { pebble.stop() }
+        let table = ChallengeTable()
+        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
+        defer { server.stop() }
+        let dir = try TempDir()
+        let storage = FileStorage(root: dir.path("acme"))
+        var configuration = pebble.configuration()
+        configuration.challengeTypes = [ChallengeType.http01]
+        let config = configuration
+        let names = ["same.acme-http.test"]
+        let results = Mutex<[Result<[UInt8], Error>]>([])
+        let threads = (0..<2).map { _ in
+            Thread {
+                let outcome = Result { () throws -> [UInt8] in
+                    let issuer = try Issuer(configuration: config, storage: storage, solvers: [HTTP01Solver(table: table)])
+                    return try issuer.certificate(for: names).chainPEM
+                }
+                results.withLock { $0.append(outcome) }
+            }
+        }
+        for t in threads { t.start() }
+        let deadline = Date().addingTimeInterval(40)
+        while results.withLock({ $0.count }) < 2 && Date() < deadline { usleep(20_000) }
+        let chains = try results.withLock { try $0.map { try $0.get() } }
+        #expect(chains.count == 2)
+        #expect(chains.first == chains.last, "both callers get the one certificate")
+        #expect(pebble.log.components(separatedBy: "POST /order-plz").count - 1 == 1, "one newOrder")
     }
 
     @Test(.enabled(if: available)) func issuesOverTLSALPN01() throws {

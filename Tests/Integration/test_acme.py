@@ -238,3 +238,36 @@ def test_account_and_certificate_survive_a_restart(proxies, pebble_factory, port
     assert oct(account_file.stat().st_mode & 0o777) == "0o600"
     key_file = tmp_path / "acme-state" / "certificates" / "keep.acme.test.key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_killed_in_the_middle_of_an_order_starts_cleanly(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"])
+    acme = pebble.acme_section(["crash.acme.test"], challenges=["http-01"], storage=str(tmp_path / "acme-state"))
+    p = proxies(acme_config(ports, acme), standard_certs=False, name="killed")
+    wait_until(lambda: "ACME: obtaining a certificate for crash.acme.test" in p.stderr(), 30, interval=0.005,
+               what="the order to start")
+    p.kill()                                   # SIGKILL: no clean-up of any kind
+    assert "installed" not in p.stderr(), "the order finished before the kill; the test proves nothing"
+    p = proxies(acme_config(ports, acme), standard_certs=False, name="restarted")
+    admin = Admin(ports["admin"])
+    status = wait_issued(admin)
+    root = write_root(pebble, tmp_path)
+    assert verified_cert(p.https_port, "crash.acme.test", root)["serial"] == int(status["certificates"][0]["serial"], 16)
+    assert status["pending_challenges"] == {"http-01": 0, "tls-alpn-01": 0}
+    assert not list((tmp_path / "acme-state").rglob("*.tmp-*")), "a half-written file was left behind"
+
+
+def test_a_ca_that_is_down_changes_nothing_for_serving(proxies, ports):
+    dead = free_port()                         # nothing listens here
+    acme = {"directory": f"https://127.0.0.1:{dead}/dir", "certificates": ["down.acme.test"],
+            "renewal": {"backoff_base": "1s", "backoff_cap": "2s"}}
+    p = proxies(acme_config(ports, acme), standard_certs=False)
+    admin = Admin(ports["admin"])
+    status = wait_until(lambda: (s := acme_status(admin))["certificates"][0]["failures"] >= 2 and s, 30,
+                        what="two failed attempts against the dead CA")
+    entry = status["certificates"][0]
+    assert "transport" in entry["last_error"] and entry["last_problem"] is None, entry
+    with tls_connect(p.https_port, "down.acme.test") as s:   # the self-signed fallback answers
+        s.sendall(b"GET / HTTP/1.1\r\nHost: down.acme.test\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+    assert p.alive()
