@@ -22,6 +22,7 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
     /// One certificate's state, for the admin API and the metrics.
     public struct Status: Sendable {
         public var names: [String]
+        /// The certificate being served (handed to `install`).
         public var serial: String?
         public var notAfter: Date?
         /// When renewal is planned (jittered inside the ARI window, or by the lifetime rule).
@@ -60,17 +61,16 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
         state = Mutex(State(schedule: schedule, statuses: schedule.certificates.map { Status(names: $0, now: now) }))
     }
 
-    /// What storage already holds for the configured names (no request to the CA), so a restart
-    /// serves at once; due or not, renewal happens later on the manager thread.
-    public func storedCertificates() -> [StoredCertificate] {
-        state.withLock { $0.schedule.certificates }.compactMap { names in
+    /// Hands what storage already holds for the configured names to `install` (no request to the
+    /// CA), so a restart serves at once; due or not, renewal happens later on the manager thread.
+    public func installStored() {
+        for names in state.withLock({ $0.schedule.certificates }) {
             do {
-                guard let (certificate, leaf) = try issuer.stored(names) else { return nil }
+                guard let (certificate, leaf) = try issuer.stored(names) else { continue }
+                try install(certificate)
                 record(names) { $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter }
-                return certificate
             } catch {
-                Log.error("ACME storage: cannot read the certificate for \(names[0]): \(error)")
-                return nil
+                Log.error("ACME: the stored certificate for \(names[0]) cannot be served (\(error)); a new one will be obtained")
             }
         }
     }
@@ -146,6 +146,10 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
             }
             var certificate = current?.certificate
             var leaf = current?.leaf
+            let serving = state.withLock { s in s.statuses.first { $0.names == names }?.serial }
+            if let current, !due(current.leaf), current.leaf.serialHex != serving {
+                try install(current.certificate)  // stored by another process, or refused before
+            }
             if leaf.map(due) ?? true {
                 Log.info(leaf == nil ? "ACME: obtaining a certificate for \(names.joined(separator: ", "))"
                                      : "ACME: renewing \(names[0]) (serial \(leaf!.serialHex), expires \(leaf!.notAfter))")

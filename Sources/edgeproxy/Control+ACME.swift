@@ -26,15 +26,13 @@ extension Control {
         configuration.requestTimeout = a.requestTimeout
         let issuer = try Issuer(configuration: configuration, storage: FileStorage(root: a.storage),
                                 solvers: [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)])
+        // Called at start on this thread (the queue is idle and the store not built yet), later
+        // from the manager thread.
         let manager = ACMEManager(issuer: issuer, schedule: Self.schedule(a)) { [unowned self] certificate in
-            try queue.sync { try installACME(certificate, swap: true) }
+            try queue.sync { try installACME(certificate) }
         }
         acme = (manager, http, alpn)
-        for certificate in manager.storedCertificates() {
-            do { try installACME(certificate, swap: false) } catch {
-                Log.error("ACME: the stored certificate for \(certificate.primaryName) is unusable (\(error)); a new one will be obtained")
-            }
-        }
+        manager.installStored()
     }
 
     static func schedule(_ a: ACMESettings) -> ACMEManager.Schedule {
@@ -48,10 +46,10 @@ extension Control {
     }
 
     /// Validates and builds the certificate, then commits it; on the control queue.
-    func installACME(_ certificate: StoredCertificate, swap: Bool) throws {
+    func installACME(_ certificate: StoredCertificate) throws {
         let bundle = try certificate.bundle(options: tlsOptions(settings), source: "acme:\(certificate.primaryName)")
         let report = commit(upserts: [(id: "acme:\(certificate.primaryName)", bundle: bundle, origin: "acme")], removals: [],
-                            refused: [], unchanged: 0, source: "acme", settings: settings, swap: swap)
+                            refused: [], unchanged: 0, source: "acme", settings: settings, swap: true)
         if let error = report.configError { throw CertificateError(source: bundle.source, reason: error) }
     }
 
