@@ -30,7 +30,7 @@ let package = Package(
         // Certificate sources off the hot path: directory watcher (inotify), admin API.
         .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop"]),
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
@@ -38,6 +38,6 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
-        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates"]),
+        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
     ]
 )

@@ -1,3 +1,4 @@
+import Config
 import EventLoop
 import Foundation
 import Synchronization
@@ -8,17 +9,6 @@ import TLS
 /// backs that one off (exponential, jittered, capped, never sooner than the CA's Retry-After)
 /// and leaves the others alone. What it obtains goes to `install`, the proxy's update path.
 public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on the manager thread only; shared state is in `state`
-    public struct Schedule: Sendable, Equatable {
-        /// One entry per certificate; the first name names it.
-        public var certificates: [[String]]
-        public var checkInterval: Double = 3600
-        public var renewBefore: Double?
-        public var ari = true
-        public var backoffBase: Double = 60
-        public var backoffCap: Double = 6 * 3600
-        public init(certificates: [[String]]) { self.certificates = certificates }
-    }
-
     /// One certificate's state, for the admin API and the metrics.
     public struct Status: Sendable {
         public var names: [String]
@@ -44,7 +34,9 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
     private let issuer: Issuer
     private let install: @Sendable (StoredCertificate) throws -> Void
     private struct State {
-        var schedule: Schedule
+        /// The names to keep issued and the renewal settings (`certificates`, `renewal`); the
+        /// CA-side settings were used to build `issuer`.
+        var schedule: ACMESettings
         var statuses: [Status]
         var stopped = false
     }
@@ -54,7 +46,7 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
 
     /// `install` receives every certificate to serve (stored ones at start, new ones after each
     /// issuance); it throws when the proxy refuses it, which counts as a failed attempt.
-    public init(issuer: Issuer, schedule: Schedule, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
+    public init(issuer: Issuer, schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
         self.issuer = issuer
         self.install = install
         let now = Date()
@@ -88,7 +80,7 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
 
     /// New names or renewal settings (SIGHUP): certificates kept keep their state; new ones are
     /// looked at right away.
-    public func update(_ schedule: Schedule) {
+    public func update(_ schedule: ACMESettings) {
         let now = Date()
         state.withLock { s in
             let old = Dictionary(s.statuses.map { ($0.names, $0) }, uniquingKeysWith: { a, _ in a })

@@ -28,21 +28,11 @@ extension Control {
                                 solvers: [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)])
         // Called at start on this thread (the queue is idle and the store not built yet), later
         // from the manager thread.
-        let manager = ACMEManager(issuer: issuer, schedule: Self.schedule(a)) { [unowned self] certificate in
+        let manager = ACMEManager(issuer: issuer, schedule: a) { [unowned self] certificate in
             try queue.sync { try installACME(certificate) }
         }
         acme = (manager, http, alpn)
         manager.installStored()
-    }
-
-    static func schedule(_ a: ACMESettings) -> ACMEManager.Schedule {
-        var s = ACMEManager.Schedule(certificates: a.certificates)
-        s.checkInterval = a.checkInterval
-        s.renewBefore = a.renewBefore
-        s.ari = a.ari
-        s.backoffBase = a.backoffBase
-        s.backoffCap = a.backoffCap
-        return s
     }
 
     /// Validates and builds the certificate, then commits it; on the control queue.
@@ -67,7 +57,7 @@ extension Control {
         if comparable != old {
             Log.warning("acme directory, account, challenge and storage settings change on restart only; names and renewal settings were applied")
         }
-        manager.update(Self.schedule(new))
+        manager.update(new)
     }
 
     func acmeStatusJSON() -> AdminResponse {

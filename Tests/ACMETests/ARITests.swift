@@ -1,4 +1,5 @@
 import ACME
+import Config
 import Foundation
 import HTTP1
 import Synchronization
@@ -30,7 +31,7 @@ import TLS
         let ca = ScriptedCA(window: (start, end), retryAfter: 7200)
         let issuer = try Issuer(configuration: IssuerConfiguration(directoryURL: directoryURL), storage: storage, solvers: [], transport: ca)
         let installed = Mutex(0)
-        var schedule = ACMEManager.Schedule(certificates: [["ari.example"]])
+        var schedule = ACMESettings(directory: directoryURL, storage: storage.root, certificates: [["ari.example"]])
         schedule.checkInterval = 10 * 3600
         let manager = ACMEManager(issuer: issuer, schedule: schedule) { _ in installed.withLock { $0 += 1 } }
         manager.installStored()

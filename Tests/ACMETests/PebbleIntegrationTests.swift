@@ -10,6 +10,22 @@ import TLS
 /// two cores, and Pebble's VA is timing-sensitive enough without contention.
 @Suite(.serialized, .timeLimit(.minutes(1)))
 struct PebbleIntegrationTests {
+    /// Pebble plus an HTTP-01 responder on its validation port, serving `table`; storage in `dir`.
+    struct HTTP01Fixture {
+        let pebble: Pebble
+        let table = ChallengeTable()
+        let server: HTTP01TestServer
+        let dir: TempDir
+        let storage: FileStorage
+        init(_ pebble: Pebble) throws {
+            self.pebble = pebble
+            server = try HTTP01TestServer(port: pebble.httpPort, table: table)
+            dir = try TempDir()
+            storage = FileStorage(root: dir.path("acme"))
+        }
+        func stop() { server.stop(); pebble.stop() }
+    }
+
     static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/pebble") }
 
     @Test(.enabled(if: available)) func accountIsCreatedOnceAndReused() throws {
@@ -44,12 +60,9 @@ struct PebbleIntegrationTests {
 
     @Test(.enabled(if: available)) func issuesForTwoNamesOverHTTP01() throws {
         let pebble = try Pebble()
-        defer { pebble.stop() }
-        let table = ChallengeTable()
-        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
-        defer { server.stop() }
-        let dir = try TempDir()
-        let storage = FileStorage(root: dir.path("acme"))
+        let http = try HTTP01Fixture(pebble)
+        defer { http.stop() }
+        let (table, server, dir, storage) = (http.table, http.server, http.dir, http.storage)
         let started = Date()
         let issuer = try Issuer(configuration: pebble.configuration(), storage: storage, solvers: [HTTP01Solver(table: table, storage: storage)])
         let names = ["www.acme-http.test", "api.acme-http.test"]
@@ -74,12 +87,9 @@ struct PebbleIntegrationTests {
     /// once: the lock and the second look at storage make it one order and one certificate.
     @Test(.enabled(if: available)) func concurrentWishesCollapseIntoOneOrder() throws {
         let pebble = try Pebble(nonceRejectPercent: 0)  // so that each logged newOrder is one order
-        defer { pebble.stop() }
-        let table = ChallengeTable()
-        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
-        defer { server.stop() }
-        let dir = try TempDir()
-        let storage = FileStorage(root: dir.path("acme"))
+        let http = try HTTP01Fixture(pebble)
+        defer { http.stop() }
+        let (table, storage) = (http.table, http.storage)
         var configuration = pebble.configuration()
         configuration.challengeTypes = [ChallengeType.http01]
         let config = configuration
@@ -146,12 +156,9 @@ struct PebbleIntegrationTests {
 
     @Test(.enabled(if: available)) func wrongAnswerSurfacesTheProblemDocument() throws {
         let pebble = try Pebble()
-        defer { pebble.stop() }
-        let table = ChallengeTable()
-        let server = try HTTP01TestServer(port: pebble.httpPort, table: table)
-        defer { server.stop() }
-        let dir = try TempDir()
-        let storage = FileStorage(root: dir.path("acme"))
+        let http = try HTTP01Fixture(pebble)
+        defer { http.stop() }
+        let (table, storage) = (http.table, http.storage)
         let issuer = try Issuer(configuration: pebble.configuration(), storage: storage,
                                 solvers: [WrongHTTP01Solver(inner: HTTP01Solver(table: table))])
         let error = try #require(throws: ACMEError.self) { try issuer.obtain(names: ["wrong.acme-http.test"]) }
