@@ -560,7 +560,7 @@ final class ClientConnection: Pollable, Downstream {
     private func logAccess(_ r: RequestState) {
         if r.status != 0 { Metrics.shared.response(status: r.status, http2: false) }
         guard worker.accessLog.enabled, r.status != 0 else { return }
-        let now = worker.loop.now
+        let now = monotonicNanos()  // not the loop's cached clock: a local response ends in the wake-up it began
         let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }
         worker.accessLog.write(AccessLog.Entry(
             client: peer.description, sni: tls?.serverName, host: r.head.host, method: r.head.method, path: r.head.target,

@@ -266,7 +266,7 @@ final class HTTP2Stream: Downstream {
         front.log(AccessLog.Entry(
             client: c.peer.description, sni: c.serverName, host: host, method: method, path: target,
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstream: upstreamAddress,
-            durationMS: Double(front.worker.loop.now - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2"))
+            durationMS: Double(monotonicNanos() - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2"))
     }
 
     // MARK: Local responses
