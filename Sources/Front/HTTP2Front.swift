@@ -307,8 +307,11 @@ final class HTTP2Stream: Downstream {
     // MARK: Downstream
 
     func responseHead(_ head: ProxyResponseHead) {
-        // Interim responses are not relayed (100 is ours to send, 103 is optional).
-        guard head.status >= 200 else { return }
+        // Interim responses other than 100 (the front's to send) pass through, e.g. 103 Early Hints.
+        guard head.status >= 200 else {
+            if !headSent { session.submitInterim(stream: id, status: head.status, fields: head.fields); front.pump() }
+            return
+        }
         status = head.status
         headSent = true
         upstreamAddress = exchange?.upstreamAddress

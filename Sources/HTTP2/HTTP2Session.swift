@@ -162,6 +162,14 @@ public final class HTTP2Session {
         return rc == 0
     }
 
+    /// An interim (1xx) response head, e.g. 103 Early Hints (RFC 8297): a HEADERS frame that
+    /// neither ends the stream nor counts as the final response (RFC 9113 §8.1).
+    @discardableResult
+    public func submitInterim(stream: Int32, status: Int, fields: [HTTPField]) -> Bool {
+        let all = [HTTPField(name: ":status", value: String(status))] + fields
+        return Self.withNV(all) { nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, nil, $0, $1, nil) } >= 0
+    }
+
     /// A request (client role, for tests and tools): returns the stream id, or -1.
     public func submitRequest(fields: [HTTPField], hasBody: Bool) -> Int32 {
         if !hasBody { return Self.withNV(fields) { nghttp2_submit_request(session, nil, $0, $1, nil, nil) } }

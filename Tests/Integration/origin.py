@@ -371,6 +371,9 @@ class Origin:
             self._send(conn, req, cid, code, body, extra, keep)
         elif p == "/trailers":
             self._send_trailers(conn, req, cid, keep)
+        elif p == "/early-hints":           # 103 Early Hints (RFC 8297), then the response
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n")
+            self._send(conn, req, cid, 200, b"final\n", [("Content-Type", "text/plain")], keep)
         elif p == "/ws":
             return self._websocket(conn, rd, req, cid, counted)
         elif p == "/stats":

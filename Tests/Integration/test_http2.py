@@ -124,6 +124,8 @@ class H2Client:
             if isinstance(ev, h2.events.ResponseReceived) and r is not None:
                 r["headers"] = dict(ev.headers)
                 r["header_list"] = ev.headers
+            elif isinstance(ev, h2.events.InformationalResponseReceived) and r is not None:
+                r.setdefault("interim", []).append(dict(ev.headers))
             elif isinstance(ev, h2.events.DataReceived) and r is not None:
                 r["body"] += ev.data
                 if self.auto_ack:
@@ -279,6 +281,36 @@ def test_trailers_are_passed(env):
         assert r["trailers"] == {"x-checksum": hashlib.sha256(b"hello").hexdigest(), "x-note": "done"}
     finally:
         c.close()
+
+
+def test_early_hints_are_relayed(env):
+    """The origin's 103 Early Hints reaches the client as an interim HEADERS frame before the 200."""
+    c = H2Client(env.port)
+    try:
+        r = c.get("/early-hints")
+        assert r["headers"][":status"] == "200"
+        interim = r.get("interim")
+        assert interim and len(interim) == 1, r
+        assert interim[0][":status"] == "103" and interim[0]["link"] == "</style.css>; rel=preload; as=style", interim
+        assert bytes(r["body"]) == b"final\n"
+    finally:
+        c.close()
+
+
+def test_early_hints_over_http1(env):
+    """HTTP/1.1 clients get the 103 too, then the final response."""
+    from httpclient import tls_connect
+    with tls_connect(env.port, "a.test") as s:
+        s.sendall(b"GET /early-hints HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 103 Early Hints\r\n"), got[:200]
+    assert b"link: </style.css>; rel=preload; as=style" in got.lower()
+    assert b"HTTP/1.1 200 " in got and got.endswith(b"final\n")
 
 
 def test_head_and_204(env):
