@@ -169,8 +169,10 @@ public final class ACMEClient {
 
     // MARK: Orders (§7.4)
 
-    public func newOrder(names: [String]) throws(ACMEError) -> (url: String, order: Order) {
-        let response = try post(try directory().newOrder, payload: try encode(NewOrderRequest(identifiers: names.map(Identifier.init(dns:)))))
+    /// `replaces`: the ARI identifier of the certificate this order renews (RFC 9773 §5).
+    public func newOrder(names: [String], replaces: String? = nil) throws(ACMEError) -> (url: String, order: Order) {
+        let request = NewOrderRequest(identifiers: names.map(Identifier.init(dns:)), replaces: replaces)
+        let response = try post(try directory().newOrder, payload: try encode(request))
         return (try location(response, "newOrder"), try decode(Order.self, response, "order"))
     }
 

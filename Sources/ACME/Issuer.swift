@@ -93,13 +93,15 @@ public final class Issuer {
 
     /// The stored certificate when it covers `names` and is not `due` for renewal; otherwise a new
     /// one (check storage, lock, check again: another thread or node may just have issued it).
-    public func certificate(for names: [String], due: (X509Certificate) -> Bool = { RenewalPolicy.isDue(notBefore: $0.notBefore, notAfter: $0.notAfter) })
+    /// `replacing`: the certificate this one renews, named to the CA when it offers ARI (RFC 9773 §5).
+    public func certificate(for names: [String], replacing: X509Certificate? = nil,
+                            due: (X509Certificate) -> Bool = { RenewalPolicy.isDue(notBefore: $0.notBefore, notAfter: $0.notAfter) })
         throws -> StoredCertificate {
         let names = try Self.normalise(names)
         if let stored = try usable(names, due: due) { return stored }
         return try storage.withLock("certificate-\(names[0])") {
             if let stored = try usable(names, due: due) { return stored }
-            return try obtain(names: names)
+            return try obtain(names: names, replacing: replacing)
         }
     }
 
@@ -111,7 +113,7 @@ public final class Issuer {
               let leaf = try? X509Certificate.parseChain(pem: stored.chainPEM).first else { return nil }
         let covered = Set(leaf.dnsNames)
         guard names.allSatisfy(covered.contains) else { return nil }
-        return (StoredCertificate(names: leaf.dnsNames, chainPEM: stored.chainPEM, keyPEM: stored.keyPEM), leaf)
+        return (StoredCertificate(names: names, chainPEM: stored.chainPEM, keyPEM: stored.keyPEM), leaf)
     }
 
     private func usable(_ names: [String], due: (X509Certificate) -> Bool) throws -> StoredCertificate? {
@@ -121,11 +123,12 @@ public final class Issuer {
 
     /// Issues a new certificate for `names` (first = primary, the storage name) and persists it.
     /// Callers that may race other issuers should use `certificate(for:)` (it takes the lock).
-    public func obtain(names: [String]) throws -> StoredCertificate {
+    public func obtain(names: [String], replacing: X509Certificate? = nil) throws -> StoredCertificate {
         let names = try Self.normalise(names)
         let client = try account()
         let started = Date(), firstRequest = client.requestCount
-        let (orderURL, order) = try client.newOrder(names: names)
+        let replaces = try replacing.flatMap { try client.directory().renewalInfo == nil ? nil : RenewalInfo.certificateID($0) }
+        let (orderURL, order) = try client.newOrder(names: names, replaces: replaces)
 
         // Present every challenge and tell the CA before polling any, so validations overlap. Each
         // answer is taken down as soon as its authorization ends, valid or not (and on any throw).
@@ -147,7 +150,8 @@ public final class Issuer {
             let keyAuthorization = client.accountKey.keyAuthorization(token: token)
             try solver.present(domain: authz.identifier.value, token: token, keyAuthorization: keyAuthorization)
             presented[url] = (solver, authz.identifier.value, token, keyAuthorization)
-            try client.respond(to: challenge)
+            // A challenge already processing (an order resumed after a restart) only needs its answer back.
+            if challenge.status == Status.pending { try client.respond(to: challenge) }
             pending.append(url)
         }
         for url in pending {
@@ -169,7 +173,8 @@ public final class Issuer {
     /// The first configured challenge type the CA offers for this authorization and a solver handles.
     private func choose(_ authz: Authorization) throws(ACMEError) -> (ChallengeSolver, Challenge) {
         for type in configuration.challengeTypes {
-            if let solver = solvers[type], let challenge = authz.challenges.first(where: { $0.type == type && $0.status == Status.pending }) {
+            if let solver = solvers[type],
+               let challenge = authz.challenges.first(where: { $0.type == type && ($0.status == Status.pending || $0.status == Status.processing) }) {
                 return (solver, challenge)
             }
         }

@@ -17,6 +17,8 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
         public var notAfter: Date?
         /// When renewal is planned (jittered inside the ARI window, or by the lifetime rule).
         public var renewAt: Date?
+        /// The serial `renewAt` was drawn for.
+        var renewSerial: String?
         public var ariWindow: RenewalWindow?
         /// The next time the manager looks at this certificate.
         public var nextAttempt: Date
@@ -87,7 +89,8 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
             s.schedule = schedule
             s.statuses = schedule.certificates.map { names in
                 guard var kept = old[names] else { return Status(names: names, now: now) }
-                kept.nextAttempt = min(kept.nextAttempt, now.addingTimeInterval(schedule.checkInterval))
+                // A shorter interval applies at once; a backoff (or the CA's Retry-After) stands.
+                if kept.failures == 0 { kept.nextAttempt = min(kept.nextAttempt, now.addingTimeInterval(schedule.renewal.checkInterval)) }
                 return kept
             }
         }
@@ -117,10 +120,9 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
     }
 
     /// One look at one certificate: ask the CA for its renewal window (ARI) when offered, renew
-    /// when due (or obtain when there is none), then plan the next look.
+    /// when the planned time has come (or obtain when there is none), then plan the next look.
     private func attend(_ names: [String]) {
-        let schedule = state.withLock { $0.schedule }
-        let now = Date()
+        let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses.first { $0.names == names }) }
         var window: RenewalWindow?
         var ariRetry: Double?
         do {
@@ -132,37 +134,50 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
                     Log.warning("ACME renewalInfo for \(names[0]) failed (the lifetime rule applies instead): \(error)")
                 }
             }
-            let due = { (leaf: X509Certificate) in
-                RenewalPolicy.isDue(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
-                                    renewBefore: schedule.renewBefore, now: now)
-            }
-            var certificate = current?.certificate
+            // The renewal time is drawn once per serial and window, so its jitter (or the random
+            // point inside the ARI window, RFC 9773 §4.2) is what actually happens.
             var leaf = current?.leaf
-            let serving = state.withLock { s in s.statuses.first { $0.names == names }?.serial }
-            if let current, !due(current.leaf), current.leaf.serialHex != serving {
-                try install(current.certificate)  // stored by another process, or refused before
+            var renewAt = leaf.map { leaf in
+                known?.renewSerial == leaf.serialHex && known?.ariWindow == window && known?.renewAt != nil ? known!.renewAt!
+                    : RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
+                                                renewBefore: schedule.renewBefore)
             }
-            if leaf.map(due) ?? true {
+            var mustRenew = renewAt.map { Date() >= $0 } ?? true
+            if let current, !mustRenew, current.leaf.serialHex != known?.serial {
+                // Stored by another process, or not taken before: serve it, or replace it if it cannot be.
+                do { try install(current.certificate) } catch {
+                    Log.error("ACME: the stored certificate for \(names[0]) cannot be served (\(error)); obtaining a new one")
+                    mustRenew = true
+                }
+            }
+            if mustRenew {
                 Log.info(leaf == nil ? "ACME: obtaining a certificate for \(names.joined(separator: ", "))"
                                      : "ACME: renewing \(names[0]) (serial \(leaf!.serialHex), expires \(leaf!.notAfter))")
-                let fresh = try issuer.certificate(for: names, due: due)
-                let freshLeaf = try X509Certificate.parseChain(pem: fresh.chainPEM).first
-                try install(fresh)
-                if freshLeaf?.serialHex != leaf?.serialHex {
-                    let report = issuer.lastReport
-                    Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf?.serialHex ?? "?"))"
-                             + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
-                    record(names) { $0.issued += 1; $0.lastIssued = now }
+                // Looked at again under the lock: a certificate other than the one judged here was
+                // just issued by another thread or node, and stays unless the lifetime rule says otherwise.
+                let judged = leaf?.serialHex
+                let fresh = try issuer.certificate(for: names, replacing: leaf) { other in
+                    other.serialHex == judged
+                        || RenewalPolicy.isDue(notBefore: other.notBefore, notAfter: other.notAfter, renewBefore: schedule.renewBefore)
                 }
-                certificate = fresh
+                let freshLeaf = try X509Certificate.parseChain(pem: fresh.chainPEM)[0]
+                try install(fresh)
+                if freshLeaf.serialHex != judged {
+                    let report = issuer.lastReport
+                    Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf.serialHex))"
+                             + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
+                    record(names) { $0.issued += 1; $0.lastIssued = Date() }
+                }
                 leaf = freshLeaf
-            }
-            guard let leaf, certificate != nil else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
-            let renewAt = RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
+                window = nil  // a window is the CA's word on one serial; the next look asks about this one
+                renewAt = RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,
                                                     renewBefore: schedule.renewBefore)
+            }
+            guard let leaf, let renewAt else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
             // Look again at the planned renewal, but at least every check interval (the CA may move
             // the ARI window) and when ARI says to ask again. A certificate due the moment it was
             // issued (renew_before longer than the CA's lifetime) waits a whole interval.
+            let now = Date()
             var next = min(renewAt, now.addingTimeInterval(schedule.checkInterval))
             if renewAt <= now {
                 Log.warning("ACME: the certificate for \(names[0]) is due for renewal as soon as it is issued "
@@ -171,18 +186,20 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
             }
             if let ariRetry { next = min(next, now.addingTimeInterval(max(ariRetry, 60))) }
             record(names) {
-                $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter; $0.renewAt = renewAt; $0.ariWindow = window
-                $0.failures = 0; $0.lastError = nil; $0.lastProblem = nil; $0.nextAttempt = next
+                $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter; $0.renewAt = renewAt; $0.renewSerial = leaf.serialHex
+                $0.ariWindow = window; $0.failures = 0; $0.lastError = nil; $0.lastProblem = nil; $0.nextAttempt = next
             }
         } catch {
-            let failures = (state.withLock { s in s.statuses.first { $0.names == names }?.failures } ?? 0) + 1
+            // From the end of the attempt: a slow failure (long polling) still waits its backoff.
+            let now = Date()
+            let failures = (known?.failures ?? 0) + 1
             let next = RenewalPolicy.nextAttempt(after: error, failures: failures, now: now,
                                                  base: schedule.backoffBase, cap: schedule.backoffCap)
             Log.error("ACME: \(names.joined(separator: ", ")): \(error); attempt \(failures) failed, next at \(next) "
                       + "(in \(String(format: "%.1f", next.timeIntervalSince(now))) s; anything already serving keeps serving)")
             record(names) {
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
-                $0.nextAttempt = next; $0.ariWindow = window
+                $0.nextAttempt = next
             }
         }
     }

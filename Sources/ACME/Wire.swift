@@ -55,6 +55,8 @@ public struct Order: Codable, Sendable {
 /// §7.4 newOrder body.
 struct NewOrderRequest: Encodable {
     var identifiers: [Identifier]
+    /// Left out when nil (the synthesized encoder uses encodeIfPresent).
+    var replaces: String?
 }
 
 /// §7.4 finalize body: base64url DER CSR.

@@ -25,7 +25,7 @@ public final class CertificateStore: ContextSelector {
     }
 
     public func select(_ hello: ClientHello) -> TLSContext? {
-        if !hello.alpn.isEmpty, let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
+        if let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
            let challenge = alpnChallenges.entry(for: name) {
             Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
             return challenge.context

@@ -213,6 +213,17 @@ public struct ACMESettings: Sendable, Equatable {
     public var storage: String
     /// One entry per certificate; its first name names it.
     public var certificates: [[String]]
+    /// When to renew and how to retry; applied without a restart (the rest needs one).
+    public var renewal = ACMERenewal()
+    /// Socket timeout for each request to the CA.
+    public var requestTimeout: Double = 30
+
+    public init(directory: String, storage: String, certificates: [[String]]) {
+        self.directory = directory; self.storage = storage; self.certificates = certificates
+    }
+}
+
+public struct ACMERenewal: Sendable, Equatable {
     /// How often each certificate's renewal is looked at (also the ARI polling ceiling).
     public var checkInterval: Double = 3600
     /// Renew once less than this remains; nil: when a third of the lifetime remains.
@@ -222,12 +233,7 @@ public struct ACMESettings: Sendable, Equatable {
     /// Failed attempts back off exponentially from `backoffBase` to at most `backoffCap` (jittered).
     public var backoffBase: Double = 60
     public var backoffCap: Double = 6 * 3600
-    /// Socket timeout for each request to the CA.
-    public var requestTimeout: Double = 30
-
-    public init(directory: String, storage: String, certificates: [[String]]) {
-        self.directory = directory; self.storage = storage; self.certificates = certificates
-    }
+    public init() {}
 }
 
 public struct EABSettings: Sendable, Equatable {

@@ -43,8 +43,9 @@ extension SettingsReader {
                 throw source.error("acme.eab needs both key_id and hmac_key (from the CA's account page)", at: value)
             }
             let key = try source.string(hmac, expected: "a base64url HMAC key")
-            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "=") }) else {
-                throw source.error("acme.eab.hmac_key: expected the base64url key the CA gave, got \(hmac.foundDescription)", at: hmac)
+            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw source.error("acme.eab.hmac_key: expected the base64url key the CA gave (letters, digits, - and _, "
+                                   + "no padding), got \(hmac.foundDescription)", at: hmac)
             }
             acme.eab = EABSettings(keyID: try source.string(kid, expected: "the CA's key id"), hmacKey: key)
         }
@@ -66,12 +67,12 @@ extension SettingsReader {
         if let value = map["request_timeout"] { acme.requestTimeout = try source.duration(value) }
         if let value = map["renewal"] {
             let renewal = try mapping(value, name: "acme.renewal", keys: ["check_interval", "renew_before", "ari", "backoff_base", "backoff_cap"])
-            if let v = renewal["check_interval"] { acme.checkInterval = try source.duration(v) }
-            if let v = renewal["renew_before"] { acme.renewBefore = try source.duration(v) }
-            if let v = renewal["ari"] { acme.ari = try source.bool(v) }
-            if let v = renewal["backoff_base"] { acme.backoffBase = try source.duration(v) }
-            if let v = renewal["backoff_cap"] { acme.backoffCap = try source.duration(v) }
-            if acme.backoffCap < acme.backoffBase {
+            if let v = renewal["check_interval"] { acme.renewal.checkInterval = try source.duration(v) }
+            if let v = renewal["renew_before"] { acme.renewal.renewBefore = try source.duration(v) }
+            if let v = renewal["ari"] { acme.renewal.ari = try source.bool(v) }
+            if let v = renewal["backoff_base"] { acme.renewal.backoffBase = try source.duration(v) }
+            if let v = renewal["backoff_cap"] { acme.renewal.backoffCap = try source.duration(v) }
+            if acme.renewal.backoffCap < acme.renewal.backoffBase {
                 throw source.error("acme.renewal.backoff_cap must not be shorter than backoff_base", at: renewal["backoff_cap"] ?? value)
             }
         }

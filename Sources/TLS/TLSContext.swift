@@ -176,43 +176,44 @@ func readALPN(_ ssl: OpaquePointer) -> [String] {
 /// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
 /// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
 /// protocols proceeds without ALPN, as nginx does.
+/// Where `name` starts inside a client's ALPN list (length-prefixed names), or nil.
+private func findProtocol(_ name: StaticString, in input: UnsafePointer<UInt8>, count: Int) -> Int? {
+    let length = name.utf8CodeUnitCount
+    var i = 0
+    while i < count {
+        let n = Int(input[i])
+        guard i + 1 + n <= count else { return nil }
+        if n == length && memcmp(input + i + 1, name.utf8Start, length) == 0 { return i + 1 }
+        i += 1 + n
+    }
+    return nil
+}
+
+/// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
+/// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
+/// protocols proceeds without ALPN, as nginx does. OpenSSL copies the selection before `input`
+/// goes away.
+private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, h2 in
+    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    let count = Int(inlen)
+    if h2 != nil, let at = findProtocol("h2", in: input, count: count) {
+        out.pointee = input + at
+        outlen.pointee = 2
+        return COpenSSL_TLSEXT_ERR_OK()
+    }
+    guard let at = findProtocol("http/1.1", in: input, count: count) else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    out.pointee = input + at
+    outlen.pointee = 8
+    return COpenSSL_TLSEXT_ERR_OK()
+}
+
 /// The validator of a TLS-ALPN-01 challenge offers only "acme-tls/1" (RFC 8737 §3): select it,
 /// or refuse the handshake (no_application_protocol) when a client reached this context without it.
 private let acmeALPNCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, _ in
-    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_ALERT_FATAL() }
-    var i = 0
-    let count = Int(inlen)
-    while i < count {
-        let n = Int(input[i])
-        guard i + 1 + n <= count else { break }
-        if n == 10 && memcmp(input + i + 1, "acme-tls/1", 10) == 0 {
-            out.pointee = input + i + 1
-            outlen.pointee = 10
-            return COpenSSL_TLSEXT_ERR_OK()
-        }
-        i += 1 + n
+    guard let input, let out, let outlen, let at = findProtocol("acme-tls/1", in: input, count: Int(inlen)) else {
+        return COpenSSL_TLSEXT_ERR_ALERT_FATAL()
     }
-    return COpenSSL_TLSEXT_ERR_ALERT_FATAL()
-}
-
-private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, h2 in
-    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
-    var http11: Int? = nil
-    var i = 0
-    let count = Int(inlen)
-    while i < count {
-        let n = Int(input[i])
-        guard i + 1 + n <= count else { break }
-        if h2 != nil && n == 2 && input[i + 1] == UInt8(ascii: "h") && input[i + 2] == UInt8(ascii: "2") {
-            out.pointee = input + i + 1   // OpenSSL copies the selection before `input` goes away
-            outlen.pointee = 2
-            return COpenSSL_TLSEXT_ERR_OK()
-        }
-        if n == 8 && http11 == nil && memcmp(input + i + 1, "http/1.1", 8) == 0 { http11 = i + 1 }
-        i += 1 + n
-    }
-    guard let http11 else { return COpenSSL_TLSEXT_ERR_NOACK() }
-    out.pointee = input + http11
-    outlen.pointee = 8
+    out.pointee = input + at
+    outlen.pointee = 10
     return COpenSSL_TLSEXT_ERR_OK()
 }

@@ -43,21 +43,27 @@ extension Control {
         if let error = report.configError { throw CertificateError(source: bundle.source, reason: error) }
     }
 
-    /// SIGHUP: names and renewal settings apply at once; the CA, account and storage on restart.
+    /// SIGHUP: names and renewal settings apply at once (certificates no longer listed leave the
+    /// store); the CA, account and storage on restart.
     func reloadACME(_ old: ACMESettings?, _ new: ACMESettings?) {
         guard old != new else { return }
         guard let manager = acme?.manager, let old, let new else {
             Log.warning("acme was \(old == nil ? "added" : "removed"): that takes a restart; ACME carries on as before")
             return
         }
-        var comparable = new
-        comparable.certificates = old.certificates
-        comparable.checkInterval = old.checkInterval; comparable.renewBefore = old.renewBefore; comparable.ari = old.ari
-        comparable.backoffBase = old.backoffBase; comparable.backoffCap = old.backoffCap
-        if comparable != old {
+        var unchanged = old
+        unchanged.certificates = new.certificates
+        unchanged.renewal = new.renewal
+        if unchanged != new {
             Log.warning("acme directory, account, challenge and storage settings change on restart only; names and renewal settings were applied")
         }
         manager.update(new)
+        let kept = Set(new.certificates.map { "acme:\($0[0])" })
+        let dropped = certificates.catalog.items.keys.filter { $0.hasPrefix("acme:") && !kept.contains($0) }
+        if !dropped.isEmpty {
+            _ = commit(upserts: [], removals: Array(dropped), refused: [], unchanged: 0, source: "acme", settings: settings, swap: true)
+            Log.info("ACME: no longer managed, removed from the store: \(dropped.map { String($0.dropFirst(5)) }.sorted().joined(separator: ", "))")
+        }
     }
 
     func acmeStatusJSON() -> AdminResponse {

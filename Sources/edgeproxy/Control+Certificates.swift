@@ -92,15 +92,20 @@ extension Control {
 
         var upserts = result.upserts.map { (id: $0.id, bundle: $0.bundle, origin: $0.id.hasPrefix("dir:") ? "directory" : "file") }
         var removals = result.removals
+        // The self-signed fallback serves when no certificate is configured and, with ACME on, until
+        // anything else has loaded (a first start with an empty certificate directory).
         let configured = !s.tls.certificates.isEmpty || s.tls.certificateDirectory != nil
-        if configured {
+        let others = certificates.catalog.countAfter(upserts: upserts.map(\.id), removals: removals + ["self-signed"])
+        if configured && (s.acme == nil || others > 0) {
             if certificates.catalog.items["self-signed"] != nil { removals.append("self-signed") }
-        } else if certificates.selfSigned?.names != s.tls.selfSignedNames {
+        } else if certificates.catalog.items["self-signed"] == nil || certificates.selfSigned?.names != s.tls.selfSignedNames {
             do {
-                let b = try CertificateLoader.selfSigned(names: s.tls.selfSignedNames, options: options)
+                let b = try certificates.selfSigned.flatMap { $0.names == s.tls.selfSignedNames ? $0.bundle : nil }
+                    ?? CertificateLoader.selfSigned(names: s.tls.selfSignedNames, options: options)
                 certificates.selfSigned = (s.tls.selfSignedNames, b)
                 upserts.append((id: "self-signed", bundle: b, origin: "self-signed"))
-                Log.info("no certificate configured: serving a self-signed P-256 certificate for \(s.tls.selfSignedNames.joined(separator: ", "))")
+                Log.info("\(configured ? "no certificate loaded yet" : "no certificate configured"): serving a self-signed "
+                         + "P-256 certificate for \(s.tls.selfSignedNames.joined(separator: ", "))")
             } catch { Log.error("\(error)") }
         }
         return commit(upserts: upserts, removals: removals, refused: result.refused, unchanged: result.unchanged,

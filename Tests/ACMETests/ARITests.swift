@@ -32,7 +32,7 @@ import TLS
         let issuer = try Issuer(configuration: IssuerConfiguration(directoryURL: directoryURL), storage: storage, solvers: [], transport: ca)
         let installed = Mutex(0)
         var schedule = ACMESettings(directory: directoryURL, storage: storage.root, certificates: [["ari.example"]])
-        schedule.checkInterval = 10 * 3600
+        schedule.renewal.checkInterval = 10 * 3600
         let manager = ACMEManager(issuer: issuer, schedule: schedule) { _ in installed.withLock { $0 += 1 } }
         manager.installStored()
         #expect(installed.withLock { $0 } == 1)

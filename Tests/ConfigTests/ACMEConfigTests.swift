@@ -17,8 +17,9 @@ import Testing
         #expect(acme.certificates == [["example.com"], ["shop.example.com", "www.shop.example.com"]])
         #expect(acme.challenges == ["http-01", "tls-alpn-01"])
         #expect(acme.storage == "/etc/edgeproxy/acme")
-        #expect(acme.checkInterval == 3600 && acme.renewBefore == nil && acme.ari)
-        #expect(acme.backoffBase == 60 && acme.backoffCap == 6 * 3600)
+        #expect(acme.renewal == ACMERenewal())
+        #expect(acme.renewal.checkInterval == 3600 && acme.renewal.renewBefore == nil && acme.renewal.ari)
+        #expect(acme.renewal.backoffBase == 60 && acme.renewal.backoffCap == 6 * 3600)
         #expect(acme.email == nil && acme.eab == nil && acme.caRoot == nil)
     }
 
@@ -40,8 +41,8 @@ import Testing
         #expect(acme.storage == "/var/lib/edgeproxy/acme")
         #expect(acme.certificates == [["example.com"]])
         #expect(acme.requestTimeout == 10)
-        #expect(acme.checkInterval == 600 && acme.renewBefore == 720 * 3600 && !acme.ari)
-        #expect(acme.backoffBase == 30 && acme.backoffCap == 3600)
+        #expect(acme.renewal.checkInterval == 600 && acme.renewal.renewBefore == 720 * 3600 && !acme.renewal.ari)
+        #expect(acme.renewal.backoffBase == 30 && acme.renewal.backoffCap == 3600)
     }
 
     @Test func directoryIsRequiredAndHTTPS() {
@@ -63,6 +64,12 @@ import Testing
                     line: 4, column: 15,
                     "acme.challenges is [http-01] but listen.http is empty: the CA could not reach the answers "
                     + "(add a port-80 listener or allow tls-alpn-01)")
+    }
+
+    @Test func eabKeyMustBeUnpaddedBase64URL() {
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n  eab: { key_id: k, hmac_key: \"abc=\" }\n",
+                    line: 4, column: 31, "acme.eab.hmac_key: expected the base64url key the CA gave (letters, digits, - and _, "
+                    + "no padding), got \"abc=\"")
     }
 
     @Test func unknownChallengeAndBadBackoff() {
