@@ -337,3 +337,25 @@ def test_a_ca_that_is_down_changes_nothing_for_serving(proxies, ports):
         s.sendall(b"GET / HTTP/1.1\r\nHost: down.acme.test\r\nConnection: close\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 200")
     assert p.alive()
+
+
+def test_bootstraps_with_an_empty_certificate_directory_and_follows_sighup(proxies, pebble_factory, ports, tmp_path):
+    pebble = pebble_factory(ports["http"], ports["https"])
+    (tmp_path / "empty-certs").mkdir()
+    config = acme_config(ports, pebble.acme_section(["one.acme.test", "two.acme.test"], challenges=["http-01"]))
+    config["tls"] = {"certificate_dir": str(tmp_path / "empty-certs")}
+    p = proxies(config, standard_certs=False)          # nothing to serve yet: the fallback answers
+    assert "no certificate loaded yet" in p.stderr()
+    admin = Admin(ports["admin"])
+    wait_issued(admin)
+    _, listed = admin.json("GET", "/certificates")
+    assert {c["name"] for c in listed if c["source"] == "acme"} == {"one.acme.test", "two.acme.test"}
+
+    # SIGHUP with one name dropped: it leaves the store and the schedule; the other stays.
+    config["acme"]["certificates"] = ["one.acme.test"]
+    p.write_config(config)
+    p.reload()
+    wait_until(lambda: {c["name"] for c in admin.json("GET", "/certificates")[1] if c["source"] == "acme"} == {"one.acme.test"},
+               10, what="two.acme.test removed")
+    assert [c["name"] for c in acme_status(admin)["certificates"]] == ["one.acme.test"]
+    assert p.alive()
