@@ -20,12 +20,26 @@ public final class UpstreamServer {
         address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
     }
 
+    /// Past `keepalive`, what a burst leaves idle is kept for a moment and trimmed by half every
+    /// `UpstreamPool.purgeInterval` (HAProxy's pool-purge-delay): closing at once only to connect
+    /// again for the next burst costs a connect, a close and two epoll_ctl per request when
+    /// HTTP/2 clients fan out many streams.
     func keepIdle(_ c: UpstreamConnection) {
-        guard idle.count < settings.keepalive, !pool.closing else { c.close(); return }
+        guard settings.keepalive > 0, !pool.closing else { c.close(); return }
         active -= 1
         c.idleSince = pool.loop.now
         idle.append(c)
         c.armTimer(seconds: settings.keepaliveTimeout)
+        if idle.count > settings.keepalive { pool.purgeSoon() }
+    }
+
+    /// Closes half of the idle connections beyond `keepalive` (rounded up), oldest first;
+    /// returns whether some excess is left.
+    func purgeExcess() -> Bool {
+        let excess = idle.count - settings.keepalive
+        guard excess > 0 else { return false }
+        for c in idle.prefix((excess + 1) / 2) { c.close() }  // close() calls forget(), which removes it
+        return idle.count > settings.keepalive
     }
 
     /// Called by a closing connection: drop it from wherever it is counted.
@@ -73,6 +87,8 @@ public final class UpstreamPool {
     /// Shared read buffer: bytes are handed to the exchange and never kept here.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     var closing = false
+    static let purgeInterval = 1.0
+    private lazy var purgeTimer = Timer { [weak self] in self?.purge() }
 
     public init(loop: EventLoop, upstreams: [String: Upstream]) {
         self.loop = loop
@@ -91,6 +107,16 @@ public final class UpstreamPool {
             for s in old.servers { for c in s.idle { c.close() } }
         }
         groups = next
+    }
+
+    func purgeSoon() {
+        if !purgeTimer.isArmed { loop.arm(purgeTimer, seconds: Self.purgeInterval) }
+    }
+
+    private func purge() {
+        var left = false
+        for g in groups.values { for s in g.servers where s.purgeExcess() { left = true } }
+        if left { loop.arm(purgeTimer, seconds: Self.purgeInterval) }
     }
 
     /// Closes every idle connection (graceful shutdown).

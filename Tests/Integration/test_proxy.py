@@ -479,3 +479,33 @@ def test_ipv6_listener_and_upstream(proxies, origins):
         r = c.request("GET", "/echo", host="a.test")
     assert r.status == 200
     assert r.json()["origin"] == "V6"
+
+
+def test_idle_pool_keeps_a_burst_then_trims_to_keepalive(proxies, origins):
+    """keepalive: 2. Ten overlapping requests need ten upstream connections; the next burst right
+    after reuses them (no new connects), and the excess idle ones are then closed, half per second,
+    down to 2."""
+    o = origins("P")
+    p = proxies({"workers": 1, "tls": standard_tls(),
+                 "upstreams": {"app": {"servers": [o.addr], "keepalive": 2}},
+                 "routes": [{"upstream": "app"}]})
+
+    def burst():
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(https_get(p.https_port, "/slow?ms=400").status))
+                   for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert results == [200] * 10, results
+
+    burst()
+    assert o.stats()["connections"] == 10
+    burst()
+    assert o.stats()["connections"] == 10, "the second burst should reuse the first one's connections"
+    deadline = time.monotonic() + 10
+    while o.stats()["active"] > 2:
+        assert time.monotonic() < deadline, o.stats()
+        time.sleep(0.1)
+    assert o.stats()["active"] == 2
