@@ -3,9 +3,9 @@
 public enum HTTP1Writer {
     /// "METHOD target HTTP/1.1\r\n" + fields + "\r\n" (RFC 9112 §3).
     public static func appendRequestHead(method: String, target: String, fields: [HTTPField], into out: inout [UInt8]) {
-        out.append(contentsOf: method.utf8)
+        append(method, to: &out)
         out.append(ASCII.sp)
-        out.append(contentsOf: target.utf8)
+        append(target, to: &out)
         out.append(contentsOf: " HTTP/1.1\r\n".utf8)
         appendFields(fields, into: &out)
         out.append(contentsOf: crlf)
@@ -20,7 +20,7 @@ public enum HTTP1Writer {
         out.append(UInt8(0x30 + status / 10 % 10))
         out.append(UInt8(0x30 + status % 10))
         out.append(ASCII.sp)
-        out.append(contentsOf: (reason ?? reasonPhrase(status)).utf8)
+        append(reason ?? reasonPhrase(status), to: &out)
         out.append(contentsOf: crlf)
         appendFields(fields, into: &out)
         out.append(contentsOf: crlf)
@@ -47,11 +47,18 @@ public enum HTTP1Writer {
     private static func appendFields(_ fields: [HTTPField], into out: inout [UInt8]) {
         for field in fields {
             assert(!field.value.utf8.contains(ASCII.cr) && !field.value.utf8.contains(ASCII.lf), "CR/LF in field value")
-            out.append(contentsOf: field.name.utf8)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: field.value.utf8)
+            append(field.name, to: &out)
+            out.append(ASCII.colon)
+            out.append(ASCII.sp)
+            append(field.value, to: &out)
             out.append(contentsOf: crlf)
         }
+    }
+
+    /// One copy of the string's UTF-8 storage (appending `.utf8` goes byte by byte).
+    @inline(__always) private static func append(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
     }
 
     private static func appendHex(_ n: Int, into out: inout [UInt8]) {

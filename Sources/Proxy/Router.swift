@@ -8,31 +8,34 @@ public struct Router: Sendable {
     /// `host` is the request's Host as the parser gives it (lower-cased, port allowed); `path` the
     /// origin-form target. Works on substrings: no allocation per request.
     public func match(host: String?, path: String) -> Route? {
-        let name = host.map(Self.stripPort) ?? ""
-        for route in routes where Self.hostMatches(route.host, name) && path.hasPrefix(route.pathPrefix) {
+        let name = host.map(Self.stripPort) ?? Substring()
+        for route in routes where Self.hostMatches(route.host, name) && path.utf8.starts(with: route.pathPrefix.utf8) {
             return route
         }
         return nil
     }
 
+    /// Byte-wise (hosts are ASCII after parsing): String's Character-level searches cost more
+    /// than the rest of routing.
     static func stripPort(_ host: String) -> Substring {
-        var h = Substring(host)
-        if h.hasPrefix("[") {
-            if let close = h.firstIndex(of: "]") { h = h[...close] }
-        } else if let colon = h.lastIndex(of: ":") {
-            h = h[..<colon]
+        let bytes = host.utf8
+        var end = bytes.endIndex
+        if bytes.first == UInt8(ascii: "[") {
+            if let close = bytes.firstIndex(of: UInt8(ascii: "]")) { end = bytes.index(after: close) }
+        } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+            end = colon
         }
-        if h.hasSuffix(".") { h = h.dropLast() }
-        return h
+        if end > bytes.startIndex, bytes[bytes.index(before: end)] == UInt8(ascii: ".") { end = bytes.index(before: end) }
+        return host[host.startIndex..<end]
     }
 
     static func hostMatches(_ pattern: String?, _ name: Substring) -> Bool {
         guard let pattern else { return true }
         if pattern.hasPrefix("*.") {
-            guard let dot = name.firstIndex(of: "."), dot != name.startIndex else { return false }
-            return name[name.index(after: dot)...] == pattern.dropFirst(2)
+            guard let dot = name.utf8.firstIndex(of: UInt8(ascii: ".")), dot != name.startIndex else { return false }
+            return name.utf8[name.utf8.index(after: dot)...].elementsEqual(pattern.utf8.dropFirst(2))
         }
-        return name == pattern
+        return name.utf8.elementsEqual(pattern.utf8)
     }
 
     /// "Example.com:8443" → "example.com"; "[::1]:80" → "[::1]".
