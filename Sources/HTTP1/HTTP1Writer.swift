@@ -3,6 +3,7 @@
 public enum HTTP1Writer {
     /// "METHOD target HTTP/1.1\r\n" + fields + "\r\n" (RFC 9112 §3).
     public static func appendRequestHead(method: String, target: String, fields: [HTTPField], into out: inout [UInt8]) {
+        ensureRoom(&out, method.utf8.count + target.utf8.count + 11 + size(of: fields) + 2)
         append(method, to: &out)
         out.append(ASCII.sp)
         append(target, to: &out)
@@ -15,6 +16,7 @@ public enum HTTP1Writer {
     /// phrase. The SP after the code is always written, even before an empty phrase.
     public static func appendResponseHead(status: Int, reason: String?, fields: [HTTPField], into out: inout [UInt8]) {
         precondition((100...999).contains(status), "status code must be three digits (RFC 9110 §15)")
+        ensureRoom(&out, 13 + (reason?.utf8.count ?? 32) + 2 + size(of: fields) + 2)
         out.append(contentsOf: "HTTP/1.1 ".utf8)
         out.append(UInt8(0x30 + status / 100))
         out.append(UInt8(0x30 + status / 10 % 10))
@@ -53,6 +55,20 @@ public enum HTTP1Writer {
             append(field.value, to: &out)
             out.append(contentsOf: crlf)
         }
+    }
+
+    /// One allocation for a whole head; never an exact-size one on a buffer that keeps growing
+    /// (that would undo Array's geometric growth).
+    @inline(__always) private static func ensureRoom(_ out: inout [UInt8], _ extra: Int) {
+        let needed = out.count + extra
+        if out.capacity < needed { out.reserveCapacity(Swift.max(needed, out.capacity * 2)) }
+    }
+
+    /// Bytes `appendFields` writes.
+    private static func size(of fields: [HTTPField]) -> Int {
+        var n = 0
+        for f in fields { n += f.name.utf8.count + f.value.utf8.count + 4 }
+        return n
     }
 
     /// One copy of the string's UTF-8 storage (appending `.utf8` goes byte by byte).

@@ -43,9 +43,15 @@ public enum HopByHop {
     /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the
     /// forwarder re-frames bodies and writes its own). Compares without allocating: this runs
     /// for every field of every request and response.
+    /// The result has room for the few fields a forwarder adds (Host, framing, X-Forwarded-*), so
+    /// it is allocated once per message.
     public static func endToEnd(_ fields: [HTTPField], connectionTokens: [String]) -> [HTTPField] {
-        fields.filter { f in
-            !names.contains { HTTPField.nameEquals($0, f.name) } && !connectionTokens.contains { HTTPField.nameEquals($0, f.name) }
+        var kept: [HTTPField] = []
+        kept.reserveCapacity(fields.count + 6)
+        for f in fields where !names.contains(where: { HTTPField.nameEquals($0, f.name) })
+            && !connectionTokens.contains(where: { HTTPField.nameEquals($0, f.name) }) {
+            kept.append(f)
         }
+        return kept
     }
 }

@@ -115,6 +115,7 @@ public final class ProxyExchange: UpstreamDelegate {
 
     private func upstreamFields() -> [HTTPField] {
         var fields = request.fields
+        fields.reserveCapacity(fields.count + 3)  // one copy with room, not a copy then a growth
         if let host = request.host, !fields.contains(where: { HTTPField.nameEquals($0.name, "host") }) {
             fields.insert(HTTPField(name: "Host", value: host), at: 0)
         }
