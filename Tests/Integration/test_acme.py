@@ -359,3 +359,41 @@ def test_bootstraps_with_an_empty_certificate_directory_and_follows_sighup(proxi
                10, what="two.acme.test removed")
     assert [c["name"] for c in acme_status(admin)["certificates"]] == ["one.acme.test"]
     assert p.alive()
+
+
+def test_tls_alpn01_answer_is_only_for_acme_tls_clients(proxies, pebble_factory, ports, tmp_path):
+    """While the CA's validation is held at the gate, the answer is up: a client offering
+    acme-tls/1 for the name gets the challenge certificate (critical acmeIdentifier = SHA-256 of
+    the key authorization) and acme-tls/1; an ordinary client for the same name does not."""
+    from cryptography import x509 as cx509
+    gate = Gate(ports["https"])
+    try:
+        pebble = pebble_factory(free_port(), gate.port)
+        p = proxies(acme_config(ports, pebble.acme_section(["held.acme.test"], challenges=["tls-alpn-01"]), http=False),
+                    standard_certs=False)
+        admin = Admin(ports["admin"])
+        wait_until(lambda: acme_status(admin)["pending_challenges"]["tls-alpn-01"] == 1, 30, what="a challenge being validated")
+
+        with tls_connect(p.https_port, "held.acme.test", ctx=client_context(alpn=("acme-tls/1",))) as s:
+            assert s.selected_alpn_protocol() == "acme-tls/1"
+            cert = cx509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+        ext = cert.extensions.get_extension_for_oid(cx509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+        assert ext.critical
+        assert ext.value.value[:2] == b"\x04\x20" and len(ext.value.value) == 34
+        assert cert.extensions.get_extension_for_class(cx509.SubjectAlternativeName).value.get_values_for_type(cx509.DNSName) \
+            == ["held.acme.test"]
+
+        for alpn in (("h2", "http/1.1"), ("http/1.1",), ()):
+            with tls_connect(p.https_port, "held.acme.test", ctx=client_context(alpn=alpn)) as s:
+                seen = cx509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+                assert seen.serial_number != cert.serial_number, alpn
+                assert s.selected_alpn_protocol() != "acme-tls/1"
+        # Another name offering acme-tls/1 has nothing pending: no challenge certificate for it.
+        with tls_connect(p.https_port, "other.acme.test", ctx=client_context(alpn=("acme-tls/1",))) as s:
+            assert s.selected_alpn_protocol() is None
+
+        gate.open.set()
+        status = wait_issued(admin)
+        assert status["pending_challenges"]["tls-alpn-01"] == 0
+    finally:
+        gate.close()
