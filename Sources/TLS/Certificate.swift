@@ -118,6 +118,8 @@ public final class PrivateKey: @unchecked Sendable {  // immutable after init
 
     /// The first private key in a PEM text.
     public static func parse(pem: [UInt8]) throws(TLSError) -> PrivateKey {
+        if let key = KeyDecoders.firstKey(pem: pem) { return PrivateKey(owning: key) }
+        // Other formats (and the error to report) from OpenSSL's general, much slower reader.
         ERR_clear_error()
         let bio = pem.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
         guard let bio else { throw TLSError("BIO_new_mem_buf") }
