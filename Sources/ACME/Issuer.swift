@@ -192,8 +192,8 @@ public final class Issuer {
 }
 
 extension StoredCertificate {
-    /// Validates the chain and key and builds the serving context, ready for the certificate store.
-    public func bundle(options: TLSOptions, source: String = "acme") throws(CertificateError) -> CertificateBundle {
-        try CertificateLoader.bundle(chainPEM: chainPEM, keyPEM: keyPEM, source: source, options: options)
+    /// Validates the chain and key, ready for the certificate store.
+    public func bundle(source: String = "acme") throws(CertificateError) -> CertificateBundle {
+        try CertificateLoader.bundle(chainPEM: chainPEM, keyPEM: keyPEM, source: source)
     }
 }

@@ -1,16 +1,16 @@
 import Foundation
 import TLS
 
-/// One certificate ready to serve: parsed, validated and with its context already built.
+/// One certificate ready to serve: parsed and validated, its chain and key ready to install.
 public struct CertificateBundle: Sendable {
     public let names: [String]
     public let keyType: KeyType
-    public let context: TLSContext
+    public let certified: CertifiedKey
     /// Where it came from, for logs and the admin API ("file:/path", "self-signed", …).
     public let source: String
     /// Accepted, but worth telling the operator (not yet valid, expiring soon).
     public var warnings: [String] = []
-    public var leaf: X509Certificate { context.certificate! }
+    public var leaf: X509Certificate { certified.leaf }
 }
 
 /// Why a certificate was refused. The old certificate for its names keeps serving.
@@ -22,11 +22,10 @@ public struct CertificateError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum CertificateLoader {
-    /// Parses and validates a PEM chain and key, then builds its context. Refuses: no
+    /// Parses and validates a PEM chain and key. Refuses: no
     /// certificate, no key, a key that is not the leaf's, a key other than ECDSA/RSA, a leaf
     /// with no DNS names, an expired leaf. A leaf not yet valid is accepted (clocks drift).
-    public static func bundle(chainPEM: [UInt8], keyPEM: [UInt8], source: String, options: TLSOptions,
-                              now: Date = Date()) throws(CertificateError) -> CertificateBundle {
+    public static func bundle(chainPEM: [UInt8], keyPEM: [UInt8], source: String, now: Date = Date()) throws(CertificateError) -> CertificateBundle {
         func refuse(_ reason: String) -> CertificateError { CertificateError(source: source, reason: reason) }
         let chain: [X509Certificate]
         let key: PrivateKey
@@ -61,8 +60,7 @@ public enum CertificateLoader {
         var warnings: [String] = []
         if leaf.notBefore > now { warnings.append("not valid before \(leaf.notBefore) (clients will refuse it until then)") }
         do {
-            let context = try TLSContext(chain: chain, key: key, options: options)
-            var bundle = CertificateBundle(names: names, keyType: type, context: context, source: source)
+            var bundle = CertificateBundle(names: names, keyType: type, certified: try CertifiedKey(chain: chain, key: key), source: source)
             bundle.warnings = warnings
             return bundle
         } catch {
@@ -71,19 +69,19 @@ public enum CertificateLoader {
     }
 
     /// Loads a cert + key file pair.
-    public static func files(cert: String, key: String, options: TLSOptions) throws(CertificateError) -> CertificateBundle {
+    public static func files(cert: String, key: String) throws(CertificateError) -> CertificateBundle {
         guard let chain = FileManager.default.contents(atPath: cert) else {
             throw CertificateError(source: cert, reason: "cannot read the file")
         }
         guard let keyData = FileManager.default.contents(atPath: key) else {
             throw CertificateError(source: key, reason: "cannot read the file")
         }
-        return try bundle(chainPEM: [UInt8](chain), keyPEM: [UInt8](keyData), source: cert, options: options)
+        return try bundle(chainPEM: [UInt8](chain), keyPEM: [UInt8](keyData), source: cert)
     }
 
     /// Every certificate in `directory`: `NAME.crt` with `NAME.key`, or `NAME.pem` holding chain + key.
     /// Returns what loaded and what was refused; one bad file never stops the others.
-    public static func directory(_ directory: String, options: TLSOptions) -> (bundles: [CertificateBundle], errors: [CertificateError]) {
+    public static func directory(_ directory: String) -> (bundles: [CertificateBundle], errors: [CertificateError]) {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else {
             return ([], [CertificateError(source: directory, reason: "cannot read the directory")])
         }
@@ -97,9 +95,9 @@ public enum CertificateLoader {
                     guard FileManager.default.fileExists(atPath: keyPath) else {
                         throw CertificateError(source: path, reason: "no matching key file \(keyPath)")
                     }
-                    bundles.append(try files(cert: path, key: keyPath, options: options))
+                    bundles.append(try files(cert: path, key: keyPath))
                 } else if entry.hasSuffix(".pem") {
-                    bundles.append(try files(cert: path, key: path, options: options))
+                    bundles.append(try files(cert: path, key: path))
                 }
             } catch {
                 errors.append(error)
@@ -109,12 +107,12 @@ public enum CertificateLoader {
     }
 
     /// A self-signed certificate for `names` (P-256 unless `rsa`).
-    public static func selfSigned(names: [String], options: TLSOptions, rsa: Bool = false) throws(CertificateError) -> CertificateBundle {
+    public static func selfSigned(names: [String], rsa: Bool = false) throws(CertificateError) -> CertificateBundle {
         do {
             let key = rsa ? try PrivateKey.generateRSA() : try PrivateKey.generateP256()
             let cert = try SelfSigned.make(names: names, key: key)
-            let context = try TLSContext(chain: [cert], key: key, options: options)
-            return CertificateBundle(names: names, keyType: rsa ? .rsa : .ecdsa, context: context, source: "self-signed")
+            return CertificateBundle(names: names, keyType: rsa ? .rsa : .ecdsa, certified: try CertifiedKey(chain: [cert], key: key),
+                                     source: "self-signed")
         } catch {
             throw CertificateError(source: "self-signed", reason: error.description)
         }

@@ -3,9 +3,9 @@ import Synchronization
 import TLS
 
 /// The one place handshakes get certificates from. Readers take the current snapshot under a
-/// lock held for a pointer copy; writers build a whole new snapshot first (contexts included),
-/// then swap it in. Handshakes already running keep the contexts they were switched to.
-public final class CertificateStore: ContextSelector {
+/// lock held for a pointer copy; writers build a whole new snapshot first (certificates parsed and
+/// checked), then swap it in. Handshakes already running keep the certificate they installed.
+public final class CertificateStore: CertificateSelector {
     private let current: Mutex<Snapshot>
     private let strictSNI: Atomic<Bool>
     /// TLS-ALPN-01 answers; consulted only when a client offers "acme-tls/1".
@@ -24,11 +24,11 @@ public final class CertificateStore: ContextSelector {
         self.strictSNI.store(strictSNI, ordering: .relaxed)
     }
 
-    public func select(_ hello: ClientHello) -> TLSContext? {
+    public func select(_ hello: ClientHello) -> CertifiedKey? {
         if let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
            let challenge = alpnChallenges.entry(for: name) {
             Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
-            return challenge.context
+            return challenge.certifiedKey
         }
         let snap = current.withLock { $0 }
         let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
@@ -40,6 +40,6 @@ public final class CertificateStore: ContextSelector {
         case .fallback: m.sniDefault.wrappingAdd(1, ordering: .relaxed)
         case .rejected: m.sniRejected.wrappingAdd(1, ordering: .relaxed)
         }
-        return bundle?.context
+        return bundle?.certified
     }
 }

@@ -50,15 +50,15 @@ public enum ALPNChallengeCertificate {
     }
 }
 
-/// TLS-ALPN-01 answers under validation, by lower-cased name, each with its context built when it
-/// is presented. The ACME solver writes it; the certificate store reads it from the ClientHello
+/// TLS-ALPN-01 answers under validation, by lower-cased name, each checked and ready to install
+/// when it is presented. The ACME solver writes it; the certificate store reads it from the ClientHello
 /// callback when "acme-tls/1" is offered (a lock and a dictionary read: fine on the loop thread,
 /// and empty almost always).
 public final class ALPNChallengeTable: Sendable {
     public struct Entry: Sendable {
         public let certificate: X509Certificate
         public let key: PrivateKey
-        public let context: TLSContext
+        public let certifiedKey: CertifiedKey
     }
     private let entries = Mutex<[String: Entry]>([:])
 
@@ -66,10 +66,8 @@ public final class ALPNChallengeTable: Sendable {
 
     public func entry(for name: String) -> Entry? { entries.withLock { $0[name.lowercased()] } }
     public func present(name: String, certificate: X509Certificate, key: PrivateKey) throws(TLSError) {
-        // Per-connection options come from the front context; tickets and h2 do not apply here.
-        let context = try TLSContext(chain: [certificate], key: key, options: TLSOptions(sessionTickets: 0, http2: false),
-                                     acmeChallenge: true)
-        entries.withLock { $0[name.lowercased()] = Entry(certificate: certificate, key: key, context: context) }
+        let certified = try CertifiedKey(chain: [certificate], key: key, acmeChallenge: true)
+        entries.withLock { $0[name.lowercased()] = Entry(certificate: certificate, key: key, certifiedKey: certified) }
     }
     public func cleanUp(name: String) { entries.withLock { $0[name.lowercased()] = nil } }
     public var count: Int { entries.withLock { $0.count } }

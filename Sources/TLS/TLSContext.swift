@@ -23,45 +23,23 @@ public struct ClientHello {
     }
 }
 
-/// Chooses the context for a handshake. Called on the loop thread inside OpenSSL's ClientHello
-/// callback: it must be fast and must not block. nil rejects the handshake (unrecognized_name).
-public protocol ContextSelector: AnyObject, Sendable {
-    func select(_ hello: ClientHello) -> TLSContext?
+/// Chooses the certificate for a handshake. Called on the loop thread inside OpenSSL's
+/// ClientHello callback: it must be fast and must not block. nil rejects the handshake
+/// (unrecognized_name).
+public protocol CertificateSelector: AnyObject, Sendable {
+    func select(_ hello: ClientHello) -> CertifiedKey?
 }
 
-/// Owner of one SSL_CTX. A certificate context carries one certificate (+ chain + key) and is
-/// built once, when the certificate is loaded; the listener's front context carries none and only
-/// hosts the ClientHello callback that switches each handshake to a certificate context.
+/// Owner of a listener's SSL_CTX. It carries no certificate: its ClientHello callback asks the
+/// selector for one and installs it on the connection, so one context serves every certificate
+/// (and every certificate can serve any listener).
 public final class TLSContext: @unchecked Sendable {  // configured in init, then only read (SSL_new is thread-safe)
     let ctx: OpaquePointer
-    public let certificate: X509Certificate?
-    public let keyType: KeyType?
-    /// Kept alive for as long as the front context can call into it.
-    private let selectorBox: Unmanaged<SelectorBox>?
+    /// Kept alive for as long as the context can call into it.
+    private let selectorBox: Unmanaged<SelectorBox>
 
-    /// A certificate context. `acmeChallenge`: a TLS-ALPN-01 answer (RFC 8737), whose handshake
-    /// must negotiate "acme-tls/1" and nothing else.
-    public init(chain: [X509Certificate], key: PrivateKey, options: TLSOptions, acmeChallenge: Bool = false) throws(TLSError) {
-        guard let leaf = chain.first else { throw TLSError("TLSContext", reason: "empty certificate chain") }
+    public init(front selector: CertificateSelector, options: TLSOptions) throws(TLSError) {
         ctx = try Self.makeContext(options)
-        if acmeChallenge { SSL_CTX_set_alpn_select_cb(ctx, acmeALPNCallback, nil) }
-        certificate = leaf
-        keyType = key.type
-        selectorBox = nil
-        ERR_clear_error()
-        guard SSL_CTX_use_certificate(ctx, leaf.x509) == 1 else { throw TLSError("SSL_CTX_use_certificate") }
-        for intermediate in chain.dropFirst() {
-            guard COpenSSL_SSL_CTX_add1_chain_cert(ctx, intermediate.x509) == 1 else { throw TLSError("SSL_CTX_add1_chain_cert") }
-        }
-        guard SSL_CTX_use_PrivateKey(ctx, key.pkey) == 1 else { throw TLSError("SSL_CTX_use_PrivateKey") }
-        guard SSL_CTX_check_private_key(ctx) == 1 else { throw TLSError("SSL_CTX_check_private_key") }
-    }
-
-    /// The front context of a listener: every handshake starts here and `selector` picks its certificate.
-    public init(front selector: ContextSelector, options: TLSOptions) throws(TLSError) {
-        ctx = try Self.makeContext(options)
-        certificate = nil
-        keyType = nil
         let box = Unmanaged.passRetained(SelectorBox(selector))
         selectorBox = box
         SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
@@ -74,14 +52,13 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
 
     deinit {
         SSL_CTX_free(ctx)
-        selectorBox?.release()
+        selectorBox.release()
     }
 
     static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+    /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
+    static let acmeChallengeIndex = COpenSSL_SSL_get_ex_new_index()
 
-    /// Everything every context shares. Per-connection options come from the front context at
-    /// SSL_new, but callbacks such as ALPN are read from the context in use after the switch, so
-    /// all contexts are configured alike.
     private static func makeContext(_ options: TLSOptions) throws(TLSError) -> OpaquePointer {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError("SSL_CTX_new") }
@@ -108,8 +85,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
 }
 
 final class SelectorBox {
-    let selector: ContextSelector
-    init(_ selector: ContextSelector) { self.selector = selector }
+    let selector: CertificateSelector
+    init(_ selector: CertificateSelector) { self.selector = selector }
 }
 
 // MARK: Callbacks (C: they capture nothing and find their Swift owner through ex_data)
@@ -128,7 +105,12 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
         alert?.pointee = COpenSSL_AD_UNRECOGNIZED_NAME()
         return COpenSSL_CLIENT_HELLO_ERROR()
     }
-    SSL_set_SSL_CTX(ssl, chosen.ctx)
+    guard chosen.install(on: ssl) else {
+        ERR_clear_error()
+        alert?.pointee = COpenSSL_AD_INTERNAL_ERROR()
+        return COpenSSL_CLIENT_HELLO_ERROR()
+    }
+    if chosen.acmeChallenge { SSL_set_ex_data(ssl, TLSContext.acmeChallengeIndex, UnsafeMutableRawPointer(bitPattern: 1)) }
     return COpenSSL_CLIENT_HELLO_SUCCESS()
 }
 
@@ -173,9 +155,6 @@ func readALPN(_ ssl: OpaquePointer) -> [String] {
     return out
 }
 
-/// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
-/// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
-/// protocols proceeds without ALPN, as nginx does.
 /// Where `name` starts inside a client's ALPN list (length-prefixed names), or nil.
 private func findProtocol(_ name: StaticString, in input: UnsafePointer<UInt8>, count: Int) -> Int? {
     let length = name.utf8CodeUnitCount
@@ -192,9 +171,12 @@ private func findProtocol(_ name: StaticString, in input: UnsafePointer<UInt8>, 
 /// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
 /// so h2 is chosen even when the client lists http/1.1 first). A client that offers only other
 /// protocols proceeds without ALPN, as nginx does. OpenSSL copies the selection before `input`
-/// goes away.
-private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, h2 in
-    guard let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
+/// goes away. A connection serving a TLS-ALPN-01 answer negotiates "acme-tls/1" only.
+private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { ssl, out, outlen, input, inlen, h2 in
+    guard let ssl, let input, let out, let outlen else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    if SSL_get_ex_data(ssl, TLSContext.acmeChallengeIndex) != nil {
+        return selectACME(out, outlen, input, Int(inlen))
+    }
     let count = Int(inlen)
     if h2 != nil, let at = findProtocol("h2", in: input, count: count) {
         out.pointee = input + at
@@ -207,12 +189,11 @@ private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<U
     return COpenSSL_TLSEXT_ERR_OK()
 }
 
-/// The validator of a TLS-ALPN-01 challenge offers only "acme-tls/1" (RFC 8737 §3): select it,
-/// or refuse the handshake (no_application_protocol) when a client reached this context without it.
-private let acmeALPNCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { _, out, outlen, input, inlen, _ in
-    guard let input, let out, let outlen, let at = findProtocol("acme-tls/1", in: input, count: Int(inlen)) else {
-        return COpenSSL_TLSEXT_ERR_ALERT_FATAL()
-    }
+/// The validator of a TLS-ALPN-01 challenge offers only "acme-tls/1" (RFC 8737 §3): select it, or
+/// refuse the handshake (no_application_protocol) when a client got the answer without offering it.
+private func selectACME(_ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>, _ outlen: UnsafeMutablePointer<UInt8>,
+                        _ input: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
+    guard let at = findProtocol("acme-tls/1", in: input, count: count) else { return COpenSSL_TLSEXT_ERR_ALERT_FATAL() }
     out.pointee = input + at
     outlen.pointee = 10
     return COpenSSL_TLSEXT_ERR_OK()

@@ -35,9 +35,9 @@ extension Control {
         manager.installStored()
     }
 
-    /// Validates and builds the certificate, then commits it; on the control queue.
+    /// Validates the certificate, then commits it; on the control queue.
     func installACME(_ certificate: StoredCertificate) throws {
-        let bundle = try certificate.bundle(options: tlsOptions(settings), source: "acme:\(certificate.primaryName)")
+        let bundle = try certificate.bundle(source: "acme:\(certificate.primaryName)")
         let report = commit(upserts: [(id: "acme:\(certificate.primaryName)", bundle: bundle, origin: "acme")], removals: [],
                             refused: [], unchanged: 0, source: "acme", settings: settings, swap: true)
         if let error = report.configError { throw CertificateError(source: bundle.source, reason: error) }

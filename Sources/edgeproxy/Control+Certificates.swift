@@ -32,10 +32,6 @@ struct UpdateReport {
 }
 
 extension Control {
-    func tlsOptions(_ s: Settings) -> TLSOptions {
-        TLSOptions(minVersion13: s.tls.minVersion == .tls13, sessionTickets: s.tls.sessionTickets, http2: s.http2.enabled)
-    }
-
     /// Start-up: everything from disk (in parallel), then the first snapshot.
     func loadInitialCertificates() -> (snapshot: Snapshot, count: Int, configured: Bool, refused: Int) {
         let report = refreshAll(settings, source: "startup", swap: false)
@@ -76,15 +72,14 @@ extension Control {
 
     /// Configured files, the whole directory and the self-signed fallback.
     func refreshAll(_ s: Settings, source: String, swap: Bool) -> UpdateReport {
-        let options = tlsOptions(s)
         let files = certificates.files
         var pairs = s.tls.certificates.map { CertificateFileSet.Pair(id: "file:" + $0.cert, cert: $0.cert, key: $0.key) }
-        var result = files.refresh(pairs, complete: { $0.hasPrefix("file:") }, options: options)
+        var result = files.refresh(pairs, complete: { $0.hasPrefix("file:") })
         pairs = s.tls.certificateDirectory.map { CertificateFileSet.directoryPairs($0).pairs } ?? []
         if let dir = s.tls.certificateDirectory, (try? FileManager.default.contentsOfDirectory(atPath: dir)) == nil {
             result.refused.append(CertificateError(source: dir, reason: "cannot read the directory"))
         }
-        let dirResult = files.refresh(pairs, complete: { $0.hasPrefix("dir:") }, options: options)
+        let dirResult = files.refresh(pairs, complete: { $0.hasPrefix("dir:") })
         result.upserts += dirResult.upserts
         result.removals += dirResult.removals
         result.refused += dirResult.refused
@@ -101,7 +96,7 @@ extension Control {
         } else if certificates.catalog.items["self-signed"] == nil || certificates.selfSigned?.names != s.tls.selfSignedNames {
             do {
                 let b = try certificates.selfSigned.flatMap { $0.names == s.tls.selfSignedNames ? $0.bundle : nil }
-                    ?? CertificateLoader.selfSigned(names: s.tls.selfSignedNames, options: options)
+                    ?? CertificateLoader.selfSigned(names: s.tls.selfSignedNames)
                 certificates.selfSigned = (s.tls.selfSignedNames, b)
                 upserts.append((id: "self-signed", bundle: b, origin: "self-signed"))
                 Log.info("\(configured ? "no certificate loaded yet" : "no certificate configured"): serving a self-signed "
@@ -121,8 +116,7 @@ extension Control {
     func directoryChanged(_ bases: Set<String>?, heldBack: [CertificateError] = []) {
         guard let dir = settings.tls.certificateDirectory else { return }
         let (pairs, gone) = CertificateFileSet.directoryPairs(dir, bases: bases)
-        let result = certificates.files.refresh(pairs, gone: gone, complete: bases == nil ? { $0.hasPrefix("dir:") } : nil,
-                                                options: tlsOptions(settings))
+        let result = certificates.files.refresh(pairs, gone: gone, complete: bases == nil ? { $0.hasPrefix("dir:") } : nil)
         // Held-back refusals whose files did not change since (neither loaded nor refused anew).
         var refused = result.refused + heldBack.filter { e in
             !result.upserts.contains { $0.bundle.source == e.source } && !result.refused.contains { $0.source == e.source }
@@ -232,7 +226,7 @@ extension Control {
     func putCertificate(_ name: String, pem: [UInt8]) -> AdminResponse {
         let bundle: CertificateBundle
         do {
-            bundle = try CertificateLoader.bundle(chainPEM: pem, keyPEM: pem, source: "api:\(name)", options: tlsOptions(settings))
+            bundle = try CertificateLoader.bundle(chainPEM: pem, keyPEM: pem, source: "api:\(name)")
         } catch {
             Log.error("certificate refused: \(error)")
             Metrics.shared.certificateUpdate(source: "api", applied: 0, refused: 1)

@@ -175,7 +175,7 @@ struct PebbleIntegrationTests {
         let chain = try X509Certificate.parseChain(pem: certificate.chainPEM)
         #expect(chain.count >= 2)
         #expect(Set(chain[0].dnsNames) == Set(names))
-        let bundle = try certificate.bundle(options: TLSOptions())
+        let bundle = try certificate.bundle()
         #expect(Set(bundle.names) == Set(names))
 
         try Data(pebble.issuingRootPEM()).write(to: dir.url("root.pem"))
@@ -189,7 +189,7 @@ struct PebbleIntegrationTests {
         let keyPath = storage.certificateDirectory + "/\(names[0]).key"
         #expect(try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? Int == 0o600)
         // The layout is tls.certificate_dir's: the proxy's loader reads it as is.
-        let (bundles, errors) = CertificateLoader.directory(storage.certificateDirectory, options: TLSOptions())
+        let (bundles, errors) = CertificateLoader.directory(storage.certificateDirectory)
         #expect(errors.isEmpty, "\(errors)")
         #expect(bundles.contains { Set($0.names) == Set(names) })
     }

@@ -5,7 +5,7 @@ import TLS
 /// The catalog's incremental indexes must answer exactly as a snapshot built from scratch.
 @Suite struct CatalogTests {
     static func cert(_ names: String..., rsa: Bool = false) throws -> CertificateBundle {
-        try CertificateLoader.selfSigned(names: names, options: SnapshotTests.options, rsa: rsa)
+        try CertificateLoader.selfSigned(names: names, rsa: rsa)
     }
 
     @Test func replaceAndRemoveTouchOnlyTheirNames() throws {

@@ -4,9 +4,8 @@ import TLS
 
 /// SNI resolution: exact, then one-label wildcard, then the default; ECDSA unless the client can't.
 @Suite struct SnapshotTests {
-    static let options = TLSOptions(sessionTickets: 0)
     static func cert(_ names: String..., rsa: Bool = false) throws -> CertificateBundle {
-        try CertificateLoader.selfSigned(names: names, options: options, rsa: rsa)
+        try CertificateLoader.selfSigned(names: names, rsa: rsa)
     }
 
     @Test func exactNameWins() throws {
@@ -62,9 +61,9 @@ import TLS
         let a = try Self.cert("a.test"), b = try Self.cert("a.test")
         let store = CertificateStore(Snapshot([a], defaultName: nil), strictSNI: false)
         let hello = ClientHello(serverName: "a.test", offersECDSA: true, alpn: [])
-        #expect(store.select(hello) === a.context)
+        #expect(store.select(hello) === a.certified)
         store.replace(with: Snapshot([b], defaultName: nil), strictSNI: false)
-        #expect(store.select(hello) === b.context)
+        #expect(store.select(hello) === b.certified)
     }
 }
 
@@ -79,14 +78,14 @@ import TLS
         let a = try Self.pair("a.test"), b = try Self.pair("b.test")
         let certPEM = a.cert, keyPEM = b.key
         #expect(throws: CertificateError.self) {
-            try CertificateLoader.bundle(chainPEM: certPEM, keyPEM: keyPEM, source: "t", options: SnapshotTests.options)
+            try CertificateLoader.bundle(chainPEM: certPEM, keyPEM: keyPEM, source: "t")
         }
     }
 
     @Test func corruptPEMIsRefused() {
         let junk = Array("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".utf8)
         do {
-            _ = try CertificateLoader.bundle(chainPEM: junk, keyPEM: junk, source: "junk.pem", options: SnapshotTests.options)
+            _ = try CertificateLoader.bundle(chainPEM: junk, keyPEM: junk, source: "junk.pem")
             Issue.record("a corrupt PEM loaded")
         } catch {
             #expect(error.source == "junk.pem")
@@ -96,7 +95,7 @@ import TLS
     @Test func matchingPairLoads() throws {
         let a = try Self.pair("a.test", "www.a.test")
         let bundle = try CertificateLoader.bundle(chainPEM: a.cert, keyPEM: a.key,
-                                                  source: "a", options: SnapshotTests.options)
+                                                  source: "a")
         #expect(bundle.names == ["a.test", "www.a.test"])
         #expect(bundle.keyType == .ecdsa)
     }
