@@ -82,6 +82,13 @@ import TLS
         }
     }
 
+    @Test func certificateBlocksAreCountedInRawBytes() {
+        let m = "-----BEGIN CERTIFICATE-----"
+        #expect(CertificateLoader.occurrences(of: m, in: []) == 0)
+        #expect(CertificateLoader.occurrences(of: m, in: Array((m + "x\n" + m + m).utf8)) == 3)
+        #expect(CertificateLoader.occurrences(of: m, in: Array(m.dropLast().utf8)) == 0)
+    }
+
     @Test func corruptPEMIsRefused() {
         let junk = Array("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".utf8)
         do {
