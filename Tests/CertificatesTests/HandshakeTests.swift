@@ -1,0 +1,84 @@
+import COpenSSL
+import Glibc
+import Testing
+@testable import Certificates
+@testable import TLS
+
+/// Real handshakes (over a socketpair, both ends in this thread) through one front context that
+/// installs the selected certificate per connection.
+@Suite struct HandshakeTests {
+    struct Outcome {
+        var ok: Bool
+        var serial: String?
+        var alpn: String?
+    }
+
+    /// Handshakes a client offering `sni` and `alpn` with a server on `front`.
+    static func handshake(_ front: TLSContext, sni: String?, alpn: [String]) throws -> Outcome {
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        let server = try TLSConnection(front: front, fd: fds[0])
+        let clientCtx = SSL_CTX_new(TLS_client_method())!
+        defer { SSL_CTX_free(clientCtx) }
+        let client = SSL_new(clientCtx)!
+        defer { SSL_free(client) }
+        SSL_set_fd(client, fds[1])
+        if let sni { _ = COpenSSL_SSL_set_tlsext_host_name(client, sni) }
+        if !alpn.isEmpty {
+            let wire = alpn.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+            _ = SSL_set_alpn_protos(client, wire, UInt32(wire.count))
+        }
+        SSL_set_connect_state(client)
+        var serverDone = false, clientDone = false
+        for _ in 0..<1000 where !(serverDone && clientDone) {
+            if !clientDone {
+                let rc = SSL_do_handshake(client)
+                if rc == 1 { clientDone = true } else if SSL_get_error(client, rc) != SSL_ERROR_WANT_READ { break }
+            }
+            if !serverDone {
+                switch server.handshake() {
+                case .done: serverDone = true
+                case .wantRead, .wantWrite: break
+                case .closed, .failed: return Outcome(ok: false)
+                }
+            }
+        }
+        ERR_clear_error()
+        guard serverDone && clientDone else { return Outcome(ok: false) }
+        let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
+        return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn)
+    }
+
+    static func cert(_ name: String) throws -> CertificateBundle { try CertificateLoader.selfSigned(names: [name]) }
+
+    @Test func sniPicksTheNamedCertificateAndALPNPrefersH2() throws {
+        let a = try Self.cert("a.test"), b = try Self.cert("b.test")
+        let store = CertificateStore(Snapshot([a, b], defaultName: nil), strictSNI: true)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        let toB = try Self.handshake(front, sni: "b.test", alpn: ["http/1.1", "h2"])
+        #expect(toB.ok && toB.serial == b.leaf.serialHex && toB.alpn == "h2")
+        let toA = try Self.handshake(front, sni: "a.test", alpn: ["http/1.1"])
+        #expect(toA.ok && toA.serial == a.leaf.serialHex && toA.alpn == "http/1.1")
+        #expect(!(try Self.handshake(front, sni: "unknown.test", alpn: [])).ok)
+    }
+
+    @Test func acmeTLS1GetsTheChallengeAnswerAndNothingElseDoes() throws {
+        let site = try Self.cert("v.test")
+        let table = ALPNChallengeTable()
+        let key = try PrivateKey.generateP256()
+        let answer = try ALPNChallengeCertificate.make(name: "v.test", keyAuthorization: "token.thumbprint", key: key)
+        try table.present(name: "v.test", certificate: answer, key: key)
+        let store = CertificateStore(Snapshot([site], defaultName: nil), strictSNI: true, alpnChallenges: table)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+
+        let validator = try Self.handshake(front, sni: "v.test", alpn: ["acme-tls/1"])
+        #expect(validator.ok && validator.serial == answer.serialHex && validator.alpn == "acme-tls/1")
+        let browser = try Self.handshake(front, sni: "v.test", alpn: ["h2", "http/1.1"])
+        #expect(browser.ok && browser.serial == site.leaf.serialHex && browser.alpn == "h2")
+        // The flag is per connection: the next ordinary handshake is not held to acme-tls/1.
+        let again = try Self.handshake(front, sni: "v.test", alpn: ["http/1.1"])
+        #expect(again.ok && again.serial == site.leaf.serialHex && again.alpn == "http/1.1")
+    }
+}
