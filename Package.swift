@@ -5,6 +5,7 @@ let package = Package(
     name: "edgeproxy",
     products: [
         .executable(name: "edgeproxy", targets: ["edgeproxy"]),
+        .executable(name: "bench-sni", targets: ["bench-sni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
@@ -32,6 +33,8 @@ let package = Package(
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
         .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME"]),
+        // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
+        .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),

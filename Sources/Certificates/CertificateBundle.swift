@@ -11,6 +11,10 @@ public struct CertificateBundle: Sendable {
     /// Accepted, but worth telling the operator (not yet valid, expiring soon).
     public var warnings: [String] = []
     public var leaf: X509Certificate { certified.leaf }
+
+    public init(names: [String], keyType: KeyType, certified: CertifiedKey, source: String) {
+        self.names = names; self.keyType = keyType; self.certified = certified; self.source = source
+    }
 }
 
 /// Why a certificate was refused. The old certificate for its names keeps serving.
