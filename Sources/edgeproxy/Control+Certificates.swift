@@ -1,4 +1,5 @@
 import Certificates
+import CSystem
 import Config
 import EventLoop
 import Foundation
@@ -162,6 +163,10 @@ extension Control {
         guard !upserts.isEmpty || !removals.isEmpty || !swap else { return report }
         certificates.catalog.apply(upserts: upserts, removals: removals)
         if swap { store?.replace(with: makeCatalogSnapshot(s), strictSNI: s.tls.strictSNI) }
+        // The replaced certificates were freed with the old snapshot. After a large batch, hand
+        // their free pages back: without it, repeated replace-alls kept growing the heap
+        // (10,000 certificates, three replace-alls: 263 MiB, with it 185 MiB).
+        if upserts.count + removals.count >= 1000 { malloc_trim(0) }
         return report
     }
 

@@ -1,4 +1,4 @@
-// Linux calls that Swift's Glibc module does not export (epoll, eventfd, accept4 needs _GNU_SOURCE).
+// Linux calls that Swift's Glibc module does not export (epoll, eventfd, malloc_trim; accept4 needs _GNU_SOURCE).
 #ifndef EDGEPROXY_CSYSTEM_H
 #define EDGEPROXY_CSYSTEM_H
 #include <sys/epoll.h>
@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/inotify.h>
+#include <malloc.h>
 
 int CSystem_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 #endif
