@@ -86,16 +86,32 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))
     }
 
-    /// Every certificate in a PEM text, in order.
+    /// Every certificate in a PEM text, in order, up to the first that does not decode. The ones
+    /// after the leaf (its issuers) come from `IssuerCache`: chains share them.
     public static func parseChain(pem: [UInt8]) throws(TLSError) -> [X509Certificate] {
         ERR_clear_error()
         let bio = pem.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
         guard let bio else { throw TLSError("BIO_new_mem_buf") }
-        defer { BIO_free(bio) }
+        defer { BIO_free(bio); ERR_clear_error() }  // the loop ends on a "no start line" error at end of input
         var chain: [X509Certificate] = []
-        while let x = PEM_read_bio_X509(bio, nil, nil, nil) { chain.append(X509Certificate(owning: x)) }
-        ERR_clear_error()  // the loop ends on a "no start line" error at end of input
+        var name: UnsafeMutablePointer<CChar>?, header: UnsafeMutablePointer<CChar>?, data: UnsafeMutablePointer<UInt8>?
+        var len = 0
+        while PEM_read_bio(bio, &name, &header, &data, &len) == 1 {
+            defer { COpenSSL_free(name); COpenSSL_free(header); COpenSSL_free(data) }
+            // The labels PEM_read_bio_X509 accepts; other blocks (the key of a NAME.pem) are skipped.
+            guard let name, ["CERTIFICATE", "X509 CERTIFICATE"].contains(String(cString: name)) else { continue }
+            let der = UnsafeRawBufferPointer(start: data, count: len)
+            guard let cert = chain.isEmpty ? X509Certificate(der: der) : IssuerCache.certificate(der: der) else { break }
+            chain.append(cert)
+        }
         return chain
+    }
+
+    /// A certificate from its DER encoding, or nil.
+    convenience init?(der: UnsafeRawBufferPointer) {
+        var p = der.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        guard p != nil, let x = d2i_X509(nil, &p, der.count) else { return nil }
+        self.init(owning: x)
     }
 }
 
