@@ -74,28 +74,30 @@ def leaf_pem(ca_key, ca_cert, name: str) -> tuple[bytes, bytes, int]:
 _ctx = {}
 
 
-def _init(ca_key_pem, ca_cert_pem, directory):
+def _init(ca_key_pem, ca_cert_pem, directory, chain):
+    _ctx["chain"] = chain
     _ctx["key"] = serialization.load_pem_private_key(ca_key_pem, None)
     _ctx["cert"] = x509.load_pem_x509_certificate(ca_cert_pem)
     _ctx["dir"] = Path(directory)
 
 
 def _generate(rng):
+    issuer = _ctx["cert"].public_bytes(serialization.Encoding.PEM) if _ctx["chain"] else b""
     for i in range(*rng):
         cert, key, _ = leaf_pem(_ctx["key"], _ctx["cert"], name_of(i))
-        (_ctx["dir"] / f"{name_of(i)}.crt").write_bytes(cert)
+        (_ctx["dir"] / f"{name_of(i)}.crt").write_bytes(cert + issuer)
         (_ctx["dir"] / f"{name_of(i)}.key").write_bytes(key)
     return rng[1] - rng[0]
 
 
-def generate(count: int, directory: Path, ca_key, ca_cert) -> float:
+def generate(count: int, directory: Path, ca_key, ca_cert, chain: bool) -> float:
     t = time.monotonic()
     key_pem = ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption())
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     step = 1000
     ranges = [(i, min(count, i + step)) for i in range(0, count, step)]
-    with multiprocessing.Pool(os.cpu_count(), _init, (key_pem, ca_pem, str(directory))) as pool:
+    with multiprocessing.Pool(os.cpu_count(), _init, (key_pem, ca_pem, str(directory), chain)) as pool:
         for _ in pool.imap_unordered(_generate, ranges):
             pass
     return time.monotonic() - t
@@ -147,18 +149,20 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--bin", default=str(REPO / ".build" / "release" / "edgeproxy"))
     ap.add_argument("--workdir", default=None, help="reuse a directory of generated certificates")
+    ap.add_argument("--chain", action="store_true",
+                    help="each .crt carries its issuer after the leaf, as ACME chains do (generation only)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="certsbench-"))
     certs = work / "certs"
     certs.mkdir(parents=True, exist_ok=True)
-    results: dict = {"count": args.count, "cores": os.cpu_count(), "binary": args.bin}
+    results: dict = {"count": args.count, "cores": os.cpu_count(), "binary": args.bin, "chain": args.chain}
 
     ca_key, ca_cert = make_ca()
     existing = len(list(certs.glob("*.crt")))
     if existing != args.count:
         for f in certs.iterdir():
             f.unlink()
-        results["generate_s"] = round(generate(args.count, certs, ca_key, ca_cert), 1)
+        results["generate_s"] = round(generate(args.count, certs, ca_key, ca_cert, args.chain), 1)
         (work / "ca.key").write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                            serialization.NoEncryption()))
         (work / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
