@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--chain", action="store_true",
                     help="each .crt carries its issuer after the leaf, as ACME chains do (generation only)")
     args = ap.parse_args()
+    args.bin = str(Path(args.bin).resolve())  # the server runs in the work directory
     work = Path(args.workdir or tempfile.mkdtemp(prefix="certsbench-"))
     certs = work / "certs"
     certs.mkdir(parents=True, exist_ok=True)
