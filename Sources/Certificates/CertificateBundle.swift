@@ -26,9 +26,9 @@ public struct CertificateError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum CertificateLoader {
-    /// Parses and validates a PEM chain and key. Refuses: no
-    /// certificate, no key, a key that is not the leaf's, a key other than ECDSA/RSA, a leaf
-    /// with no DNS names, an expired leaf. A leaf not yet valid is accepted (clocks drift).
+    /// Parses and validates a PEM chain and key. Refuses: no certificate, no key, a key that is
+    /// not the leaf's, a key other than ECDSA/RSA, a leaf with no DNS names, an expired leaf, a
+    /// chain out of order. A leaf not yet valid is accepted (clocks drift).
     public static func bundle(chainPEM: [UInt8], keyPEM: [UInt8], source: String, now: Date = Date()) throws(CertificateError) -> CertificateBundle {
         func refuse(_ reason: String) -> CertificateError { CertificateError(source: source, reason: reason) }
         let chain: [X509Certificate]

@@ -1,6 +1,6 @@
 /// Every certificate the proxy holds, by id ("dir:/etc/certs/a.crt", "file:/x.crt", "api:a"), with
 /// the SNI indexes kept up to date incrementally: applying a change touches only the names of the
-/// certificates it adds or removes, and never rebuilds a context. Owned by one thread (the
+/// certificates it adds or removes, and never re-parses a certificate. Owned by one thread (the
 /// control queue); handshakes only ever see the immutable snapshots it produces.
 public final class CertificateCatalog {
     public struct Item {
