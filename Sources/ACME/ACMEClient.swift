@@ -12,9 +12,10 @@ public struct ACMEClientOptions: Sendable {
     /// `rateLimitRetries`); longer ones are thrown with `retryAfter` set, for the renewal scheduler.
     public var maxInlineRetryAfter: Double = 30
     public var rateLimitRetries = 2
-    /// First wait between polls when the CA sends no Retry-After; grows ×1.5 up to `maxPollInterval`.
-    /// Never below `pollInterval`, whatever Retry-After says, so polling cannot become a tight loop.
-    public var pollInterval: Double = 1
+    /// First wait between polls when the CA sends no Retry-After; doubles up to `maxPollInterval`
+    /// (a quick CA answers in a fraction of a second, a slow one gets few polls). Never below
+    /// `pollInterval`, whatever Retry-After says, so polling cannot become a tight loop.
+    public var pollInterval: Double = 0.25
     public var maxPollInterval: Double = 10
     /// How long an authorization or order may stay pending/processing.
     public var pollTimeout: Double = 120
@@ -251,7 +252,7 @@ public final class ACMEClient {
                 throw ACMEError(.timedOut, "\(url) still not final after \(Int(options.pollTimeout)) s")
             }
             sleep(wait)
-            interval = min(interval * 1.5, options.maxPollInterval)
+            interval = min(interval * 2, options.maxPollInterval)
         }
     }
 
