@@ -1,19 +1,109 @@
 import Foundation
+import Synchronization
 import TLS
 
-/// One certificate ready to serve: parsed and validated, its chain and key ready to install.
+/// One certificate ready to serve. Built and validated when it arrives, except at start-up,
+/// where a certificate the `CertificateIndex` can read is served from that index at once and its
+/// OpenSSL objects are built (with every check of `CertificateLoader.bundle`) on first use or by
+/// the background warm-up, whichever comes first.
 public struct CertificateBundle: Sendable {
     public let names: [String]
     public let keyType: KeyType
-    public let certified: CertifiedKey
+    private let material: Material
     /// Where it came from, for logs and the admin API ("file:/path", "self-signed", …).
     public let source: String
     /// Accepted, but worth telling the operator (not yet valid, expiring soon).
     public var warnings: [String] = []
-    public var leaf: X509Certificate { certified.leaf }
+    /// The leaf's validity and serial, known without building anything (metrics, admin API).
+    public let notBefore: Date
+    public let notAfter: Date
+    public let serialHex: String
+
+    private enum Material: Sendable {
+        case built(CertifiedKey)
+        case deferred(DeferredBuild)
+    }
 
     public init(names: [String], keyType: KeyType, certified: CertifiedKey, source: String) {
-        self.names = names; self.keyType = keyType; self.certified = certified; self.source = source
+        self.names = names; self.keyType = keyType; self.source = source
+        material = .built(certified)
+        notBefore = certified.leaf.notBefore
+        notAfter = certified.leaf.notAfter
+        serialHex = certified.leaf.serialHex
+    }
+
+    /// Served from `index` until `build()` (or a handshake) builds it from the PEM texts.
+    init(index: CertificateIndex, chainPEM: [UInt8], keyPEM: [UInt8], source: String) {
+        names = index.names; keyType = .ecdsa; self.source = source
+        material = .deferred(DeferredBuild(chainPEM: chainPEM, keyPEM: keyPEM, source: source))
+        notBefore = index.notBefore
+        notAfter = index.notAfter
+        serialHex = index.serialHex
+    }
+
+    /// The chain and key to install; built on first use for a deferred bundle (once: concurrent
+    /// callers wait for that build). nil when OpenSSL refused the certificate then.
+    public var certified: CertifiedKey? {
+        switch material {
+        case .built(let certified): return certified
+        case .deferred(let deferred): return try? deferred.build().get().certified
+        }
+    }
+
+    public var leaf: X509Certificate? { certified?.leaf }
+
+    /// Built from its index and not yet by OpenSSL.
+    public var isPending: Bool {
+        if case .deferred(let deferred) = material { return deferred.isPending }
+        return false
+    }
+
+    /// For a deferred bundle, the bundle OpenSSL builds from the same files (its names may differ
+    /// from the index's only if the index read the certificate wrongly), or why it was refused;
+    /// nil for a bundle built when it arrived.
+    public func build() -> Result<CertificateBundle, CertificateError>? {
+        guard case .deferred(let deferred) = material else { return nil }
+        return deferred.build()
+    }
+}
+
+/// The PEM texts of a bundle served from its index, until OpenSSL has built them; then the
+/// outcome, kept. One build per bundle: it runs under the lock, so a handshake that needs the
+/// bundle while the warm-up builds it waits for that build instead of doing its own.
+final class DeferredBuild: Sendable {
+    private enum State: Sendable {
+        case pending(chainPEM: [UInt8], keyPEM: [UInt8])
+        case done(Result<CertificateBundle, CertificateError>)
+    }
+
+    private let state: Mutex<State>
+    private let source: String
+
+    init(chainPEM: [UInt8], keyPEM: [UInt8], source: String) {
+        state = Mutex(.pending(chainPEM: chainPEM, keyPEM: keyPEM))
+        self.source = source
+    }
+
+    var isPending: Bool {
+        state.withLock { if case .pending = $0 { return true } else { return false } }
+    }
+
+    func build() -> Result<CertificateBundle, CertificateError> {
+        state.withLock { state in
+            switch state {
+            case .done(let result):
+                return result
+            case .pending(let chainPEM, let keyPEM):
+                let result: Result<CertificateBundle, CertificateError>
+                do throws(CertificateError) {
+                    result = .success(try CertificateLoader.bundle(chainPEM: chainPEM, keyPEM: keyPEM, source: source))
+                } catch {
+                    result = .failure(error)
+                }
+                state = .done(result)  // the PEM texts go
+                return result
+            }
+        }
     }
 }
 
@@ -62,7 +152,7 @@ public enum CertificateLoader {
                          + "(expected leaf first, then each issuer)")
         }
         var warnings: [String] = []
-        if leaf.notBefore > now { warnings.append("not valid before \(leaf.notBefore) (clients will refuse it until then)") }
+        if leaf.notBefore > now { warnings.append(notYetValid(leaf.notBefore)) }
         do {
             var bundle = CertificateBundle(names: names, keyType: type, certified: try CertifiedKey(chain: chain, key: key), source: source)
             bundle.warnings = warnings
@@ -71,6 +161,19 @@ public enum CertificateLoader {
             throw refuse(error.description)
         }
     }
+
+    /// A P-256 certificate and key the `CertificateIndex` can read, served from that index until
+    /// its OpenSSL objects are built (see `CertificateBundle`); nil for anything else, which the
+    /// caller loads with `bundle(chainPEM:keyPEM:source:)` at once. For start-up only: an update
+    /// must be validated by OpenSSL before it replaces a certificate that serves.
+    public static func deferredBundle(chainPEM: [UInt8], keyPEM: [UInt8], source: String, now: Date = Date()) -> CertificateBundle? {
+        guard let index = CertificateIndex.read(chainPEM: chainPEM, keyPEM: keyPEM, now: now) else { return nil }
+        var bundle = CertificateBundle(index: index, chainPEM: chainPEM, keyPEM: keyPEM, source: source)
+        if index.notBefore > now { bundle.warnings.append(notYetValid(index.notBefore)) }
+        return bundle
+    }
+
+    static func notYetValid(_ date: Date) -> String { "not valid before \(date) (clients will refuse it until then)" }
 
     /// How often `marker` occurs in `bytes`, without decoding them as a String (which cost more
     /// than the rest of the checks together at 100,000 certificates).

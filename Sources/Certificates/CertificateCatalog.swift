@@ -3,12 +3,13 @@
 /// certificates it adds or removes, and never re-parses a certificate. Owned by one thread (the
 /// control queue); handshakes only ever see the immutable snapshots it produces.
 public final class CertificateCatalog {
-    public struct Item {
+    public struct Item: Sendable {
         public let bundle: CertificateBundle
         /// "directory", "file", "api", "self-signed": for the admin API and metrics.
         public let origin: String
         /// Later items win a name they share with earlier ones (per key type), as in `Snapshot.init`.
-        let sequence: UInt64
+        /// Also tells one version of an id from the next.
+        public let sequence: UInt64
     }
 
     public private(set) var items: [String: Item] = [:]

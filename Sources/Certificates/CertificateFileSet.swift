@@ -118,9 +118,12 @@ public final class CertificateFileSet {
     }
 
     /// Looks at `pairs` (in parallel when there are many), loads what changed, and forgets `gone`.
-    /// With `complete`, every known id of `scope` that is not in `pairs` is gone too.
-    public func refresh(_ pairs: [Pair], gone: [String] = [], complete scope: ((String) -> Bool)? = nil) -> Result {
-        let outcomes = Self.examine(pairs, known: known)
+    /// With `complete`, every known id of `scope` that is not in `pairs` is gone too. With
+    /// `deferBuild` (start-up only), certificates the `CertificateIndex` reads come back as
+    /// deferred bundles; OpenSSL builds and checks them later (`CertificateBundle.build()`).
+    public func refresh(_ pairs: [Pair], gone: [String] = [], complete scope: ((String) -> Bool)? = nil,
+                        deferBuild: Bool = false) -> Result {
+        let outcomes = Self.examine(pairs, known: known, deferBuild: deferBuild)
         var result = Result()
         for (pair, outcome) in zip(pairs, outcomes) {
             switch outcome {
@@ -160,6 +163,10 @@ public final class CertificateFileSet {
 
     public func forget(_ id: String) { known[id] = nil }
 
+    /// A deferred bundle OpenSSL refused after start-up: its files stay known (an unchanged bad
+    /// file is not read again), with no version that validated.
+    public func refusedAfterLoad(_ id: String) { known[id]?.bundle = nil }
+
     // MARK: Examining files
 
     enum Outcome {
@@ -174,11 +181,11 @@ public final class CertificateFileSet {
         let buffer: UnsafeMutableBufferPointer<Outcome?>
     }
 
-    static func examine(_ pairs: [Pair], known: [String: Known]) -> [Outcome] {
+    static func examine(_ pairs: [Pair], known: [String: Known], deferBuild: Bool = false) -> [Outcome] {
         let slots = Slots(buffer: .allocate(capacity: pairs.count))
         slots.buffer.initialize(repeating: nil)
         defer { slots.buffer.deinitialize(); slots.buffer.deallocate() }
-        let work = { @Sendable (i: Int) in slots.buffer[i] = examine(pairs[i], known: known[pairs[i].id]) }
+        let work = { @Sendable (i: Int) in slots.buffer[i] = examine(pairs[i], known: known[pairs[i].id], deferBuild: deferBuild) }
         if pairs.count > 32 {
             // Parsing and checking costs ~0.3 ms a certificate with OpenSSL 3.0: use every core.
             let chunks = ProcessInfo.processInfo.activeProcessorCount * 4
@@ -192,7 +199,7 @@ public final class CertificateFileSet {
         return slots.buffer.map { $0! }
     }
 
-    static func examine(_ pair: Pair, known: Known?) -> Outcome {
+    static func examine(_ pair: Pair, known: Known?, deferBuild: Bool = false) -> Outcome {
         let stamps = Self.stamps(pair)
         var contents: ([UInt8], [UInt8])?
         var digest: [UInt8]?
@@ -212,6 +219,9 @@ public final class CertificateFileSet {
         case .changed:
             if contents == nil { contents = read(pair); digest = contents.map { Self.digest($0.0 + $0.1) } }
             guard let (chain, key) = contents, let digest else { return .missing("cannot read the file") }
+            if deferBuild, let bundle = CertificateLoader.deferredBundle(chainPEM: chain, keyPEM: key, source: pair.cert) {
+                return .loaded(stamps!, digest, bundle)
+            }
             do {
                 let bundle = try CertificateLoader.bundle(chainPEM: chain, keyPEM: key, source: pair.cert)
                 return .loaded(stamps!, digest, bundle)

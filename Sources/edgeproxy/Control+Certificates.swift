@@ -33,9 +33,11 @@ struct UpdateReport {
 }
 
 extension Control {
-    /// Start-up: everything from disk (in parallel), then the first snapshot.
-    func loadInitialCertificates() -> (snapshot: Snapshot, count: Int, configured: Bool, refused: Int) {
-        let report = refreshAll(settings, source: "startup", swap: false)
+    /// Start-up: everything from disk (in parallel), then the first snapshot. With `deferBuild`,
+    /// certificates the start-up index can read serve from it and OpenSSL builds them later
+    /// (`startWarmUp`); `check` builds everything at once.
+    func loadInitialCertificates(deferBuild: Bool) -> (snapshot: Snapshot, count: Int, configured: Bool, refused: Int) {
+        let report = refreshAll(settings, source: "startup", swap: false, deferBuild: deferBuild)
         let configured = !settings.tls.certificates.isEmpty || settings.tls.certificateDirectory != nil
         return (makeCatalogSnapshot(settings), certificates.catalog.count, configured, report.refused.count)
     }
@@ -72,15 +74,15 @@ extension Control {
     }
 
     /// Configured files, the whole directory and the self-signed fallback.
-    func refreshAll(_ s: Settings, source: String, swap: Bool) -> UpdateReport {
+    func refreshAll(_ s: Settings, source: String, swap: Bool, deferBuild: Bool = false) -> UpdateReport {
         let files = certificates.files
         var pairs = s.tls.certificates.map { CertificateFileSet.Pair(id: "file:" + $0.cert, cert: $0.cert, key: $0.key) }
-        var result = files.refresh(pairs, complete: { $0.hasPrefix("file:") })
+        var result = files.refresh(pairs, complete: { $0.hasPrefix("file:") }, deferBuild: deferBuild)
         pairs = s.tls.certificateDirectory.map { CertificateFileSet.directoryPairs($0).pairs } ?? []
         if let dir = s.tls.certificateDirectory, (try? FileManager.default.contentsOfDirectory(atPath: dir)) == nil {
             result.refused.append(CertificateError(source: dir, reason: "cannot read the directory"))
         }
-        let dirResult = files.refresh(pairs, complete: { $0.hasPrefix("dir:") })
+        let dirResult = files.refresh(pairs, complete: { $0.hasPrefix("dir:") }, deferBuild: deferBuild)
         result.upserts += dirResult.upserts
         result.removals += dirResult.removals
         result.refused += dirResult.refused
@@ -203,7 +205,7 @@ extension Control {
             return AdminResponse(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
         case .metrics:
             let expiry = certificates.catalog.items.map { id, item in
-                PrometheusText.CertificateExpiry(name: Self.displayName(id), serial: item.bundle.leaf.serialHex, notAfter: item.bundle.leaf.notAfter)
+                PrometheusText.CertificateExpiry(name: Self.displayName(id), serial: item.bundle.serialHex, notAfter: item.bundle.notAfter)
             }.sorted { $0.name < $1.name }
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                  body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics))
@@ -326,12 +328,12 @@ extension Control {
     }
 
     static func describe(id: String, item: CertificateCatalog.Item) -> String {
-        let leaf = item.bundle.leaf
+        let bundle = item.bundle, leaf = bundle.leaf  // builds a deferred bundle
         let iso = ISO8601DateFormatter()
-        let names = item.bundle.names.map(JSON.string).joined(separator: ",")
-        return "{\"name\":\(JSON.string(displayName(id))),\"names\":[\(names)],\"key_type\":\"\(item.bundle.keyType.rawValue)\","
-            + "\"issuer\":\(JSON.string(leaf.issuer)),\"subject\":\(JSON.string(leaf.subject)),"
-            + "\"not_before\":\"\(iso.string(from: leaf.notBefore))\",\"not_after\":\"\(iso.string(from: leaf.notAfter))\","
-            + "\"serial\":\"\(leaf.serialHex)\",\"source\":\(JSON.string(item.origin)),\"path\":\(JSON.string(item.bundle.source))}"
+        let names = bundle.names.map(JSON.string).joined(separator: ",")
+        return "{\"name\":\(JSON.string(displayName(id))),\"names\":[\(names)],\"key_type\":\"\(bundle.keyType.rawValue)\","
+            + "\"issuer\":\(JSON.string(leaf?.issuer ?? "")),\"subject\":\(JSON.string(leaf?.subject ?? "")),"
+            + "\"not_before\":\"\(iso.string(from: bundle.notBefore))\",\"not_after\":\"\(iso.string(from: bundle.notAfter))\","
+            + "\"serial\":\"\(bundle.serialHex)\",\"source\":\(JSON.string(item.origin)),\"path\":\(JSON.string(item.bundle.source))}"
     }
 }

@@ -107,7 +107,7 @@ do { try control.prepareACME(http: httpChallenges, alpn: alpnChallenges) } catch
     exit(1)
 }
 
-let loaded = control.loadInitialCertificates()
+let loaded = control.loadInitialCertificates(deferBuild: command == "run")
 if command == "check" {
     if loaded.refused > 0 || (loaded.configured && loaded.count == 0) {
         FileHandle.standardError.write(Data("\(configPath): configuration is valid, but \(loaded.refused) certificate(s) were refused (see above)\n".utf8))
@@ -136,5 +136,6 @@ do { try control.startAdmin() } catch {
 }
 control.queue.sync { control.startWatcher() }
 control.installSignalsAndTimers()
+control.startWarmUp()
 control.acme?.manager.start()
 dispatchMain()

@@ -32,7 +32,7 @@ import Testing
             let pem = try Self.leaf(name, key: key, ca: ca, caKey: caKey).pem() + ca.pem()
             bundles.append(try CertificateLoader.bundle(chainPEM: pem, keyPEM: try key.pem(), source: name))
         }
-        let (a, b) = (bundles[0].certified.chain, bundles[1].certified.chain)
+        let (a, b) = (try #require(bundles[0].certified).chain, try #require(bundles[1].certified).chain)
         #expect(a.count == 2 && b.count == 2)
         #expect(a[1] === b[1])
         #expect(a[0] !== b[0] && a[0].serialHex != b[0].serialHex)
