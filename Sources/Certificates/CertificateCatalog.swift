@@ -29,6 +29,11 @@ public final class CertificateCatalog {
     /// Cost: O(names of the changed items), independent of the catalog's size.
     public func apply(upserts: [(id: String, bundle: CertificateBundle, origin: String)], removals: [String]) {
         var touched = Set<String>()
+        if upserts.count > 1000 {  // a start-up or replace-all batch: grow each table once
+            items.reserveCapacity(items.count + upserts.count)
+            holders.reserveCapacity(holders.count + upserts.count)
+            touched.reserveCapacity(upserts.count)
+        }
         for id in removals {
             guard let old = items.removeValue(forKey: id) else { continue }
             for name in old.bundle.names { unhold(name, id); touched.insert(name) }

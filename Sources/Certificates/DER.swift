@@ -120,24 +120,31 @@ enum Base64 {
     }()
 
     static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.count * 3 / 4)
-        var acc: UInt32 = 0, bits = 0, padding = 0
-        for c in text {
-            if c == UInt8(ascii: "=") { padding += 1; continue }
-            let v = table[Int(c)]
-            if v == skip { continue }
-            guard v != invalid, padding == 0 else { return nil }
-            acc = acc << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+        var valid = true
+        let out = [UInt8](unsafeUninitializedCapacity: text.count * 3 / 4 + 1) { out, initialized in
+            var acc: UInt32 = 0, bits: UInt32 = 0, padding = 0, n = 0
+            table.withUnsafeBufferPointer { table in
+                text.withUnsafeBufferPointer { input in
+                    for c in input {
+                        if c == UInt8(ascii: "=") { padding += 1; continue }
+                        let v = table[Int(c)]
+                        if v == skip { continue }
+                        guard v != invalid, padding == 0 else { valid = false; return }
+                        acc = acc << 6 | UInt32(v)
+                        bits += 6
+                        if bits >= 8 {
+                            bits -= 8
+                            out[n] = UInt8(truncatingIfNeeded: acc >> bits)
+                            n += 1
+                        }
+                    }
+                }
             }
+            // Whole quanta only: leftover bits must be the zero bits of a padded end.
+            valid = valid && padding <= 2 && ((bits == 0 && padding == 0) || (bits == 4 && padding == 2) || (bits == 2 && padding == 1))
+                && acc & ((1 << bits) - 1) == 0
+            initialized = n
         }
-        // Whole quanta only: leftover bits must be the zero bits of a padded end.
-        guard padding <= 2, (bits == 0 && padding == 0) || (bits == 4 && padding == 2) || (bits == 2 && padding == 1),
-              acc & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
-        return out
+        return valid ? out : nil
     }
 }
