@@ -52,6 +52,12 @@ public struct CertificateBundle: Sendable {
 
     public var leaf: X509Certificate? { certified?.leaf }
 
+    /// Served from its start-up index (built by OpenSSL since, or not).
+    public var isDeferred: Bool {
+        if case .deferred = material { return true }
+        return false
+    }
+
     /// Built from its index and not yet by OpenSSL.
     public var isPending: Bool {
         if case .deferred(let deferred) = material { return deferred.isPending }

@@ -13,7 +13,8 @@ extension Control {
     /// whose names OpenSSL reads otherwise than the index is replaced by OpenSSL's version.
     func startWarmUp() {
         let pending = queue.sync {
-            certificates.catalog.items.compactMap { id, item in item.bundle.isPending ? (id: id, item: item) : nil }
+            // Those a handshake built already too: their outcome is reported here all the same.
+            certificates.catalog.items.compactMap { id, item in item.bundle.isDeferred ? (id: id, item: item) : nil }
         }
         guard !pending.isEmpty else { return }
         Log.info("serving \(pending.count) certificate(s) from their start-up index; OpenSSL now builds and checks them in the background")

@@ -8,10 +8,10 @@ import Testing
     @Test func aDeferredBundleIsBuiltOnceWithOpenSSLsChecks() throws {
         let pair = try CertificateIndexTests.p256(["d.test"])
         let bundle = try #require(CertificateLoader.deferredBundle(chainPEM: pair.certPEM, keyPEM: pair.keyPEM, source: "d"))
-        #expect(bundle.isPending && bundle.names == ["d.test"] && bundle.serialHex == pair.cert.serialHex)
+        #expect(bundle.isDeferred && bundle.isPending && bundle.names == ["d.test"] && bundle.serialHex == pair.cert.serialHex)
         let store = CertificateStore(Snapshot([bundle], defaultName: nil), strictSNI: true)
         let first = try #require(store.select(ClientHello(serverName: "d.test", offersECDSA: true, alpn: [])))
-        #expect(!bundle.isPending && first.leaf.serialHex == pair.cert.serialHex)
+        #expect(bundle.isDeferred && !bundle.isPending && first.leaf.serialHex == pair.cert.serialHex)
         #expect(store.select(ClientHello(serverName: "d.test", offersECDSA: true, alpn: [])) === first)
         guard case .success(let built)? = bundle.build() else { Issue.record("build failed"); return }
         #expect(built.certified === first && built.names == bundle.names)
