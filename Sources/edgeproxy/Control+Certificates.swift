@@ -328,11 +328,13 @@ extension Control {
     }
 
     static func describe(id: String, item: CertificateCatalog.Item) -> String {
-        let bundle = item.bundle, leaf = bundle.leaf  // builds a deferred bundle
+        // A certificate served from its start-up index and not yet built by OpenSSL is not built
+        // here: listing 100,000 of them would hold the control queue for tens of seconds.
+        let bundle = item.bundle, leaf = bundle.isPending ? nil : bundle.leaf
         let iso = ISO8601DateFormatter()
         let names = bundle.names.map(JSON.string).joined(separator: ",")
         return "{\"name\":\(JSON.string(displayName(id))),\"names\":[\(names)],\"key_type\":\"\(bundle.keyType.rawValue)\","
-            + "\"issuer\":\(JSON.string(leaf?.issuer ?? "")),\"subject\":\(JSON.string(leaf?.subject ?? "")),"
+            + "\"issuer\":\(JSON.string(leaf?.issuer)),\"subject\":\(JSON.string(leaf?.subject)),\"checked\":\(leaf != nil),"
             + "\"not_before\":\"\(iso.string(from: bundle.notBefore))\",\"not_after\":\"\(iso.string(from: bundle.notAfter))\","
             + "\"serial\":\"\(bundle.serialHex)\",\"source\":\(JSON.string(item.origin)),\"path\":\(JSON.string(item.bundle.source))}"
     }
