@@ -46,7 +46,7 @@ public struct CertificateBundle: Sendable {
     public var certified: CertifiedKey? {
         switch material {
         case .built(let certified): return certified
-        case .deferred(let deferred): return try? deferred.build().get().certified
+        case .deferred(let deferred): return deferred.certified()
         }
     }
 
@@ -84,10 +84,19 @@ final class DeferredBuild: Sendable {
 
     private let state: Mutex<State>
     private let source: String
+    /// Once built: read by every handshake without the lock.
+    private let builtKey = AtomicLazyReference<CertifiedKey>()
 
     init(chainPEM: [UInt8], keyPEM: [UInt8], source: String) {
         state = Mutex(.pending(chainPEM: chainPEM, keyPEM: keyPEM))
         self.source = source
+    }
+
+    /// The built chain and key (building it now if needed); nil when OpenSSL refused it.
+    func certified() -> CertifiedKey? {
+        if let key = builtKey.load() { return key }
+        guard case .success(let bundle) = build(), let key = bundle.certified else { return nil }
+        return builtKey.storeIfNil(key)
     }
 
     var isPending: Bool {

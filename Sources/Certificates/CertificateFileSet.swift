@@ -262,7 +262,7 @@ public final class CertificateFileSet {
     /// A whole certificate or key file (open, fstat, read) and its stamp. Foundation's reader
     /// (and the copy out of its Data) cost a third of the start-up index at 100,000 certificates.
     static func readFile(_ path: String) -> ([UInt8], FileStamp)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)  // a FIFO named *.crt must not block
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()

@@ -24,11 +24,35 @@ public struct CertificateIndex: Equatable, Sendable {
               chainBlocks.allSatisfy({ $0.label == "CERTIFICATE" || $0.label.hasSuffix("PRIVATE KEY") }),
               let leafDER = chainBlocks.first(where: { $0.label == "CERTIFICATE" })?.der,
               let leaf = Leaf(leafDER),
+              isInOrder(chainBlocks.filter { $0.label == "CERTIFICATE" }.map(\.der)),
               let keyBlock = keyBlocks.first(where: { $0.label.hasSuffix("PRIVATE KEY") }),  // the one OpenSSL's reader takes
               let keyPublic = publicKey(ofKey: keyBlock),
               keyPublic.elementsEqual(leaf.publicKey),
               leaf.notAfter > now else { return nil }
         return CertificateIndex(names: leaf.names, notBefore: leaf.notBefore, notAfter: leaf.notAfter, serialHex: leaf.serialHex)
+    }
+
+    /// Each certificate names the next one's subject as its issuer, byte for byte (OpenSSL refuses
+    /// a chain out of order; names equal only after canonicalisation go to OpenSSL at once too).
+    static func isInOrder(_ chain: [[UInt8]]) -> Bool {
+        zip(chain, chain.dropFirst()).allSatisfy { pair in
+            guard let lower = issuerAndSubject(pair.0), let upper = issuerAndSubject(pair.1) else { return false }
+            return lower.issuer.elementsEqual(upper.subject)
+        }
+    }
+
+    /// The issuer and subject Names (whole TLVs' contents) of any X.509 certificate.
+    static func issuerAndSubject(_ der: [UInt8]) -> (issuer: ArraySlice<UInt8>, subject: ArraySlice<UInt8>)? {
+        typealias D = DERReader
+        var outer = D(der)
+        guard let certificate = outer.read(D.sequence), outer.isAtEnd else { return nil }
+        var c = outer.reader(certificate)
+        guard let tbs = c.read(D.sequence) else { return nil }
+        var t = c.reader(tbs)
+        _ = t.read(D.context(0, constructed: true))  // version
+        guard t.read(D.integer) != nil, t.read(D.sequence) != nil,
+              let issuer = t.read(D.sequence), t.read(D.sequence) != nil, let subject = t.read(D.sequence) else { return nil }
+        return (t.slice(issuer), t.slice(subject))
     }
 
     // id-ecPublicKey (RFC 5480 §2.1.1) with namedCurve secp256r1 (§2.1.1.1), as an AlgorithmIdentifier's content.
@@ -98,7 +122,8 @@ public struct CertificateIndex: Equatable, Sendable {
             return names
         }
 
-        /// dNSName entries ([2] IA5String) of GeneralNames; other kinds are skipped.
+        /// dNSName entries ([2] IA5String) of GeneralNames. IP addresses and URIs are skipped;
+        /// any other kind is OpenSSL's to judge (a malformed one makes it fall back to the CN).
         static func generalNames(_ value: DERReader) -> [String]? {
             var outer = value
             guard let seq = outer.read(DERReader.sequence), outer.isAtEnd else { return nil }
@@ -106,7 +131,8 @@ public struct CertificateIndex: Equatable, Sendable {
             var names: [String] = []
             while !list.isAtEnd {
                 guard let name = list.read() else { return nil }
-                guard name.tag == DERReader.context(2, constructed: false) else { continue }
+                if name.tag == DERReader.context(7, constructed: false) || name.tag == DERReader.context(6, constructed: false) { continue }
+                guard name.tag == DERReader.context(2, constructed: false) else { return nil }
                 let bytes = list.slice(name)
                 // Printable ASCII only, lower-cased as OpenSSL's path does; anything else is OpenSSL's to judge.
                 guard !bytes.isEmpty, bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }

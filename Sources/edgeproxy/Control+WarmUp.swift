@@ -58,7 +58,14 @@ extension Control {
         Log.error("certificate refused: \(error); it no longer serves (fix or replace the file: a change to it loads it again)")
         Metrics.shared.certificateUpdate(source: "startup", applied: 0, refused: 1)
         certificates.files.refusedAfterLoad(id)
-        _ = commit(upserts: [], removals: [id], refused: [], unchanged: 0, source: "startup", settings: settings, swap: true)
+        // The last certificate gone: the self-signed fallback answers rather than nothing.
+        var upserts: [(id: String, bundle: CertificateBundle, origin: String)] = []
+        if certificates.catalog.countAfter(upserts: [], removals: [id]) == 0,
+           let fallback = try? CertificateLoader.selfSigned(names: settings.tls.selfSignedNames) {
+            Log.warning("no certificate left: serving a self-signed P-256 certificate for \(settings.tls.selfSignedNames.joined(separator: ", "))")
+            upserts.append((id: "self-signed", bundle: fallback, origin: "self-signed"))
+        }
+        _ = commit(upserts: upserts, removals: [id], refused: [], unchanged: 0, source: "startup", settings: settings, swap: true)
     }
 
     private func replaceAfterWarmUp(_ id: String, _ item: CertificateCatalog.Item, with built: CertificateBundle) {
