@@ -51,8 +51,12 @@ class Pebble:
         self._start([PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
                     self.log_path, {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject),
                                     "PEBBLE_AUTHZREUSE": "0"})
-        for port in (self.acme_port, self.mgmt_port, self.dns_mgmt_port):
-            wait_for_port(port, timeout=15)
+        try:
+            for port in (self.acme_port, self.mgmt_port, self.dns_mgmt_port):
+                wait_for_port(port, timeout=15)
+        except BaseException:
+            self.stop()              # the caller never gets this object: stop what was started
+            raise
 
     def _start(self, argv: list[str], log: Path, env: dict) -> None:
         out = open(log, "ab")
