@@ -296,12 +296,7 @@ final class HTTP2Stream: Downstream {
             e.abort()
             exchange = nil
         }
-        if headSent {
-            session.reset(stream: id, error: .cancel)
-            front.pump()
-            return
-        }
-        respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
+        answerError(status: status, reason: reason, orReset: .cancel)
     }
 
     // MARK: Downstream
@@ -338,9 +333,14 @@ final class HTTP2Stream: Downstream {
         Metrics.shared.upstreamError()
         upstreamAddress = exchange?.upstreamAddress
         exchange = nil
+        answerError(status: status, reason: reason, orReset: .internalError)
+    }
+
+    /// An error response, or, once part of a response went out, a reset: only that tells the
+    /// client the response is incomplete.
+    private func answerError(status: Int, reason: String, orReset error: HTTP2Error) {
         if headSent {
-            // Part of a response went out: only a reset tells the client it is incomplete.
-            session.reset(stream: id, error: .internalError)
+            session.reset(stream: id, error: error)
             front.pump()
             return
         }

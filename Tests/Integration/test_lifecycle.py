@@ -14,6 +14,7 @@ import pytest
 
 from conftest import free_port, port_refuses, run_check, standard_tls
 from httpclient import handshake_cert, https_get
+from reload_support import wait_until
 
 HELLO = {"respond": {"status": 200, "body": "hello\n", "content_type": "text/plain"}}
 
@@ -23,16 +24,6 @@ def proxied_config(origin, **extra) -> dict:
            "routes": [{"upstream": "app"}]}
     cfg.update(extra)
     return cfg
-
-
-def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class InFlight(threading.Thread):
