@@ -24,15 +24,16 @@ let package = Package(
         .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
         .target(name: "TLS", dependencies: ["COpenSSL"]),
         .target(name: "Metrics"),
-        .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics"]),
+        // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
+        .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
-        // Certificate sources off the hot path: directory watcher (inotify), admin API.
-        .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
+        // The admin API: listener, routes, metrics text (off the hot path).
+        .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
         .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME", "CSystem"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
@@ -40,7 +41,7 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
-        .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
     ]
 )

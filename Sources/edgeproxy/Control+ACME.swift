@@ -4,7 +4,7 @@ import Config
 import EventLoop
 import Foundation
 import Metrics
-import Reload
+import Admin
 import TLS
 
 /// ACME: the manager obtains and renews on its own thread; each certificate it hands over enters
@@ -28,18 +28,18 @@ extension Control {
                                 solvers: [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)])
         // Called at start on this thread (the queue is idle and the store not built yet), later
         // from the manager thread.
-        let manager = ACMEManager(issuer: issuer, schedule: a) { [unowned self] certificate in
-            try queue.sync { try installACME(certificate) }
+        let manager = ACMEManager(issuer: issuer, schedule: a) { [transaction] certificate in
+            try Self.installACME(certificate, into: transaction)
         }
         acme = (manager, http, alpn)
         manager.installStored()
     }
 
-    /// Validates the certificate, then commits it; on the control queue.
-    func installACME(_ certificate: StoredCertificate) throws {
+    /// Validates the certificate, then submits it (any thread).
+    static func installACME(_ certificate: StoredCertificate, into transaction: CertificateTransaction) throws {
         let bundle = try certificate.bundle(source: "acme:\(certificate.primaryName)")
-        let report = commit(upserts: [(id: "acme:\(certificate.primaryName)", bundle: bundle, origin: "acme")], removals: [],
-                            refused: [], unchanged: 0, source: "acme", settings: settings, swap: true)
+        let report = transaction.submit(CertificateChange(upserts: [(id: "acme:\(certificate.primaryName)", bundle: bundle, origin: "acme")],
+                                                          source: "acme"))
         if let error = report.configError { throw CertificateError(source: bundle.source, reason: error) }
     }
 
@@ -59,9 +59,9 @@ extension Control {
         }
         manager.update(new)
         let kept = Set(new.certificates.map { "acme:\($0[0])" })
-        let dropped = certificates.catalog.items.keys.filter { $0.hasPrefix("acme:") && !kept.contains($0) }
+        let dropped = transaction.read { $0.items.keys.filter { $0.hasPrefix("acme:") && !kept.contains($0) } }
         if !dropped.isEmpty {
-            _ = commit(upserts: [], removals: Array(dropped), refused: [], unchanged: 0, source: "acme", settings: settings, swap: true)
+            transaction.submit(CertificateChange(removals: dropped, source: "acme"))
             Log.info("ACME: no longer managed, removed from the store: \(dropped.map { String($0.dropFirst(5)) }.sorted().joined(separator: ", "))")
         }
     }

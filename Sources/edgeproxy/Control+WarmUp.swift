@@ -12,9 +12,9 @@ extension Control {
     /// A certificate OpenSSL refuses leaves the store and its error is logged with its file; one
     /// whose names OpenSSL reads otherwise than the index is replaced by OpenSSL's version.
     func startWarmUp() {
-        let pending = queue.sync {
-            // Those a handshake built already too: their outcome is reported here all the same.
-            certificates.catalog.items.compactMap { id, item in item.bundle.isDeferred ? (id: id, item: item) : nil }
+        // Those a handshake built already too: their outcome is reported here all the same.
+        let pending = transaction.read { catalog in
+            catalog.items.compactMap { id, item in item.bundle.isDeferred ? (id: id, item: item) : nil }
         }
         guard !pending.isEmpty else { return }
         Log.info("serving \(pending.count) certificate(s) from their start-up index; OpenSSL now builds and checks them in the background")
@@ -54,26 +54,21 @@ extension Control {
 
     /// Unless a newer version of `id` arrived meanwhile (it was checked when it came).
     private func removeAfterWarmUp(_ id: String, _ item: CertificateCatalog.Item, _ error: CertificateError) {
-        guard certificates.catalog.items[id]?.sequence == item.sequence else { return }
+        let (current, left) = transaction.read { ($0.items[id]?.sequence, $0.countAfter(upserts: [], removals: [id])) }
+        guard current == item.sequence else { return }
         Log.error("certificate refused: \(error); it no longer serves (fix or replace the file: a change to it loads it again)")
         Metrics.shared.certificateUpdate(source: "startup", applied: 0, refused: 1)
-        certificates.files.refusedAfterLoad(id)
+        files.files.refusedAfterLoad(id)
         // The last certificate gone: the self-signed fallback answers rather than nothing.
-        var upserts: [(id: String, bundle: CertificateBundle, origin: String)] = []
-        if certificates.catalog.countAfter(upserts: [], removals: [id]) == 0,
-           let fallback = try? CertificateLoader.selfSigned(names: settings.tls.selfSignedNames) {
-            Log.warning("no certificate left: serving a self-signed P-256 certificate for \(settings.tls.selfSignedNames.joined(separator: ", "))")
-            upserts.append((id: "self-signed", bundle: fallback, origin: "self-signed"))
-        }
-        _ = commit(upserts: upserts, removals: [id], refused: [], unchanged: 0, source: "startup", settings: settings, swap: true)
+        let upserts = left == 0 ? files.fallback().map { [$0] } ?? [] : []
+        transaction.submit(CertificateChange(upserts: upserts, removals: [id], source: "startup"))
     }
 
     private func replaceAfterWarmUp(_ id: String, _ item: CertificateCatalog.Item, with built: CertificateBundle) {
-        guard certificates.catalog.items[id]?.sequence == item.sequence else { return }
+        guard transaction.read({ $0.items[id]?.sequence }) == item.sequence else { return }
         Log.warning("certificate \(built.source): OpenSSL reads the names \(built.names.joined(separator: ",")) where the start-up "
                     + "index read \(item.bundle.names.joined(separator: ",")); serving OpenSSL's")
-        _ = commit(upserts: [(id: id, bundle: built, origin: item.origin)], removals: [], refused: [], unchanged: 0,
-                   source: "startup", settings: settings, swap: true)
+        transaction.submit(CertificateChange(upserts: [(id: id, bundle: built, origin: item.origin)], source: "startup"))
     }
 }
 

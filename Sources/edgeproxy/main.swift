@@ -1,4 +1,5 @@
 import ACME
+import Admin
 import Certificates
 import Config
 import EventLoop
@@ -38,16 +39,23 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     let configPath: String
     let queue = DispatchQueue(label: "edgeproxy.control")
     var settings: Settings
-    var store: CertificateStore?
     var server: Server?
     var shuttingDown = false
     var sources: [DispatchSourceProtocol] = []
-    /// Certificate catalog, file stamps, watcher and admin API (Control+Certificates.swift).
-    let certificates = CertificateSources()
+    /// The certificate update transaction every source submits to, and the sources kept here.
+    let transaction = CertificateTransaction()
+    let files: FileSource
+    let uploads: UploadSource
+    var adminServer: AdminServer?
     /// The ACME manager and the challenge tables it fills (Control+ACME.swift); nil: ACME off.
     var acme: (manager: ACMEManager, http: ChallengeTable, alpn: ALPNChallengeTable)?
 
-    init(configPath: String, settings: Settings) { self.configPath = configPath; self.settings = settings }
+    init(configPath: String, settings: Settings) {
+        self.configPath = configPath
+        self.settings = settings
+        files = FileSource(sink: transaction, queue: queue)
+        uploads = UploadSource(sink: transaction, files: files)
+    }
 
     static func loadSettings(_ path: String) -> Result<Settings, ConfigError> {
         do { return .success(try ConfigLoader.load(path: path)) } catch { return .failure(error) }
@@ -122,19 +130,18 @@ if loaded.count == 0 {
 }
 
 signal(SIGPIPE, SIG_IGN)
-let store = CertificateStore(loaded.snapshot, strictSNI: settings.tls.strictSNI, alpnChallenges: alpnChallenges)
+let store = control.transaction.openStore(alpnChallenges: alpnChallenges)
 let server = Server(settings: settings, store: store, challenges: httpChallenges)
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")
     exit(1)
 }
-control.store = store
 control.server = server
 do { try control.startAdmin() } catch {
     Log.error("cannot start: \(error)")
     exit(1)
 }
-control.queue.sync { control.startWatcher() }
+control.queue.sync { control.files.startWatcher() }
 control.installSignalsAndTimers()
 control.startWarmUp()
 control.acme?.manager.start()

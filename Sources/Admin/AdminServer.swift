@@ -24,7 +24,7 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
         self.host = host; self.port = port; self.token = token; self.handler = handler
     }
 
-    public func start() throws(WatchError) {
+    public func start() throws(AdminError) {
         fd = try Self.listen(host: host, port: port)
         let thread = Thread { [self] in acceptLoop() }
         thread.name = "edgeproxy-admin"
@@ -156,11 +156,11 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
     }
 
     /// A blocking listener on host:port (no SO_REUSEPORT: a second instance must fail, not share).
-    static func listen(host: String, port: UInt16) throws(WatchError) -> Int32 {
+    static func listen(host: String, port: UInt16) throws(AdminError) -> Int32 {
         let h = host == "localhost" ? "127.0.0.1" : host
         let v6 = h.contains(":")
         let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw WatchError("admin: socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw AdminError("admin: socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var rc: Int32
@@ -168,7 +168,7 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
             var a = sockaddr_in6()
             a.sin6_family = sa_family_t(AF_INET6)
             a.sin6_port = port.bigEndian
-            guard inet_pton(AF_INET6, h, &a.sin6_addr) == 1 else { close(fd); throw WatchError("admin: bad address \(host)") }
+            guard inet_pton(AF_INET6, h, &a.sin6_addr) == 1 else { close(fd); throw AdminError("admin: bad address \(host)") }
             rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
         } else {
             var a = sockaddr_in()
@@ -177,15 +177,21 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
             if h.isEmpty || h == "*" {
                 a.sin_addr.s_addr = 0
             } else if inet_pton(AF_INET, h, &a.sin_addr) != 1 {
-                close(fd); throw WatchError("admin: bad address \(host)")
+                close(fd); throw AdminError("admin: bad address \(host)")
             }
             rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         }
         guard rc == 0, Glibc.listen(fd, 64) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw WatchError("admin: cannot listen on \(host):\(port): \(reason) (change admin.listen, or stop what holds the port)")
+            throw AdminError("admin: cannot listen on \(host):\(port): \(reason) (change admin.listen, or stop what holds the port)")
         }
         return fd
     }
+}
+
+/// The admin listener could not be opened; the text says what to change.
+public struct AdminError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,6 +1,5 @@
-import Certificates
 import Testing
-@testable import Reload
+@testable import Certificates
 
 @Suite struct DebouncerTests {
     @Test func certificateThenKeyBecomeOneUpdate() {
@@ -65,35 +64,3 @@ import Testing
     }
 }
 
-@Suite struct AdminRouterTests {
-    @Test func routes() {
-        #expect(AdminRouter.route(method: "GET", path: "/healthz") == .health)
-        #expect(AdminRouter.route(method: "GET", path: "/metrics") == .metrics)
-        #expect(AdminRouter.route(method: "GET", path: "/certificates") == .listCertificates)
-        #expect(AdminRouter.route(method: "PUT", path: "/certificates/a.test") == .putCertificate("a.test"))
-        #expect(AdminRouter.route(method: "DELETE", path: "/certificates/a.test") == .deleteCertificate("a.test"))
-        #expect(AdminRouter.route(method: "POST", path: "/reload") == .reload)
-        #expect(AdminRouter.route(method: "GET", path: "/reload") == .methodNotAllowed(allow: "POST"))
-        #expect(AdminRouter.route(method: "GET", path: "/nope") == .notFound)
-    }
-
-    @Test func namesCannotEscapeTheDirectory() {
-        #expect(AdminRouter.route(method: "PUT", path: "/certificates/../etc/passwd") == .notFound)
-        #expect(AdminRouter.route(method: "PUT", path: "/certificates/.hidden") == .notFound)
-        #expect(AdminRouter.route(method: "PUT", path: "/certificates/a%2Fb") == .notFound)
-        #expect(AdminRouter.isValidName("*.wild.test"))
-    }
-
-    @Test func tokenCheck() {
-        #expect(AdminRouter.authorize(token: "s3cret", authorization: "Bearer s3cret", peerIsLoopback: false) == nil)
-        #expect(AdminRouter.authorize(token: "s3cret", authorization: "bearer s3cret", peerIsLoopback: true) == nil)
-        #expect(AdminRouter.authorize(token: "s3cret", authorization: "Bearer s3cre", peerIsLoopback: true)?.status == 401)
-        #expect(AdminRouter.authorize(token: "s3cret", authorization: nil, peerIsLoopback: true)?.status == 401)
-        #expect(AdminRouter.authorize(token: "s3cret", authorization: "Basic s3cret", peerIsLoopback: true)?.status == 401)
-    }
-
-    @Test func withoutATokenOnlyLoopbackIsServed() {
-        #expect(AdminRouter.authorize(token: nil, authorization: nil, peerIsLoopback: true) == nil)
-        #expect(AdminRouter.authorize(token: nil, authorization: nil, peerIsLoopback: false)?.status == 403)
-    }
-}
