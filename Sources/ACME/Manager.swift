@@ -4,11 +4,13 @@ import Foundation
 import Synchronization
 import TLS
 
-/// Keeps the configured certificates issued and renewed, on a thread of its own: requests to the
-/// CA block, and serving never waits on them. Each certificate has its own schedule; a failure
-/// backs that one off (exponential, jittered, capped, never sooner than the CA's Retry-After)
-/// and leaves the others alone. What it obtains goes to `install`, the proxy's update path.
-public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on the manager thread only; shared state is in `state`
+/// Keeps the configured certificates issued and renewed: a bounded work queue, one thread per
+/// issuer, each taking the certificate due soonest that no other thread is attending. Requests to
+/// the CA block, and serving never waits on them; one slow order holds one thread, not the others.
+/// Each certificate has its own schedule; a failure backs that one off (exponential, jittered,
+/// capped, never sooner than the CA's Retry-After) and leaves the others alone. What it obtains
+/// goes to `install`, the proxy's update path.
+public final class ACMEManager: @unchecked Sendable {  // each issuer is used by its own thread only; shared state is in `state`
     /// One certificate's state, for the admin API and the metrics.
     public struct Status: Sendable {
         public var names: [String]
@@ -33,34 +35,53 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
         init(names: [String], now: Date) { self.names = names; nextAttempt = now }
     }
 
-    private let issuer: Issuer
+    /// One per worker thread: an issuer keeps one connection and nonce pool, and is not shared.
+    private let issuers: [Issuer]
     private let install: @Sendable (StoredCertificate) throws -> Void
     private struct State {
-        /// The names to keep issued and the renewal settings (`certificates`, `renewal`); the
-        /// CA-side settings were used to build `issuer`.
+        /// The renewal settings (`renewal`) and the configured names; the CA-side settings were
+        /// used to build the issuers.
         var schedule: ACMESettings
-        var statuses: [Status]
+        /// By primary name; `order` keeps the order names were added in, for listings.
+        var statuses: [String: Status] = [:]
+        var order: [String] = []
+        /// Primary names a worker is attending right now.
+        var inFlight: Set<String> = []
         var stopped = false
+
+        mutating func add(_ names: [String], now: Date) {
+            guard statuses[names[0]] == nil else { return }
+            statuses[names[0]] = Status(names: names, now: now)
+            order.append(names[0])
+        }
     }
     private let state: Mutex<State>
     private let wake = NSCondition()
     private var woken = false  // guarded by `wake`
 
+    /// How many orders run at once when the caller does not say.
+    public static let defaultConcurrency = 4
+
     /// `install` receives every certificate to serve (stored ones at start, new ones after each
-    /// issuance); it throws when the proxy refuses it, which counts as a failed attempt.
-    public init(issuer: Issuer, schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
-        self.issuer = issuer
+    /// issuance); it throws when the proxy refuses it, which counts as a failed attempt. One worker
+    /// thread per issuer (at least one).
+    public init(issuers: [Issuer], schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
+        precondition(!issuers.isEmpty, "the manager needs at least one issuer")
+        self.issuers = issuers
         self.install = install
         let now = Date()
-        state = Mutex(State(schedule: schedule, statuses: schedule.certificates.map { Status(names: $0, now: now) }))
+        var initial = State(schedule: schedule)
+        for names in schedule.certificates { initial.add(names, now: now) }
+        state = Mutex(initial)
     }
+
 
     /// Hands what storage already holds for the configured names to `install` (no request to the
     /// CA), so a restart serves at once; due or not, renewal happens later on the manager thread.
     public func installStored() {
-        for names in state.withLock({ $0.schedule.certificates }) {
+        for names in state.withLock({ s in s.order.compactMap { s.statuses[$0]?.names } }) {
             do {
-                guard let (certificate, leaf) = try issuer.stored(names) else { continue }
+                guard let (certificate, leaf) = try issuers[0].stored(names) else { continue }
                 try install(certificate)
                 record(names) { $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter }
             } catch {
@@ -70,9 +91,19 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
     }
 
     public func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "edgeproxy-acme"
-        thread.start()
+        for i in issuers.indices {
+            let thread = Thread { [self] in run(issuers[i]) }
+            thread.name = "edgeproxy-acme-\(i)"
+            thread.start()
+        }
+    }
+
+    /// Adds a certificate to keep issued at run time (it is looked at right away); names already
+    /// managed are left as they are.
+    public func add(_ names: [String]) {
+        guard !names.isEmpty else { return }
+        state.withLock { $0.add(names, now: Date()) }
+        poke()
     }
 
     public func stop() {
@@ -85,33 +116,48 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
     public func update(_ schedule: ACMESettings) {
         let now = Date()
         state.withLock { s in
-            let old = Dictionary(s.statuses.map { ($0.names, $0) }, uniquingKeysWith: { a, _ in a })
+            let old = s.statuses
             s.schedule = schedule
-            s.statuses = schedule.certificates.map { names in
-                guard var kept = old[names] else { return Status(names: names, now: now) }
-                // A shorter interval applies at once; a backoff (or the CA's Retry-After) stands.
+            s.statuses = [:]
+            s.order = []
+            for names in schedule.certificates {
+                s.add(names, now: now)
+                // Same names: the state carries over. A shorter interval applies at once; a
+                // backoff (or the CA's Retry-After) stands.
+                guard var kept = old[names[0]], kept.names == names else { continue }
                 if kept.failures == 0 { kept.nextAttempt = min(kept.nextAttempt, now.addingTimeInterval(schedule.renewal.checkInterval)) }
-                return kept
+                s.statuses[names[0]] = kept
             }
         }
         poke()
     }
 
-    public var statuses: [Status] { state.withLock { $0.statuses } }
+    /// In the order the names were configured (or added).
+    public var statuses: [Status] { state.withLock { s in s.order.compactMap { s.statuses[$0] } } }
 
     private func poke() {
-        wake.lock(); woken = true; wake.signal(); wake.unlock()
+        wake.lock(); woken = true; wake.broadcast(); wake.unlock()
     }
 
-    private func run() {
+    /// One worker: takes the certificate due soonest that nobody attends, attends it, repeats;
+    /// sleeps until the next one is due or something changes.
+    private func run(_ issuer: Issuer) {
         while true {
-            let (stopped, due, next) = state.withLock { s -> (Bool, [[String]], Date?) in
+            let (stopped, taken, next) = state.withLock { s -> (Bool, [String]?, Date?) in
                 let now = Date()
-                return (s.stopped, s.statuses.filter { $0.nextAttempt <= now }.map(\.names), s.statuses.map(\.nextAttempt).min())
+                let free = s.statuses.values.filter { !s.inFlight.contains($0.names[0]) }
+                guard let soonest = free.min(by: { $0.nextAttempt < $1.nextAttempt }) else { return (s.stopped, nil, nil) }
+                guard soonest.nextAttempt <= now else { return (s.stopped, nil, soonest.nextAttempt) }
+                s.inFlight.insert(soonest.names[0])
+                return (s.stopped, soonest.names, nil)
             }
             if stopped { return }
-            for names in due { attend(names) }
-            guard due.isEmpty else { continue }
+            if let names = taken {
+                attend(names, with: issuer)
+                state.withLock { _ = $0.inFlight.remove(names[0]) }
+                poke()  // another worker may wait for exactly this name's next attempt
+                continue
+            }
             wake.lock()
             if !woken { _ = wake.wait(until: next ?? Date().addingTimeInterval(3600)) }
             woken = false
@@ -121,8 +167,8 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
 
     /// One look at one certificate: ask the CA for its renewal window (ARI) when offered, renew
     /// when the planned time has come (or obtain when there is none), then plan the next look.
-    private func attend(_ names: [String]) {
-        let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses.first { $0.names == names }) }
+    private func attend(_ names: [String], with issuer: Issuer) {
+        let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]]) }
         var window: RenewalWindow?
         var ariRetry: Double?
         do {
@@ -206,7 +252,7 @@ public final class ACMEManager: @unchecked Sendable {  // `issuer` is used on th
 
     private func record(_ names: [String], _ change: (inout Status) -> Void) {
         state.withLock { s in
-            if let i = s.statuses.firstIndex(where: { $0.names == names }) { change(&s.statuses[i]) }
+            if s.statuses[names[0]]?.names == names { change(&s.statuses[names[0]]!) }
         }
     }
 }

@@ -24,11 +24,15 @@ extension Control {
         }
         configuration.challengeTypes = a.challenges
         configuration.requestTimeout = a.requestTimeout
-        let issuer = try Issuer(configuration: configuration, storage: FileStorage(root: a.storage),
-                                solvers: [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)])
+        let storage = FileStorage(root: a.storage)
+        let solvers: [ChallengeSolver] = [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)]
+        // One issuer per concurrent order, each with its own connection to the CA.
+        let issuers = try (0..<ACMEManager.defaultConcurrency).map { _ in
+            try Issuer(configuration: configuration, storage: storage, solvers: solvers)
+        }
         // Called at start on this thread (the queue is idle and the store not built yet), later
         // from the manager thread.
-        let manager = ACMEManager(issuer: issuer, schedule: a) { [transaction] certificate in
+        let manager = ACMEManager(issuers: issuers, schedule: a) { [transaction] certificate in
             try Self.installACME(certificate, into: transaction)
         }
         acme = (manager, http, alpn)

@@ -33,7 +33,7 @@ import TLS
         let installed = Mutex(0)
         var schedule = ACMESettings(directory: directoryURL, storage: storage.root, certificates: [["ari.example"]])
         schedule.renewal.checkInterval = 10 * 3600
-        let manager = ACMEManager(issuer: issuer, schedule: schedule) { _ in installed.withLock { $0 += 1 } }
+        let manager = ACMEManager(issuers: [issuer], schedule: schedule) { _ in installed.withLock { $0 += 1 } }
         manager.installStored()
         #expect(installed.withLock { $0 } == 1)
         #expect(manager.statuses[0].serial == "87654321")
@@ -54,17 +54,18 @@ import TLS
 }
 
 /// A CA key with the RFC's subject key identifier, and a leaf it signed with serial 0x87654321.
-private func makeLeaf(_ dir: TempDir, days: Int) throws -> (certificate: X509Certificate, chainPEM: [UInt8], keyPEM: [UInt8]) {
+func makeLeaf(_ dir: TempDir, days: Int, name: String = "ari.example",
+              serial: String = "0x87654321") throws -> (certificate: X509Certificate, chainPEM: [UInt8], keyPEM: [UInt8]) {
     let openssl = "/usr/bin/openssl"
     func ok(_ r: (status: Int32, output: String)) throws { if r.status != 0 { throw PebbleError(r.output) } }
     try ok(run(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ARI test CA",
                          "-addext", "subjectKeyIdentifier=69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4",
                          "-days", "2", "-keyout", dir.path("ca.key"), "-out", dir.path("ca.crt")]))
-    try ok(run(openssl, ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ari.example",
+    try ok(run(openssl, ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=\(name)",
                          "-keyout", dir.path("leaf.key"), "-out", dir.path("leaf.csr")]))
-    try "subjectAltName=DNS:ari.example\nauthorityKeyIdentifier=keyid\n".write(toFile: dir.path("ext.cnf"), atomically: true, encoding: .utf8)
+    try "subjectAltName=DNS:\(name)\nauthorityKeyIdentifier=keyid\n".write(toFile: dir.path("ext.cnf"), atomically: true, encoding: .utf8)
     try ok(run(openssl, ["x509", "-req", "-in", dir.path("leaf.csr"), "-CA", dir.path("ca.crt"), "-CAkey", dir.path("ca.key"),
-                         "-set_serial", "0x87654321", "-days", String(days), "-extfile", dir.path("ext.cnf"), "-out", dir.path("leaf.crt")]))
+                         "-set_serial", serial, "-days", String(days), "-extfile", dir.path("ext.cnf"), "-out", dir.path("leaf.crt")]))
     let chain = [UInt8](try Data(contentsOf: dir.url("leaf.crt")))
     let key = [UInt8](try Data(contentsOf: dir.url("leaf.key")))
     return (try X509Certificate.parseChain(pem: chain)[0], chain, key)
