@@ -18,6 +18,8 @@ public struct Settings: Sendable, Equatable {
     public var admin: AdminSettings?
     /// Certificates obtained and renewed through ACME; nil: off.
     public var acme: ACMESettings?
+    /// Shared state in etcd; nil: a single node on local files.
+    public var cluster: ClusterSettings?
 
     public init(workers: Int, listen: Listen, tls: TLSSettings, timeouts: Timeouts, limits: Limits,
                 upstreams: [String: Upstream], routes: [Route], log: LogSettings) {
@@ -240,4 +242,41 @@ public struct EABSettings: Sendable, Equatable {
     public var keyID: String
     public var hmacKey: String
     public init(keyID: String, hmacKey: String) { self.keyID = keyID; self.hmacKey = hmacKey }
+}
+
+/// Several nodes sharing certificates and ACME state through etcd; nil: a single node on local files.
+public struct ClusterSettings: Sendable, Equatable {
+    /// etcd client URLs (http:// or https://), tried in turn.
+    public var endpoints: [String]
+    /// PEM roots trusted for https endpoints; nil: the system store.
+    public var caFile: String?
+    /// Client certificate and key for etcd's client-certificate authentication.
+    public var clientCertificate: String?
+    public var clientKey: String?
+    /// etcd's own authentication (`etcdctl auth enable`); the password is read from a file.
+    public var username: String?
+    public var password: String?
+    /// Every key this fleet writes starts with it; several fleets can share one etcd.
+    public var prefix = "/edgeproxy/"
+    /// This node's name in the cluster (locks, the node list, records it stored).
+    public var node: String
+    /// Seconds a dead node's locks and membership outlive it.
+    public var leaseTTL: Double = 10
+    /// Seconds for one request to etcd (per endpoint tried).
+    public var requestTimeout: Double = 5
+    /// Sealing keys (32 bytes each): the first seals, every one opens, so keys can be rotated.
+    public var sealingKeys: [SealingKey]
+    /// What this node serves, kept (keys still sealed) to serve through a restart while etcd is down.
+    public var cacheDirectory: String
+
+    public init(endpoints: [String], node: String, sealingKeys: [SealingKey], cacheDirectory: String) {
+        self.endpoints = endpoints; self.node = node; self.sealingKeys = sealingKeys; self.cacheDirectory = cacheDirectory
+    }
+}
+
+/// A key that seals private keys before they leave the process; `path` names it in messages.
+public struct SealingKey: Sendable, Equatable {
+    public var path: String
+    public var bytes: [UInt8]
+    public init(path: String, bytes: [UInt8]) { self.path = path; self.bytes = bytes }
 }

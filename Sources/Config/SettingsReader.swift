@@ -12,7 +12,7 @@ import Yams
 struct SettingsReader {
     let source: ConfigSource
 
-    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log", "http2", "admin", "acme"]
+    static let topLevelKeys = ["workers", "listen", "tls", "timeouts", "limits", "upstreams", "routes", "log", "http2", "admin", "acme", "cluster"]
 
     func settings(_ root: Node?) throws(ConfigError) -> Settings {
         let map = try mapping(root, name: "the configuration", location: "at the top level",
@@ -30,6 +30,7 @@ struct SettingsReader {
         settings.http2 = try http2(map["http2"])
         settings.admin = try admin(map["admin"])
         settings.acme = try acme(map["acme"], listen: settings.listen)
+        settings.cluster = try cluster(map["cluster"])
         return settings
     }
 
