@@ -45,6 +45,7 @@ ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
 START_TIMEOUT = 20.0          # whole-cluster start-up (typically ~2 s)
 STOP_TIMEOUT = 5.0            # SIGTERM -> SIGKILL
+LAST_MEMBER_GRACE = 1.0       # ... for the last member running (see _signal_and_wait)
 
 
 class EtcdError(RuntimeError):
@@ -219,15 +220,21 @@ class EtcdCluster:
                                       env=env)
 
     def _signal_and_wait(self, ms: list[_Member], sig: int, timeout: float = STOP_TIMEOUT) -> None:
-        """One member at a time: signal, wait up to `timeout`, SIGKILL. (SIGTERM to every member at once
-        makes etcd 3.4 members log "closed etcd server" and then linger for 5-10 s; one at a time each
-        exits in ~20-60 ms, the leader after handing leadership to a live peer.)"""
+        """One member at a time: signal, wait up to `timeout`, SIGKILL.
+
+        etcd 3.4 quirks this works around: SIGTERM to every member at once leaves members lingering for
+        5-10 s after "closed etcd server"; and a leader SIGTERMed just after its peers went away tries to hand
+        leadership to one of the dead peers and waits the whole request timeout (~6 s). So members stop one
+        after another (each exits in ~20-60 ms while a live peer can take over), and the last member still
+        running gets LAST_MEMBER_GRACE before SIGKILL (safe: etcd fsyncs its WAL before acknowledging a write).
+        """
         for m in ms:
             if not m.running():
                 continue
+            last = sig == signal.SIGTERM and self.running() == [m.index]
             try:
                 m.proc.send_signal(sig)
-                m.proc.wait(timeout)
+                m.proc.wait(min(timeout, LAST_MEMBER_GRACE) if last else timeout)
             except ProcessLookupError:
                 pass
             except subprocess.TimeoutExpired:
