@@ -30,8 +30,10 @@ let package = Package(
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
         // Certificate sources off the hot path: directory watcher (inotify), admin API.
         .target(name: "Reload", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
+        // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
+        .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config"]),
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME", "CSystem"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
@@ -42,5 +44,6 @@ let package = Package(
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
+        .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1"]),
     ]
 )
