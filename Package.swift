@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
         .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient"]),
+        // etcd v3 client over its JSON gateway, and sealing of records stored there.
+        .target(name: "Cluster", dependencies: ["ControlClient", "TLS", "COpenSSL", "EventLoop"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Reload", "Metrics", "ACME", "CSystem"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
@@ -45,5 +47,6 @@ let package = Package(
         .testTarget(name: "ReloadTests", dependencies: ["Reload", "Certificates", "Metrics"]),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
         .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient"]),
     ]
 )
