@@ -31,8 +31,12 @@ let package = Package(
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics"]),
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
+        // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
+        .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config"]),
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient"]),
+        // etcd v3 client over its JSON gateway, and sealing of records stored there.
+        .target(name: "Cluster", dependencies: ["ControlClient", "TLS", "COpenSSL", "EventLoop"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
@@ -43,5 +47,7 @@ let package = Package(
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
+        .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient"]),
     ]
 )

@@ -4,10 +4,13 @@ import COpenSSL
 public struct TLSError: Error, CustomStringConvertible, Sendable {
     public let call: String
     public let reason: String
+    /// A blocking socket's send/receive timeout expired (client connections only).
+    public let timedOut: Bool
 
-    public init(_ call: String, reason: String? = nil) {
+    public init(_ call: String, reason: String? = nil, timedOut: Bool = false) {
         self.call = call
         self.reason = reason ?? TLSError.drainQueue()
+        self.timedOut = timedOut
     }
 
     public var description: String { reason.isEmpty ? "\(call) failed" : "\(call) failed: \(reason)" }

@@ -1,0 +1,213 @@
+import Foundation
+
+// etcd v3's JSON gateway (grpc-gateway, jsonpb): field names are the proto's own (snake_case,
+// "ID"/"TTL" for leases), bytes are base64, int64 values are JSON strings, and fields equal to
+// their zero value (0, false, "", the first enum case) are left out of responses.
+
+/// An int64 on the wire: a JSON string (or, leniently, a number); written as a string.
+struct WireInt: Codable, Sendable {
+    var value: Int64
+    init(_ value: Int64) { self.value = value }
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self), let value = Int64(text) { self.value = value; return }
+        value = try container.decode(Int64.self)
+    }
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(String(value))
+    }
+}
+
+extension Optional where Wrapped == WireInt {
+    var int: Int64 { self?.value ?? 0 }
+}
+
+struct WireHeader: Decodable {
+    var revision: WireInt?
+}
+
+struct WireKeyValue: Decodable {
+    var key: Data?
+    var value: Data?
+    var create_revision: WireInt?
+    var mod_revision: WireInt?
+    var version: WireInt?
+    var lease: WireInt?
+
+    var decoded: EtcdKeyValue {
+        EtcdKeyValue(key: Array(key ?? Data()), value: Array(value ?? Data()), createRevision: create_revision.int,
+                     modRevision: mod_revision.int, version: version.int, lease: lease.int)
+    }
+}
+
+// MARK: KV
+
+struct WireRangeRequest: Encodable {
+    var key: Data
+    var range_end: Data?
+    var limit: WireInt?
+    var revision: WireInt?
+    var keys_only: Bool?
+}
+
+struct WireRangeResponse: Decodable {
+    var header: WireHeader?
+    var kvs: [WireKeyValue]?
+    var more: Bool?
+    var count: WireInt?
+
+    var decoded: EtcdRangeResult {
+        EtcdRangeResult(revision: header?.revision.int ?? 0, kvs: (kvs ?? []).map(\.decoded), more: more ?? false, count: count.int)
+    }
+}
+
+struct WirePutRequest: Encodable {
+    var key: Data
+    var value: Data
+    var lease: WireInt?
+}
+
+struct WirePutResponse: Decodable {
+    var header: WireHeader?
+}
+
+struct WireDeleteRangeRequest: Encodable {
+    var key: Data
+    var range_end: Data?
+}
+
+struct WireDeleteRangeResponse: Decodable {
+    var header: WireHeader?
+    var deleted: WireInt?
+}
+
+struct WireCompare: Encodable {
+    var result: String
+    var target: String
+    var key: Data
+    var version: WireInt?
+    var create_revision: WireInt?
+    var mod_revision: WireInt?
+    var value: Data?
+}
+
+struct WireRequestOp: Encodable {
+    var request_range: WireRangeRequest?
+    var request_put: WirePutRequest?
+    var request_delete_range: WireDeleteRangeRequest?
+}
+
+struct WireResponseOp: Decodable {
+    var response_range: WireRangeResponse?
+    var response_put: WirePutResponse?
+    var response_delete_range: WireDeleteRangeResponse?
+}
+
+struct WireTxnRequest: Encodable {
+    var compare: [WireCompare]
+    var success: [WireRequestOp]
+    var failure: [WireRequestOp]
+}
+
+struct WireTxnResponse: Decodable {
+    var header: WireHeader?
+    var succeeded: Bool?
+    var responses: [WireResponseOp]?
+}
+
+struct WireCompactionRequest: Encodable {
+    var revision: WireInt
+    var physical: Bool?
+}
+
+struct WireCompactionResponse: Decodable {
+    var header: WireHeader?
+}
+
+// MARK: Leases
+
+struct WireLeaseGrantRequest: Encodable {
+    var TTL: WireInt
+}
+
+struct WireLeaseIDRequest: Encodable {
+    var ID: WireInt
+}
+
+struct WireLeaseResponse: Decodable {
+    var header: WireHeader?
+    var ID: WireInt?
+    var TTL: WireInt?
+    var error: String?
+}
+
+/// Keep-alive is a stream on the gRPC side: the gateway wraps each message in "result".
+struct WireLeaseKeepAliveResponse: Decodable {
+    var result: WireLeaseResponse?
+    var error: WireStreamError?
+}
+
+// MARK: Auth
+
+struct WireAuthenticateRequest: Encodable {
+    var name: String
+    var password: String
+}
+
+struct WireAuthenticateResponse: Decodable {
+    var header: WireHeader?
+    var token: String?
+}
+
+// MARK: Errors
+
+/// A unary call's failure, sent with a 4xx/5xx status: `{"error":…,"code":N,"message":…}` (the
+/// code is the gRPC status code).
+struct WireError: Decodable {
+    var error: String?
+    var code: Int?
+    var message: String?
+}
+
+/// A failure inside a streamed response: `{"error":{"grpc_code":N,"http_code":N,"message":…}}`.
+struct WireStreamError: Decodable {
+    var grpc_code: Int?
+    var http_code: Int?
+    var message: String?
+}
+
+// MARK: Watch
+
+struct WireWatchCreate: Encodable {
+    var key: Data
+    var range_end: Data?
+    var start_revision: WireInt?
+    var progress_notify: Bool?
+    var prev_kv: Bool?
+}
+
+struct WireWatchRequest: Encodable {
+    var create_request: WireWatchCreate
+}
+
+struct WireWatchEvent: Decodable {
+    /// "PUT" is the enum's zero value, so a put arrives without "type".
+    var type: String?
+    var kv: WireKeyValue?
+}
+
+struct WireWatchResult: Decodable {
+    var header: WireHeader?
+    var watch_id: WireInt?
+    var created: Bool?
+    var canceled: Bool?
+    var compact_revision: WireInt?
+    var cancel_reason: String?
+    var events: [WireWatchEvent]?
+}
+
+struct WireWatchMessage: Decodable {
+    var result: WireWatchResult?
+    var error: WireStreamError?
+}
