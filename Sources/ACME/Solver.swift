@@ -35,14 +35,17 @@ public struct HTTP01Solver: ChallengeSolver {
 }
 
 /// TLS-ALPN-01 (RFC 8737): a self-signed certificate with the acmeIdentifier extension, served
-/// for DOMAIN when the ClientHello offers ALPN "acme-tls/1". The TLS layer reads `table`.
+/// for DOMAIN when the ClientHello offers ALPN "acme-tls/1". The TLS layer reads `table`. With a
+/// storage, the key authorization is written there first so other nodes can serve it.
 public struct TLSALPN01Solver: ChallengeSolver {
     public let challengeType = ChallengeType.tlsALPN01
     public let table: ALPNChallengeTable
+    public let storage: ACMEStorage?
 
-    public init(table: ALPNChallengeTable) { self.table = table }
+    public init(table: ALPNChallengeTable, storage: ACMEStorage? = nil) { self.table = table; self.storage = storage }
 
     public func present(domain: String, token: String, keyAuthorization: String) throws {
+        try storage?.saveALPNChallenge(name: domain, keyAuthorization: keyAuthorization)
         let key = try PrivateKey.generateP256()
         let certificate = try ALPNChallengeCertificate.make(name: domain, keyAuthorization: keyAuthorization, key: key)
         try table.present(name: domain, certificate: certificate, key: key)
@@ -50,5 +53,6 @@ public struct TLSALPN01Solver: ChallengeSolver {
 
     public func cleanUp(domain: String, token: String, keyAuthorization: String) {
         table.cleanUp(name: domain)
+        try? storage?.deleteALPNChallenge(name: domain)
     }
 }

@@ -31,8 +31,17 @@ public protocol ACMEStorage: Sendable {
     func saveChallenge(token: String, keyAuthorization: String) throws
     func deleteChallenge(token: String) throws
     func loadChallenge(token: String) throws -> String?
+    /// TLS-ALPN-01 answers by name, likewise (each node builds the challenge certificate itself).
+    func saveALPNChallenge(name: String, keyAuthorization: String) throws
+    func deleteALPNChallenge(name: String) throws
     /// Runs `body` holding the lock called `name`.
     func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T
+}
+
+extension ACMEStorage {
+    /// Local storage answers TLS-ALPN-01 from this process only.
+    public func saveALPNChallenge(name: String, keyAuthorization: String) throws {}
+    public func deleteALPNChallenge(name: String) throws {}
 }
 
 /// An account: its P-256 key (PEM) and, once registered, its URL (the JWS kid).

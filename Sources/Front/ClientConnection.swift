@@ -17,6 +17,8 @@ final class ClientConnection: Pollable, Downstream {
     unowned let worker: Worker
     private let tls: TLSConnection?
     private var phase: Phase
+    /// The HTTP-01 token being looked up in the cluster for the current request.
+    private var lookingUp: String?
     private var parser: RequestParser
     private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
@@ -326,6 +328,11 @@ final class ClientConnection: Pollable, Downstream {
             let token = String(head.target.dropFirst(prefix.count))
             if let answer = worker.challenges.keyAuthorization(for: token) {
                 respond(status: 200, body: answer, contentType: "application/octet-stream")
+            } else if let lookup = worker.challenges.lookup {
+                // The answer comes back on this loop; the request waits like a proxied one.
+                let connection = LoopBound(self), loop = worker.loop
+                lookingUp = token
+                lookup(token) { answer in loop.execute { connection.value.lookedUp(token, answer) } }
             } else {
                 respond(status: 404, body: "no such challenge\n")
             }
@@ -336,6 +343,17 @@ final class ClientConnection: Pollable, Downstream {
         let host = Router.hostName(head.host ?? "localhost")
         let location = "https://\(host)\(port == 443 ? "" : ":\(port)")\(head.target)"
         respond(status: 301, body: "moved to \(location)\n", extra: [HTTPField(name: "Location", value: location)])
+    }
+
+    /// The cluster's answer for a token this node did not hold, unless the request is gone.
+    private func lookedUp(_ token: String, _ answer: String?) {
+        guard phase != .closed, lookingUp == token, let r = request, !r.responseDone else { return }
+        lookingUp = nil
+        if let answer {
+            respond(status: 200, body: answer, contentType: "application/octet-stream")
+        } else {
+            respond(status: 404, body: "no such challenge\n")
+        }
     }
 
     /// A complete response made here. The request body, if any, is read and dropped.
@@ -575,4 +593,10 @@ extension RequestHead {
     static let placeholder = RequestHead(method: "-", target: "-", versionMinor: 1, fields: [], host: nil,
                                          framing: .none, keepAlive: false, expectContinue: false, upgrade: nil,
                                          connectionTokens: [])
+}
+
+/// Carries a loop-confined object through a `@Sendable` closure that runs on that same loop.
+private struct LoopBound<T: AnyObject>: @unchecked Sendable {  // only touched on the owning loop
+    let value: T
+    init(_ value: T) { self.value = value }
 }
