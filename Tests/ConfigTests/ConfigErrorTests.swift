@@ -59,7 +59,7 @@ import Testing
 
     @Test func unknownKeyAtTopLevel() {
         expectError("worker: 2\n", line: 1, column: 1,
-                    #"unknown key "worker" at the top level (expected one of: workers, listen, tls, timeouts, limits, upstreams, routes, log, http2, admin, acme)"#)
+                    #"unknown key "worker" at the top level (expected one of: workers, listen, tls, timeouts, limits, upstreams, routes, log, http2, admin, acme, cluster)"#)
     }
 
     @Test func duplicateKey() {
