@@ -35,9 +35,10 @@ let package = Package(
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
         .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient"]),
-        // etcd v3 client over its JSON gateway, and sealing of records stored there.
-        .target(name: "Cluster", dependencies: ["ControlClient", "TLS", "COpenSSL", "EventLoop"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem"]),
+        // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
+        // ACME state, locks, membership.
+        .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 

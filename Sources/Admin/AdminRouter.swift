@@ -10,6 +10,8 @@ public enum AdminRoute: Equatable, Sendable {
     case reload
     /// ACME: each managed certificate's expiry, next attempt and last error.
     case acmeStatus
+    /// The cluster: this node, the other live nodes, etcd's state.
+    case clusterStatus
     case notFound
     case methodNotAllowed(allow: String)
 }
@@ -56,6 +58,7 @@ public enum AdminRouter {
         case "/certificates", "/certificates/": return method == "GET" ? .listCertificates : .methodNotAllowed(allow: "GET")
         case "/reload": return method == "POST" ? .reload : .methodNotAllowed(allow: "POST")
         case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
+        case "/cluster": return method == "GET" ? .clusterStatus : .methodNotAllowed(allow: "GET")
         default:
             let prefix = "/certificates/"
             guard path.hasPrefix(prefix) else { return .notFound }

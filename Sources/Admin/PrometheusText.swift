@@ -31,7 +31,26 @@ public enum PrometheusText {
         }
     }
 
-    public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, now: Date = Date()) -> String {
+    /// The cluster's part: nil on a single node (its families are left out).
+    public struct Cluster: Sendable {
+        public var connected: Bool
+        public var revision: Int64
+        /// Seconds from a record being stored to this node serving it, for the last one applied.
+        public var lastLag: Double?
+        public var certificates: Int
+        public var refused: Int
+        public var outages: Int
+        public var locksAcquired: Int
+        public var locksLost: Int
+        public init(connected: Bool, revision: Int64, lastLag: Double?, certificates: Int, refused: Int, outages: Int,
+                    locksAcquired: Int, locksLost: Int) {
+            self.connected = connected; self.revision = revision; self.lastLag = lastLag; self.certificates = certificates
+            self.refused = refused; self.outages = outages; self.locksAcquired = locksAcquired; self.locksLost = locksLost
+        }
+    }
+
+    public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, cluster: Cluster? = nil,
+                              now: Date = Date()) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -72,6 +91,24 @@ public enum PrometheusText {
             sample("edgeproxy_acme_challenges_pending", [("type", "tls-alpn-01")], acme.pendingTLSALPN01)
             family("edgeproxy_acme_challenge_handshakes_total", "counter", "Handshakes answered with a TLS-ALPN-01 certificate.")
             sample("edgeproxy_acme_challenge_handshakes_total", [], m.acmeChallengeHandshakes.load(ordering: .relaxed))
+        }
+        if let c = cluster {
+            family("edgeproxy_cluster_etcd_connected", "gauge", "1 while this node's watch on etcd is live, 0 during an outage.")
+            sample("edgeproxy_cluster_etcd_connected", [], c.connected ? 1 : 0)
+            family("edgeproxy_cluster_revision_applied", "gauge", "The etcd revision this node has applied everything up to.")
+            out += "edgeproxy_cluster_revision_applied \(c.revision)\n"
+            family("edgeproxy_cluster_watch_lag_seconds", "gauge", "From a record being stored to this node serving it (last record).")
+            out += "edgeproxy_cluster_watch_lag_seconds \(c.lastLag.map { String(format: "%.3f", $0) } ?? "NaN")\n"
+            family("edgeproxy_cluster_certificates", "gauge", "Certificates this node holds from the cluster.")
+            sample("edgeproxy_cluster_certificates", [], c.certificates)
+            family("edgeproxy_cluster_records_refused_total", "counter", "Cluster records refused (corrupt, wrong seal, key mismatch).")
+            sample("edgeproxy_cluster_records_refused_total", [], c.refused)
+            family("edgeproxy_cluster_etcd_outages_total", "counter", "Times the connection to etcd was lost.")
+            sample("edgeproxy_cluster_etcd_outages_total", [], c.outages)
+            family("edgeproxy_cluster_lock_acquisitions_total", "counter", "Issuance locks this node took.")
+            sample("edgeproxy_cluster_lock_acquisitions_total", [], c.locksAcquired)
+            family("edgeproxy_cluster_lock_losses_total", "counter", "Locks found expired when their result was to be stored.")
+            sample("edgeproxy_cluster_lock_losses_total", [], c.locksLost)
         }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
         sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))

@@ -24,16 +24,24 @@ extension Control {
         }
         configuration.challengeTypes = a.challenges
         configuration.requestTimeout = a.requestTimeout
-        let storage = FileStorage(root: a.storage)
-        let solvers: [ChallengeSolver] = [HTTP01Solver(table: http), TLSALPN01Solver(table: alpn)]
+        // With a cluster, ACME's state is the fleet's (etcd): one account, one order per name,
+        // challenges any node answers. The manager's install then only validates: the record it
+        // stored reaches this node's store through the cluster sync, in revision order.
+        let shared: ACMEStorage? = cluster?.storage
+        let storage = shared ?? FileStorage(root: a.storage)
+        let solvers: [ChallengeSolver] = [HTTP01Solver(table: http, storage: shared), TLSALPN01Solver(table: alpn, storage: shared)]
         // One issuer per concurrent order, each with its own connection to the CA.
         let issuers = try (0..<ACMEManager.defaultConcurrency).map { _ in
             try Issuer(configuration: configuration, storage: storage, solvers: solvers)
         }
         // Called at start on this thread (the queue is idle and the store not built yet), later
         // from the manager thread.
-        let manager = ACMEManager(issuers: issuers, schedule: a) { [transaction] certificate in
-            try Self.installACME(certificate, into: transaction)
+        let manager = ACMEManager(issuers: issuers, schedule: a) { [transaction, clustered = shared != nil] certificate in
+            if clustered {
+                _ = try certificate.bundle(source: "acme:\(certificate.primaryName)")
+            } else {
+                try Self.installACME(certificate, into: transaction)
+            }
         }
         acme = (manager, http, alpn)
         manager.installStored()

@@ -59,6 +59,11 @@ extension Control {
     func handleAdmin(_ route: AdminRoute, _ request: AdminRequest) -> AdminResponse {
         switch route {
         case .health:
+            // Serving never depends on etcd: still 200 during an outage, with the body saying so.
+            if let status = cluster?.sync.status, !status.connected {
+                return AdminResponse(status: 200, contentType: "text/plain; charset=utf-8",
+                                     body: "ok (cluster: etcd unreachable: \(status.lastError ?? "connecting"); serving what this node has)\n")
+            }
             return AdminResponse(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
         case .metrics:
             let expiry = transaction.read { catalog in
@@ -68,13 +73,14 @@ extension Control {
                 }
             }.sorted { $0.name < $1.name }
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                 body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics))
+                                 body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics, cluster: clusterMetrics))
         case .listCertificates:
             let list = transaction.read { catalog in
                 catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value) }
             }
             return AdminResponse(status: 200, body: "[" + list.joined(separator: ",\n") + "]\n")
         case .putCertificate(let name):
+            if let parts = cluster { return putClusterCertificate(parts, name, pem: request.body) }
             switch uploads.put(name, pem: request.body, directory: settings.tls.certificateDirectory) {
             case .failure(let e): return .error(e.status, e.reason)
             case .success(let id):
@@ -82,17 +88,20 @@ extension Control {
                 return AdminResponse(status: 200, body: CertificateListing.describe(id: id, item: item) + "\n")
             }
         case .deleteCertificate(let name):
+            if let parts = cluster, let answer = deleteClusterCertificate(parts, name) { return answer }
             switch uploads.delete(name, directory: settings.tls.certificateDirectory) {
             case .failure(let e): return .error(e.status, e.reason)
             case .success: return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name))}\n")
             }
         case .acmeStatus:
             return acmeStatusJSON()
+        case .clusterStatus:
+            return clusterStatusJSON()
         case .reload:
             let report = reloadConfiguration(trigger: "api")
             return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
         case .notFound:
-            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, GET /healthz, GET /metrics)")
+            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, GET /cluster, GET /healthz, GET /metrics)")
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

@@ -1,6 +1,7 @@
 import ACME
 import Admin
 import Certificates
+import Cluster
 import Config
 import EventLoop
 import Foundation
@@ -8,21 +9,29 @@ import Front
 import Glibc
 import TLS
 
-// edgeproxy run|check --config FILE
+// edgeproxy run|check|cluster import|cluster reseal --config FILE
 
 func usage() -> Never {
     FileHandle.standardError.write(Data("""
-    usage: edgeproxy run --config FILE     serve (foreground; SIGHUP reloads, SIGTERM/SIGINT drain and exit)
-           edgeproxy check --config FILE   validate the configuration and certificates, then exit
+    usage: edgeproxy run --config FILE             serve (foreground; SIGHUP reloads, SIGTERM/SIGINT drain and exit)
+           edgeproxy check --config FILE           validate the configuration and certificates, then exit
+           edgeproxy cluster import --config FILE  store this node's ACME account and certificates in the cluster's etcd
+           edgeproxy cluster reseal --config FILE  seal every key in etcd again under the first sealing key
 
     """.utf8))
     exit(2)
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard let command = arguments.first, ["run", "check"].contains(command) else { usage() }
-var configPath = "conf/edgeproxy.yaml"
+guard let command = arguments.first, ["run", "check", "cluster"].contains(command) else { usage() }
+var clusterCommand: String?
 var index = 1
+if command == "cluster" {
+    guard arguments.count > 1, ["import", "reseal"].contains(arguments[1]) else { usage() }
+    clusterCommand = arguments[1]
+    index = 2
+}
+var configPath = "conf/edgeproxy.yaml"
 while index < arguments.count {
     switch arguments[index] {
     case "--config", "-c":
@@ -49,6 +58,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var adminServer: AdminServer?
     /// The ACME manager and the challenge tables it fills (Control+ACME.swift); nil: ACME off.
     var acme: (manager: ACMEManager, http: ChallengeTable, alpn: ALPNChallengeTable)?
+    /// The etcd sync, membership and ACME storage (Control+Cluster.swift); nil: a single node.
+    var cluster: ClusterParts?
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
@@ -89,7 +100,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
             source.resume()
             sources.append(source)
         }
-        if settings.tls.sessionTickets > 0 {
+        // In a cluster the ticket keys come from the fleet's leader instead.
+        if settings.tls.sessionTickets > 0 && settings.cluster == nil {
             let rotation = DispatchSource.makeTimerSource(queue: queue)
             rotation.schedule(deadline: .now() + settings.tls.ticketKeyRotation, repeating: settings.tls.ticketKeyRotation)
             rotation.setEventHandler { TicketKeys.shared.rotate() }
@@ -107,9 +119,14 @@ case .failure(let e):
     exit(1)
 }
 Log.setDebug(settings.log.level == "debug")
+if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
 let control = Control(configPath: configPath, settings: settings)
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
+do { try control.prepareCluster(http: httpChallenges, alpn: alpnChallenges) } catch {
+    Log.error("cluster: \(error)")
+    exit(1)
+}
 do { try control.prepareACME(http: httpChallenges, alpn: alpnChallenges) } catch {
     Log.error("acme: \(error)")
     exit(1)
@@ -144,5 +161,6 @@ do { try control.startAdmin() } catch {
 control.queue.sync { control.files.startWatcher() }
 control.installSignalsAndTimers()
 control.startWarmUp()
+control.startCluster()
 control.acme?.manager.start()
 dispatchMain()

@@ -63,7 +63,7 @@ class LoadBalancer:
     """frontends: {name: (listen_port, ["host:port", ...])}; listens on 127.0.0.1 only."""
 
     def __init__(self, workdir: Path, frontends: dict[str, tuple[int, list[str]]], balance: str = "roundrobin",
-                 check_inter_ms: int = 200, maxconn: int = 2000, timeout: float = START_TIMEOUT):
+                 check_inter_ms: int | None = 200, maxconn: int = 2000, timeout: float = START_TIMEOUT):
         require_binary()
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +108,9 @@ class LoadBalancer:
                       f"backend be_{name}",
                       f"    balance {self.balance}"]
             for i, addr in enumerate(backends):
-                lines.append(f"    server s{i}_{addr.replace(':', '_').replace('[', '').replace(']', '')} {addr} "
-                             f"check inter {self.check_inter_ms} fall 1 rise 1")
+                # check_inter_ms=None: no health checks; a refused connect is redispatched instead.
+                check = f" check inter {self.check_inter_ms} fall 1 rise 1" if self.check_inter_ms else ""
+                lines.append(f"    server s{i}_{addr.replace(':', '_').replace('[', '').replace(']', '')} {addr}{check}")
             lines.append("")
         return "\n".join(lines)
 

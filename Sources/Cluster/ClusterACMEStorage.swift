@@ -1,0 +1,151 @@
+import ACME
+import EventLoop
+import Foundation
+import Synchronization
+
+/// ACME's storage shared by the fleet (the `ACMEStorage` contract, in etcd):
+/// - the account, sealed, at `acme/CA/account`, created under the account lock, so nodes started
+///   at the same instant register exactly one;
+/// - certificates as `CertificateRecord`s through `ClusterSync.publish` (every node installs them);
+/// - challenge answers written before the CA is told to validate, so any node answers;
+/// - locks: create-if-absent on `locks/NAME` attached to this node's lease, waited for by polling;
+///   a node that dies loses its locks when its lease expires. The lock's create revision fences
+///   the certificate write made under it: a node whose lock expired cannot store its result.
+public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `held` is guarded by its Mutex; the rest is immutable
+    private let sync: ClusterSync
+    private let lease: @Sendable () throws(ClusterError) -> Int64
+    private var store: SharedStore { sync.store }
+    private var layout: KeyLayout { sync.layout }
+    /// Locks held, by thread: the fence for certificate writes made inside `withLock`.
+    private let held = Mutex<[UInt: (key: String, revision: Int64)]>([:])
+    /// How often a waiting node looks at a lock held elsewhere.
+    static let pollInterval = 0.25
+
+    /// `lease`: this node's current lease (`ClusterNode`), to which locks are attached.
+    public init(sync: ClusterSync, lease: @escaping @Sendable () throws(ClusterError) -> Int64) {
+        self.sync = sync
+        self.lease = lease
+    }
+
+    public func loadAccount(ca: String) throws -> StoredAccount? {
+        let key = layout.account(ca: ca)
+        guard let value = try store.get(key) else { return nil }
+        return try AccountRecord.decode(value.value, etcdKey: key, sealer: sync.sealer)
+    }
+
+    public func saveAccount(_ account: StoredAccount, ca: String) throws {
+        let key = layout.account(ca: ca)
+        try store.put(key, try AccountRecord.encode(account, etcdKey: key, sealer: sync.sealer), lease: nil)
+    }
+
+    public func loadCertificate(name: String) throws -> StoredCertificate? {
+        let key = layout.certificate(name)
+        guard let value = try store.get(key) else { return nil }
+        let (record, chain, keyPEM) = try CertificateRecord.decode(value.value, etcdKey: key, sealer: sync.sealer)
+        return StoredCertificate(names: record.names, chainPEM: chain, keyPEM: keyPEM)
+    }
+
+    public func saveCertificate(_ certificate: StoredCertificate) throws {
+        let fence = held.withLock { $0[Self.thread] }
+        try sync.publish(name: certificate.primaryName, chainPEM: certificate.chainPEM, keyPEM: certificate.keyPEM,
+                         source: "acme", fence: fence)
+    }
+
+    public func saveChallenge(token: String, keyAuthorization: String) throws {
+        let key = layout.http01(token)
+        try store.put(key, Array(keyAuthorization.utf8), lease: try lease())
+        waitForAcks(key)
+    }
+
+    public func deleteChallenge(token: String) throws {
+        try store.delete(layout.http01(token))
+        _ = try? store.deletePrefix(layout.acks(for: layout.http01(token)))
+    }
+
+    public func loadChallenge(token: String) throws -> String? {
+        try store.get(layout.http01(token)).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    public func saveALPNChallenge(name: String, keyAuthorization: String) throws {
+        let key = layout.tlsALPN01(name)
+        try store.put(key, Array(keyAuthorization.utf8), lease: try lease())
+        waitForAcks(key)
+    }
+
+    /// Until every live node says it answers the challenge at `key`, at most `ackTimeout`: the
+    /// CA's validation may reach any of them the moment it is told to validate. A node that does
+    /// not answer in time is logged; the order goes ahead (HTTP-01 misses are also read from etcd).
+    private func waitForAcks(_ key: String) {
+        let deadline = Date().addingTimeInterval(Self.ackTimeout)
+        var missing: [String] = []
+        repeat {
+            guard let live = try? store.list(prefix: layout.nodes).values.map({ String($0.key.dropFirst(layout.nodes.count)) }),
+                  let acked = try? store.list(prefix: layout.acks(for: key)).values.map({ String($0.key.split(separator: "/").last ?? "") })
+            else { return }
+            missing = live.filter { !acked.contains($0) && $0 != sync.node }
+            if missing.isEmpty { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        } while Date() < deadline
+        Log.warning("cluster: \(missing.joined(separator: ", ")) did not confirm \(key) within \(Self.ackTimeout) s; asking the CA to validate anyway")
+    }
+
+    /// How long the ordering node waits for the other nodes to answer a challenge.
+    static let ackTimeout = 3.0
+
+    public func deleteALPNChallenge(name: String) throws {
+        try store.delete(layout.tlsALPN01(name))
+        _ = try? store.deletePrefix(layout.acks(for: layout.tlsALPN01(name)))
+    }
+
+    public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        let key = layout.lock(name)
+        var waited = false
+        var revision: Int64 = 0
+        while true {
+            let (created, existing, rev) = try store.create(key, Array(sync.node.utf8), lease: try lease())
+            if created {
+                revision = rev
+                break
+            }
+            if !waited, let existing {
+                Log.info("cluster: waiting for \(key), held by \(String(decoding: existing.value, as: UTF8.self))")
+                waited = true
+            }
+            Thread.sleep(forTimeInterval: Self.pollInterval * Double.random(in: 0.8...1.2))
+        }
+        ClusterCounters.locksAcquired.add(1, ordering: .relaxed)
+        held.withLock { $0[Self.thread] = (key, revision) }
+        defer {
+            held.withLock { _ = $0.removeValue(forKey: Self.thread) }
+            // Released only if still ours: an expired lock may already be another node's.
+            _ = try? store.delete(key, ifCreateRevision: revision)
+        }
+        return try body()
+    }
+
+    private static var thread: UInt { UInt(bitPattern: Int(pthread_self())) }
+}
+
+/// The ACME account as stored at `acme/CA/account`: its URL and its key, sealed.
+enum AccountRecord {
+    private struct Wire: Codable {
+        var sealedKey: String
+        var url: String?
+        enum CodingKeys: String, CodingKey { case sealedKey = "sealed_key", url }
+    }
+
+    static func encode(_ account: StoredAccount, etcdKey: String, sealer: Sealer) throws(ClusterError) -> [UInt8] {
+        let sealed = try sealer.sealRecord(account.keyPEM, context: etcdKey)
+        guard let bytes = try? JSONEncoder().encode(Wire(sealedKey: Data(sealed).base64EncodedString(), url: account.url)) else {
+            throw ClusterError(.badRecord, "cannot encode the account record for \(etcdKey)")
+        }
+        return [UInt8](bytes)
+    }
+
+    static func decode(_ bytes: [UInt8], etcdKey: String, sealer: Sealer) throws(ClusterError) -> StoredAccount {
+        guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(bytes)), let sealed = Data(base64Encoded: wire.sealedKey) else {
+            throw ClusterError(.badRecord, "\(etcdKey) is not an account record; delete it to register a new account")
+        }
+        return StoredAccount(keyPEM: try sealer.openRecord([UInt8](sealed), context: etcdKey), url: wire.url)
+    }
+}

@@ -1,0 +1,114 @@
+import EventLoop
+import Foundation
+import Synchronization
+
+/// This node's membership: one etcd lease, kept alive every third of its TTL, to which its locks
+/// and its entry under `nodes/` are attached. The entry (sync revision, certificate count) is
+/// rewritten on each keep-alive, so `GET /cluster` on any node lists the live nodes and how far
+/// each has synced. A node that dies drops out, and loses its locks, one TTL later.
+public final class ClusterNode: @unchecked Sendable {  // mutable state is in `state`
+    public struct Member: Codable, Sendable, Equatable {
+        public var node: String
+        public var started: Date
+        /// The store revision the node had applied when it last wrote this.
+        public var revision: Int64
+        public var certificates: Int
+        public var updated: Date
+    }
+
+    private let sync: ClusterSync
+    private let ttl: Int
+    private let started = Date()
+    private struct State {
+        var lease: Int64?
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    private let wake = NSCondition()
+
+    public init(sync: ClusterSync, ttl: Double) {
+        self.sync = sync
+        self.ttl = max(2, Int(ttl.rounded()))
+        sync.leaseForAcks = { [weak self] in self?.state.withLock { $0.lease } }
+    }
+
+    /// The lease locks attach to; granted on first use (throws while etcd is unreachable).
+    public func lease() throws(ClusterError) -> Int64 {
+        if let lease = state.withLock({ $0.lease }) { return lease }
+        let granted = try sync.store.grantLease(ttl: ttl)
+        state.withLock { $0.lease = granted }
+        try? register(granted)
+        return granted
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "edgeproxy-cluster-node"
+        thread.start()
+    }
+
+    /// Leaves the cluster: the lease is revoked, so its locks and entry go at once.
+    public func stop() {
+        let lease = state.withLock { s -> Int64? in
+            s.stopped = true
+            return s.lease
+        }
+        wake.lock(); wake.broadcast(); wake.unlock()
+        if let lease { try? sync.store.revoke(lease: lease) }
+    }
+
+    /// The live nodes, this one included.
+    public func members() throws(ClusterError) -> [Member] {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try sync.store.list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
+            .sorted { $0.node < $1.node }
+    }
+
+    private func run() {
+        let interval = Double(ttl) / 3
+        while !state.withLock({ $0.stopped }) {
+            do throws(ClusterError) {
+                let lease = try self.lease()
+                if try sync.store.keepAlive(lease: lease) {
+                    try register(lease)
+                    try leadTickets(lease)
+                } else {
+                    // Expired (etcd was out of reach longer than the TTL): locks under it are gone.
+                    Log.warning("cluster: this node's lease \(lease) expired; taking a new one")
+                    state.withLock { $0.lease = nil }
+                    continue
+                }
+            } catch {
+                Log.debug("cluster: lease keep-alive failed: \(error)")
+            }
+            wake.lock()
+            _ = wake.wait(until: Date().addingTimeInterval(interval))
+            wake.unlock()
+        }
+    }
+
+    /// The node holding `leader` (under its lease) publishes the fleet's ticket keys; when it
+    /// dies, another node takes `leader` one TTL later and carries on from what is published.
+    private func leadTickets(_ lease: Int64) throws(ClusterError) {
+        guard let tickets = sync.tickets else { return }
+        let (created, existing, _) = try sync.store.create(sync.layout.leader, Array(sync.node.utf8), lease: lease)
+        guard created || existing.map({ String(decoding: $0.value, as: UTF8.self) == sync.node }) == true else { return }
+        if created { Log.info("cluster: this node leads (publishes the session-ticket keys)") }
+        try tickets.maintain()
+    }
+
+    /// The node publishing ticket keys now (nil: none yet).
+    public func leader() throws(ClusterError) -> String? {
+        try sync.store.get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    private func register(_ lease: Int64) throws(ClusterError) {
+        let status = sync.status
+        let member = Member(node: sync.node, started: started, revision: status.revision, certificates: status.certificates, updated: Date())
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        guard let bytes = try? encoder.encode(member) else { return }
+        try sync.store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
+    }
+}

@@ -1,0 +1,316 @@
+import Certificates
+import EventLoop
+import Foundation
+import Metrics
+import Synchronization
+import TLS
+
+/// The cluster as a certificate source: every record under `certificates/` is installed through
+/// the same transaction as files (id "cluster:NAME"), and ACME challenges under
+/// `acme/challenges/` are answered from this node's tables, whichever node ordered them. One
+/// thread reads the whole prefix, then watches it from the next revision; a compacted revision
+/// reads it again, an outage retries with backoff while everything already installed keeps
+/// serving. A record is applied only when its revision is newer than the one applied for that
+/// key, so an older certificate never replaces a newer one.
+public final class ClusterSync: @unchecked Sendable {  // mutable state is in `state`; `store` and the tables are thread-safe
+    public struct Status: Sendable {
+        public var connected = false
+        /// The store revision this node has applied everything up to.
+        public var revision: Int64 = 0
+        public var certificates = 0
+        public var refused = 0
+        public var lastError: String?
+        /// When the last change from the store was applied.
+        public var lastApplied: Date?
+        /// Seconds between a record being stored (its stored_at) and this node serving it, last one.
+        public var lastLag: Double?
+        public var outages = 0
+    }
+
+    public let layout: KeyLayout
+    public let node: String
+    let store: SharedStore
+    let sealer: Sealer
+    private let sink: CertificateSink
+    private let http: ChallengeTable
+    private let alpn: ALPNChallengeTable
+    private let cache: LocalCache
+    private let cancel = WatchCancel()
+    /// This node's lease for challenge acknowledgements (set by `ClusterNode`; nil: not yet).
+    var leaseForAcks: (@Sendable () -> Int64?)?
+    /// The fleet's ticket keys (nil: tickets off); this node installs them into `TicketKeys.shared`.
+    let tickets: TicketRecords?
+
+    private struct State {
+        /// etcd key → the mod revision applied (or refused) for it.
+        var applied: [String: Int64] = [:]
+        /// Challenge keys this node took from the store (and must take down when they go).
+        var challenges: Set<String> = []
+        /// The fleet's session-ticket keys, by etcd key.
+        var tickets: [String: TicketKeys.Key] = [:]
+        var status = Status()
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    private let applying = NSLock()
+
+    /// `ticketRotation`: seconds each fleet ticket key encrypts for; nil: session tickets are off.
+    public init(store: SharedStore, layout: KeyLayout, node: String, sealer: Sealer, sink: CertificateSink,
+                http: ChallengeTable, alpn: ALPNChallengeTable, cache: LocalCache, ticketRotation: Double?) {
+        self.store = store; self.layout = layout; self.node = node; self.sealer = sealer; self.sink = sink
+        self.http = http; self.alpn = alpn; self.cache = cache
+        tickets = ticketRotation.map { TicketRecords(store: store, layout: layout, sealer: sealer, rotation: $0) }
+    }
+
+    public var status: Status { state.withLock { $0.status } }
+
+    /// Start-up, before the first snapshot: what the local cache holds (no request to etcd).
+    @discardableResult
+    public func loadCache() -> Int {
+        let cached = cache.load().filter { layout.certificateName($0.key) != nil }
+        guard !cached.isEmpty else { return 0 }
+        let change = changes(puts: cached, deletes: [], source: "cluster", fromCache: true)
+        sink.submit(change)
+        Log.info("cluster: \(change.upserts.count) certificate(s) from the local cache \(cache.directory)")
+        return change.upserts.count
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "edgeproxy-cluster-sync"
+        thread.start()
+    }
+
+    public func stop() {
+        state.withLock { $0.stopped = true }
+        cancel.cancel()
+    }
+
+    /// Looks up an HTTP-01 token this node does not hold (a node that just joined, or a watch a
+    /// moment behind), off the caller's thread; at most `maxLookups` at once, so a flood of made-up
+    /// tokens costs etcd nothing beyond that (the rest get nil at once).
+    public func lookUpHTTP01(_ token: String, _ done: @escaping @Sendable (String?) -> Void) {
+        guard !token.isEmpty, token.count <= 128, lookups.wait(timeout: .now()) == .success else { return done(nil) }
+        DispatchQueue.global().async { [self] in
+            defer { lookups.signal() }
+            done((try? store.get(layout.http01(token))).flatMap { $0.map { String(decoding: $0.value, as: UTF8.self) } })
+        }
+    }
+    private let lookups = DispatchSemaphore(value: 16)
+
+    // MARK: Writing for the fleet
+
+    /// Validates `chainPEM` + `keyPEM`, stores them at `certificates/NAME` (key sealed) and
+    /// installs them here at once; the other nodes install them from their watch. With `fence`,
+    /// the write happens only while that lock is still held.
+    @discardableResult
+    public func publish(name: String, chainPEM: [UInt8], keyPEM: [UInt8], source: String,
+                        fence: (key: String, revision: Int64)? = nil) throws(ClusterError) -> CertificateBundle {
+        let key = layout.certificate(name)
+        let bundle: CertificateBundle
+        do { bundle = try CertificateLoader.bundle(chainPEM: chainPEM, keyPEM: keyPEM, source: "cluster:\(key)") } catch {
+            throw ClusterError(.badRecord, error.reason)
+        }
+        let bytes = try CertificateRecord.encode(bundle: bundle, chainPEM: chainPEM, keyPEM: keyPEM, etcdKey: key, sealer: sealer,
+                                                 source: source, node: node)
+        let revision: Int64
+        if let fence {
+            guard try store.put(key, bytes, fence: fence.key, fenceRevision: fence.revision) else {
+                ClusterCounters.locksLost.add(1, ordering: .relaxed)
+                throw ClusterError(.lockLost, "the lock \(fence.key) was lost (lease expired?) before \(name) could be stored; another node carries on")
+            }
+            revision = try store.get(key)?.modRevision ?? 0
+        } else {
+            revision = try store.put(key, bytes, lease: nil)
+        }
+        apply([.put(StoredValue(key: key, value: bytes, createRevision: 0, modRevision: revision))], source: source)
+        return bundle
+    }
+
+    /// Removes `certificates/NAME` for the whole fleet (here at once). False: there was none.
+    public func remove(name: String) throws(ClusterError) -> Bool {
+        let key = layout.certificate(name)
+        guard try store.get(key) != nil else { return false }
+        let revision = try store.delete(key)
+        apply([.delete(key: key, revision: revision)], source: "api")
+        return true
+    }
+
+    // MARK: The sync thread
+
+    private func run() {
+        var backoff = 0.2
+        while !state.withLock({ $0.stopped }) {
+            do throws(ClusterError) {
+                let (values, revision) = try store.list(prefix: layout.prefix)
+                resync(values, revision: revision)
+                backoff = 0.2
+                try store.watch(prefix: layout.prefix, from: revision + 1, cancel: cancel) { events in
+                    apply(events, source: "cluster")
+                    return !state.withLock { $0.stopped }
+                }
+            } catch {
+                if state.withLock({ $0.stopped }) { return }
+                if error.code == .compacted {
+                    Log.warning("cluster: the watch's revision was compacted; reading \(layout.prefix) again")
+                    continue
+                }
+                let first = state.withLock { s -> Bool in
+                    defer { s.status.connected = false; s.status.lastError = error.description }
+                    if s.status.connected { s.status.outages += 1 }
+                    return s.status.connected || s.status.outages == 0 && s.status.revision == 0
+                }
+                if first {
+                    Log.error("cluster: etcd: \(error); serving what this node has, retrying with backoff")
+                }
+                Thread.sleep(forTimeInterval: backoff * Double.random(in: 0.5...1.5))
+                backoff = min(backoff * 2, 5)
+            }
+        }
+    }
+
+    /// A full read: everything listed is applied if newer, everything applied but not listed goes.
+    private func resync(_ values: [StoredValue], revision: Int64) {
+        let listed = Set(values.map(\.key))
+        let gone = state.withLock { s in
+            (Array(s.applied.keys) + Array(s.challenges) + Array(s.tickets.keys)).filter { !listed.contains($0) }
+        }
+        apply(values.map { .put($0) } + gone.map { .delete(key: $0, revision: revision) }, source: "cluster")
+        let reconnected = state.withLock { s -> Bool in
+            defer { s.status.connected = true; s.status.lastError = nil; s.status.revision = max(s.status.revision, revision) }
+            return !s.status.connected && s.status.revision > 0
+        }
+        Log.info("cluster: \(reconnected ? "etcd is back: " : "")in sync with \(layout.prefix) at revision \(revision) "
+                 + "(\(state.withLock { $0.status.certificates }) certificate(s))")
+    }
+
+    /// Applies store events in order: certificates through one transaction, challenges to the tables.
+    /// One at a time (the watch thread and local writes both apply): whichever applies a revision
+    /// first has installed it before the other looks.
+    private func apply(_ events: [StoreEvent], source: String) {
+        applying.withLock { applyHoldingLock(events, source: source) }
+    }
+
+    private func applyHoldingLock(_ events: [StoreEvent], source: String) {
+        var puts: [StoredValue] = [], deletes: [(String, Int64)] = []
+        var top: Int64 = 0
+        var ticketsChanged = false
+        for event in events {
+            switch event {
+            case .put(let v):
+                top = max(top, v.modRevision)
+                if layout.certificateName(v.key) != nil {
+                    puts.append(v)
+                } else if v.key.hasPrefix(layout.challenges) {
+                    challenge(v.key, v.value)
+                } else if v.key.hasPrefix(layout.tickets), let tickets {
+                    do {
+                        let key = try tickets.decode(v)
+                        state.withLock { $0.tickets[v.key] = key }
+                        ticketsChanged = true
+                    } catch {
+                        Log.error("cluster: ticket key \(v.key) refused: \(error.reason)")
+                    }
+                }
+            case .delete(let key, let revision):
+                top = max(top, revision)
+                if layout.certificateName(key) != nil {
+                    deletes.append((key, revision))
+                } else if key.hasPrefix(layout.challenges) {
+                    challenge(key, nil)
+                } else if key.hasPrefix(layout.tickets) {
+                    ticketsChanged = state.withLock { $0.tickets.removeValue(forKey: key) != nil } || ticketsChanged
+                }
+            case .progress(let revision):
+                top = max(top, revision)
+            }
+        }
+        if ticketsChanged { TicketKeys.shared.install(state.withLock { Array($0.tickets.values) }) }
+        if !puts.isEmpty || !deletes.isEmpty {
+            let change = changes(puts: puts, deletes: deletes, source: source, fromCache: false)
+            if !change.upserts.isEmpty || !change.removals.isEmpty { sink.submit(change) }
+        }
+        state.withLock { s in
+            s.status.revision = max(s.status.revision, top)
+            s.status.certificates = s.applied.count
+        }
+    }
+
+    /// The transaction's change for these records: newer ones validated (refusals logged, the
+    /// served certificate kept), deletions of applied ones; the local cache follows.
+    private func changes(puts: [StoredValue], deletes: [(String, Int64)], source: String, fromCache: Bool) -> CertificateChange {
+        var change = CertificateChange(source: source)
+        var installed: [StoredValue] = []
+        for v in puts {
+            guard let name = layout.certificateName(v.key) else { continue }
+            let newer = state.withLock { s in (s.applied[v.key] ?? -1) < v.modRevision }
+            guard newer else { continue }
+            state.withLock { $0.applied[v.key] = v.modRevision }
+            do throws(ClusterError) {
+                let (record, bundle) = try CertificateRecord.bundle(v.value, etcdKey: v.key, sealer: sealer)
+                change.upserts.append((id: "cluster:\(name)", bundle: bundle, origin: "cluster"))
+                installed.append(v)
+                if !fromCache {
+                    let lag = Date().timeIntervalSince(record.storedAt)
+                    state.withLock { $0.status.lastLag = lag; $0.status.lastApplied = Date() }
+                    Log.debug("cluster: \(v.key) (serial \(record.serial), stored by \(record.node)) applied at revision \(v.modRevision)")
+                }
+            } catch {
+                state.withLock { $0.status.refused += 1 }
+                Metrics.shared.certificateUpdate(source: "cluster", applied: 0, refused: 1)
+                Log.error("cluster: record \(v.key) refused: \(error.reason); the certificate already served for it (if any) stays")
+            }
+        }
+        for (key, revision) in deletes {
+            guard let name = layout.certificateName(key) else { continue }
+            let known = state.withLock { s -> Bool in
+                guard let applied = s.applied[key], applied < revision else { return false }
+                s.applied[key] = nil
+                return true
+            }
+            guard known else { continue }
+            change.removals.append("cluster:\(name)")
+            cache.remove(key)
+            Log.info("cluster: \(name) was deleted from \(layout.certificates); it no longer serves here")
+        }
+        if !fromCache {
+            for v in installed {
+                do { try cache.save(v) } catch { Log.warning("cluster: \(error)") }
+            }
+        }
+        return change
+    }
+
+    /// An HTTP-01 or TLS-ALPN-01 answer stored by whichever node ordered it (nil: taken down).
+    private func challenge(_ key: String, _ value: [UInt8]?) {
+        let http01 = layout.challenges + "http-01/", alpn01 = layout.challenges + "tls-alpn-01/"
+        if key.hasPrefix(http01) {
+            let token = String(key.dropFirst(http01.count))
+            if let value { http.present(token: token, keyAuthorization: String(decoding: value, as: UTF8.self)) } else { http.cleanUp(token: token) }
+        } else if key.hasPrefix(alpn01) {
+            let name = String(key.dropFirst(alpn01.count))
+            if let value {
+                do {
+                    let key = try PrivateKey.generateP256()
+                    let certificate = try ALPNChallengeCertificate.make(name: name, keyAuthorization: String(decoding: value, as: UTF8.self), key: key)
+                    try alpn.present(name: name, certificate: certificate, key: key)
+                } catch {
+                    Log.error("cluster: cannot answer the TLS-ALPN-01 challenge for \(name): \(error)")
+                }
+            } else {
+                alpn.cleanUp(name: name)
+            }
+        } else {
+            return
+        }
+        state.withLock { s in
+            if value != nil { s.challenges.insert(key) } else { s.challenges.remove(key) }
+        }
+        // Tell the ordering node this one answers now (it waits for every live node before the CA
+        // is told to validate). Off the sync thread: the watch must not wait for a write.
+        if value != nil, let lease = leaseForAcks?() {
+            let ack = layout.acks(for: key) + node
+            DispatchQueue.global().async { [store] in _ = try? store.put(ack, [], lease: lease) }
+        }
+    }
+}

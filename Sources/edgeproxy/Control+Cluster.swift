@@ -1,0 +1,100 @@
+import Admin
+import Certificates
+import Cluster
+import Config
+import EventLoop
+import Foundation
+import TLS
+
+/// The cluster (etcd): a fourth certificate source (`ClusterSync`), ACME's shared storage, and
+/// this node's membership. Off (nil) without a `cluster:` section.
+struct ClusterParts {
+    let sync: ClusterSync
+    let node: ClusterNode
+    let storage: ClusterACMEStorage
+    let store: EtcdStore
+}
+
+extension Control {
+    /// Before the first snapshot: connects nothing yet, serves what the local cache holds.
+    func prepareCluster(http: ChallengeTable, alpn: ALPNChallengeTable) throws {
+        guard let c = settings.cluster else { return }
+        let sealer = try Sealer(keyBytes: c.sealingKeys.map(\.bytes))
+        let store = try EtcdStore(c)
+        let sync = ClusterSync(store: store, layout: KeyLayout(prefix: c.prefix), node: c.node, sealer: sealer, sink: transaction,
+                               http: http, alpn: alpn, cache: LocalCache(directory: c.cacheDirectory),
+                               ticketRotation: settings.tls.sessionTickets > 0 ? settings.tls.ticketKeyRotation : nil)
+        let node = ClusterNode(sync: sync, ttl: c.leaseTTL)
+        cluster = ClusterParts(sync: sync, node: node, storage: ClusterACMEStorage(sync: sync) { () throws(ClusterError) in try node.lease() },
+                               store: store)
+        http.setLookup { [sync] token, done in sync.lookUpHTTP01(token, done) }
+        sync.loadCache()
+        Log.info("cluster: node \(c.node), etcd \(c.endpoints.joined(separator: ", ")), prefix \(c.prefix)")
+    }
+
+    func startCluster() {
+        cluster?.sync.start()
+        cluster?.node.start()
+    }
+
+    /// `PUT /certificates/NAME` with a cluster: stored in etcd for every node, installed here at once.
+    func putClusterCertificate(_ parts: ClusterParts, _ name: String, pem: [UInt8]) -> AdminResponse {
+        do {
+            let (chain, key) = CertificateDirectory.splitPEM(pem)
+            try parts.sync.publish(name: name, chainPEM: chain, keyPEM: key, source: "api")
+        } catch {
+            switch error.code {
+            case .badRecord: return .error(422, "\(error.reason); the previous certificate for this name keeps serving")
+            default: return .error(503, "\(error.reason); nothing changed (etcd must be reachable to store a certificate for the fleet)")
+            }
+        }
+        let id = "cluster:\(name.lowercased())"
+        guard let item = transaction.read({ $0.items[id] }) else { return .error(500, "stored in etcd, but not applied here; see the log") }
+        Log.info("certificate \(name) (\(item.bundle.names.joined(separator: ","))) stored for the cluster through the admin API")
+        return AdminResponse(status: 200, body: CertificateListing.describe(id: id, item: item) + "\n")
+    }
+
+    func deleteClusterCertificate(_ parts: ClusterParts, _ name: String) -> AdminResponse? {
+        guard transaction.read({ $0.items["cluster:\(name.lowercased())"] != nil }) else { return nil }
+        do {
+            guard try parts.sync.remove(name: name) else { return nil }
+        } catch {
+            return .error(503, "\(error.reason); nothing changed (etcd must be reachable to delete a certificate for the fleet)")
+        }
+        Log.info("certificate \(name) deleted for the cluster through the admin API")
+        return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name)),\"cluster\":true}\n")
+    }
+
+    func clusterStatusJSON() -> AdminResponse {
+        guard let parts = cluster, let c = settings.cluster else {
+            return .error(404, "no cluster is configured (no cluster section in the configuration)")
+        }
+        let s = parts.sync.status
+        let iso = ISO8601DateFormatter()
+        var members = "null", membersError = "null"
+        do {
+            members = "[" + (try parts.node.members()).map { m in
+                "{\"node\":\(JSON.string(m.node)),\"started\":\"\(iso.string(from: m.started))\",\"revision\":\(m.revision),"
+                    + "\"certificates\":\(m.certificates),\"updated\":\"\(iso.string(from: m.updated))\"}"
+            }.joined(separator: ",") + "]"
+        } catch {
+            membersError = JSON.string(error.description)
+        }
+        let leader = (try? parts.node.leader()).flatMap { $0 }
+        let endpoints = parts.store.endpointHealth().map { "{\"url\":\(JSON.string($0.url)),\"healthy\":\($0.healthy)}" }.joined(separator: ",")
+        let body = "{\"node\":\(JSON.string(c.node)),\"prefix\":\(JSON.string(c.prefix)),\"etcd_connected\":\(s.connected),"
+            + "\"revision\":\(s.revision),\"certificates\":\(s.certificates),\"refused\":\(s.refused),\"outages\":\(s.outages),"
+            + "\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_applied\":\(s.lastApplied.map { "\"\(iso.string(from: $0))\"" } ?? "null"),"
+            + "\"last_lag_seconds\":\(s.lastLag.map { String(format: "%.3f", $0) } ?? "null"),"
+            + "\"leader\":\(leader.map(JSON.string) ?? "null"),\"nodes\":\(members),\"nodes_error\":\(membersError),\"endpoints\":[\(endpoints)]}\n"
+        return AdminResponse(status: 200, body: body)
+    }
+
+    var clusterMetrics: PrometheusText.Cluster? {
+        guard let s = cluster?.sync.status else { return nil }
+        return PrometheusText.Cluster(connected: s.connected, revision: s.revision, lastLag: s.lastLag, certificates: s.certificates,
+                                      refused: s.refused, outages: s.outages,
+                                      locksAcquired: ClusterCounters.locksAcquired.load(ordering: .relaxed),
+                                      locksLost: ClusterCounters.locksLost.load(ordering: .relaxed))
+    }
+}
