@@ -170,6 +170,21 @@ import Testing
         #expect(seen == 1)
     }
 
+    @Test func aWriteThatMayHaveBeenAppliedIsNotResent() throws {
+        let etcd = try Etcd()
+        let hung = try SilentListener()
+        let client = try Self.client(["http://127.0.0.1:\(hung.port)", etcd.endpoint], timeout: 0.3, deadline: 3)
+        // A read moves on to the live member after the hung one times out...
+        #expect(try client.range(key: "x".bytes).kvs.isEmpty)
+        // ...and is tried there first from then on; a write to the hung member is not repeated elsewhere.
+        let other = try Self.client(["http://127.0.0.1:\(hung.port)", etcd.endpoint], timeout: 0.3, deadline: 3)
+        let error = #expect(throws: EtcdError.self) { try other.put(key: "x".bytes, value: "1".bytes) }
+        #expect(error?.code == .timeout)
+        #expect(error?.mayHaveBeenApplied == true)
+        #expect(error?.reason.contains("read back before retrying") == true)
+        #expect(try client.range(key: "x".bytes).kvs.isEmpty)
+    }
+
     @Test func allEndpointsDeadFailsWithinTheDeadline() throws {
         let ports = try freePorts(2)
         let client = try Self.client(ports.map { "http://127.0.0.1:\($0)" }, timeout: 0.5, deadline: 1)
