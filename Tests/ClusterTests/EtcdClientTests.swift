@@ -39,6 +39,27 @@ import Testing
         #expect(try client.range(key: "other".bytes).kvs.count == 1)
     }
 
+    @Test func oneClientServesSeveralThreadsAtOnce() throws {
+        let etcd = try Etcd()
+        let client = try Self.client([etcd.endpoint])
+        let failures = Mutex<[String]>([])
+        let group = DispatchGroup()
+        for t in 0..<4 {
+            group.enter()
+            Thread {
+                for i in 0..<25 {
+                    do throws(EtcdError) { _ = try client.put(key: "n/\(t)/\(i)".bytes, value: "v".bytes) } catch {
+                        failures.withLock { $0.append(error.description) }
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(failures.withLock { $0 }.isEmpty)
+        #expect(try client.prefix("n/".bytes, keysOnly: true).count == 100)
+    }
+
     @Test func txnCreatesIfAbsentOnceAndFences() throws {
         let etcd = try Etcd()
         let client = try Self.client([etcd.endpoint])
