@@ -63,7 +63,7 @@ public final class EtcdClient: @unchecked Sendable {
                       keysOnly: Bool = false) throws(EtcdError) -> EtcdRangeResult {
         let request = WireRangeRequest(key: Data(key), range_end: rangeEnd.map { Data($0) }, limit: limit == 0 ? nil : WireInt(limit),
                                        revision: revision == 0 ? nil : WireInt(revision), keys_only: keysOnly ? true : nil)
-        let response: WireRangeResponse = try call("/v3/kv/range", request)
+        let response: WireRangeResponse = try call("/v3/kv/range", request, idempotent: true)
         return response.decoded
     }
 
@@ -115,7 +115,7 @@ public final class EtcdClient: @unchecked Sendable {
     /// Renews the lease once; the result's `ttl` is what is left, 0 when the lease is gone
     /// (expired or revoked: grant a new one and re-put its keys).
     public func leaseKeepAlive(id: Int64) throws(EtcdError) -> EtcdLease {
-        let response: WireLeaseKeepAliveResponse = try call("/v3/lease/keepalive", WireLeaseIDRequest(ID: WireInt(id)))
+        let response: WireLeaseKeepAliveResponse = try call("/v3/lease/keepalive", WireLeaseIDRequest(ID: WireInt(id)), idempotent: true)
         if let error = response.error {
             throw EtcdError.fromEtcd(code: error.grpc_code ?? 0, message: error.message ?? "lease keep-alive failed")
         }
@@ -139,10 +139,12 @@ public final class EtcdClient: @unchecked Sendable {
     // MARK: Transport
 
     /// POSTs `request` as JSON to `path` and decodes the answer, with failover and retries.
-    func call<Request: Encodable, Response: Decodable>(_ path: String, _ request: Request) throws(EtcdError) -> Response {
+    /// `idempotent`: sending it twice does no harm (reads, keep-alives); writes are resent to
+    /// another member only when they certainly did not reach etcd.
+    func call<Request: Encodable, Response: Decodable>(_ path: String, _ request: Request, idempotent: Bool = false) throws(EtcdError) -> Response {
         let body: [UInt8]
         do { body = Array(try JSONEncoder().encode(request)) } catch { throw EtcdError(.badResponse, "encoding \(path): \(error)") }
-        let bytes = try withFailover(path) { endpoint, timeout throws(EtcdError) in
+        let bytes = try withFailover(path, idempotent: idempotent) { endpoint, timeout throws(EtcdError) in
             try self.post(endpoint, path, body, timeout: timeout)
         }
         do { return try JSONDecoder().decode(Response.self, from: Data(bytes)) } catch {
@@ -152,7 +154,8 @@ public final class EtcdClient: @unchecked Sendable {
 
     /// Runs `attempt` on the endpoints, the last good one first, until it succeeds, a non-
     /// retriable error comes back, or the deadline passes.
-    func withFailover<T>(_ what: String, _ attempt: (_ endpoint: Int, _ timeout: Double) throws(EtcdError) -> T) throws(EtcdError) -> T {
+    func withFailover<T>(_ what: String, idempotent: Bool,
+                         _ attempt: (_ endpoint: Int, _ timeout: Double) throws(EtcdError) -> T) throws(EtcdError) -> T {
         let endpoints = configuration.endpoints
         let deadline = Date().addingTimeInterval(configuration.overallDeadline)
         var last = EtcdError(.unreachable, "no attempt made")
@@ -168,7 +171,13 @@ public final class EtcdClient: @unchecked Sendable {
                     lock.withLock { preferred = index }
                     return result
                 } catch {
-                    guard error.isRetriable else { throw error }
+                    guard idempotent ? error.isRetriable : error.isSafeToResend else {
+                        if error.mayHaveBeenApplied && !idempotent {
+                            throw EtcdError(error.code, "\(what): \(error.reason); it may have been applied: read back before retrying",
+                                            etcdCode: error.etcdCode, message: error.message, mayHaveBeenApplied: true)
+                        }
+                        throw error
+                    }
                     last = error
                 }
             }
@@ -215,11 +224,12 @@ public final class EtcdClient: @unchecked Sendable {
     }
 
     static func transportError(_ error: HTTPClientError, _ endpoint: String) -> EtcdError {
+        let sent = error.requestMaybeSent
         switch error.code {
-        case .timeout: return EtcdError(.timeout, "\(endpoint): \(error.reason)")
-        case .cancelled: return EtcdError(.cancelled, "cancelled")
-        case .badResponse, .tooLarge, .badURL: return EtcdError(.badResponse, "\(endpoint): \(error.reason)")
-        default: return EtcdError(.unreachable, "\(endpoint): \(error.reason)")
+        case .timeout: return EtcdError(.timeout, "\(endpoint): \(error.reason)", mayHaveBeenApplied: sent)
+        case .cancelled: return EtcdError(.cancelled, "cancelled", mayHaveBeenApplied: sent)
+        case .badResponse, .tooLarge, .badURL: return EtcdError(.badResponse, "\(endpoint): \(error.reason)", mayHaveBeenApplied: sent)
+        default: return EtcdError(.unreachable, "\(endpoint): \(error.reason)", mayHaveBeenApplied: sent)
         }
     }
 
@@ -246,7 +256,11 @@ public final class EtcdClient: @unchecked Sendable {
         do { body = Array(try JSONEncoder().encode(WireAuthenticateRequest(name: user, password: password))) } catch {
             throw EtcdError(.badResponse, "encoding credentials: \(error)")
         }
-        let response = try send(endpoint, "/v3/auth/authenticate", body, headers: [], timeout: timeout)
+        let response: HTTPResponse
+        do { response = try send(endpoint, "/v3/auth/authenticate", body, headers: [], timeout: timeout) } catch {
+            // Authenticating twice is harmless, and the caller's own request has not gone out yet.
+            throw EtcdError(error.code, "authenticating: \(error.reason)", etcdCode: error.etcdCode, message: error.message, mayHaveBeenApplied: false)
+        }
         guard response.status == 200 else {
             let error = Self.error(from: response, "/v3/auth/authenticate")
             if error.isRetriable { throw error }

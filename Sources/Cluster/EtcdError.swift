@@ -25,13 +25,18 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
     public let message: String?
     /// For `.compacted`: the oldest revision still available, when etcd said.
     public let compactRevision: Int64?
+    /// A write may have been applied even though it failed (the connection broke after sending,
+    /// or etcd answered "leader changed" / "request timed out"): read back before retrying it.
+    public let mayHaveBeenApplied: Bool
     public let file: String
     public let line: Int
 
     public init(_ code: Code, _ reason: String, etcdCode: Int? = nil, message: String? = nil, compactRevision: Int64? = nil,
-                file: String = #fileID, line: Int = #line) {
+                mayHaveBeenApplied: Bool? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code; self.reason = reason; self.etcdCode = etcdCode; self.message = message
         self.compactRevision = compactRevision; self.file = file; self.line = line
+        self.mayHaveBeenApplied = mayHaveBeenApplied
+            ?? (message.map { $0.contains("leader changed") || $0.contains("request timed out") } ?? false)
     }
 
     public var description: String { "etcd \(code): \(reason)" }
@@ -51,6 +56,9 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
         }
         return EtcdError(.etcd, message, etcdCode: code, message: message)
     }
+
+    /// Safe to send again for a write: it certainly was not applied.
+    var isSafeToResend: Bool { isRetriable && !mayHaveBeenApplied }
 
     /// Worth trying on another member: the cluster is electing a leader or this member is cut off.
     var isRetriable: Bool {

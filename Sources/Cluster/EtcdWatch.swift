@@ -33,7 +33,7 @@ public final class EtcdWatch: Sendable {
             progress_notify: progressNotify ? true : nil))
         let body: [UInt8]
         do { body = Array(try JSONEncoder().encode(request)) } catch { throw EtcdError(.badResponse, "encoding the watch: \(error)") }
-        let broken = try client.withFailover("watch") { endpoint, timeout throws(EtcdError) in
+        let broken = try client.withFailover("watch", idempotent: true) { endpoint, timeout throws(EtcdError) in
             try self.attempt(endpoint, body, timeout: timeout, onBatch)
         }
         if let broken { throw broken }

@@ -146,6 +146,7 @@ final class TLSStream: ClientConnection {
     }
 
     private static func map(_ error: TLSError, _ peer: String) -> HTTPClientError {
-        error.timedOut ? HTTPClientError(.timeout, "\(peer) timed out") : HTTPClientError(.tls, "\(peer): \(error)")
+        // After the handshake a TLS failure means the session broke, like a reset.
+        error.timedOut ? HTTPClientError(.timeout, "\(peer) timed out") : HTTPClientError(.io, "\(peer): TLS session: \(error)")
     }
 }

@@ -39,14 +39,14 @@ public final class HTTPClient {
         let origin = try Origin(url)
         let bytes = requestBytes(method: method, origin: origin, headers: headers, body: body, close: !options.keepAlive)
         let timeout = timeout ?? options.timeout
-        // A kept-alive connection the server closed meanwhile fails before any response byte:
-        // reconnect once. Requests that got a byte back are not resent.
+        // A kept-alive connection the server closed meanwhile fails (EOF or reset) before any
+        // response byte: reconnect once. Not after a timeout: the server may be working on it.
         if let reused = connection, reused.origin == origin {
             TCPConnection.setTimeout(reused.stream.fd, SO_RCVTIMEO, timeout)
             TCPConnection.setTimeout(reused.stream.fd, SO_SNDTIMEO, timeout)
             do { return try exchange(bytes, method: method, on: reused.stream) } catch {
                 drop()
-                if error.receivedResponseBytes || error.code == .tooLarge || error.code == .badResponse { throw error }
+                guard !error.receivedResponseBytes, error.code == .closed || error.code == .io else { throw error }
             }
         } else {
             drop()
@@ -83,7 +83,7 @@ public final class HTTPClient {
             if cancellation.isCancelled { throw HTTPClientError(.cancelled, "stream cancelled") }
         } catch {
             if cancellation.isCancelled { throw HTTPClientError(.cancelled, "stream cancelled", receivedResponseBytes: error.receivedResponseBytes) }
-            throw error
+            throw error.afterSending()
         }
     }
 
@@ -113,6 +113,10 @@ public final class HTTPClient {
 
     private func exchange(_ request: [UInt8], method: String, on stream: ClientConnection) throws(HTTPClientError) -> HTTPResponse {
         requestCount += 1
+        do { return try exchangeOnce(request, method: method, on: stream) } catch { throw error.afterSending() }
+    }
+
+    private func exchangeOnce(_ request: [UInt8], method: String, on stream: ClientConnection) throws(HTTPClientError) -> HTTPResponse {
         try stream.write(request)
         var reader = ResponseReader(method: method, stream: stream)
         guard let head = try reader.readHead() else {

@@ -31,11 +31,16 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
     /// Some byte of a response arrived before the failure: the request reached the server, so
     /// resending it is not automatically safe.
     public let receivedResponseBytes: Bool
+    /// The connection was up when it failed, so the server may have received (and acted on) the
+    /// request. False for resolve, connect and handshake failures: resending is then safe.
+    public let requestMaybeSent: Bool
     public let file: String
     public let line: Int
 
-    public init(_ code: Code, _ reason: String, receivedResponseBytes: Bool = false, file: String = #fileID, line: Int = #line) {
+    public init(_ code: Code, _ reason: String, receivedResponseBytes: Bool = false, requestMaybeSent: Bool = false,
+                file: String = #fileID, line: Int = #line) {
         self.code = code; self.reason = reason; self.receivedResponseBytes = receivedResponseBytes
+        self.requestMaybeSent = requestMaybeSent || receivedResponseBytes
         self.file = file; self.line = line
     }
 
@@ -47,6 +52,12 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
     }
 
     func withBytes(_ received: Bool) -> HTTPClientError {
-        HTTPClientError(code, reason, receivedResponseBytes: received || receivedResponseBytes, file: file, line: line)
+        HTTPClientError(code, reason, receivedResponseBytes: received || receivedResponseBytes, requestMaybeSent: requestMaybeSent,
+                        file: file, line: line)
+    }
+
+    /// Marks a failure that happened after the request started going out.
+    func afterSending() -> HTTPClientError {
+        HTTPClientError(code, reason, receivedResponseBytes: receivedResponseBytes, requestMaybeSent: true, file: file, line: line)
     }
 }

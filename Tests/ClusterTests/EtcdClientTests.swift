@@ -39,6 +39,27 @@ import Testing
         #expect(try client.range(key: "other".bytes).kvs.count == 1)
     }
 
+    @Test func oneClientServesSeveralThreadsAtOnce() throws {
+        let etcd = try Etcd()
+        let client = try Self.client([etcd.endpoint])
+        let failures = Mutex<[String]>([])
+        let group = DispatchGroup()
+        for t in 0..<4 {
+            group.enter()
+            Thread {
+                for i in 0..<25 {
+                    do throws(EtcdError) { _ = try client.put(key: "n/\(t)/\(i)".bytes, value: "v".bytes) } catch {
+                        failures.withLock { $0.append(error.description) }
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(failures.withLock { $0 }.isEmpty)
+        #expect(try client.prefix("n/".bytes, keysOnly: true).count == 100)
+    }
+
     @Test func txnCreatesIfAbsentOnceAndFences() throws {
         let etcd = try Etcd()
         let client = try Self.client([etcd.endpoint])
@@ -168,6 +189,21 @@ import Testing
         var seen = 0
         try client.watch(prefix: "f/".bytes, fromRevision: 1).run { batch in seen += batch.events.count; return false }
         #expect(seen == 1)
+    }
+
+    @Test func aWriteThatMayHaveBeenAppliedIsNotResent() throws {
+        let etcd = try Etcd()
+        let hung = try SilentListener()
+        let client = try Self.client(["http://127.0.0.1:\(hung.port)", etcd.endpoint], timeout: 0.3, deadline: 3)
+        // A read moves on to the live member after the hung one times out...
+        #expect(try client.range(key: "x".bytes).kvs.isEmpty)
+        // ...and is tried there first from then on; a write to the hung member is not repeated elsewhere.
+        let other = try Self.client(["http://127.0.0.1:\(hung.port)", etcd.endpoint], timeout: 0.3, deadline: 3)
+        let error = #expect(throws: EtcdError.self) { try other.put(key: "x".bytes, value: "1".bytes) }
+        #expect(error?.code == .timeout)
+        #expect(error?.mayHaveBeenApplied == true)
+        #expect(error?.reason.contains("read back before retrying") == true)
+        #expect(try client.range(key: "x".bytes).kvs.isEmpty)
     }
 
     @Test func allEndpointsDeadFailsWithinTheDeadline() throws {

@@ -36,6 +36,27 @@ import Testing
         #expect(server.accepted == 2)
     }
 
+    @Test func doesNotResendAfterATimeoutOnAReusedConnection() throws {
+        let requests = Mutex(0)
+        let server = try ScriptedServer { c in
+            while c.readRequest() != nil {
+                let n = requests.withLock { $0 += 1; return $0 }
+                if n == 1 { c.send(Self.ok("first")) } else { usleep(1_000_000) }
+            }
+        }
+        var options = HTTPClient.Options()
+        options.timeout = 0.3
+        let client = HTTPClient(options: options)
+        _ = try client.request(method: "GET", url: "http://127.0.0.1:\(server.port)/")
+        let error = #expect(throws: HTTPClientError.self) { try client.request(method: "POST", url: "http://127.0.0.1:\(server.port)/") }
+        #expect(error?.code == .timeout)
+        #expect(error?.requestMaybeSent == true)
+        #expect(requests.withLock { $0 } == 2)
+        #expect(server.accepted == 1)
+        let refused = #expect(throws: HTTPClientError.self) { try client.request(method: "GET", url: "http://127.0.0.1:\(try deadPort())/") }
+        #expect(refused?.requestMaybeSent == false)
+    }
+
     @Test func readsChunkedAndCloseDelimitedBodies() throws {
         let server = try ScriptedServer { c in
             guard let request = c.readRequest() else { return }

@@ -29,16 +29,20 @@ final class ScriptedServer: Sendable {
         Thread {
             while true {
                 let c = accept(fd, nil, nil)
-                if c < 0 { return }
+                // stop() shut the listener down; only this thread closes it, so accept never
+                // runs on a descriptor number another test has reused.
+                if c < 0 { close(fd); return }
                 counter.value.withLock { $0 += 1 }
                 Thread { handler(Connection(fd: c)); close(c) }.start()
             }
         }.start()
     }
 
+    private let stopped = Mutex(false)
+
     func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
+        let first = stopped.withLock { was in defer { was = true }; return !was }
+        if first { shutdown(listener, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
@@ -81,10 +85,17 @@ struct TestError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// A loopback port nothing listens on (bound, then released).
+/// A loopback port nothing listens on (bound without listening, then released).
 func deadPort() throws -> Int {
-    let server = try ScriptedServer { _ in }
-    let port = server.port
-    server.stop()
-    return port
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok else { throw TestError("bind: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: addr.sin_port))
 }
