@@ -185,8 +185,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             var leaf = current?.leaf
             var renewAt = leaf.map { leaf in
                 known?.renewSerial == leaf.serialHex && known?.ariWindow == window && known?.renewAt != nil ? known!.renewAt!
-                    : RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter, ariWindow: window,
-                                                renewBefore: schedule.renewBefore)
+                    : agreed(names, leaf, window, RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter,
+                                                                            ariWindow: window, renewBefore: schedule.renewBefore), issuer)
             }
             var mustRenew = renewAt.map { Date() >= $0 } ?? true
             if let current, !mustRenew, current.leaf.serialHex != known?.serial {
@@ -216,8 +216,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 }
                 leaf = freshLeaf
                 window = nil  // a window is the CA's word on one serial; the next look asks about this one
-                renewAt = RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,
-                                                    renewBefore: schedule.renewBefore)
+                renewAt = agreed(names, freshLeaf, nil, RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,
+                                                                                  renewBefore: schedule.renewBefore), issuer)
             }
             guard let leaf, let renewAt else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
             // Look again at the planned renewal, but at least every check interval (the CA may move
@@ -247,6 +247,15 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
                 $0.nextAttempt = next
             }
+        }
+    }
+
+    /// The renewal time the storage agreed on (a shared store: the first node's draw), or this
+    /// node's own draw when the storage cannot say.
+    private func agreed(_ names: [String], _ leaf: X509Certificate, _ window: RenewalWindow?, _ proposed: Date, _ issuer: Issuer) -> Date {
+        do { return try issuer.storage.agreeRenewal(name: names[0], serial: leaf.serialHex, window: window, proposed: proposed) } catch {
+            Log.warning("ACME: cannot agree on the renewal time of \(names[0]) with the other nodes (\(error)); using this node's")
+            return proposed
         }
     }
 

@@ -34,6 +34,9 @@ public protocol ACMEStorage: Sendable {
     /// TLS-ALPN-01 answers by name, likewise (each node builds the challenge certificate itself).
     func saveALPNChallenge(name: String, keyAuthorization: String) throws
     func deleteALPNChallenge(name: String) throws
+    /// The renewal time every node uses for `serial` (and the CA's `window` for it): the first
+    /// proposal stored wins, so a fleet does not draw one time per node. Local storage: `proposed`.
+    func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date
     /// Runs `body` holding the lock called `name`.
     func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T
 }
@@ -42,6 +45,7 @@ extension ACMEStorage {
     /// Local storage answers TLS-ALPN-01 from this process only.
     public func saveALPNChallenge(name: String, keyAuthorization: String) throws {}
     public func deleteALPNChallenge(name: String) throws {}
+    public func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date { proposed }
 }
 
 /// An account: its P-256 key (PEM) and, once registered, its URL (the JWS kid).

@@ -97,6 +97,36 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         _ = try? store.deletePrefix(layout.acks(for: layout.tlsALPN01(name)))
     }
 
+    private struct RenewalWire: Codable, Equatable {
+        var serial: String
+        var window: RenewalWindow?
+        var renewAt: Date
+        enum CodingKeys: String, CodingKey { case serial, window, renewAt = "renew_at" }
+    }
+
+    /// At `acme/renewal/NAME`: the first node to plan a serial's renewal stores its draw; every
+    /// other node (and this one after a restart) uses it. A new serial or window replaces it.
+    public func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date {
+        let key = layout.renewal(name)
+        let encoder = JSONEncoder(), decoder = JSONDecoder()
+        encoder.dateEncodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .iso8601
+        let mine = [UInt8](try encoder.encode(RenewalWire(serial: serial, window: window, renewAt: proposed)))
+        for _ in 0..<3 {
+            guard let existing = try store.get(key) else {
+                if try store.create(key, mine, lease: nil).created { return proposed }
+                continue
+            }
+            if let agreed = try? decoder.decode(RenewalWire.self, from: Data(existing.value)), agreed.serial == serial,
+               agreed.window?.start.timeIntervalSince1970.rounded() == window?.start.timeIntervalSince1970.rounded(),
+               agreed.window?.end.timeIntervalSince1970.rounded() == window?.end.timeIntervalSince1970.rounded() {
+                return agreed.renewAt
+            }
+            if try store.put(key, mine, ifModRevision: existing.modRevision) { return proposed }
+        }
+        return proposed
+    }
+
     public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
         let key = layout.lock(name)
         var waited = false

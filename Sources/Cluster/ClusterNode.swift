@@ -67,11 +67,18 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
 
     private func run() {
         let interval = Double(ttl) / 3
+        var lastWrite: Int64?
         while !state.withLock({ $0.stopped }) {
             do throws(ClusterError) {
                 let lease = try self.lease()
                 if try sync.store.keepAlive(lease: lease) {
-                    try register(lease)
+                    let written = try register(lease)
+                    // This node's own write is under the watched prefix: a watch that has not
+                    // delivered the previous one by now has gone silent.
+                    if let last = lastWrite, sync.status.connected, sync.status.revision < last {
+                        sync.restartWatch(reason: "the watch has not delivered revision \(last) after \(interval) s")
+                    }
+                    lastWrite = written
                     try leadTickets(lease)
                 } else {
                     // Expired (etcd was out of reach longer than the TTL): locks under it are gone.
@@ -103,12 +110,13 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         try sync.store.get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
     }
 
-    private func register(_ lease: Int64) throws(ClusterError) {
+    @discardableResult
+    private func register(_ lease: Int64) throws(ClusterError) -> Int64? {
         let status = sync.status
         let member = Member(node: sync.node, started: started, revision: status.revision, certificates: status.certificates, updated: Date())
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        guard let bytes = try? encoder.encode(member) else { return }
-        try sync.store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
+        guard let bytes = try? encoder.encode(member) else { return nil }
+        return try sync.store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
     }
 }

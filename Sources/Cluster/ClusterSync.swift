@@ -35,7 +35,6 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     private let http: ChallengeTable
     private let alpn: ALPNChallengeTable
     private let cache: LocalCache
-    private let cancel = WatchCancel()
     /// This node's lease for challenge acknowledgements (set by `ClusterNode`; nil: not yet).
     var leaseForAcks: (@Sendable () -> Int64?)?
     /// The fleet's ticket keys (nil: tickets off); this node installs them into `TicketKeys.shared`.
@@ -50,6 +49,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         var tickets: [String: TicketKeys.Key] = [:]
         var status = Status()
         var stopped = false
+        /// Ends the running watch (stop, or a watch that went silent).
+        var watch = WatchCancel()
     }
     private let state = Mutex(State())
     private let applying = NSLock()
@@ -82,8 +83,14 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     }
 
     public func stop() {
-        state.withLock { $0.stopped = true }
-        cancel.cancel()
+        state.withLock { $0.stopped = true; return $0.watch }.cancel()
+    }
+
+    /// Reads the prefix again and watches anew: the watch's connection may be alive but silent
+    /// (a member cut off from the others), which only a revision check from outside notices.
+    func restartWatch(reason: String) {
+        Log.warning("cluster: \(reason); reading \(layout.prefix) again")
+        state.withLock { $0.watch }.cancel()
     }
 
     /// Looks up an HTTP-01 token this node does not hold (a node that just joined, or a watch a
@@ -142,6 +149,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         var backoff = 0.2
         while !state.withLock({ $0.stopped }) {
             do throws(ClusterError) {
+                let cancel = WatchCancel()
+                state.withLock { $0.watch = cancel }
                 let (values, revision) = try store.list(prefix: layout.prefix)
                 resync(values, revision: revision)
                 backoff = 0.2
@@ -155,6 +164,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                     Log.warning("cluster: the watch's revision was compacted; reading \(layout.prefix) again")
                     continue
                 }
+                if error.code == .cancelled { continue }  // restartWatch
                 let first = state.withLock { s -> Bool in
                     defer { s.status.connected = false; s.status.lastError = error.description }
                     if s.status.connected { s.status.outages += 1 }

@@ -274,7 +274,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
     made = {"pebble": [], "lb": []}
     prefix = f"/acme-{uuid.uuid4().hex[:8]}/"
 
-    def make(names, n: int = 3, behind=None, managers=None, challenges=("http-01",), **acme):
+    def make(names, n: int = 3, behind=None, managers=None, challenges=("http-01",), validation=None, **acme):
         http_lb, tls_lb = free_port(), free_port()
         # No nonce rejections here, so Pebble's log counts every account and order exactly once.
         pebble = Pebble(tmp_path / "pebble", http_lb, tls_lb, nonce_reject=0)
@@ -282,8 +282,8 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
         ports = [{"https": free_port(), "http": free_port(), "admin": free_port()} for _ in range(n)]
         members = [ports[i] for i in (behind if behind is not None else range(n))]
         lb = LoadBalancer(tmp_path / "lb", {
-            "http01": (http_lb, [f"127.0.0.1:{p['http']}" for p in members]),
-            "tlsalpn01": (tls_lb, [f"127.0.0.1:{p['https']}" for p in members])},
+            "http01": (http_lb, validation or [f"127.0.0.1:{p['http']}" for p in members]),
+            "tlsalpn01": (tls_lb, validation or [f"127.0.0.1:{p['https']}" for p in members])},
             # The nodes start with the test and order at once: no health checks that would mark
             # them down for their first moments; a refused connect goes to the next node.
             check_inter_ms=None)
@@ -309,11 +309,14 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
         p.stop()
 
 
-def acme_serial(node: Node, name: str):
+def acme_entry(node: Node, name: str) -> dict:
     status, body = node.admin.json("GET", "/acme")
     assert status == 200, body
-    entry = next(c for c in body["certificates"] if c["name"] == name)
-    return entry["serial"]
+    return next(c for c in body["certificates"] if c["name"] == name)
+
+
+def acme_serial(node: Node, name: str):
+    return acme_entry(node, name)["serial"]
 
 
 def test_nodes_started_together_share_one_account_and_one_order_per_name(acme_fleet):
@@ -330,11 +333,15 @@ def test_nodes_started_together_share_one_account_and_one_order_per_name(acme_fl
     accounts = [int(n) for n in re.findall(r"There are now (\d+) accounts in memory", log)]
     assert accounts == [1], "not exactly one account:\n" + log[-3000:]
     assert pebble.requests("/order-plz") == 2, "more than one order per name:\n" + log[-3000:]
-    # Every node's ACME schedule follows the same certificate (the others found it under the lock).
+    # Every node's ACME schedule follows the same certificate (the others found it under the lock),
+    # and the same renewal time: the first node's draw, agreed through etcd.
     for node in nodes:
         for primary, serial in served.items():
             wait_until(lambda: acme_serial(node, primary) and int(acme_serial(node, primary), 16) == serial, SYNC_TIMEOUT,
                        what=f"node {node.name}'s ACME status for {primary}")
+    for primary in served:
+        plans = {node.name: acme_entry(node, primary)["renew_at"] for node in nodes}
+        assert len(set(plans.values())) == 1 and None not in plans.values(), plans
 
 
 def test_validation_reaching_only_nodes_that_did_not_order(acme_fleet):
@@ -344,6 +351,83 @@ def test_validation_reaching_only_nodes_that_did_not_order(acme_fleet):
     wait_until(lambda: acme_serial(a, "far.fleet.test"), ISSUE_TIMEOUT, what="far.fleet.test issued through b and c")
     serial = int(acme_serial(a, "far.fleet.test"), 16)
     wait_served([a, b, c], "far.fleet.test", serial)
+    assert pebble.requests("/order-plz") == 1
+
+
+class Blackhole:
+    """Accepts TCP connections and never answers: a validation sent here hangs."""
+
+    def __init__(self):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        import socket
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_a_node_killed_holding_the_lock_is_taken_over_after_its_lease(acme_fleet, etcd):
+    hole = Blackhole()
+    try:
+        nodes, pebble, lb = acme_fleet(["kill.fleet.test"], n=3, validation=[hole.addr])
+        holder = wait_until(lambda: next((v.decode() for k, v in etcd.get_prefix("/").items()
+                                          if k.endswith("/locks/certificate-kill.fleet.test")), None),
+                            ISSUE_TIMEOUT, interval=0.02, what="a node holding the name's lock")
+        victim = next(n for n in nodes if n.name == holder)
+        # The CA is validating (held at the black hole): the holder dies with the lock.
+        wait_until(lambda: "kill.fleet.test" in pebble.log() and "Attempting to validate" in pebble.log(), ISSUE_TIMEOUT,
+                   what="Pebble validating")
+        victim.proxy.kill()
+        survivors = [n for n in nodes if n is not victim]
+        lb.set_backends("http01", [f"127.0.0.1:{n.proxy.http_port}" for n in survivors])
+        lb.set_backends("tlsalpn01", [f"127.0.0.1:{n.port}" for n in survivors])
+        killed_at = time.monotonic()
+        wait_until(lambda: any(acme_entry(n, "kill.fleet.test")["serial"] for n in survivors), ISSUE_TIMEOUT,
+                   what="another node completing the certificate")
+        taken_over = time.monotonic() - killed_at
+        serial = int(next(acme_serial(n, "kill.fleet.test") for n in survivors if acme_serial(n, "kill.fleet.test")), 16)
+        wait_served(survivors, "kill.fleet.test", serial)
+        assert taken_over >= 2, f"taken over after {taken_over:.1f}s, before the dead node's 3 s lease could expire"
+        assert pebble.requests("/order-plz") == 2
+        record_result("cluster_lock_takeover", {"seconds_after_kill": round(taken_over, 2)})
+    finally:
+        hole.close()
+
+
+def test_issuance_waits_for_etcd_and_completes_when_it_is_back(acme_fleet, etcd):
+    etcd.stop_all()
+    try:
+        nodes, pebble, _ = acme_fleet(["late.fleet.test"], n=2, renewal={"backoff_base": "1s", "backoff_cap": "2s"})
+        # With etcd down the nodes serve (their self-signed fallback) and ACME backs off.
+        wait_until(lambda: all(acme_entry(n, "late.fleet.test")["failures"] >= 1 for n in nodes), 30,
+                   what="ACME attempts failing while etcd is down")
+        assert all(not n.cluster()["etcd_connected"] for n in nodes)
+        assert pebble.requests("/order-plz") == 0
+    finally:
+        etcd.start_all()
+    wait_until(lambda: acme_serial(nodes[0], "late.fleet.test"), ISSUE_TIMEOUT, what="issuance once etcd is back")
+    serial = int(acme_serial(nodes[0], "late.fleet.test"), 16)
+    wait_served(nodes, "late.fleet.test", serial)
     assert pebble.requests("/order-plz") == 1
 
 
