@@ -42,10 +42,12 @@ public enum PrometheusText {
         public var outages: Int
         public var locksAcquired: Int
         public var locksLost: Int
+        public var requests: Int
         public init(connected: Bool, revision: Int64, lastLag: Double?, certificates: Int, refused: Int, outages: Int,
-                    locksAcquired: Int, locksLost: Int) {
+                    locksAcquired: Int, locksLost: Int, requests: Int) {
             self.connected = connected; self.revision = revision; self.lastLag = lastLag; self.certificates = certificates
             self.refused = refused; self.outages = outages; self.locksAcquired = locksAcquired; self.locksLost = locksLost
+            self.requests = requests
         }
     }
 
@@ -109,6 +111,8 @@ public enum PrometheusText {
             sample("edgeproxy_cluster_lock_acquisitions_total", [], c.locksAcquired)
             family("edgeproxy_cluster_lock_losses_total", "counter", "Locks found expired when their result was to be stored.")
             sample("edgeproxy_cluster_lock_losses_total", [], c.locksLost)
+            family("edgeproxy_cluster_etcd_requests_total", "counter", "Requests sent to etcd (every attempt, watches included).")
+            sample("edgeproxy_cluster_etcd_requests_total", [], c.requests)
         }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
         sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))

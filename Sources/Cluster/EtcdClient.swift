@@ -1,5 +1,6 @@
 import ControlClient
 import Foundation
+import Synchronization
 import HTTP1
 import TLS
 
@@ -35,6 +36,8 @@ public final class EtcdClient: @unchecked Sendable {
     }
 
     public let configuration: Configuration
+    /// Requests sent (every attempt, watches included), for "etcd requests per issuance".
+    public let requests = Atomic<Int>(0)
     private let tls: TLSClientContext?
     private let lock = NSLock()
     private var idle: [HTTPClient] = []
@@ -212,6 +215,7 @@ public final class EtcdClient: @unchecked Sendable {
     }
 
     private func send(_ endpoint: Int, _ path: String, _ body: [UInt8], headers: [HTTPField], timeout: Double) throws(EtcdError) -> HTTPResponse {
+        requests.add(1, ordering: .relaxed)
         let client = checkOut()
         defer { checkIn(client) }
         let url = configuration.endpoints[endpoint].trimmingSuffix("/") + path

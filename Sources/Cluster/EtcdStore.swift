@@ -21,6 +21,9 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
         do { client = try EtcdClient(configuration) } catch { throw Self.map(error) }
     }
 
+    /// Requests sent to etcd since start.
+    public var requestCount: Int { client.requests.load(ordering: .relaxed) }
+
     /// Each endpoint, and whether it answers /health now (for `GET /cluster`; short timeout).
     public func endpointHealth() -> [(url: String, healthy: Bool)] {
         client.configuration.endpoints.map { ($0, client.isHealthy($0, timeout: 0.5)) }

@@ -54,6 +54,7 @@ public final class EtcdWatch: Sendable {
             var stopped = false
             var lastRevision = fromRevision - 1
             let http = client.makeClient()
+            client.requests.add(1, ordering: .relaxed)
             do throws(HTTPClientError) {
                 try http.stream(method: "POST", url: client.configuration.endpoints[endpoint].trimmingSuffix("/") + "/v3/watch",
                                 headers: [HTTPField(name: "Content-Type", value: "application/json")] + headers, body: body,

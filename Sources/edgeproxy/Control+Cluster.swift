@@ -95,6 +95,7 @@ extension Control {
         return PrometheusText.Cluster(connected: s.connected, revision: s.revision, lastLag: s.lastLag, certificates: s.certificates,
                                       refused: s.refused, outages: s.outages,
                                       locksAcquired: ClusterCounters.locksAcquired.load(ordering: .relaxed),
-                                      locksLost: ClusterCounters.locksLost.load(ordering: .relaxed))
+                                      locksLost: ClusterCounters.locksLost.load(ordering: .relaxed),
+                                      requests: cluster?.store.requestCount ?? 0)
     }
 }
