@@ -35,11 +35,17 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     /// The lease locks attach to; granted on first use (throws while etcd is unreachable).
     public func lease() throws(ClusterError) -> Int64 {
         if let lease = state.withLock({ $0.lease }) { return lease }
+        // One grant at a time: two threads granting two leases would leave locks on one that
+        // nobody keeps alive.
+        granting.lock()
+        defer { granting.unlock() }
+        if let lease = state.withLock({ $0.lease }) { return lease }
         let granted = try sync.store.grantLease(ttl: ttl)
         state.withLock { $0.lease = granted }
         try? register(granted)
         return granted
     }
+    private let granting = NSLock()
 
     public func start() {
         let thread = Thread { [self] in run() }

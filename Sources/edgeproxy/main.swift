@@ -82,6 +82,9 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
             exit(0)
         }
         shuttingDown = true
+        // Leave the cluster at once: locks and membership go with the lease, not a TTL later.
+        cluster?.sync.stop()
+        cluster?.node.stop()
         let grace = settings.timeouts.shutdown
         Log.info("\(name): draining connections (up to \(grace)s)")
         server?.shutdown(deadline: grace) {

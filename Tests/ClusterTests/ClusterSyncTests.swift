@@ -1,0 +1,171 @@
+import Certificates
+import Foundation
+import Synchronization
+import Testing
+import TLS
+@testable import Cluster
+
+/// The cluster sync against an in-memory store driven event by event (the end-to-end tests run
+/// the same code against a real etcd): revision order, refusals, deletions, the local cache.
+@Suite(.serialized) struct ClusterSyncTests {
+    let layout = KeyLayout(prefix: "/t/")
+
+    struct Fixture {
+        let store = MemoryStore()
+        let transaction = CertificateTransaction()
+        let sync: ClusterSync
+        let dir: TempDir
+        let sealer: Sealer
+        init(_ layout: KeyLayout, cache: TempDir? = nil) throws {
+            dir = try cache ?? TempDir()
+            sealer = try Sealer(keyBytes: [[UInt8](repeating: 3, count: 32)])
+            sync = ClusterSync(store: store, layout: layout, node: "t", sealer: sealer, sink: transaction, http: ChallengeTable(),
+                               alpn: ALPNChallengeTable(), cache: LocalCache(directory: dir.path("cache")), ticketRotation: nil)
+        }
+        func served(_ name: String) -> String? { transaction.read { $0.items["cluster:\(name)"]?.bundle.serialHex } }
+    }
+
+    /// A record for `name` sealed for `key`, with a fresh self-signed certificate; its serial too.
+    func record(_ name: String, _ f: Fixture, key: String? = nil) throws -> (bytes: [UInt8], serial: String) {
+        let pk = try PrivateKey.generateP256()
+        let cert = try SelfSigned.make(names: [name], key: pk)
+        let chain = try cert.pem(), keyPEM = try pk.pem()
+        let bundle = try CertificateLoader.bundle(chainPEM: chain, keyPEM: keyPEM, source: "test")
+        let bytes = try CertificateRecord.encode(bundle: bundle, chainPEM: chain, keyPEM: keyPEM, etcdKey: key ?? layout.certificate(name),
+                                                 sealer: f.sealer, source: "api", node: "t")
+        return (bytes, bundle.serialHex)
+    }
+
+    func waitUntil(_ what: String, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(5)
+        while !condition() && Date() < deadline { usleep(2_000) }
+        #expect(condition(), "\(what)")
+    }
+
+    @Test func newerRevisionsWinAndOlderOnesAreIgnored() throws {
+        let f = try Fixture(layout)
+        let key = layout.certificate("a.test")
+        let first = try record("a.test", f), second = try record("a.test", f), stale = try record("a.test", f)
+        f.store.set(key, first.bytes, revision: 5)
+        f.sync.start()
+        defer { f.sync.stop() }
+        waitUntil("the listed record served") { f.served("a.test") == first.serial }
+        f.store.emit([.put(StoredValue(key: key, value: stale.bytes, createRevision: 5, modRevision: 3))])
+        f.store.emit([.delete(key: key, revision: 4)])
+        f.store.emit([.put(StoredValue(key: key, value: second.bytes, createRevision: 5, modRevision: 7))])
+        waitUntil("the newer record served") { f.served("a.test") == second.serial }
+        f.store.emit([.put(StoredValue(key: key, value: stale.bytes, createRevision: 5, modRevision: 6))])
+        f.store.emit([.progress(revision: 9)])
+        waitUntil("the progress revision applied") { f.sync.status.revision == 9 }
+        #expect(f.served("a.test") == second.serial)
+        f.store.emit([.delete(key: key, revision: 10)])
+        waitUntil("the deletion applied") { f.served("a.test") == nil }
+    }
+
+    @Test func badRecordsAreRefusedAndTheServedCertificateStays() throws {
+        let f = try Fixture(layout)
+        let key = layout.certificate("b.test")
+        let good = try record("b.test", f)
+        let moved = try record("c.test", f)  // sealed for c.test's key
+        f.store.set(key, good.bytes, revision: 2)
+        f.sync.start()
+        defer { f.sync.stop() }
+        waitUntil("served") { f.served("b.test") == good.serial }
+        f.store.emit([.put(StoredValue(key: key, value: Array("{not json".utf8), createRevision: 2, modRevision: 3))])
+        f.store.emit([.put(StoredValue(key: key, value: moved.bytes, createRevision: 2, modRevision: 4))])
+        waitUntil("both refused") { f.sync.status.refused == 2 }
+        #expect(f.served("b.test") == good.serial)
+    }
+
+    @Test func theLocalCacheServesWithoutTheStore() throws {
+        let cache = try TempDir()
+        let key = layout.certificate("d.test")
+        var serial = ""
+        do {
+            let f = try Fixture(layout, cache: cache)
+            let r = try record("d.test", f)
+            serial = r.serial
+            f.store.set(key, r.bytes, revision: 3)
+            f.sync.start()
+            waitUntil("served") { f.served("d.test") == r.serial }
+            f.sync.stop()
+        }
+        let restarted = try Fixture(layout, cache: cache)  // never started: no store at all
+        #expect(restarted.sync.loadCache() == 1)
+        #expect(restarted.served("d.test") == serial)
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: cache.path("cache/certificates")).first)
+        let mode = try FileManager.default.attributesOfItem(atPath: cache.path("cache/certificates/" + file))[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let text = try String(contentsOfFile: cache.path("cache/certificates/" + file), encoding: .utf8)
+        #expect(!text.contains("PRIVATE KEY"))
+    }
+}
+
+/// An in-memory `SharedStore`: `set` fills it, `emit` feeds the running watch.
+final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under `lock`
+    private let lock = NSCondition()
+    private var values: [String: StoredValue] = [:]
+    private var revision: Int64 = 1
+    private var queue: [[StoreEvent]] = []
+
+    func set(_ key: String, _ value: [UInt8], revision: Int64) {
+        lock.withLock {
+            values[key] = StoredValue(key: key, value: value, createRevision: revision, modRevision: revision)
+            self.revision = max(self.revision, revision)
+        }
+    }
+
+    func emit(_ events: [StoreEvent]) {
+        lock.withLock { queue.append(events); lock.broadcast() }
+    }
+
+    func get(_ key: String) throws(ClusterError) -> StoredValue? { lock.withLock { values[key] } }
+    func list(prefix: String) throws(ClusterError) -> (values: [StoredValue], revision: Int64) {
+        lock.withLock { (values.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }, revision) }
+    }
+    func put(_ key: String, _ value: [UInt8], lease: Int64?) throws(ClusterError) -> Int64 {
+        lock.withLock {
+            revision += 1
+            values[key] = StoredValue(key: key, value: value, createRevision: values[key]?.createRevision ?? revision, modRevision: revision)
+            return revision
+        }
+    }
+    func create(_ key: String, _ value: [UInt8], lease: Int64?) throws(ClusterError) -> (created: Bool, existing: StoredValue?, revision: Int64) {
+        if let existing = try get(key) { return (false, existing, revision) }
+        return (true, nil, try put(key, value, lease: lease))
+    }
+    func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Bool {
+        guard try get(fence)?.createRevision == fenceRevision else { return false }
+        _ = try put(key, value, lease: nil)
+        return true
+    }
+    func put(_ key: String, _ value: [UInt8], ifModRevision: Int64) throws(ClusterError) -> Bool {
+        guard try get(key)?.modRevision == ifModRevision else { return false }
+        _ = try put(key, value, lease: nil)
+        return true
+    }
+    func delete(_ key: String) throws(ClusterError) -> Int64 { lock.withLock { values[key] = nil; revision += 1; return revision } }
+    func deletePrefix(_ prefix: String) throws(ClusterError) -> Int64 {
+        lock.withLock { values = values.filter { !$0.key.hasPrefix(prefix) }; revision += 1; return revision }
+    }
+    func delete(_ key: String, ifCreateRevision: Int64) throws(ClusterError) -> Bool {
+        guard try get(key)?.createRevision == ifCreateRevision else { return false }
+        _ = try delete(key)
+        return true
+    }
+    func grantLease(ttl: Int) throws(ClusterError) -> Int64 { 1 }
+    func keepAlive(lease: Int64) throws(ClusterError) -> Bool { true }
+    func revoke(lease: Int64) throws(ClusterError) {}
+
+    func watch(prefix: String, from revision: Int64, cancel: WatchCancel, _ handler: ([StoreEvent]) -> Bool) throws(ClusterError) {
+        cancel.onCancel { [self] in lock.withLock { lock.broadcast() } }
+        while true {
+            let next = lock.withLock { () -> [StoreEvent]? in
+                while queue.isEmpty && !cancel.isCancelled { lock.wait() }
+                return cancel.isCancelled ? nil : queue.removeFirst()
+            }
+            guard let events = next else { throw ClusterError(.cancelled, "cancelled") }
+            guard handler(events) else { return }
+        }
+    }
+}
