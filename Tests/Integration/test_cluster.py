@@ -12,13 +12,14 @@ import re
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, to_yaml, wait_for_port
 from etcd import EtcdCluster
 from httpclient import handshake_cert
 from reload_support import Admin, metric, record_result, wait_until
@@ -200,6 +201,32 @@ def test_sealing_key_rotation_opens_old_records(fleet, pki, tmp_path, sealing_ke
     new_key.write_bytes(os.urandom(32))
     (b,) = fleet(1, keys=[new_key, sealing_key], names=["b"])
     wait_served([b], "rotate.cluster.test", leaf.serial)
+    # Re-seal everything under the new key; then a node with the new key alone opens it all.
+    r = subprocess.run([str(b.proxy.binary), "cluster", "reseal", "--config", str(b.proxy.config_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "re-sealed" in r.stdout, r.stdout + r.stderr
+    b.proxy.stop()
+    (c,) = fleet(1, keys=[new_key], names=["c"])
+    wait_served([c], "rotate.cluster.test", leaf.serial)
+    assert "refused" not in c.proxy.stderr(), c.proxy.stderr()
+
+
+def test_import_moves_a_single_node_into_the_cluster(fleet, proxies, pki, etcd, sealing_key, tmp_path):
+    # A single node's certificate directory, imported into etcd: the fleet serves it, no re-issue.
+    single = tmp_path / "single"
+    first, second = pki.issue(["one.import.test"]), pki.issue(["two.import.test"])
+    first.write(single / "certs", "one.import.test")
+    second.write(single / "certs", "two.import.test")
+    config = node_config(etcd, fleet.prefix, "importer", [sealing_key], free_port())
+    config["tls"] = {"certificate_dir": str(single / "certs")}
+    (single / "config.yaml").write_text(to_yaml(config) + "\n")
+    from conftest import edgeproxy_path
+    r = subprocess.run([str(edgeproxy_path()), "cluster", "import", "--config", str(single / "config.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "imported 2 certificate(s)" in r.stdout, r.stdout + r.stderr
+    a, b = fleet(2)
+    wait_served([a, b], "one.import.test", first.serial)
+    wait_served([a, b], "two.import.test", second.serial)
 
 
 def test_etcd_down_keeps_serving_and_a_restarted_node_serves_from_its_cache(fleet, pki, etcd, proxies):
@@ -440,8 +467,6 @@ def test_tls_alpn01_answered_by_any_node(acme_fleet):
 
 
 # ----- session tickets and etcd over TLS -------------------------------------------------------
-
-import subprocess  # noqa: E402
 
 
 def s_client(port: int, sni: str, *args: str) -> str:
