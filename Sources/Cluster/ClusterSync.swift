@@ -86,10 +86,10 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         state.withLock { $0.stopped = true; return $0.watch }.cancel()
     }
 
-    /// Reads the prefix again and watches anew: the watch's connection may be alive but silent
+    /// Watches anew from the last revision applied: the watch's connection may be alive but silent
     /// (a member cut off from the others), which only a revision check from outside notices.
     func restartWatch(reason: String) {
-        Log.warning("cluster: \(reason); reading \(layout.prefix) again")
+        Log.warning("cluster: \(reason); watching \(layout.prefix) again")
         state.withLock { $0.watch }.cancel()
     }
 
@@ -147,23 +147,37 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
 
     private func run() {
         var backoff = 0.2
+        // After a broken watch: the revision to resume from (the events since arrive in order);
+        // nil: read the whole prefix (at start, and when that revision was compacted).
+        var resume: Int64?
         while !state.withLock({ $0.stopped }) {
             do throws(ClusterError) {
                 let cancel = WatchCancel()
                 state.withLock { $0.watch = cancel }
-                let (values, revision) = try store.list(prefix: layout.prefix)
-                resync(values, revision: revision)
+                let from: Int64
+                if let revision = resume {
+                    _ = try store.get(layout.leader)  // reachable again?
+                    inSync(at: revision)
+                    from = revision + 1
+                } else {
+                    let (values, revision) = try store.list(prefix: layout.prefix)
+                    resync(values, revision: revision)
+                    from = revision + 1
+                }
                 backoff = 0.2
-                try store.watch(prefix: layout.prefix, from: revision + 1, cancel: cancel) { events in
+                try store.watch(prefix: layout.prefix, from: from, cancel: cancel) { events in
                     apply(events, source: "cluster")
                     return !state.withLock { $0.stopped }
                 }
             } catch {
                 if state.withLock({ $0.stopped }) { return }
                 if error.code == .compacted {
-                    Log.warning("cluster: the watch's revision was compacted; reading \(layout.prefix) again")
+                    Log.warning("cluster: revision \(resume.map(String.init) ?? "?") was compacted; reading \(layout.prefix) again")
+                    resume = nil
                     continue
                 }
+                let revision = state.withLock { $0.status.revision }
+                resume = revision > 0 ? revision : nil
                 if error.code == .cancelled { continue }  // restartWatch
                 let first = state.withLock { s -> Bool in
                     defer { s.status.connected = false; s.status.lastError = error.description }
@@ -186,6 +200,10 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             (Array(s.applied.keys) + Array(s.challenges) + Array(s.tickets.keys)).filter { !listed.contains($0) }
         }
         apply(values.map { .put($0) } + gone.map { .delete(key: $0, revision: revision) }, source: "cluster")
+        inSync(at: revision)
+    }
+
+    private func inSync(at revision: Int64) {
         let reconnected = state.withLock { s -> Bool in
             defer { s.status.connected = true; s.status.lastError = nil; s.status.revision = max(s.status.revision, revision) }
             return !s.status.connected && s.status.revision > 0

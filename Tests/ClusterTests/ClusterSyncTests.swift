@@ -77,6 +77,28 @@ import TLS
         #expect(f.served("b.test") == good.serial)
     }
 
+    /// A broken watch resumes from the last revision applied (no second read of the prefix); a
+    /// compacted revision reads the prefix again.
+    @Test func aBrokenWatchResumesAndACompactedOneRereads() throws {
+        let f = try Fixture(layout)
+        let key = layout.certificate("e.test")
+        let one = try record("e.test", f), two = try record("e.test", f), three = try record("e.test", f)
+        f.store.set(key, one.bytes, revision: 4)
+        f.sync.start()
+        defer { f.sync.stop() }
+        waitUntil("served") { f.served("e.test") == one.serial }
+        #expect(f.store.lists == 1)
+        f.store.breakWatch(ClusterError(.unreachable, "connection reset"))
+        f.store.emit([.put(StoredValue(key: key, value: two.bytes, createRevision: 4, modRevision: 6))])
+        waitUntil("the event after the break applied") { f.served("e.test") == two.serial }
+        #expect(f.store.lists == 1)
+        #expect(f.store.watchedFrom.last == 5)
+        f.store.set(key, three.bytes, revision: 9)
+        f.store.breakWatch(ClusterError(.compacted, "required revision has been compacted"))
+        waitUntil("the prefix read again") { f.served("e.test") == three.serial }
+        #expect(f.store.lists == 2)
+    }
+
     @Test func theLocalCacheServesWithoutTheStore() throws {
         let cache = try TempDir()
         let key = layout.certificate("d.test")
@@ -107,6 +129,9 @@ final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under
     private var values: [String: StoredValue] = [:]
     private var revision: Int64 = 1
     private var queue: [[StoreEvent]] = []
+    private var broken: ClusterError?
+    private(set) var lists = 0
+    private(set) var watchedFrom: [Int64] = []
 
     func set(_ key: String, _ value: [UInt8], revision: Int64) {
         lock.withLock {
@@ -119,9 +144,17 @@ final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under
         lock.withLock { queue.append(events); lock.broadcast() }
     }
 
+    /// The running watch ends with `error` (once).
+    func breakWatch(_ error: ClusterError) {
+        lock.withLock { broken = error; lock.broadcast() }
+    }
+
     func get(_ key: String) throws(ClusterError) -> StoredValue? { lock.withLock { values[key] } }
     func list(prefix: String) throws(ClusterError) -> (values: [StoredValue], revision: Int64) {
-        lock.withLock { (values.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }, revision) }
+        lock.withLock {
+            lists += 1
+            return (values.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }, revision)
+        }
     }
     func put(_ key: String, _ value: [UInt8], lease: Int64?) throws(ClusterError) -> Int64 {
         lock.withLock {
@@ -159,13 +192,17 @@ final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under
 
     func watch(prefix: String, from revision: Int64, cancel: WatchCancel, _ handler: ([StoreEvent]) -> Bool) throws(ClusterError) {
         cancel.onCancel { [self] in lock.withLock { lock.broadcast() } }
+        lock.withLock { watchedFrom.append(revision) }
         while true {
-            let next = lock.withLock { () -> [StoreEvent]? in
-                while queue.isEmpty && !cancel.isCancelled { lock.wait() }
-                return cancel.isCancelled ? nil : queue.removeFirst()
+            let next = lock.withLock { () -> Result<[StoreEvent], ClusterError> in
+                while queue.isEmpty && !cancel.isCancelled && broken == nil { lock.wait() }
+                if let error = broken { broken = nil; return .failure(error) }
+                return cancel.isCancelled ? .failure(ClusterError(.cancelled, "cancelled")) : .success(queue.removeFirst())
             }
-            guard let events = next else { throw ClusterError(.cancelled, "cancelled") }
-            guard handler(events) else { return }
+            switch next {
+            case .failure(let error): throw error
+            case .success(let events): guard handler(events) else { return }
+            }
         }
     }
 }
