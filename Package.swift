@@ -49,6 +49,6 @@ let package = Package(
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
         .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME"]),
     ]
 )

@@ -58,8 +58,8 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     }
 
     public func deleteChallenge(token: String) throws {
-        try store.delete(layout.http01(token))
         _ = try? store.deletePrefix(layout.acks(for: layout.http01(token)))
+        try store.delete(layout.http01(token))
     }
 
     public func loadChallenge(token: String) throws -> String? {
@@ -84,7 +84,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
             else { return }
             missing = live.filter { !acked.contains($0) && $0 != sync.node }
             if missing.isEmpty { return }
-            Thread.sleep(forTimeInterval: 0.01)
+            Thread.sleep(forTimeInterval: 0.05)
         } while Date() < deadline
         Log.warning("cluster: \(missing.joined(separator: ", ")) did not confirm \(key) within \(Self.ackTimeout) s; asking the CA to validate anyway")
     }
@@ -93,8 +93,8 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     static let ackTimeout = 3.0
 
     public func deleteALPNChallenge(name: String) throws {
-        try store.delete(layout.tlsALPN01(name))
         _ = try? store.deletePrefix(layout.acks(for: layout.tlsALPN01(name)))
+        try store.delete(layout.tlsALPN01(name))
     }
 
     private struct RenewalWire: Codable, Equatable {
@@ -132,25 +132,53 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         var waited = false
         var revision: Int64 = 0
         while true {
-            let (created, existing, rev) = try store.create(key, Array(sync.node.utf8), lease: try lease())
+            let lease = try lease()
+            let (created, existing, rev) = try store.create(key, Array(sync.node.utf8), lease: lease)
             if created {
                 revision = rev
                 break
             }
-            if !waited, let existing {
+            guard let existing else { continue }
+            // This node's own lock that no thread here holds: a release that failed. Take it back
+            // rather than wait for a lease that this node keeps alive forever.
+            let heldHere = held.withLock { locks in locks.values.contains { $0.key == key } }
+            if existing.lease == lease && String(decoding: existing.value, as: UTF8.self) == sync.node && !heldHere {
+                _ = try store.delete(key, ifCreateRevision: existing.createRevision)
+                continue
+            }
+            if !waited {
                 Log.info("cluster: waiting for \(key), held by \(String(decoding: existing.value, as: UTF8.self))")
                 waited = true
             }
             Thread.sleep(forTimeInterval: Self.pollInterval * Double.random(in: 0.8...1.2))
         }
         ClusterCounters.locksAcquired.add(1, ordering: .relaxed)
-        held.withLock { $0[Self.thread] = (key, revision) }
+        let thread = Self.thread
+        // Locks nest (a certificate's lock, then the account's inside it): the outer one's fence
+        // comes back when the inner one is released.
+        let outer = held.withLock { h -> (key: String, revision: Int64)? in
+            defer { h[thread] = (key, revision) }
+            return h[thread]
+        }
         defer {
-            held.withLock { _ = $0.removeValue(forKey: Self.thread) }
-            // Released only if still ours: an expired lock may already be another node's.
-            _ = try? store.delete(key, ifCreateRevision: revision)
+            held.withLock { $0[thread] = outer }
+            release(key, revision)
         }
         return try body()
+    }
+
+    /// Deletes the lock if it is still ours (an expired one may be another node's by now),
+    /// retrying a few times: a lock left behind would hold the name until this node stops.
+    private func release(_ key: String, _ revision: Int64) {
+        for attempt in 0..<5 {
+            do {
+                _ = try store.delete(key, ifCreateRevision: revision)
+                return
+            } catch {
+                Thread.sleep(forTimeInterval: 0.2 * Double(1 << attempt))
+            }
+        }
+        Log.warning("cluster: could not release \(key); this node takes it back when it next needs it")
     }
 
     private static var thread: UInt { UInt(bitPattern: Int(pthread_self())) }

@@ -19,6 +19,8 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
     public let reason: String
     /// For `.compacted`: the oldest revision still kept.
     public var compactRevision: Int64 = 0
+    /// A write whose answer was lost: it may have been applied (read back before retrying).
+    public var mayHaveBeenApplied = false
 
     public init(_ code: Code, _ reason: String) { self.code = code; self.reason = reason }
 

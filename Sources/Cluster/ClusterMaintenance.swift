@@ -54,16 +54,22 @@ public struct ClusterMaintenance {
             }
             let name = bundle.names[0].lowercased()
             let etcdKey = layout.certificate(name)
-            if let existing = try store.get(etcdKey),
-               let record = try? CertificateRecord.decode(existing.value, etcdKey: etcdKey, sealer: sealer).record,
+            let existing = try store.get(etcdKey)
+            if let existing, let record = try? CertificateRecord.decode(existing.value, etcdKey: etcdKey, sealer: sealer).record,
                record.notAfter >= bundle.notAfter {
                 report.skipped.append(name)
                 continue
             }
             let bytes = try CertificateRecord.encode(bundle: bundle, chainPEM: [UInt8](chain), keyPEM: [UInt8](keyPEM), etcdKey: etcdKey,
                                                      sealer: sealer, source: "import", node: node)
-            try store.put(etcdKey, bytes, lease: nil)
-            report.certificates.append(name)
+            // Only over what was judged older (or nothing): a renewal stored meanwhile stays.
+            let written: Bool
+            if let existing {
+                written = try store.put(etcdKey, bytes, ifModRevision: existing.modRevision)
+            } else {
+                written = try store.create(etcdKey, bytes, lease: nil).created
+            }
+            if written { report.certificates.append(name) } else { report.skipped.append(name) }
         }
         return report
     }

@@ -63,11 +63,11 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         if let lease { try? sync.store.revoke(lease: lease) }
     }
 
-    /// The live nodes, this one included.
-    public func members() throws(ClusterError) -> [Member] {
+    /// The live nodes, this one included; read through `store` when given (a shorter deadline).
+    public func members(from store: SharedStore? = nil) throws(ClusterError) -> [Member] {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try sync.store.list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
+        return try (store ?? sync.store).list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
             .sorted { $0.node < $1.node }
     }
 
@@ -112,8 +112,8 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     }
 
     /// The node publishing ticket keys now (nil: none yet).
-    public func leader() throws(ClusterError) -> String? {
-        try sync.store.get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
+    public func leader(from store: SharedStore? = nil) throws(ClusterError) -> String? {
+        try (store ?? sync.store).get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
     }
 
     @discardableResult

@@ -54,6 +54,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     }
     private let state = Mutex(State())
     private let applying = NSLock()
+    private let cacheWrites = DispatchQueue(label: "edgeproxy.cluster.cache")
 
     /// `ticketRotation`: seconds each fleet ticket key encrypts for; nil: session tickets are off.
     public init(store: SharedStore, layout: KeyLayout, node: String, sealer: Sealer, sink: CertificateSink,
@@ -122,15 +123,15 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                                                  source: source, node: node)
         let revision: Int64
         if let fence {
-            guard try store.put(key, bytes, fence: fence.key, fenceRevision: fence.revision) else {
+            guard let written = try store.put(key, bytes, fence: fence.key, fenceRevision: fence.revision) else {
                 ClusterCounters.locksLost.add(1, ordering: .relaxed)
                 throw ClusterError(.lockLost, "the lock \(fence.key) was lost (lease expired?) before \(name) could be stored; another node carries on")
             }
-            revision = try store.get(key)?.modRevision ?? 0
+            revision = written
         } else {
             revision = try store.put(key, bytes, lease: nil)
         }
-        apply([.put(StoredValue(key: key, value: bytes, createRevision: 0, modRevision: revision))], source: source)
+        apply([.put(StoredValue(key: key, value: bytes, createRevision: 0, modRevision: revision))], source: source, fromStore: false)
         return bundle
     }
 
@@ -139,7 +140,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         let key = layout.certificate(name)
         guard try store.get(key) != nil else { return false }
         let revision = try store.delete(key)
-        apply([.delete(key: key, revision: revision)], source: "api")
+        apply([.delete(key: key, revision: revision)], source: "api", fromStore: false)
         return true
     }
 
@@ -164,8 +165,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                     resync(values, revision: revision)
                     from = revision + 1
                 }
-                backoff = 0.2
                 try store.watch(prefix: layout.prefix, from: from, cancel: cancel) { events in
+                    backoff = 0.2  // only a watch that delivers counts as back (one that breaks at once backs off)
                     apply(events, source: "cluster")
                     return !state.withLock { $0.stopped }
                 }
@@ -215,11 +216,14 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     /// Applies store events in order: certificates through one transaction, challenges to the tables.
     /// One at a time (the watch thread and local writes both apply): whichever applies a revision
     /// first has installed it before the other looks.
-    private func apply(_ events: [StoreEvent], source: String) {
-        applying.withLock { applyHoldingLock(events, source: source) }
+    /// `fromStore`: the events come from the store's list or watch, in order, so `status.revision`
+    /// (where a broken watch resumes) moves with them; this node's own writes do not move it, or a
+    /// resumed watch would skip other nodes' changes made before them.
+    private func apply(_ events: [StoreEvent], source: String, fromStore: Bool = true) {
+        applying.withLock { applyHoldingLock(events, source: source, fromStore: fromStore) }
     }
 
-    private func applyHoldingLock(_ events: [StoreEvent], source: String) {
+    private func applyHoldingLock(_ events: [StoreEvent], source: String, fromStore: Bool) {
         var puts: [StoredValue] = [], deletes: [(String, Int64)] = []
         var top: Int64 = 0
         var ticketsChanged = false
@@ -259,7 +263,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             if !change.upserts.isEmpty || !change.removals.isEmpty { sink.submit(change) }
         }
         state.withLock { s in
-            s.status.revision = max(s.status.revision, top)
+            if fromStore { s.status.revision = max(s.status.revision, top) }
             s.status.certificates = s.applied.count
         }
     }
@@ -298,12 +302,15 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             }
             guard known else { continue }
             change.removals.append("cluster:\(name)")
-            cache.remove(key)
+            cacheWrites.async { [cache] in cache.remove(key) }
             Log.info("cluster: \(name) was deleted from \(layout.certificates); it no longer serves here")
         }
+        // The cache follows on its own queue, in order: serving does not wait for 10,000 writes.
         if !fromCache {
-            for v in installed {
-                do { try cache.save(v) } catch { Log.warning("cluster: \(error)") }
+            cacheWrites.async { [cache, installed] in
+                for v in installed {
+                    do { try cache.save(v) } catch { Log.warning("cluster: \(error)") }
+                }
             }
         }
         return change
@@ -319,9 +326,10 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             let name = String(key.dropFirst(alpn01.count))
             if let value {
                 do {
-                    let key = try PrivateKey.generateP256()
-                    let certificate = try ALPNChallengeCertificate.make(name: name, keyAuthorization: String(decoding: value, as: UTF8.self), key: key)
-                    try alpn.present(name: name, certificate: certificate, key: key)
+                    let privateKey = try PrivateKey.generateP256()
+                    let certificate = try ALPNChallengeCertificate.make(name: name, keyAuthorization: String(decoding: value, as: UTF8.self),
+                                                                        key: privateKey)
+                    try alpn.present(name: name, certificate: certificate, key: privateKey)
                 } catch {
                     Log.error("cluster: cannot answer the TLS-ALPN-01 challenge for \(name): \(error)")
                 }

@@ -10,14 +10,17 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
     /// Keys per range request when listing a prefix.
     static let page: Int64 = 500
 
-    public init(_ settings: ClusterSettings) throws(ClusterError) {
+    /// `deadline`: the longest a call may take over every endpoint and retry (nil: the request
+    /// timeout per endpoint).
+    public init(_ settings: ClusterSettings, deadline: Double? = nil) throws(ClusterError) {
         var configuration = EtcdClient.Configuration(endpoints: settings.endpoints)
+        configuration.deadline = deadline
         configuration.trustRootsPEMFile = settings.caFile
         configuration.clientCertificatePEMFile = settings.clientCertificate
         configuration.clientKeyPEMFile = settings.clientKey
         configuration.username = settings.username
         configuration.password = settings.password
-        configuration.requestTimeout = settings.requestTimeout
+        configuration.requestTimeout = min(settings.requestTimeout, deadline ?? settings.requestTimeout)
         do { client = try EtcdClient(configuration) } catch { throw Self.map(error) }
     }
 
@@ -36,8 +39,14 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
             e.compactRevision = error.compactRevision ?? 0
             return e
         case .cancelled: return ClusterError(.cancelled, error.reason)
-        case .unreachable, .timeout: return ClusterError(.unreachable, error.reason)
-        default: return ClusterError(.store, error.description)
+        case .unreachable, .timeout:
+            var e = ClusterError(.unreachable, error.reason)
+            e.mayHaveBeenApplied = error.mayHaveBeenApplied
+            return e
+        default:
+            var e = ClusterError(.store, error.description)
+            e.mayHaveBeenApplied = error.mayHaveBeenApplied
+            return e
         }
     }
 
@@ -84,11 +93,12 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
         return (result.succeeded, existing, result.revision)
     }
 
-    public func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Bool {
-        try run { () throws(EtcdError) in
+    public func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Int64? {
+        let result = try run { () throws(EtcdError) in
             try client.txn(compare: [EtcdCompare(key: Array(fence.utf8), .createRevision(fenceRevision))],
-                           success: [.put(key: Array(key.utf8), value: value)]).succeeded
+                           success: [.put(key: Array(key.utf8), value: value)])
         }
+        return result.succeeded ? result.revision : nil
     }
 
     public func put(_ key: String, _ value: [UInt8], ifModRevision: Int64) throws(ClusterError) -> Bool {

@@ -26,7 +26,7 @@ public struct LocalCache: Sendable {
     /// Every cached record; unreadable files are skipped with a log line by the caller's check.
     public func load() -> [StoredValue] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: certificates) else { return [] }
-        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in  // "*.tmp" leftovers are ignored
             guard let data = FileManager.default.contents(atPath: certificates + "/" + name),
                   let entry = try? JSONDecoder().decode(Entry.self, from: data) else { return nil }
             return StoredValue(key: entry.key, value: [UInt8](entry.value), createRevision: 0, modRevision: entry.modRevision)
@@ -37,7 +37,13 @@ public struct LocalCache: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: certificates, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let data = try JSONEncoder().encode(Entry(key: value.key, modRevision: value.modRevision, value: Data(value.value)))
-            try CertificateDirectory.writeAtomically([UInt8](data), to: path(value.key), mode: 0o600)
+            // Rename over the old file; no fsync per record: a file torn by a crash fails to decode
+            // and is skipped, and the store has the record anyway.
+            let target = path(value.key), tmp = target + ".tmp"
+            guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]),
+                  rename(tmp, target) == 0 else {
+                throw ClusterError(.store, "cannot write \(target): \(String(cString: strerror(errno)))")
+            }
         } catch {
             throw ClusterError(.store, "cannot write the local cache in \(directory): \(error) (check its permissions)")
         }

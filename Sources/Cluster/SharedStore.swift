@@ -16,7 +16,8 @@ public protocol SharedStore: Sendable {
     func create(_ key: String, _ value: [UInt8], lease: Int64?) throws(ClusterError) -> (created: Bool, existing: StoredValue?, revision: Int64)
     /// Writes `key` only while `fence` still exists with create revision `fenceRevision` (the
     /// issuance lock this node holds): a node that lost its lock cannot overwrite a newer result.
-    func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Bool
+    /// Returns the write's revision, nil when the fence did not hold.
+    func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Int64?
     /// Writes `key` only if it is still the version read at `ifModRevision`.
     func put(_ key: String, _ value: [UInt8], ifModRevision: Int64) throws(ClusterError) -> Bool
     @discardableResult func delete(_ key: String) throws(ClusterError) -> Int64

@@ -34,7 +34,8 @@ public final class TicketKeys: Sendable {
     }
 
     public static let shared = TicketKeys()
-    /// Newest `notBefore` first.
+    /// The encrypting key first (`rotate` puts a new one at the front; `install` sorts the fleet's by
+    /// `notBefore`, newest first); never empty.
     let keys = Mutex<[Key]>([Key.random()])
 
     /// Makes a new encryption key; keeps the one before it for decryption only.

@@ -8,7 +8,7 @@ import Admin
 import TLS
 
 /// ACME: the manager obtains and renews on its own thread; each certificate it hands over enters
-/// the store through `commit`, like every other source (id "acme:NAME", origin "acme").
+/// the store through the transaction (`submit`), like every other source (id "acme:NAME", origin "acme").
 extension Control {
     /// Before the first snapshot: build the manager (no request to the CA yet) and serve what
     /// storage already holds. Throws when the ACME settings cannot be used (start-up fails).
@@ -44,7 +44,9 @@ extension Control {
             }
         }
         acme = (manager, http, alpn)
-        manager.installStored()
+        // Shared storage: the local cache and the cluster sync install what etcd holds, without a
+        // request to etcd per name before the listeners open.
+        if shared == nil { manager.installStored() }
     }
 
     /// Validates the certificate, then submits it (any thread).

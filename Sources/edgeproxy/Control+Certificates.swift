@@ -49,7 +49,17 @@ extension Control {
     func startAdmin() throws(AdminError) {
         guard let admin = settings.admin else { return }
         let server = AdminServer(host: admin.listen.host, port: admin.listen.port, token: admin.token) { [unowned self] route, request in
-            queue.sync { handleAdmin(route, request) }
+            switch route {
+            // Thread-safe state only, and never behind a reload or an etcd call on the control queue:
+            // a load balancer's health check must not wait for etcd.
+            case .health, .metrics, .clusterStatus:
+                return handleAdmin(route, request)
+            // With a cluster, uploads go to etcd and come back through the (thread-safe) transaction.
+            case .putCertificate where cluster != nil, .deleteCertificate where cluster != nil:
+                return handleAdmin(route, request)
+            default:
+                return queue.sync { handleAdmin(route, request) }
+            }
         }
         try server.start()
         adminServer = server

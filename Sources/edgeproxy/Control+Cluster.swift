@@ -13,6 +13,9 @@ struct ClusterParts {
     let node: ClusterNode
     let storage: ClusterACMEStorage
     let store: EtcdStore
+    /// The same etcd with a one-second deadline, for `GET /cluster` (answered even while etcd is down).
+    let quick: EtcdStore
+    let settings: ClusterSettings
 }
 
 extension Control {
@@ -26,7 +29,7 @@ extension Control {
                                ticketRotation: settings.tls.sessionTickets > 0 ? settings.tls.ticketKeyRotation : nil)
         let node = ClusterNode(sync: sync, ttl: c.leaseTTL)
         cluster = ClusterParts(sync: sync, node: node, storage: ClusterACMEStorage(sync: sync) { () throws(ClusterError) in try node.lease() },
-                               store: store)
+                               store: store, quick: try EtcdStore(c, deadline: 1), settings: c)
         http.setLookup { [sync] token, done in sync.lookUpHTTP01(token, done) }
         sync.loadCache()
         Log.info("cluster: node \(c.node), etcd \(c.endpoints.joined(separator: ", ")), prefix \(c.prefix)")
@@ -45,7 +48,10 @@ extension Control {
         } catch {
             switch error.code {
             case .badRecord: return .error(422, "\(error.reason); the previous certificate for this name keeps serving")
-            default: return .error(503, "\(error.reason); nothing changed (etcd must be reachable to store a certificate for the fleet)")
+            default:
+                return .error(503, error.mayHaveBeenApplied
+                    ? "\(error.reason); it may have been stored: GET /certificates on any node tells"
+                    : "\(error.reason); nothing changed (etcd must be reachable to store a certificate for the fleet)")
             }
         }
         let id = "cluster:\(name.lowercased())"
@@ -59,28 +65,30 @@ extension Control {
         do {
             guard try parts.sync.remove(name: name) else { return nil }
         } catch {
-            return .error(503, "\(error.reason); nothing changed (etcd must be reachable to delete a certificate for the fleet)")
+            return .error(503, error.mayHaveBeenApplied
+                ? "\(error.reason); it may have been deleted: GET /certificates on any node tells"
+                : "\(error.reason); nothing changed (etcd must be reachable to delete a certificate for the fleet)")
         }
         Log.info("certificate \(name) deleted for the cluster through the admin API")
         return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name)),\"cluster\":true}\n")
     }
 
     func clusterStatusJSON() -> AdminResponse {
-        guard let parts = cluster, let c = settings.cluster else {
+        guard let parts = cluster else {
             return .error(404, "no cluster is configured (no cluster section in the configuration)")
         }
-        let s = parts.sync.status
+        let s = parts.sync.status, c = parts.settings
         let iso = ISO8601DateFormatter()
         var members = "null", membersError = "null"
         do {
-            members = "[" + (try parts.node.members()).map { m in
+            members = "[" + (try parts.node.members(from: parts.quick)).map { m in
                 "{\"node\":\(JSON.string(m.node)),\"started\":\"\(iso.string(from: m.started))\",\"revision\":\(m.revision),"
                     + "\"certificates\":\(m.certificates),\"updated\":\"\(iso.string(from: m.updated))\"}"
             }.joined(separator: ",") + "]"
         } catch {
             membersError = JSON.string(error.description)
         }
-        let leader = (try? parts.node.leader()).flatMap { $0 }
+        let leader = (try? parts.node.leader(from: parts.quick)).flatMap { $0 }
         let endpoints = parts.store.endpointHealth().map { "{\"url\":\(JSON.string($0.url)),\"healthy\":\($0.healthy)}" }.joined(separator: ",")
         let body = "{\"node\":\(JSON.string(c.node)),\"prefix\":\(JSON.string(c.prefix)),\"etcd_connected\":\(s.connected),"
             + "\"revision\":\(s.revision),\"certificates\":\(s.certificates),\"refused\":\(s.refused),\"outages\":\(s.outages),"

@@ -82,9 +82,12 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
             exit(0)
         }
         shuttingDown = true
-        // Leave the cluster at once: locks and membership go with the lease, not a TTL later.
-        cluster?.sync.stop()
-        cluster?.node.stop()
+        acme?.manager.stop()
+        // Leave the cluster (locks and membership go with the lease, not a TTL later), without
+        // holding up the drain when etcd is slow or gone.
+        if let cluster {
+            DispatchQueue.global().async { cluster.sync.stop(); cluster.node.stop() }
+        }
         let grace = settings.timeouts.shutdown
         Log.info("\(name): draining connections (up to \(grace)s)")
         server?.shutdown(deadline: grace) {
