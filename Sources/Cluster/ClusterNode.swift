@@ -17,6 +17,9 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     }
 
     private let sync: ClusterSync
+    /// The store this node's own calls go through: its deadline is a third of the TTL, so a slow
+    /// etcd cannot hold one keep-alive past the lease's expiry.
+    private let store: SharedStore
     private let ttl: Int
     private let started = Date()
     private struct State {
@@ -26,8 +29,9 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     private let state = Mutex(State())
     private let wake = NSCondition()
 
-    public init(sync: ClusterSync, ttl: Double) {
+    public init(sync: ClusterSync, ttl: Double, store: SharedStore? = nil) {
         self.sync = sync
+        self.store = store ?? sync.store
         self.ttl = max(2, Int(ttl.rounded()))
         sync.leaseForAcks = { [weak self] in self?.state.withLock { $0.lease } }
     }
@@ -40,7 +44,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         granting.lock()
         defer { granting.unlock() }
         if let lease = state.withLock({ $0.lease }) { return lease }
-        let granted = try sync.store.grantLease(ttl: ttl)
+        let granted = try store.grantLease(ttl: ttl)
         state.withLock { $0.lease = granted }
         try? register(granted)
         return granted
@@ -60,14 +64,14 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
             return s.lease
         }
         wake.lock(); wake.broadcast(); wake.unlock()
-        if let lease { try? sync.store.revoke(lease: lease) }
+        if let lease { try? store.revoke(lease: lease) }
     }
 
     /// The live nodes, this one included; read through `store` when given (a shorter deadline).
     public func members(from store: SharedStore? = nil) throws(ClusterError) -> [Member] {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try (store ?? sync.store).list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
+        return try (store ?? self.store).list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
             .sorted { $0.node < $1.node }
     }
 
@@ -77,7 +81,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         while !state.withLock({ $0.stopped }) {
             do throws(ClusterError) {
                 let lease = try self.lease()
-                if try sync.store.keepAlive(lease: lease) {
+                if try store.keepAlive(lease: lease) {
                     let written = try register(lease)
                     // This node's own write is under the watched prefix: a watch that has not
                     // delivered the previous one by now has gone silent.
@@ -105,7 +109,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     /// dies, another node takes `leader` one TTL later and carries on from what is published.
     private func leadTickets(_ lease: Int64) throws(ClusterError) {
         guard let tickets = sync.tickets else { return }
-        let (created, existing, _) = try sync.store.create(sync.layout.leader, Array(sync.node.utf8), lease: lease)
+        let (created, existing, _) = try store.create(sync.layout.leader, Array(sync.node.utf8), lease: lease)
         guard created || existing.map({ String(decoding: $0.value, as: UTF8.self) == sync.node }) == true else { return }
         if created { Log.info("cluster: this node leads (publishes the session-ticket keys)") }
         try tickets.maintain()
@@ -113,7 +117,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
 
     /// The node publishing ticket keys now (nil: none yet).
     public func leader(from store: SharedStore? = nil) throws(ClusterError) -> String? {
-        try (store ?? sync.store).get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
+        try (store ?? self.store).get(sync.layout.leader).map { String(decoding: $0.value, as: UTF8.self) }
     }
 
     @discardableResult
@@ -123,6 +127,6 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         guard let bytes = try? encoder.encode(member) else { return nil }
-        return try sync.store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
+        return try store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
     }
 }

@@ -27,7 +27,7 @@ extension Control {
         let sync = ClusterSync(store: store, layout: KeyLayout(prefix: c.prefix), node: c.node, sealer: sealer, sink: transaction,
                                http: http, alpn: alpn, cache: LocalCache(directory: c.cacheDirectory),
                                ticketRotation: settings.tls.sessionTickets > 0 ? settings.tls.ticketKeyRotation : nil)
-        let node = ClusterNode(sync: sync, ttl: c.leaseTTL)
+        let node = ClusterNode(sync: sync, ttl: c.leaseTTL, store: try EtcdStore(c, deadline: max(1, c.leaseTTL / 3)))
         cluster = ClusterParts(sync: sync, node: node, storage: ClusterACMEStorage(sync: sync) { () throws(ClusterError) in try node.lease() },
                                store: store, quick: try EtcdStore(c, deadline: 1), settings: c)
         http.setLookup { [sync] token, done in sync.lookUpHTTP01(token, done) }
