@@ -220,6 +220,7 @@ class Bench:
             assert status == 200, body
             record = etcd.get(f"/bench-store/certificates/{sni}")
             out["record_bytes"] = len(record)
+            out["record_stored_at_example"] = json.loads(record).get("stored_at")
             conn = http.client.HTTPConnection("127.0.0.1", etcd.members[0].client_port, timeout=10)
             payload = json.dumps({"key": base64.b64encode(b"/bench-scratch/x").decode(),
                                   "value": base64.b64encode(record).decode()})
@@ -236,7 +237,13 @@ class Bench:
             wait(lambda: all(served_der(n.port, sni) == der_of(first.cert_pem) for n in nodes), 10,
                  what="first certificate served everywhere")
 
+            # Background etcd requests of the three idle nodes, to count the requests of a PUT.
+            c0, t = sum(n.requests() for n in nodes), time.monotonic()
+            time.sleep(5)
+            bg = (sum(n.requests() for n in nodes) - c0) / (time.monotonic() - t)
+
             put_s, seen_s, seen_lo_s, hs_s, lags, timeouts, writer_stale = [], [], [], [], [], 0, 0
+            req0, t_loop = sum(n.requests() for n in nodes), time.monotonic()
             for i in range(self.args.updates):
                 leaf = self.pki.issue([sni])
                 want = der_of(leaf.cert_pem)
@@ -247,38 +254,21 @@ class Bench:
                 t1 = time.perf_counter()
                 assert status == 200, body
                 put_s.append(t1 - t0)
-                results: dict = {}
-
-                def poll(n: Node):
-                    prev_start = t1
-                    deadline = t1 + 10
-                    while time.perf_counter() < deadline:
-                        a = time.perf_counter()
-                        der = served_der(n.port, sni)
-                        b = time.perf_counter()
-                        hs_s.append(b - a)
-                        if der == want:
-                            results[n.name] = (b - t1, max(0.0, prev_start - t1))
-                            return
-                        prev_start = a
-                        time.sleep(0.001)
-                threads = [threading.Thread(target=poll, args=(n,)) for n in others]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                results = poll_until(others, sni, want, t1, hs_s)
                 for n in others:
                     if n.name in results:
-                        seen_s.append(results[n.name][0])
-                        seen_lo_s.append(results[n.name][1])
+                        seen_s.append(results[n.name][1])
+                        seen_lo_s.append(max(0.0, results[n.name][0]))
                     else:
                         timeouts += 1
                 if served_der(writer.port, sni) != want:
                     writer_stale += 1
-                for n in others:
-                    lag = (n.cluster() or {}).get("last_lag_seconds")
-                    if lag is not None:
+                for n in others:      # the node's own view: stored_at in the record → applied
+                    lag = metric(n.admin.metrics(), "edgeproxy_cluster_watch_lag_seconds")
+                    if lag == lag:    # not NaN
                         lags.append(lag)
+            loop_s = time.monotonic() - t_loop
+            req = sum(n.requests() for n in nodes) - req0
             out["put"] = dist_ms(put_s)
             out["put_response_to_served_on_other_node"] = dist_ms(seen_s)
             out["put_response_to_served_lower_bound"] = dist_ms(seen_lo_s)
@@ -288,8 +278,47 @@ class Bench:
             out["nodes_last_lag_seconds"] = {"n": len(lags), "p50": r(percentile(lags, 50), 3),
                                              "p90": r(percentile(lags, 90), 3), "max": r(max(lags), 3),
                                              "min": r(min(lags), 3)} if lags else None
-            text = nodes[1].admin.metrics()
-            out["etcd_requests_node_b"] = metric(text, REQUESTS_METRIC)
+            out["get_cluster_last_lag_seconds"] = {n.name: (n.cluster() or {}).get("last_lag_seconds") for n in nodes}
+            out["etcd_requests_per_put_all_nodes"] = r((req - bg * loop_s) / self.args.updates, 2)
+            out["background_requests_per_s_3_nodes"] = r(bg, 2)
+
+            # The same, the other nodes polled from before the PUT is sent: negative = served on
+            # the other node before the writer's response arrived.
+            pre_lo, pre_hi = [], []
+            for i in range(min(50, self.args.updates)):
+                leaf = self.pki.issue([sni])
+                want = der_of(leaf.cert_pem)
+                writer = nodes[i % 3]
+                others = [n for n in nodes if n is not writer]
+                box: dict = {}
+                th = threading.Thread(target=lambda: box.update(res=poll_until(others, sni, want, None, [], box)))
+                th.start()
+                while "t0" not in box:
+                    time.sleep(0.0005)
+                status, body = writer.put(sni, leaf.chain_pem, leaf.key_pem)
+                box["t1"] = time.perf_counter()
+                th.join()
+                for lo, hi in box["res"].values():
+                    pre_lo.append(lo - box["t1"])
+                    pre_hi.append(hi - box["t1"])
+            out["prepolled_served_minus_put_response_upper"] = dist_ms(pre_hi)
+            out["prepolled_served_minus_put_response_lower"] = dist_ms(pre_lo)
+
+        # Local part of a PUT: the same PUT on a node without a cluster section (no etcd).
+        with contextlib.ExitStack() as stack:
+            cfg = node_config(etcd, "/x/", "solo", [self.key], free_port())
+            cfg.pop("cluster")
+            solo = Node(self.bin, d / "solo", cfg, "solo")
+            stack.callback(solo.stop)
+            solo.start()
+            lat = []
+            for _ in range(50):
+                leaf = self.pki.issue([sni])
+                t = time.perf_counter()
+                status, body = solo.put(sni, leaf.chain_pem, leaf.key_pem)
+                lat.append(time.perf_counter() - t)
+                assert status == 200, body
+            out["put_standalone_node_no_etcd"] = dist_ms(lat)
         return out
 
     # ----- 2. join at scale --------------------------------------------------------------------
@@ -325,7 +354,6 @@ class Bench:
         first, last = "c0.bench.test", f"c{n - 1}.bench.test"
         with contextlib.ExitStack() as stack:
             etcd = stack.enter_context(EtcdCluster(d / "etcd", members=3))
-            (running,) = self.fleet(stack, etcd, prefix, ["a"], d)     # a node already in the cluster
 
             def db():
                 st = json.loads(etcd.etcdctl("endpoint", "status", "-w", "json").stdout)
@@ -346,8 +374,8 @@ class Bench:
             out["import_exit"] = p.returncode
             out["import_stdout_head"] = stdout.decode(errors="replace")[:160]
             out["import_stderr_tail"] = stderr.decode(errors="replace")[-400:]
-            imported_at = time.monotonic()
-            log(f"cluster import of {n}: {out['import_s']} s, exit {p.returncode}")
+            out["etcd_revision_after_import"] = etcd.revision()
+            log(f"cluster import of {n}: {out['import_s']} s ({out['import_cpu_s']} s CPU), exit {p.returncode}")
             after = db()
             out["etcd_db_before"], out["etcd_db_after"] = before, after
             out["etcd_db_bytes_per_certificate"] = r((after["dbSize"] - before["dbSize"]) / n, 1)
@@ -355,14 +383,9 @@ class Bench:
             rec = etcd.get(f"{prefix}certificates/{first}")
             out["record_bytes"] = len(rec) if rec else None
             out["pem_bytes_per_certificate"] = (certdir / f"{first}.crt").stat().st_size + (certdir / f"{first}.key").stat().st_size
-            out["keys_in_etcd"] = int(json.loads(etcd.etcdctl("get", "--prefix", "--count-only", "-w", "json", "--",
-                                                              f"{prefix}certificates/").stdout).get("count", 0))
+            out["keys_in_etcd"] = int(json.loads(etcd.etcdctl("get", "--prefix", "--keys-only", "--limit", "1", "-w", "json",
+                                                              "--", f"{prefix}certificates/").stdout).get("count", 0))
 
-            wait(lambda: (running.cluster() or {}).get("certificates", 0) >= n, 120, interval=0.05,
-                 what="the running node receiving the import")
-            out["running_node_has_all_s_after_import"] = r(time.monotonic() - imported_at)
-            out["running_node_rss_mib"] = r(rss_mib(running.proxy.pid), 1)
-            out["running_node_cpu_s"] = r(cpu_s(running.proxy.pid))
 
             # A new node, empty cache.
             j = self.node(stack, etcd, prefix, "join", d)
@@ -411,9 +434,11 @@ class Bench:
                     raise RuntimeError(f"restarted node exited: {j.proxy.stderr()[-2000:]}")
                 if now > 120:
                     raise TimeoutError(f"cache restart not done in 120 s: {marks}")
-                c = j.cluster()
+                c = cluster_certificates(j)         # /metrics: GET /cluster would wait for etcd
                 if c is not None:
                     marks.setdefault("admin_answers_s", r(now))
+                    if c >= n:
+                        marks.setdefault("metrics_report_all_s", r(now))
                     if (served_serial(j.port, first) == int(serials[first], 16)
                             and served_serial(j.port, last) == int(serials[last], 16)):
                         marks.setdefault("first_and_last_served_s", r(now))
@@ -423,8 +448,8 @@ class Bench:
                 time.sleep(0.05)
             out["restart_etcd_down"] = {"ready_s": r(time.monotonic() - t0), **marks, "cpu_s": r(cpu_s(j.proxy.pid)),
                                         "rss_mib": r(rss_mib(j.proxy.pid), 1),
-                                        "cluster_certificates_reported": (j.cluster() or {}).get("certificates"),
-                                        "etcd_connected": (j.cluster() or {}).get("etcd_connected")}
+                                        "cluster_certificates_metric": cluster_certificates(j),
+                                        "etcd_connected": connected(j)}
             out["restart_etcd_down"]["sample_handshakes_wrong"] = sample_check(j, serials, 200)
             log(f"restart with etcd down: {out['restart_etcd_down']}")
         return out
@@ -497,6 +522,9 @@ class Bench:
         elapsed = time.monotonic() - t
         after = [n.requests() for n in nodes]
         pebble_after = pebble_requests(pebble)
+        paths: dict = {}
+        for line in pebble_lines(pebble)[pebble_before:pebble_after]:
+            paths[line] = paths.get(line, 0) + 1
         time.sleep(3)
         settled = [n.requests() for n in nodes]
         elapsed_settled = time.monotonic() - t
@@ -507,7 +535,7 @@ class Bench:
                            "background_in_window": r(bg * elapsed, 1),
                            "etcd_requests_net": r(raw - bg * elapsed, 1),
                            "etcd_requests_net_incl_3s_after": r(sum(settled) - sum(before) - bg * elapsed_settled, 1),
-                           "pebble_requests": pebble_after - pebble_before}
+                           "pebble_requests": pebble_after - pebble_before, "pebble_paths": paths}
         res["pebble_orders_total"] = pebble.requests("/order-plz")
         log(f"{count} node(s): {res}")
         return res
@@ -553,6 +581,7 @@ class Bench:
                         err = f"{type(e).__name__}: {e}"
                     records.append((time.monotonic(), i % 3, err))
             th = threading.Thread(target=client, daemon=True)
+            t_client = time.monotonic()
             th.start()
             stack.callback(lambda: (halt.set(), th.join(10)))
             time.sleep(5)
@@ -560,15 +589,42 @@ class Bench:
             etcd.stop_all()
             t_stopped = time.monotonic()
             out["stop_all_s"] = r(t_stopped - t_stop)
-            noticed: dict = {}
-            while time.monotonic() < t_stop + self.args.outage:
+            # Admin calls that need etcd, timed in the background (they may block): PUT and GET /cluster.
+            slow: dict = {}
+
+            def timed(key, fn):
+                t = time.monotonic()
+                try:
+                    res = fn()
+                except Exception as e:  # noqa: BLE001
+                    res = f"{type(e).__name__}: {e}"
+                slow[key] = {"s": r(time.monotonic() - t), "result": res}
+            side = [threading.Thread(target=timed, args=("put", lambda: (lambda st: {"status": st[0], "body": st[1].decode(
+                        errors="replace")[:160]})(nodes[1].put(sni, leaf.chain_pem, leaf.key_pem))), daemon=True),
+                    threading.Thread(target=timed, args=("get_cluster", lambda: (lambda c: c and {
+                        "etcd_connected": c.get("etcd_connected"), "nodes_error": (c.get("nodes_error") or "")[:160]})(
+                        nodes[2].cluster())), daemon=True)]
+            noticed: dict = {}          # from the gauge on /metrics (GET /cluster asks etcd for the members)
+            while len(noticed) < 3 and time.monotonic() < t_stop + self.args.outage:
                 for n in nodes:
-                    if n.name not in noticed and (n.cluster() or {}).get("etcd_connected") is False:
+                    if n.name not in noticed and connected(n) is False:
                         noticed[n.name] = r(time.monotonic() - t_stopped)
-                time.sleep(0.2)
+                time.sleep(0.05)
+            for t in side:
+                t.start()
+            # Does an admin call waiting for etcd hold up the others? /metrics on c (GET /cluster pending
+            # there) against /metrics on a (nothing pending).
+            time.sleep(1)
+            hol: dict = {}
+            for n in (nodes[2], nodes[0]):
+                t = time.monotonic()
+                connected(n)
+                hol[n.name] = r(time.monotonic() - t, 3)
+            out["metrics_call_s_while_get_cluster_pending_on_c"] = hol
+            while time.monotonic() < t_stop + self.args.outage:
+                time.sleep(0.1)
+            out["admin_calls_pending_at_start_all"] = [k for k, t in zip(("put", "get_cluster"), side) if t.is_alive()]
             out["nodes_noticed_outage_after_s"] = noticed
-            status, body = nodes[1].put(sni, leaf.chain_pem, leaf.key_pem)
-            out["put_during_outage"] = {"status": status, "body": body.decode(errors="replace")[:200]}
             t_start = time.monotonic()
             etcd.start_all()
             t_healthy = time.monotonic()
@@ -576,11 +632,15 @@ class Bench:
             back: dict = {}
             while len(back) < 3 and time.monotonic() < t_start + 60:
                 for n in nodes:
-                    if n.name not in back and (n.cluster() or {}).get("etcd_connected"):
+                    if n.name not in back and connected(n):
                         back[n.name] = r(time.monotonic() - t_start)
                 time.sleep(0.02)
             out["etcd_connected_again_after_start_all_s"] = back
             out["all_connected_after_etcd_healthy_s"] = r(max(back.values()) - (t_healthy - t_start)) if len(back) == 3 else None
+            out["get_cluster_reports_connected"] = {n.name: (n.cluster() or {}).get("etcd_connected") for n in nodes}
+            for t in side:
+                t.join(60)
+            out["admin_calls_during_outage"] = slow
             # The cluster works again: a new certificate stored on b serves everywhere.
             again = self.pki.issue([sni])
             want_again = der_of(again.cert_pem)
@@ -600,15 +660,62 @@ class Bench:
             def phase(a, b):
                 sel = [x for x in records if a <= x[0] < b]
                 errs = [x for x in sel if x[2]]
-                return {"attempted": len(sel), "failed": len(errs),
-                        "per_s": r(len(sel) / max(b - a, 1e-9), 1),
+                span = (min(b, sel[-1][0]) - a) if sel else 0
+                return {"attempted": len(sel), "failed": len(errs), "s": r(span, 1),
+                        "per_s": r(len(sel) / max(span, 1e-9), 1),
                         "error_samples": sorted({x[2] for x in errs})[:5]}
-            out["handshakes"] = {"before": phase(0, t_stop), "outage": phase(t_stop, t_healthy),
+            out["handshakes"] = {"before": phase(t_client, t_stop), "outage": phase(t_stop, t_healthy),
                                  "after": phase(t_healthy, float("inf"))}
             out["handshakes"]["note"] = ("after: one new certificate is stored on node b; the old and the new one are both "
                                          "accepted while it spreads")
             out["node_log_outage"] = {n.name: n.log_lines(r"etcd|cluster", 8) for n in nodes}
         return out
+
+
+def connected(node: Node) -> bool | None:
+    """edgeproxy_cluster_etcd_connected from /metrics (None when the admin API does not answer)."""
+    try:
+        return metric(node.admin.metrics(), "edgeproxy_cluster_etcd_connected") == 1
+    except (OSError, AssertionError, http.client.HTTPException):
+        return None
+
+
+def cluster_certificates(node: Node) -> float | None:
+    try:
+        return metric(node.admin.metrics(), "edgeproxy_cluster_certificates")
+    except (OSError, AssertionError, http.client.HTTPException):
+        return None
+
+
+def poll_until(nodes: list[Node], sni: str, want: bytes, t_ref: float | None, hs_s: list, box: dict | None = None) -> dict:
+    """Handshakes with SNI on every node (one thread each, ~1 ms apart) until each serves `want`.
+    Returns {node: (lower, upper)}: the start of the last handshake that still got another
+    certificate and the end of the first that got `want`, relative to t_ref (absolute times when
+    t_ref is None; then box["t0"] is set once polling runs)."""
+    results: dict = {}
+
+    def poll(n: Node):
+        prev_start = time.perf_counter()
+        deadline = prev_start + 10
+        while time.perf_counter() < deadline:
+            a = time.perf_counter()
+            der = served_der(n.port, sni)
+            b = time.perf_counter()
+            hs_s.append(b - a)
+            if der == want:
+                base = t_ref or 0.0
+                results[n.name] = (prev_start - base, b - base)
+                return
+            prev_start = a
+            if box is not None:
+                box.setdefault("t0", a)
+            time.sleep(0.001)
+    threads = [threading.Thread(target=poll, args=(n,)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def check_listing(node: Node, serials: dict) -> tuple[int, int]:
@@ -631,8 +738,18 @@ def sample_check(node: Node, serials: dict, k: int) -> int:
     return sum(1 for s in names if served_serial(node.port, s) != int(serials[s], 16))
 
 
+def pebble_lines(pebble: Pebble) -> list[str]:
+    """Pebble's request log lines as "METHOD /path" (ids in paths dropped)."""
+    out = []
+    for line in pebble.log().splitlines():
+        m = re.search(r"\b(GET|POST|HEAD) (/[^ ]*)", line)
+        if m:
+            out.append(f"{m.group(1)} {re.sub(r'/[0-9A-Za-z_-]{12,}', '/', m.group(2))}")
+    return out
+
+
 def pebble_requests(pebble: Pebble) -> int:
-    return sum(1 for line in pebble.log().splitlines() if re.search(r"\b(GET|POST|HEAD) /", line))
+    return len(pebble_lines(pebble))
 
 
 _ctx: dict = {}
