@@ -29,9 +29,7 @@ public struct CertificateRecord: Codable, Sendable, Equatable {
         let record = CertificateRecord(names: bundle.names, chain: String(decoding: CertificateDirectory.splitPEM(chainPEM).certificates, as: UTF8.self),
                                        sealedKey: Data(sealed).base64EncodedString(), serial: bundle.serialHex, notAfter: bundle.notAfter,
                                        source: source, node: node, storedAt: Date())
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = .sortedKeys
+        let encoder = RecordCoding.encoder()
         do { return [UInt8](try encoder.encode(record)) } catch {
             throw ClusterError(.badRecord, "cannot encode the record for \(etcdKey): \(error)")
         }
@@ -39,8 +37,7 @@ public struct CertificateRecord: Codable, Sendable, Equatable {
 
     /// Decodes the record found at `etcdKey` and opens its key; the caller validates the pair.
     public static func decode(_ bytes: [UInt8], etcdKey: String, sealer: Sealer) throws(ClusterError) -> (record: CertificateRecord, chainPEM: [UInt8], keyPEM: [UInt8]) {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = RecordCoding.decoder()
         let record: CertificateRecord
         do { record = try decoder.decode(CertificateRecord.self, from: Data(bytes)) } catch {
             throw ClusterError(.badRecord, "\(etcdKey) is not a certificate record (\(Self.describe(error)))")

@@ -108,9 +108,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     /// other node (and this one after a restart) uses it. A new serial or window replaces it.
     public func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date {
         let key = layout.renewal(name)
-        let encoder = JSONEncoder(), decoder = JSONDecoder()
-        encoder.dateEncodingStrategy = .iso8601
-        decoder.dateDecodingStrategy = .iso8601
+        let encoder = RecordCoding.encoder(), decoder = RecordCoding.decoder()
         let mine = [UInt8](try encoder.encode(RenewalWire(serial: serial, window: window, renewAt: proposed)))
         for _ in 0..<3 {
             guard let existing = try store.get(key) else {

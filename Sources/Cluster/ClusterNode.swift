@@ -69,8 +69,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
 
     /// The live nodes, this one included; read through `store` when given (a shorter deadline).
     public func members(from store: SharedStore? = nil) throws(ClusterError) -> [Member] {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = RecordCoding.decoder()
         return try (store ?? self.store).list(prefix: sync.layout.nodes).values.compactMap { try? decoder.decode(Member.self, from: Data($0.value)) }
             .sorted { $0.node < $1.node }
     }
@@ -124,8 +123,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
     private func register(_ lease: Int64) throws(ClusterError) -> Int64? {
         let status = sync.status
         let member = Member(node: sync.node, started: started, revision: status.revision, certificates: status.certificates, updated: Date())
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        let encoder = RecordCoding.encoder()
         guard let bytes = try? encoder.encode(member) else { return nil }
         return try store.put(sync.layout.node(sync.node), [UInt8](bytes), lease: lease)
     }

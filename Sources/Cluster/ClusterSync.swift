@@ -51,6 +51,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         var stopped = false
         /// Ends the running watch (stop, or a watch that went silent).
         var watch = WatchCancel()
+        var everConnected = false
     }
     private let state = Mutex(State())
     private let applying = NSLock()
@@ -73,6 +74,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         guard !cached.isEmpty else { return 0 }
         let change = changes(puts: cached, deletes: [], source: "cluster", fromCache: true)
         sink.submit(change)
+        state.withLock { $0.status.certificates = $0.applied.count }
         Log.info("cluster: \(change.upserts.count) certificate(s) from the local cache \(cache.directory)")
         return change.upserts.count
     }
@@ -83,8 +85,10 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         thread.start()
     }
 
+    /// Ends the watch; returns once the local cache has every record applied so far.
     public func stop() {
         state.withLock { $0.stopped = true; return $0.watch }.cancel()
+        cacheWrites.sync {}
     }
 
     /// Watches anew from the last revision applied: the watch's connection may be alive but silent
@@ -131,7 +135,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         } else {
             revision = try store.put(key, bytes, lease: nil)
         }
-        apply([.put(StoredValue(key: key, value: bytes, createRevision: 0, modRevision: revision))], source: source, fromStore: false)
+        apply([.put(StoredValue(key: key, value: bytes, createRevision: 0, modRevision: revision))], source: source, fromStore: false,
+              built: [key: bundle])
         return bundle
     }
 
@@ -206,8 +211,11 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
 
     private func inSync(at revision: Int64) {
         let reconnected = state.withLock { s -> Bool in
-            defer { s.status.connected = true; s.status.lastError = nil; s.status.revision = max(s.status.revision, revision) }
-            return !s.status.connected && s.status.revision > 0
+            defer {
+                s.status.connected = true; s.status.lastError = nil; s.status.revision = max(s.status.revision, revision)
+                s.everConnected = true
+            }
+            return !s.status.connected && s.everConnected
         }
         Log.info("cluster: \(reconnected ? "etcd is back: " : "")in sync with \(layout.prefix) at revision \(revision) "
                  + "(\(state.withLock { $0.status.certificates }) certificate(s))")
@@ -219,11 +227,12 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     /// `fromStore`: the events come from the store's list or watch, in order, so `status.revision`
     /// (where a broken watch resumes) moves with them; this node's own writes do not move it, or a
     /// resumed watch would skip other nodes' changes made before them.
-    private func apply(_ events: [StoreEvent], source: String, fromStore: Bool = true) {
-        applying.withLock { applyHoldingLock(events, source: source, fromStore: fromStore) }
+    /// `built`: bundles this node just validated for those keys (its own writes), not built again.
+    private func apply(_ events: [StoreEvent], source: String, fromStore: Bool = true, built: [String: CertificateBundle] = [:]) {
+        applying.withLock { applyHoldingLock(events, source: source, fromStore: fromStore, built: built) }
     }
 
-    private func applyHoldingLock(_ events: [StoreEvent], source: String, fromStore: Bool) {
+    private func applyHoldingLock(_ events: [StoreEvent], source: String, fromStore: Bool, built: [String: CertificateBundle]) {
         var puts: [StoredValue] = [], deletes: [(String, Int64)] = []
         var top: Int64 = 0
         var ticketsChanged = false
@@ -259,7 +268,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         }
         if ticketsChanged { TicketKeys.shared.install(state.withLock { Array($0.tickets.values) }) }
         if !puts.isEmpty || !deletes.isEmpty {
-            let change = changes(puts: puts, deletes: deletes, source: source, fromCache: false)
+            let change = changes(puts: puts, deletes: deletes, source: source, fromCache: false, built: built)
             if !change.upserts.isEmpty || !change.removals.isEmpty { sink.submit(change) }
         }
         state.withLock { s in
@@ -270,7 +279,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
 
     /// The transaction's change for these records: newer ones validated (refusals logged, the
     /// served certificate kept), deletions of applied ones; the local cache follows.
-    private func changes(puts: [StoredValue], deletes: [(String, Int64)], source: String, fromCache: Bool) -> CertificateChange {
+    private func changes(puts: [StoredValue], deletes: [(String, Int64)], source: String, fromCache: Bool,
+                         built: [String: CertificateBundle] = [:]) -> CertificateChange {
         var change = CertificateChange(source: source)
         var installed: [StoredValue] = []
         for v in puts {
@@ -278,6 +288,11 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             let newer = state.withLock { s in (s.applied[v.key] ?? -1) < v.modRevision }
             guard newer else { continue }
             state.withLock { $0.applied[v.key] = v.modRevision }
+            if let bundle = built[v.key] {
+                change.upserts.append((id: "cluster:\(name)", bundle: bundle, origin: "cluster"))
+                installed.append(v)
+                continue
+            }
             do throws(ClusterError) {
                 let (record, bundle) = try CertificateRecord.bundle(v.value, etcdKey: v.key, sealer: sealer)
                 change.upserts.append((id: "cluster:\(name)", bundle: bundle, origin: "cluster"))

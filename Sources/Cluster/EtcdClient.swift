@@ -165,6 +165,9 @@ public final class EtcdClient: @unchecked Sendable {
         var round = 0
         while true {
             let first = lock.withLock { preferred }
+            // Every member refusing connections twice in a row is etcd down, not an election:
+            // say so at once rather than at the deadline.
+            var refusedThisRound = 0
             for i in 0..<endpoints.count {
                 let index = (first + i) % endpoints.count
                 let remaining = deadline.timeIntervalSinceNow
@@ -182,7 +185,12 @@ public final class EtcdClient: @unchecked Sendable {
                         throw error
                     }
                     last = error
+                    if error.code == .unreachable && error.isSafeToResend { refusedThisRound += 1 }
                 }
+            }
+            if refusedThisRound == endpoints.count && round >= 1 {
+                throw EtcdError(.unreachable, "\(what): every etcd member refused the connection (last: \(last.reason)); "
+                                + "check that the members in \(endpoints) are running", etcdCode: last.etcdCode, message: last.message)
             }
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 {

@@ -206,13 +206,26 @@ import Testing
         #expect(try client.range(key: "x".bytes).kvs.isEmpty)
     }
 
-    @Test func allEndpointsDeadFailsWithinTheDeadline() throws {
+    /// Every member refusing connections is etcd down: said at once, not at the deadline.
+    @Test func allEndpointsDeadFailsAtOnce() throws {
         let ports = try freePorts(2)
-        let client = try Self.client(ports.map { "http://127.0.0.1:\($0)" }, timeout: 0.5, deadline: 1)
+        let client = try Self.client(ports.map { "http://127.0.0.1:\($0)" }, timeout: 0.5, deadline: 5)
         let started = Date()
         let error = #expect(throws: EtcdError.self) { try client.range(key: "x".bytes) }
         let took = Date().timeIntervalSince(started)
         #expect(error?.code == .unreachable)
+        #expect(error?.reason.contains("every etcd member refused the connection") == true)
+        #expect(took < 1, "took \(took) s")
+    }
+
+    /// Members that accept but never answer are waited for up to the deadline.
+    @Test func allEndpointsHungFailWithinTheDeadline() throws {
+        let hung = [try SilentListener(), try SilentListener()]
+        let client = try Self.client(hung.map { "http://127.0.0.1:\($0.port)" }, timeout: 0.3, deadline: 1)
+        let started = Date()
+        let error = #expect(throws: EtcdError.self) { try client.range(key: "x".bytes) }
+        let took = Date().timeIntervalSince(started)
+        #expect(error?.code == .timeout)
         #expect(error?.reason.contains("no etcd endpoint answered") == true)
         #expect(took >= 0.9 && took < 2, "took \(took) s")
     }
