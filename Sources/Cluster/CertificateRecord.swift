@@ -50,8 +50,14 @@ public struct CertificateRecord: Codable, Sendable, Equatable {
     }
 
     /// Decodes, opens and validates (chain parses, key matches, names) the record at `etcdKey`.
-    public static func bundle(_ bytes: [UInt8], etcdKey: String, sealer: Sealer) throws(ClusterError) -> (record: CertificateRecord, bundle: CertificateBundle) {
+    /// `deferred` (start-up only): served from the start-up index when it can read the pair,
+    /// built and checked by OpenSSL later (`CertificateLoader.deferredBundle`).
+    public static func bundle(_ bytes: [UInt8], etcdKey: String, sealer: Sealer,
+                              deferred: Bool = false) throws(ClusterError) -> (record: CertificateRecord, bundle: CertificateBundle) {
         let (record, chain, key) = try decode(bytes, etcdKey: etcdKey, sealer: sealer)
+        if deferred, let bundle = CertificateLoader.deferredBundle(chainPEM: chain, keyPEM: key, source: "cluster:\(etcdKey)") {
+            return (record, bundle)
+        }
         do {
             return (record, try CertificateLoader.bundle(chainPEM: chain, keyPEM: key, source: "cluster:\(etcdKey)"))
         } catch {

@@ -88,6 +88,11 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     /// Ends the watch; returns once the local cache has every record applied so far.
     public func stop() {
         state.withLock { $0.stopped = true; return $0.watch }.cancel()
+        flushCache()
+    }
+
+    /// Returns once the local cache holds every record applied so far.
+    public func flushCache() {
         cacheWrites.sync {}
     }
 
@@ -294,7 +299,9 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                 continue
             }
             do throws(ClusterError) {
-                let (record, bundle) = try CertificateRecord.bundle(v.value, etcdKey: v.key, sealer: sealer)
+                // From the cache at start-up, a certificate the start-up index reads serves from it and
+                // OpenSSL checks it in the background (as files do); anything else is checked now.
+                let (record, bundle) = try CertificateRecord.bundle(v.value, etcdKey: v.key, sealer: sealer, deferred: fromCache)
                 change.upserts.append((id: "cluster:\(name)", bundle: bundle, origin: "cluster"))
                 installed.append(v)
                 if !fromCache {

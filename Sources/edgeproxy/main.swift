@@ -90,7 +90,9 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
         }
         let grace = settings.timeouts.shutdown
         Log.info("\(name): draining connections (up to \(grace)s)")
+        let sync = cluster?.sync
         server?.shutdown(deadline: grace) {
+            sync?.flushCache()  // what the next start serves from while etcd is down
             Log.info("drained; exiting")
             exit(0)
         }
