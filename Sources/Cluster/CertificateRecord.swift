@@ -61,7 +61,7 @@ public struct CertificateRecord: Codable, Sendable, Equatable {
         do {
             return (record, try CertificateLoader.bundle(chainPEM: chain, keyPEM: key, source: "cluster:\(etcdKey)"))
         } catch {
-            throw ClusterError(.badRecord, "\(etcdKey): \(error.reason)")
+            throw ClusterError(.badRecord, error.reason)
         }
     }
 

@@ -18,8 +18,10 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     private var layout: KeyLayout { sync.layout }
     /// Locks held, by thread: the fence for certificate writes made inside `withLock`.
     private let held = Mutex<[UInt: (key: String, revision: Int64)]>([:])
-    /// How often a waiting node looks at a lock held elsewhere.
+    /// How often a waiting node looks at a lock held elsewhere, and for how long at most (an
+    /// order takes seconds; one that holds its lock longer than this is someone else's problem).
     static let pollInterval = 0.25
+    static let lockWait = 600.0
 
     /// `lease`: this node's current lease (`ClusterNode`), to which locks are attached.
     public init(sync: ClusterSync, lease: @escaping @Sendable () throws(ClusterError) -> Int64) {
@@ -129,6 +131,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         let key = layout.lock(name)
         var waited = false
         var revision: Int64 = 0
+        let giveUp = Date().addingTimeInterval(Self.lockWait)
         while true {
             let lease = try lease()
             let (created, existing, rev) = try store.create(key, Array(sync.node.utf8), lease: lease)
@@ -147,6 +150,10 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
             if !waited {
                 Log.info("cluster: waiting for \(key), held by \(String(decoding: existing.value, as: UTF8.self))")
                 waited = true
+            }
+            guard Date() < giveUp else {
+                throw ClusterError(.store, "\(key) has been held by \(String(decoding: existing.value, as: UTF8.self)) for over "
+                                   + "\(Int(Self.lockWait)) s; this node tries again after its backoff (delete the key if that node is wedged)")
             }
             Thread.sleep(forTimeInterval: Self.pollInterval * Double.random(in: 0.8...1.2))
         }

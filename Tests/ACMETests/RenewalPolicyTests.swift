@@ -15,6 +15,21 @@ import Testing
         #expect(RenewalPolicy.isDue(notBefore: notBefore, notAfter: notAfter, now: notBefore.addingTimeInterval(61 * 86400)))
     }
 
+    /// 10,000 certificates issued in one week are not renewed in one burst: the jitter spreads
+    /// them over more than a week, and no hour takes more than a small share.
+    @Test func aWeeksWorthOfCertificatesRenewsSpreadOut() {
+        var perHour: [Int: Int] = [:]
+        var times: [Date] = []
+        for i in 0..<10_000 {
+            let issued = notBefore.addingTimeInterval(Double(i % 7) * 86400 + Double(i % 24) * 3600)
+            let at = RenewalPolicy.renewalTime(notBefore: issued, notAfter: issued.addingTimeInterval(90 * 86400))
+            times.append(at)
+            perHour[Int(at.timeIntervalSince1970 / 3600), default: 0] += 1
+        }
+        #expect(times.max()!.timeIntervalSince(times.min()!) > 8 * 86400)
+        #expect(perHour.values.max()! < 200, "\(perHour.values.max()!) renewals in one hour")
+    }
+
     @Test func ariWindowWinsAndIsSampledUniformly() {
         let window = RenewalWindow(start: notBefore.addingTimeInterval(10 * 86400), end: notBefore.addingTimeInterval(12 * 86400))
         #expect(RenewalPolicy.renewalTime(notBefore: notBefore, notAfter: notAfter, ariWindow: window, random: 0) == window.start)

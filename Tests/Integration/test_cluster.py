@@ -154,7 +154,7 @@ def test_delete_on_any_node_removes_the_certificate_everywhere(fleet, pki):
         assert not any(e["name"] == "gone.cluster.test" for e in node.admin.json("GET", "/certificates")[1])
 
 
-def test_no_private_key_in_etcd_and_bad_records_are_refused(fleet, pki, etcd, tmp_path):
+def test_no_private_key_in_etcd_and_bad_records_are_refused(fleet, pki, etcd, tmp_path, sealing_key):
     a, b = fleet(2)
     leaf = pki.issue(["sealed.cluster.test"])
     put_certificate(a, "sealed.cluster.test", leaf)
@@ -181,6 +181,18 @@ def test_no_private_key_in_etcd_and_bad_records_are_refused(fleet, pki, etcd, tm
         assert metric(node.admin.metrics(), "edgeproxy_cluster_records_refused_total") >= 2
         assert node.cluster()["refused"] >= 2
 
+    # A record whose sealed key (properly sealed, with the fleet's key) does not match its chain.
+    other = pki.issue(["mismatch.cluster.test"])
+    mismatch_key = f"{prefix}certificates/mismatch.cluster.test"
+    bad = json.loads(record)
+    bad["names"], bad["chain"] = ["mismatch.cluster.test"], other.chain_pem.decode()
+    bad["sealed_key"] = base64.b64encode(seal(sealing_key.read_bytes(), leaf.key_pem, mismatch_key)).decode()
+    etcd.put(mismatch_key, json.dumps(bad).encode())
+    for node in (a, b):
+        wait_until(lambda: f"{mismatch_key} refused" in node.proxy.stderr(), SYNC_TIMEOUT,
+                   what=f"node {node.name} refusing a record whose key does not match its chain")
+        assert node.serial("mismatch.cluster.test") != other.serial
+
     # A node with another sealing key cannot open the fleet's records: refused, logged.
     other_key = tmp_path / "other.key"
     other_key.write_bytes(os.urandom(32))
@@ -189,6 +201,17 @@ def test_no_private_key_in_etcd_and_bad_records_are_refused(fleet, pki, etcd, tm
     wait_until(lambda: f"{prefix}certificates/sealed.cluster.test refused" in stranger.proxy.stderr(), SYNC_TIMEOUT,
                what="the node with a foreign sealing key refusing the record")
     assert stranger.serial("sealed.cluster.test") != leaf.serial
+
+
+def seal(key: bytes, plaintext: bytes, context: str) -> bytes:
+    """The sealed-record format (Sources/Cluster/Sealer.swift): "eps", version 1, the key's id
+    (first 8 bytes of its SHA-256), a 12-byte nonce, AES-256-GCM ciphertext + tag, with the header
+    and the record's etcd key as associated data."""
+    import hashlib
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    header = b"eps\x01" + hashlib.sha256(key).digest()[:8]
+    nonce = os.urandom(12)
+    return header + nonce + AESGCM(key).encrypt(nonce, plaintext, header + context.encode())
 
 
 def test_sealing_key_rotation_opens_old_records(fleet, pki, tmp_path, sealing_key):
