@@ -54,14 +54,11 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     }
 
     public func saveChallenge(token: String, keyAuthorization: String) throws {
-        let key = layout.http01(token)
-        try store.put(key, Array(keyAuthorization.utf8), lease: try lease())
-        waitForAcks(key)
+        try present(layout.http01(token), keyAuthorization)
     }
 
     public func deleteChallenge(token: String) throws {
-        _ = try? store.deletePrefix(layout.acks(for: layout.http01(token)))
-        try store.delete(layout.http01(token))
+        try takeDown(layout.http01(token))
     }
 
     public func loadChallenge(token: String) throws -> String? {
@@ -69,10 +66,31 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     }
 
     public func saveALPNChallenge(name: String, keyAuthorization: String) throws {
-        let key = layout.tlsALPN01(name)
-        try store.put(key, Array(keyAuthorization.utf8), lease: try lease())
+        try present(layout.tlsALPN01(name), keyAuthorization)
+    }
+
+    /// Each answer lives under a lease of its own (the nodes' acknowledgements too), revoked when
+    /// the authorization ends: an answer whose clean-up failed, or whose node died, expires by
+    /// itself within `challengeTTL` instead of living as long as the node.
+    private func present(_ key: String, _ keyAuthorization: String) throws {
+        let lease = try store.grantLease(ttl: Self.challengeTTL)
+        challengeLeases.withLock { $0[key] = lease }
+        try store.put(key, Array(keyAuthorization.utf8), lease: lease)
         waitForAcks(key)
     }
+
+    private func takeDown(_ key: String) throws {
+        if let lease = challengeLeases.withLock({ $0.removeValue(forKey: key) }) {
+            try store.revoke(lease: lease)  // the answer and its acknowledgements go with it
+        } else {
+            _ = try? store.deletePrefix(layout.acks(for: key))
+            try store.delete(key)
+        }
+    }
+
+    /// Seconds an answer may outlive a failed clean-up (an order is over long before).
+    static let challengeTTL = 600
+    private let challengeLeases = Mutex<[String: Int64]>([:])
 
     /// Until every live node says it answers the challenge at `key`, at most `ackTimeout`: the
     /// CA's validation may reach any of them the moment it is told to validate. A node that does
@@ -95,8 +113,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
     static let ackTimeout = 3.0
 
     public func deleteALPNChallenge(name: String) throws {
-        _ = try? store.deletePrefix(layout.acks(for: layout.tlsALPN01(name)))
-        try store.delete(layout.tlsALPN01(name))
+        try takeDown(layout.tlsALPN01(name))
     }
 
     private struct RenewalWire: Codable, Equatable {

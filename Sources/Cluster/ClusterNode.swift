@@ -33,7 +33,6 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         self.sync = sync
         self.store = store ?? sync.store
         self.ttl = max(2, Int(ttl.rounded()))
-        sync.leaseForAcks = { [weak self] in self?.state.withLock { $0.lease } }
     }
 
     /// The lease locks attach to; granted on first use (throws while etcd is unreachable).

@@ -35,8 +35,6 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     private let http: ChallengeTable
     private let alpn: ALPNChallengeTable
     private let cache: LocalCache
-    /// This node's lease for challenge acknowledgements (set by `ClusterNode`; nil: not yet).
-    var leaseForAcks: (@Sendable () -> Int64?)?
     /// The fleet's ticket keys (nil: tickets off); this node installs them into `TicketKeys.shared`.
     let tickets: TicketRecords?
 
@@ -248,7 +246,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                 if layout.certificateName(v.key) != nil {
                     puts.append(v)
                 } else if v.key.hasPrefix(layout.challenges) {
-                    challenge(v.key, v.value)
+                    challenge(v.key, v.value, lease: v.lease)
                 } else if v.key.hasPrefix(layout.tickets), let tickets {
                     do {
                         let key = try tickets.decode(v)
@@ -339,7 +337,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     }
 
     /// An HTTP-01 or TLS-ALPN-01 answer stored by whichever node ordered it (nil: taken down).
-    private func challenge(_ key: String, _ value: [UInt8]?) {
+    private func challenge(_ key: String, _ value: [UInt8]?, lease: Int64 = 0) {
         let http01 = layout.challenges + "http-01/", alpn01 = layout.challenges + "tls-alpn-01/"
         if key.hasPrefix(http01) {
             let token = String(key.dropFirst(http01.count))
@@ -365,8 +363,9 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             if value != nil { s.challenges.insert(key) } else { s.challenges.remove(key) }
         }
         // Tell the ordering node this one answers now (it waits for every live node before the CA
-        // is told to validate). Off the sync thread: the watch must not wait for a write.
-        if value != nil, let lease = leaseForAcks?() {
+        // is told to validate), under the answer's own lease so the acknowledgement goes with it.
+        // Off the sync thread: the watch must not wait for a write.
+        if value != nil, lease != 0 {
             let ack = layout.acks(for: key) + node
             DispatchQueue.global().async { [store] in _ = try? store.put(ack, [], lease: lease) }
         }

@@ -352,6 +352,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
         for node in nodes:
             wait_for_port(node.port, proc=node.proxy.proc)
         return nodes, pebble, lb
+    make.prefix = prefix
     yield make
     for lb in made["lb"]:
         lb.stop()
@@ -369,7 +370,7 @@ def acme_serial(node: Node, name: str):
     return acme_entry(node, name)["serial"]
 
 
-def test_nodes_started_together_share_one_account_and_one_order_per_name(acme_fleet):
+def test_nodes_started_together_share_one_account_and_one_order_per_name(acme_fleet, etcd):
     names = ["one.fleet.test", ["two.fleet.test", "www.two.fleet.test"]]
     nodes, pebble, _ = acme_fleet(names)
     served = {}
@@ -392,6 +393,9 @@ def test_nodes_started_together_share_one_account_and_one_order_per_name(acme_fl
     for primary in served:
         plans = {node.name: acme_entry(node, primary)["renew_at"] for node in nodes}
         assert len(set(plans.values())) == 1 and None not in plans.values(), plans
+    # The answers and the nodes' acknowledgements are gone from etcd once the orders are done.
+    leftovers = [k for k in etcd.get_prefix(acme_fleet.prefix + "acme/") if "/challenges/" in k or "/acks/" in k]
+    assert leftovers == [], leftovers
 
 
 def test_validation_reaching_only_nodes_that_did_not_order(acme_fleet):
