@@ -82,9 +82,12 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
                 if try store.keepAlive(lease: lease) {
                     let written = try register(lease)
                     // This node's own write is under the watched prefix: a watch that has not
-                    // delivered the previous one by now has gone silent.
+                    // delivered the previous one by now has gone silent; one ahead of it is
+                    // watching another etcd's history (a restore).
                     if let last = lastWrite, sync.status.connected, sync.status.revision < last {
                         sync.restartWatch(reason: "the watch has not delivered revision \(last) after \(interval) s")
+                    } else if let written, sync.status.connected, written < sync.status.revision {
+                        sync.restartWatch(reason: "etcd wrote revision \(written), behind the \(sync.status.revision) applied here", reread: true)
                     }
                     lastWrite = written
                     try leadTickets(lease)

@@ -50,6 +50,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         /// Ends the running watch (stop, or a watch that went silent).
         var watch = WatchCancel()
         var everConnected = false
+        /// The next round reads the whole prefix rather than resuming.
+        var reread = false
     }
     private let state = Mutex(State())
     private let applying = NSLock()
@@ -96,9 +98,13 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
 
     /// Watches anew from the last revision applied: the watch's connection may be alive but silent
     /// (a member cut off from the others), which only a revision check from outside notices.
-    func restartWatch(reason: String) {
-        Log.warning("cluster: \(reason); watching \(layout.prefix) again")
-        state.withLock { $0.watch }.cancel()
+    /// `reread`: read the whole prefix again instead (etcd's revisions went back: a restore).
+    func restartWatch(reason: String, reread: Bool = false) {
+        Log.warning("cluster: \(reason); \(reread ? "reading" : "watching") \(layout.prefix) again")
+        state.withLock { s in
+            if reread { s.reread = true }
+            return s.watch
+        }.cancel()
     }
 
     /// Looks up an HTTP-01 token this node does not hold (a node that just joined, or a watch a
@@ -164,6 +170,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
                 let cancel = WatchCancel()
                 state.withLock { $0.watch = cancel }
                 let from: Int64
+                if state.withLock({ s in defer { s.reread = false }; return s.reread }) { resume = nil }
                 if let revision = resume {
                     _ = try store.get(layout.leader)  // reachable again?
                     inSync(at: revision)
@@ -206,7 +213,15 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     private func resync(_ values: [StoredValue], revision: Int64) {
         let listed = Set(values.map(\.key))
         let gone = state.withLock { s in
-            (Array(s.applied.keys) + Array(s.challenges) + Array(s.tickets.keys)).filter { !listed.contains($0) }
+            // etcd restored from a backup (or rebuilt) counts revisions from lower again: what was
+            // applied here is not newer than what it holds now, whatever the numbers say.
+            if revision < s.status.revision {
+                Log.warning("cluster: etcd is at revision \(revision), behind the \(s.status.revision) applied here (restored or "
+                            + "rebuilt?); taking everything it holds as current")
+                s.applied = s.applied.mapValues { _ in -1 }
+                s.status.revision = 0
+            }
+            return (Array(s.applied.keys) + Array(s.challenges) + Array(s.tickets.keys)).filter { !listed.contains($0) }
         }
         apply(values.map { .put($0) } + gone.map { .delete(key: $0, revision: revision) }, source: "cluster")
         inSync(at: revision)
@@ -288,7 +303,11 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         var installed: [StoredValue] = []
         for v in puts {
             guard let name = layout.certificateName(v.key) else { continue }
-            let newer = state.withLock { s in (s.applied[v.key] ?? -1) < v.modRevision }
+            // Until the first full read, the revisions applied came from the cache, maybe from an etcd
+            // since restored: there only an unchanged revision counts as the same record.
+            let newer = state.withLock { s in
+                s.everConnected ? (s.applied[v.key] ?? -1) < v.modRevision : s.applied[v.key] != v.modRevision
+            }
             guard newer else { continue }
             state.withLock { $0.applied[v.key] = v.modRevision }
             if let bundle = built[v.key] {
@@ -316,7 +335,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         for (key, revision) in deletes {
             guard let name = layout.certificateName(key) else { continue }
             let known = state.withLock { s -> Bool in
-                guard let applied = s.applied[key], applied < revision else { return false }
+                guard let applied = s.applied[key], applied < revision || !s.everConnected else { return false }
                 s.applied[key] = nil
                 return true
             }

@@ -125,6 +125,34 @@ import TLS
         #expect(try f.store.get(layout.lock("certificate-y.test")) == nil)
     }
 
+    /// etcd restored from a backup counts revisions from lower again: what it holds is taken as
+    /// current, both at start (the cache's revisions came from the old history) and while running.
+    @Test func aRestoredStoreWinsOverHigherRevisionsAppliedBefore() throws {
+        let cache = try TempDir()
+        let key = layout.certificate("r.test")
+        let before = try Fixture(layout, cache: cache)
+        let old = try record("r.test", before)
+        before.store.set(key, old.bytes, revision: 50)
+        before.sync.start()
+        waitUntil("served") { before.served("r.test") == old.serial }
+        before.sync.stop()
+
+        let after = try Fixture(layout, cache: cache)
+        let restored = try record("r.test", after)
+        after.store.set(key, restored.bytes, revision: 3)
+        after.sync.loadCache()
+        #expect(after.served("r.test") == old.serial)
+        after.sync.start()
+        defer { after.sync.stop() }
+        waitUntil("the restored store's record served") { after.served("r.test") == restored.serial }
+
+        // While running: the store goes back again; a full read takes what it holds.
+        let again = try record("r.test", after)
+        after.store.rewind(to: [key: again.bytes], revision: 2)
+        after.sync.restartWatch(reason: "test", reread: true)
+        waitUntil("the rewound store's record served") { after.served("r.test") == again.serial }
+    }
+
     @Test func theLocalCacheServesWithoutTheStore() throws {
         let cache = try TempDir()
         let key = layout.certificate("d.test")
@@ -168,6 +196,15 @@ final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under
 
     func emit(_ events: [StoreEvent]) {
         lock.withLock { queue.append(events); lock.broadcast() }
+    }
+
+    /// Replaces everything, with revisions from `revision` (a restored etcd).
+    func rewind(to contents: [String: [UInt8]], revision: Int64) {
+        lock.withLock {
+            values = Dictionary(uniqueKeysWithValues: contents.map { ($0.key, StoredValue(key: $0.key, value: $0.value, createRevision: revision,
+                                                                                          modRevision: revision)) })
+            self.revision = revision
+        }
     }
 
     /// The running watch ends with `error` (once).
