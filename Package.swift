@@ -47,8 +47,10 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
-        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config"]),
-        .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME"]),
+        // Temporary directories, programs, free ports: for the test targets that start real servers.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "TestSupport"]),
+        .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME", "TestSupport"]),
     ]
 )

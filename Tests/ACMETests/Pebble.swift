@@ -107,35 +107,3 @@ struct PebbleError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func canConnect(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-}
-
-/// Distinct free loopback ports (bound to port 0, then released). Another process could take
-/// one in between; on a test machine that is rare enough.
-func freePorts(_ count: Int) throws -> [Int] {
-    var ports: [Int] = [], fds: [Int32] = []
-    defer { fds.forEach { close($0) } }
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        fds.append(fd)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw PebbleError("bind: \(String(cString: strerror(errno)))") }
-        ports.append(Int(UInt16(bigEndian: addr.sin_port)))
-    }
-    return ports
-}
