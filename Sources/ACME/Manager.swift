@@ -174,10 +174,21 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         do {
             let current = try issuer.stored(names)
             if schedule.ari, let leaf = current?.leaf {
-                do {
-                    if let (info, retry) = try issuer.account().renewalInfo(for: leaf) { window = info.suggestedWindow; ariRetry = retry }
-                } catch {
-                    Log.warning("ACME renewalInfo for \(names[0]) failed (the lifetime rule applies instead): \(error)")
+                // A shared storage keeps the CA's answer for the fleet: one node asks per interval,
+                // not every node (the CA's rate limits count the fleet's requests together).
+                let shared = try? issuer.storage.loadRenewalInfo(name: names[0], serial: leaf.serialHex)
+                if let shared, Date().timeIntervalSince(shared.fetched) < min(schedule.checkInterval, shared.retryAfter ?? .infinity) {
+                    window = shared.window; ariRetry = shared.retryAfter
+                } else {
+                    do {
+                        if let (info, retry) = try issuer.account().renewalInfo(for: leaf) {
+                            window = info.suggestedWindow; ariRetry = retry
+                            try? issuer.storage.saveRenewalInfo(SharedRenewalInfo(window: info.suggestedWindow, retryAfter: retry, fetched: Date()),
+                                                                name: names[0], serial: leaf.serialHex)
+                        }
+                    } catch {
+                        Log.warning("ACME renewalInfo for \(names[0]) failed (the lifetime rule applies instead): \(error)")
+                    }
                 }
             }
             // The renewal time is drawn once per serial and window, so its jitter (or the random

@@ -37,6 +37,9 @@ public protocol ACMEStorage: Sendable {
     /// The renewal time every node uses for `serial` (and the CA's `window` for it): the first
     /// proposal stored wins, so a fleet does not draw one time per node. Local storage: `proposed`.
     func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date
+    /// The CA's last renewalInfo answer for `serial`, kept for the fleet (nil: none kept).
+    func loadRenewalInfo(name: String, serial: String) throws -> SharedRenewalInfo?
+    func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws
     /// Runs `body` holding the lock called `name`.
     func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T
 }
@@ -46,6 +49,17 @@ extension ACMEStorage {
     public func saveALPNChallenge(name: String, keyAuthorization: String) throws {}
     public func deleteALPNChallenge(name: String) throws {}
     public func agreeRenewal(name: String, serial: String, window: RenewalWindow?, proposed: Date) throws -> Date { proposed }
+    /// Local storage: every look asks the CA.
+    public func loadRenewalInfo(name: String, serial: String) throws -> SharedRenewalInfo? { nil }
+    public func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws {}
+}
+
+/// A renewalInfo answer (RFC 9773) as the fleet keeps it: the window, the CA's Retry-After and when it was asked.
+public struct SharedRenewalInfo: Codable, Sendable, Equatable {
+    public var window: RenewalWindow
+    public var retryAfter: Double?
+    public var fetched: Date
+    public init(window: RenewalWindow, retryAfter: Double?, fetched: Date) { self.window = window; self.retryAfter = retryAfter; self.fetched = fetched }
 }
 
 /// An account: its P-256 key (PEM) and, once registered, its URL (the JWS kid).

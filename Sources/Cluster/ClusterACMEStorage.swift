@@ -144,6 +144,23 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         return proposed
     }
 
+    private struct RenewalInfoWire: Codable {
+        var serial: String
+        var info: SharedRenewalInfo
+    }
+
+    /// At `acme/ari/NAME`: the last renewalInfo answer for the current serial, so one node asks
+    /// the CA per check interval for the whole fleet.
+    public func loadRenewalInfo(name: String, serial: String) throws -> SharedRenewalInfo? {
+        guard let value = try store.get(layout.renewalInfo(name)),
+              let wire = try? RecordCoding.decoder().decode(RenewalInfoWire.self, from: Data(value.value)), wire.serial == serial else { return nil }
+        return wire.info
+    }
+
+    public func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws {
+        try store.put(layout.renewalInfo(name), [UInt8](try RecordCoding.encoder().encode(RenewalInfoWire(serial: serial, info: info))), lease: nil)
+    }
+
     public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
         let key = layout.lock(name)
         var waited = false

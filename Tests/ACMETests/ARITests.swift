@@ -53,6 +53,50 @@ import TLS
     }
 }
 
+extension ARITests {
+    /// With a storage that keeps the CA's renewalInfo answer (a cluster's), two managers (two
+    /// nodes) looking at the same certificate ask the CA once per check interval between them.
+    @Test func aSharedAnswerIsAskedForOncePerInterval() throws {
+        let dir = try TempDir()
+        let leaf = try makeLeaf(dir, days: 90)
+        let storage = SharingStorage(FileStorage(root: dir.path("acme")))
+        try storage.saveCertificate(StoredCertificate(names: ["ari.example"], chainPEM: leaf.chainPEM, keyPEM: leaf.keyPEM))
+        let directoryURL = "https://ca.test/dir"
+        try storage.saveAccount(StoredAccount(keyPEM: try PrivateKey.generateP256().pem(), url: "https://ca.test/acct/1"),
+                                ca: FileStorage.caKey(directoryURL: directoryURL))
+        let ca = ScriptedCA(window: (Date().addingTimeInterval(10 * 86400), Date().addingTimeInterval(11 * 86400)), retryAfter: 7200)
+        var schedule = ACMESettings(directory: directoryURL, storage: storage.inner.root, certificates: [["ari.example"]])
+        schedule.renewal.checkInterval = 3600
+        for _ in 0..<2 {
+            let issuer = try Issuer(configuration: IssuerConfiguration(directoryURL: directoryURL), storage: storage, solvers: [], transport: ca)
+            let manager = ACMEManager(issuers: [issuer], schedule: schedule) { _ in }
+            manager.start()
+            let deadline = Date().addingTimeInterval(10)
+            while manager.statuses[0].renewAt == nil && Date() < deadline { usleep(10_000) }
+            manager.stop()
+            #expect(manager.statuses[0].renewAt != nil && manager.statuses[0].ariWindow != nil)
+        }
+        #expect(ca.paths.filter { $0.hasPrefix("/renewal-info/") }.count == 1)
+    }
+}
+
+/// FileStorage plus a renewalInfo answer kept in memory, as a cluster's storage keeps it in etcd.
+private final class SharingStorage: ACMEStorage, @unchecked Sendable {  // `kept` is guarded by its Mutex
+    let inner: FileStorage
+    private let kept = Mutex<[String: SharedRenewalInfo]>([:])
+    init(_ inner: FileStorage) { self.inner = inner }
+    func loadAccount(ca: String) throws -> StoredAccount? { try inner.loadAccount(ca: ca) }
+    func saveAccount(_ account: StoredAccount, ca: String) throws { try inner.saveAccount(account, ca: ca) }
+    func loadCertificate(name: String) throws -> StoredCertificate? { try inner.loadCertificate(name: name) }
+    func saveCertificate(_ certificate: StoredCertificate) throws { try inner.saveCertificate(certificate) }
+    func saveChallenge(token: String, keyAuthorization: String) throws {}
+    func deleteChallenge(token: String) throws {}
+    func loadChallenge(token: String) throws -> String? { nil }
+    func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T { try inner.withLock(name, body) }
+    func loadRenewalInfo(name: String, serial: String) throws -> SharedRenewalInfo? { kept.withLock { $0[name + serial] } }
+    func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws { kept.withLock { $0[name + serial] = info } }
+}
+
 /// A CA key with the RFC's subject key identifier, and a leaf it signed with serial 0x87654321.
 func makeLeaf(_ dir: TempDir, days: Int, name: String = "ari.example",
               serial: String = "0x87654321") throws -> (certificate: X509Certificate, chainPEM: [UInt8], keyPEM: [UInt8]) {
