@@ -13,6 +13,8 @@ public final class CertificateCatalog {
     }
 
     public private(set) var items: [String: Item] = [:]
+    /// The origin of the generated self-signed certificate.
+    public static let fallbackOrigin = "self-signed"
     private var exact = NameTable()
     private var wildcard = NameTable()
     /// The item a snapshot falls back to without a default name; found again only when it goes.
@@ -58,8 +60,12 @@ public final class CertificateCatalog {
         }
         exact.set(exactChanges)
         wildcard.set(wildcardChanges)
-        if let id = oldestID, items[id] != nil, !upserts.contains(where: { $0.id == id }) { return }
-        oldestID = items.min { $0.value.sequence < $1.value.sequence }?.key
+        if let id = oldestID, let item = items[id], item.origin != Self.fallbackOrigin || items.count == 1,
+           !upserts.contains(where: { $0.id == id }) { return }
+        // The generated fallback answers clients without SNI only while nothing else is loaded
+        // (a cluster node or ACME filling an empty store keeps it in the catalog meanwhile).
+        oldestID = items.lazy.filter { $0.value.origin != Self.fallbackOrigin }.min { $0.value.sequence < $1.value.sequence }?.key
+            ?? items.min { $0.value.sequence < $1.value.sequence }?.key
     }
 
     /// What an apply would leave, to refuse one that empties the catalog.

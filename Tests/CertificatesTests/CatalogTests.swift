@@ -41,6 +41,17 @@ import TLS
         #expect(catalog.snapshot(defaultName: nil).resolve("s.test", offersECDSA: true, strict: true).0?.serialHex == older.serialHex)
     }
 
+    /// The generated fallback answers clients without SNI only until anything else is loaded.
+    @Test func theSelfSignedFallbackGivesWayToTheFirstRealCertificate() throws {
+        let catalog = CertificateCatalog()
+        let fallback = try Self.cert("localhost"), real = try Self.cert("real.test")
+        catalog.apply(upserts: [("self-signed", fallback, CertificateCatalog.fallbackOrigin)], removals: [])
+        #expect(catalog.snapshot(defaultName: nil).resolve(nil, offersECDSA: true, strict: false).0?.serialHex == fallback.serialHex)
+        catalog.apply(upserts: [("cluster:real.test", real, "cluster")], removals: [])
+        #expect(catalog.snapshot(defaultName: nil).resolve(nil, offersECDSA: true, strict: false).0?.serialHex == real.serialHex)
+        #expect(catalog.snapshot(defaultName: nil).resolve("localhost", offersECDSA: true, strict: false).0?.serialHex == fallback.serialHex)
+    }
+
     @Test func manyNamesAcrossShards() throws {
         var table = NameTable()
         let bundle = try Self.cert("x.test")
