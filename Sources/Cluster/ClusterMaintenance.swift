@@ -9,6 +9,9 @@ public struct ClusterMaintenance {
     let sealer: Sealer
     let node: String
 
+    /// Records per etcd transaction when importing (etcd allows 128 operations per txn by default).
+    static let batch = 64
+
     public init(store: SharedStore, layout: KeyLayout, sealer: Sealer, node: String) {
         self.store = store; self.layout = layout; self.sealer = sealer; self.node = node
     }
@@ -42,6 +45,10 @@ public struct ClusterMaintenance {
                 pairs.append((cert: base + ".crt", key: base + ".key"))
             }
         }
+        // What the store holds now, read once; then the writes in transactions of `batch`, each
+        // only over what was judged older (or nothing): a renewal stored meanwhile stays.
+        let stored = Dictionary(try store.list(prefix: layout.certificates).values.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var pending: [(name: String, write: ConditionalWrite)] = []
         for (cert, key) in pairs {
             guard let chain = FileManager.default.contents(atPath: cert), let keyPEM = FileManager.default.contents(atPath: key) else {
                 report.refused.append("\(cert): cannot read it or its key \(key)")
@@ -54,7 +61,7 @@ public struct ClusterMaintenance {
             }
             let name = bundle.names[0].lowercased()
             let etcdKey = layout.certificate(name)
-            let existing = try store.get(etcdKey)
+            let existing = stored[etcdKey]
             if let existing, let record = try? CertificateRecord.decode(existing.value, etcdKey: etcdKey, sealer: sealer).record,
                record.notAfter >= bundle.notAfter {
                 report.skipped.append(name)
@@ -62,14 +69,20 @@ public struct ClusterMaintenance {
             }
             let bytes = try CertificateRecord.encode(bundle: bundle, chainPEM: [UInt8](chain), keyPEM: [UInt8](keyPEM), etcdKey: etcdKey,
                                                      sealer: sealer, source: "import", node: node)
-            // Only over what was judged older (or nothing): a renewal stored meanwhile stays.
-            let written: Bool
-            if let existing {
-                written = try store.put(etcdKey, bytes, ifModRevision: existing.modRevision)
-            } else {
-                written = try store.create(etcdKey, bytes, lease: nil).created
+            pending.append((name, ConditionalWrite(key: etcdKey, value: bytes, ifModRevision: existing?.modRevision ?? 0)))
+        }
+        var start = 0
+        while start < pending.count {
+            let chunk = pending[start..<min(start + Self.batch, pending.count)]
+            start += chunk.count
+            if try store.putAll(chunk.map(\.write)) {
+                report.certificates += chunk.map(\.name)
+                continue
             }
-            if written { report.certificates.append(name) } else { report.skipped.append(name) }
+            // Something in this batch changed meanwhile: one by one, so the rest still goes in.
+            for (name, write) in chunk {
+                if try store.putAll([write]) { report.certificates.append(name) } else { report.skipped.append(name) }
+            }
         }
         return report
     }

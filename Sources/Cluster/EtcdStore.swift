@@ -106,6 +106,15 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
         return try run { () throws(EtcdError) in try client.txn(compare: [.unchanged(k, since: ifModRevision)], success: [.put(key: k, value: value)]).succeeded }
     }
 
+    public func putAll(_ writes: [ConditionalWrite]) throws(ClusterError) -> Bool {
+        let compares = writes.map { w in
+            w.ifModRevision == 0 ? EtcdCompare.absent(Array(w.key.utf8)) : EtcdCompare.unchanged(Array(w.key.utf8), since: w.ifModRevision)
+        }
+        return try run { () throws(EtcdError) in
+            try client.txn(compare: compares, success: writes.map { .put(key: Array($0.key.utf8), value: $0.value) }).succeeded
+        }
+    }
+
     @discardableResult
     public func delete(_ key: String) throws(ClusterError) -> Int64 {
         try run { () throws(EtcdError) in try client.deleteRange(key: Array(key.utf8)).revision }

@@ -20,6 +20,8 @@ public protocol SharedStore: Sendable {
     func put(_ key: String, _ value: [UInt8], fence: String, fenceRevision: Int64) throws(ClusterError) -> Int64?
     /// Writes `key` only if it is still the version read at `ifModRevision`.
     func put(_ key: String, _ value: [UInt8], ifModRevision: Int64) throws(ClusterError) -> Bool
+    /// Writes all of them in one transaction, or none when any one's condition fails.
+    func putAll(_ writes: [ConditionalWrite]) throws(ClusterError) -> Bool
     @discardableResult func delete(_ key: String) throws(ClusterError) -> Int64
     @discardableResult func deletePrefix(_ prefix: String) throws(ClusterError) -> Int64
     /// Deletes `key` only if it still is the version created at `ifCreateRevision` (a lock still ours).
@@ -31,6 +33,14 @@ public protocol SharedStore: Sendable {
     /// Streams every change under `prefix` from `revision` on until `handler` returns false or
     /// `cancel` is called; throws `.compacted` when that revision is gone.
     func watch(prefix: String, from revision: Int64, cancel: WatchCancel, _ handler: ([StoreEvent]) -> Bool) throws(ClusterError)
+}
+
+/// A write that happens only while `key` is still at `ifModRevision` (0: does not exist).
+public struct ConditionalWrite: Sendable {
+    public var key: String
+    public var value: [UInt8]
+    public var ifModRevision: Int64
+    public init(key: String, value: [UInt8], ifModRevision: Int64) { self.key = key; self.value = value; self.ifModRevision = ifModRevision }
 }
 
 public struct StoredValue: Sendable, Equatable {

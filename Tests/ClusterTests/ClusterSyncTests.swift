@@ -240,6 +240,11 @@ final class MemoryStore: SharedStore, @unchecked Sendable {  // everything under
         _ = try put(key, value, lease: nil)
         return true
     }
+    func putAll(_ writes: [ConditionalWrite]) throws(ClusterError) -> Bool {
+        for w in writes where (try get(w.key)?.modRevision ?? 0) != w.ifModRevision { return false }
+        for w in writes { _ = try put(w.key, w.value, lease: nil) }
+        return true
+    }
     func delete(_ key: String) throws(ClusterError) -> Int64 { lock.withLock { values[key] = nil; revision += 1; return revision } }
     func deletePrefix(_ prefix: String) throws(ClusterError) -> Int64 {
         lock.withLock { values = values.filter { !$0.key.hasPrefix(prefix) }; revision += 1; return revision }
