@@ -45,6 +45,11 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         if let lease = state.withLock({ $0.lease }) { return lease }
         let granted = try store.grantLease(ttl: ttl)
         state.withLock { $0.lease = granted }
+        if let other = try? store.get(sync.layout.node(sync.node)), other.lease != 0, other.lease != granted {
+            // This node before a restart (its lease not yet expired), or another node with the same name.
+            Log.warning("cluster: \(sync.layout.node(sync.node)) is registered under another lease; if this node did not just "
+                        + "restart, another node uses the name \(sync.node): give each node its own cluster.node")
+        }
         try? register(granted)
         return granted
     }
