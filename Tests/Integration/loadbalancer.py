@@ -191,6 +191,14 @@ class LoadBalancer:
             pass
         if self.proc.poll() is None:
             self.proc.wait(5)
+        # A killed worker is not our child: wait until the whole group is gone (and its ports free).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.02)
 
     def __enter__(self) -> "LoadBalancer":
         return self
