@@ -57,6 +57,12 @@ import Testing
         let badKey = #expect(throws: DNSError.self) { try named.client.update(update, key: unknown) }
         #expect(badKey?.tsigError == .badKey && badKey?.reason.contains("key name") == true)
 
+        // Signed correctly with a key named knows, but that `allow-update` does not list.
+        let reader = try TSIGKey(name: "reader", base64Secret: Named.secret)
+        let notAllowed = #expect(throws: DNSError.self) { try named.client.update(update, key: reader) }
+        #expect(notAllowed?.code == .rcode && notAllowed?.rcode == .refused)
+        #expect(notAllowed?.reason.contains("allow-update") == true, "\(String(describing: notAllowed))")
+
         // Signed correctly but for a zone named does not serve.
         let otherZone = DNSUpdate(zone: "other.test").addChallenge(domain: "www.other.test", value: "abc")
         let refused = #expect(throws: DNSError.self) { try named.client.update(otherZone, key: try TSIGKey(name: "acme", base64Secret: Named.secret)) }

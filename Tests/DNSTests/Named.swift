@@ -3,10 +3,12 @@ import Foundation
 import TestSupport
 
 /// A real BIND (`/usr/sbin/named -g`) on a loopback port, authoritative for `example.test`,
-/// accepting UPDATEs signed with key `acme`. Its config, zone, journal and pid file live in a
-/// temporary directory; `stop()` (and deinit) end it.
+/// accepting UPDATEs signed with key `acme` (it knows key `reader` too, but not for updates).
+/// Its config, zone, journal and pid file live in a temporary directory; `stop()` (and deinit)
+/// end it.
 final class Named {
-    static let program = "/usr/sbin/named"
+    /// EDGEPROXY_NAMED names another build of named.
+    static let program = ProcessInfo.processInfo.environment["EDGEPROXY_NAMED"] ?? "/usr/sbin/named"
     static let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg=="
     let port: Int
     let dir: TempDir
@@ -44,6 +46,7 @@ final class Named {
         };
         controls { };
         key "acme" { algorithm hmac-sha256; secret "\(Self.secret)"; };
+        key "reader" { algorithm hmac-sha256; secret "\(Self.secret)"; };
         zone "example.test" {
             type master;
             file "\(dir.path("example.test.zone"))";
