@@ -77,9 +77,8 @@ struct DNSWriter {
 /// Presentation-form names: "a.b.c" ⇄ labels, with `\DDD` and `\X` escapes (RFC 1035 §5.1).
 enum DNSName {
     static func labels(_ name: String) throws(DNSError) -> [[UInt8]] {
-        var text = Array(name.utf8)
+        let text = Array(name.utf8)
         if text == [0x2E] || text.isEmpty { return [] }
-        if text.last == 0x2E && (text.count < 2 || text[text.count - 2] != 0x5C) { text.removeLast() }
         var labels: [[UInt8]] = [], label: [UInt8] = []
         var i = 0
         while i < text.count {
@@ -102,6 +101,8 @@ enum DNSName {
             }
             guard label.count <= 63 else { throw DNSError(.badInput, "\(name): a label is at most 63 bytes") }
         }
+        // An empty last label is the root after an unescaped final dot ("example.test.").
+        if label.isEmpty && text.last == 0x2E && !labels.isEmpty { return labels }
         guard !label.isEmpty else { throw DNSError(.badInput, "\(name): empty label") }
         labels.append(label)
         return labels

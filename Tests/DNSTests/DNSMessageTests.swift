@@ -44,6 +44,10 @@ import Testing
         #expect(Array(bytes[12..<20]) == [3, 0x61, 0x2E, 0x62, 3, 0x63, 0x5C, 0x64])
         #expect(try DNSMessage(decoding: bytes).questions[0].name == name)
         #expect(try DNSMessage(decoding: DNSMessage.query(id: 1, name: "", type: .ns).encode()).questions[0].name == "")
+        // A final dot is the root; an escaped backslash before it does not escape it.
+        #expect(try DNSMessage(decoding: DNSMessage.query(id: 1, name: "example.test.", type: .ns).encode()).questions[0].name == "example.test")
+        #expect(try DNSName.labels("a\\\\.") == [[0x61, 0x5C]])
+        #expect(try DNSName.labels("a\\.") == [[0x61, 0x2E]])
     }
 
     @Test func rejectsNamesThatDoNotFit() {
