@@ -44,3 +44,35 @@ import Testing
         #expect(error?.code == .badInput)
     }
 }
+
+extension DNSClientTests {
+    /// A UDP server that answers the first query twice: first with another ID (a stray late
+    /// answer), then properly. The client must skip the first.
+    @Test func skipsADatagramWithAnotherID() throws {
+        let server = try Self.silentUDPPort()
+        defer { close(server.fd) }
+        let thread = Thread {
+            var buffer = [UInt8](repeating: 0, count: 512)
+            var from = sockaddr_storage()
+            var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &from) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server.fd, &buffer, buffer.count, 0, $0, &fromLength) }
+            }
+            guard n > 0, var query = try? DNSMessage(decoding: Array(buffer[0..<n])) else { return }
+            query.header.isResponse = true
+            query.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("right"))]
+            var stray = query
+            stray.header.id &+= 1
+            stray.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("stray"))]
+            for message in [stray, query] {
+                guard let bytes = try? message.encode() else { return }
+                _ = withUnsafePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server.fd, bytes, bytes.count, 0, $0, fromLength) }
+                }
+            }
+        }
+        thread.start()
+        let records = try DNSClient(server: "127.0.0.1", port: server.port, timeout: 2).query(name: "t.example.test", type: .txt)
+        #expect(records.compactMap(\.data.text) == ["right"])
+    }
+}
