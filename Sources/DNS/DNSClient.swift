@@ -20,6 +20,11 @@ public struct DNSClient: Sendable {
     public func query(name: String, type: DNSType) throws(DNSError) -> [DNSRecord] {
         let request = DNSMessage.query(id: .random(in: .min ... .max), name: name, type: type)
         let response = try DNSMessage(decoding: exchange(try request.encode(), id: request.header.id))
+        // An answer to some other question (a spoofing attempt, or a confused server) is not ours.
+        guard let asked = response.questions.first, response.questions.count == 1,
+              asked.name.lowercased() == name.lowercased().trimmingSuffixDot, asked.type == type else {
+            throw DNSError(.malformed, "\(peer) answered another question than \(name) \(type)")
+        }
         switch response.header.rcode {
         case .noError, .nxDomain: return response.answers
         default: throw DNSError(.rcode, "query \(name) \(type) at \(peer): \(response.header.rcode)", rcode: response.header.rcode)
@@ -210,4 +215,8 @@ final class DNSSocket {
         }
         return buffer
     }
+}
+
+private extension String {
+    var trimmingSuffixDot: String { hasSuffix(".") && !hasSuffix("\\.") ? String(dropLast()) : self }
 }

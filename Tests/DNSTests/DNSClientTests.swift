@@ -46,33 +46,53 @@ import Testing
 }
 
 extension DNSClientTests {
-    /// A UDP server that answers the first query twice: first with another ID (a stray late
-    /// answer), then properly. The client must skip the first.
-    @Test func skipsADatagramWithAnotherID() throws {
-        let server = try Self.silentUDPPort()
-        defer { close(server.fd) }
-        let thread = Thread {
+    /// Answers the first query that reaches `fd` with the messages `answers` makes of it, in order.
+    static func answerOnce(_ fd: Int32, _ answers: @escaping @Sendable (DNSMessage) -> [DNSMessage]) {
+        Thread {
             var buffer = [UInt8](repeating: 0, count: 512)
             var from = sockaddr_storage()
             var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let n = withUnsafeMutablePointer(to: &from) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server.fd, &buffer, buffer.count, 0, $0, &fromLength) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &fromLength) }
             }
             guard n > 0, var query = try? DNSMessage(decoding: Array(buffer[0..<n])) else { return }
             query.header.isResponse = true
-            query.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("right"))]
-            var stray = query
-            stray.header.id &+= 1
-            stray.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("stray"))]
-            for message in [stray, query] {
+            for message in answers(query) {
                 guard let bytes = try? message.encode() else { return }
                 _ = withUnsafePointer(to: &from) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server.fd, bytes, bytes.count, 0, $0, fromLength) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, 0, $0, fromLength) }
                 }
             }
+        }.start()
+    }
+
+    /// First another ID (a stray late answer), then the proper answer: the client skips the first.
+    @Test func skipsADatagramWithAnotherID() throws {
+        let server = try Self.silentUDPPort()
+        defer { close(server.fd) }
+        Self.answerOnce(server.fd) { query in
+            var right = query, stray = query
+            right.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("right"))]
+            stray.header.id &+= 1
+            stray.answers = [DNSRecord(name: query.questions[0].name, ttl: 5, .txt("stray"))]
+            return [stray, right]
         }
-        thread.start()
         let records = try DNSClient(server: "127.0.0.1", port: server.port, timeout: 2).query(name: "t.example.test", type: .txt)
         #expect(records.compactMap(\.data.text) == ["right"])
+    }
+
+    @Test func rejectsAnAnswerToAnotherQuestion() throws {
+        let server = try Self.silentUDPPort()
+        defer { close(server.fd) }
+        Self.answerOnce(server.fd) { query in
+            var other = query
+            other.questions = [DNSQuestion(name: "evil.example.test", type: .txt)]
+            other.answers = [DNSRecord(name: "evil.example.test", ttl: 5, .txt("x"))]
+            return [other]
+        }
+        let error = #expect(throws: DNSError.self) {
+            try DNSClient(server: "127.0.0.1", port: server.port, timeout: 2).query(name: "t.example.test", type: .txt)
+        }
+        #expect(error?.code == .malformed)
     }
 }
