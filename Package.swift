@@ -38,6 +38,8 @@ let package = Package(
         // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
         // ACME state, locks, membership.
         .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
+        // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
+        .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
@@ -51,6 +53,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "TestSupport"]),
         .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1", "TestSupport"]),
+        .testTarget(name: "DNSTests", dependencies: ["DNS", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME", "TestSupport"]),
     ]
 )
