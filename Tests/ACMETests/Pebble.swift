@@ -20,6 +20,10 @@ final class Pebble {
     static let eabKeys = ["kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"]
 
     init(eabRequired: Bool = false, nonceRejectPercent: Int = 30) throws {
+        // A missing CA is a failed test, never a skipped one.
+        for program in ["/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"] where !FileManager.default.isExecutableFile(atPath: program) {
+            throw PebbleError("\(program) is missing: apt-get install pebble (make test installs it)")
+        }
         dir = try TempDir()
         let ports = try freePorts(6)
         (acmePort, managementPort, httpPort, tlsPort, dnsPort, dnsManagementPort) = (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])

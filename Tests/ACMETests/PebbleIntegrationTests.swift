@@ -26,9 +26,8 @@ struct PebbleIntegrationTests {
         func stop() { server.stop(); pebble.stop() }
     }
 
-    static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/pebble") }
 
-    @Test(.enabled(if: available)) func accountIsCreatedOnceAndReused() throws {
+    @Test func accountIsCreatedOnceAndReused() throws {
         let pebble = try Pebble()
         defer { pebble.stop() }
         let dir = try TempDir()
@@ -58,7 +57,7 @@ struct PebbleIntegrationTests {
         #expect(again.badNonceRetries > 0)
     }
 
-    @Test(.enabled(if: available)) func issuesForTwoNamesOverHTTP01() throws {
+    @Test func issuesForTwoNamesOverHTTP01() throws {
         let pebble = try Pebble()
         let http = try HTTP01Fixture(pebble)
         defer { http.stop() }
@@ -85,7 +84,7 @@ struct PebbleIntegrationTests {
 
     /// Two issuers (as two threads, or two processes on one storage) wanting the same names at
     /// once: the lock and the second look at storage make it one order and one certificate.
-    @Test(.enabled(if: available)) func concurrentWishesCollapseIntoOneOrder() throws {
+    @Test func concurrentWishesCollapseIntoOneOrder() throws {
         let pebble = try Pebble(nonceRejectPercent: 0)  // so that each logged newOrder is one order
         let http = try HTTP01Fixture(pebble)
         defer { http.stop() }
@@ -113,7 +112,7 @@ struct PebbleIntegrationTests {
         #expect(pebble.log.components(separatedBy: "POST /order-plz").count - 1 == 1, "one newOrder")
     }
 
-    @Test(.enabled(if: available)) func issuesOverTLSALPN01() throws {
+    @Test func issuesOverTLSALPN01() throws {
         let pebble = try Pebble()
         defer { pebble.stop() }
         let dir = try TempDir()
@@ -136,7 +135,7 @@ struct PebbleIntegrationTests {
         try checkIssued(certificate, names: names, pebble: pebble, storage: storage, dir: dir)
     }
 
-    @Test(.enabled(if: available)) func externalAccountBinding() throws {
+    @Test func externalAccountBinding() throws {
         let pebble = try Pebble(eabRequired: true)
         defer { pebble.stop() }
         let dir = try TempDir()
@@ -154,7 +153,7 @@ struct PebbleIntegrationTests {
         #expect(try storage.loadAccount(ca: FileStorage.caKey(directoryURL: pebble.directoryURL))?.url == client.accountURL)
     }
 
-    @Test(.enabled(if: available)) func wrongAnswerSurfacesTheProblemDocument() throws {
+    @Test func wrongAnswerSurfacesTheProblemDocument() throws {
         let pebble = try Pebble()
         let http = try HTTP01Fixture(pebble)
         defer { http.stop() }
