@@ -108,8 +108,8 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     }
 
     /// Looks up an HTTP-01 token this node does not hold (a node that just joined, or a watch a
-    /// moment behind), off the caller's thread; at most `maxLookups` at once, so a flood of made-up
-    /// tokens costs etcd nothing beyond that (the rest get nil at once).
+    /// moment behind), off the caller's thread; at most 16 at once (`lookups`), so a flood of
+    /// made-up tokens costs etcd nothing beyond that (the rest get nil at once).
     public func lookUpHTTP01(_ token: String, _ done: @escaping @Sendable (String?) -> Void) {
         guard !token.isEmpty, token.count <= 128, lookups.wait(timeout: .now()) == .success else { return done(nil) }
         DispatchQueue.global().async { [self] in
