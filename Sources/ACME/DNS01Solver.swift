@@ -53,17 +53,30 @@ public struct DNS01Solver: ChallengeSolver {
         } catch {
             throw ACMEError(.dns, "DNS-01 for \(domain): adding TXT \(name) in zone \(zone): \(error.reason)")
         }
-        try waitForPropagation(name: name, zone: zone, value: value, domain: domain)
+        // The issuer only cleans up what was presented: a record that never propagated is deleted here.
+        do { try waitForPropagation(name: name, zone: zone, value: value, domain: domain) } catch {
+            delete(name: name, zone: zone, value: value, domain: domain)
+            throw error
+        }
     }
 
     public func cleanUp(domain: String, token: String, keyAuthorization: String) {
         let value = Self.txtValue(keyAuthorization: keyAuthorization)
         do {
             let (name, zone) = try target(for: domain)
+            delete(name: name, zone: zone, value: value, domain: domain)
+        } catch {
+            Log.warning("DNS-01 for \(domain): could not find the challenge TXT record to delete: \(error)")
+        }
+    }
+
+    /// Deletes exactly this value (RFC 2136 §2.5.4), leaving other pending authorizations' values.
+    private func delete(name: String, zone: String, value: String, domain: String) {
+        do {
             try primary.update(DNSUpdate(zone: zone).message(id: .random(in: .min ... .max),
                                                               DNSRecord(name: name, dnsClass: .none, ttl: 0, .txt(value))), key: configuration.key)
         } catch {
-            Log.warning("DNS-01 for \(domain): could not delete the challenge TXT record: \(error)")
+            Log.warning("DNS-01 for \(domain): could not delete TXT \(name) in zone \(zone): \(error)")
         }
     }
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import free_port
 from named import Named
 from pebble import Pebble, available
-from reload_support import Admin
-from test_acme import acme_config, wait_issued, verified_cert, write_root
+from reload_support import Admin, wait_until
+from test_acme import acme_config, acme_status, wait_issued, verified_cert, write_root
 
 pytestmark = pytest.mark.skipif(not available(), reason="pebble is not installed (make test installs it)")
 
@@ -76,3 +76,19 @@ def test_dns01_follows_a_cname_delegation(proxies, dns_ca, ports, tmp_path):
                               ("deleting", "_acme-challenge.delegated.dns.test")], named.log()
     assert named.dig("_acme-challenge.delegated.dns.test", "TXT") == []
     assert named.dig("_acme-challenge.deleg.dns.test", "CNAME") == ["_acme-challenge.delegated.dns.test."]
+
+
+def test_dns01_reports_the_check_server_that_never_answers(proxies, dns_ca, ports):
+    named, pebble = dns_ca
+    silent = f"127.0.0.1:{free_port()}"           # nothing listens there
+    acme = pebble.acme_section(["late.dns.test"], challenges=["dns-01"],
+                               dns=named.dns_section(check_servers=[named.address, silent], propagation_timeout="1s"))
+    proxies(acme_config(ports, acme, http=False), standard_certs=False)
+    admin = Admin(ports["admin"])
+    failed = wait_until(lambda: (s := acme_status(admin))["certificates"][0]["failures"] >= 1 and s, ISSUE_TIMEOUT,
+                        what="a failed attempt")
+    error = failed["certificates"][0]["last_error"]
+    assert silent in error and "_acme-challenge.late.dns.test" in error, error
+    # The value was written, then taken down again although the CA was never told.
+    assert updates(named) == [("adding", "_acme-challenge.late.dns.test"), ("deleting", "_acme-challenge.late.dns.test")], named.log()
+    assert named.dig("_acme-challenge.late.dns.test", "TXT") == []
