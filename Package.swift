@@ -34,13 +34,13 @@ let package = Package(
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient"]),
+        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient", "DNS"]),
         // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
         // ACME state, locks, membership.
         .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "TestSupport"]),
+        .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "DNS", "TestSupport"]),
         .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1", "TestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME", "TestSupport"]),

@@ -70,6 +70,8 @@ public struct ACMEError: Error, Sendable, CustomStringConvertible {
         /// Connection, TLS or framing failure talking to the CA.
         public static let transport = Code(raw: "transport")
         public static let storage = Code(raw: "storage")
+        /// The DNS-01 provider failed: an UPDATE refused, a zone not found, a name server unreachable.
+        public static let dns = Code(raw: "dns")
         public static let unsupportedKey = Code(raw: "unsupportedKey")
     }
 

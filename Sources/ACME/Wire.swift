@@ -87,6 +87,7 @@ public struct Challenge: Codable, Sendable {
 public enum ChallengeType {
     public static let http01 = "http-01"        // RFC 8555 §8.3
     public static let tlsALPN01 = "tls-alpn-01" // RFC 8737 §3
+    public static let dns01 = "dns-01"          // RFC 8555 §8.4
 }
 
 /// Status values (§7.1.6).

@@ -209,8 +209,11 @@ public struct ACMESettings: Sendable, Equatable {
     /// External Account Binding (RFC 8555 §7.3.4), when the CA asks for one: key id and the
     /// base64url HMAC key, both from the CA.
     public var eab: EABSettings?
-    /// Challenge types in order of preference: "http-01", "tls-alpn-01".
-    public var challenges = ["http-01", "tls-alpn-01"]
+    /// Challenge types in order of preference: "http-01", "tls-alpn-01", "dns-01".
+    public var challenges = ACMESettings.defaultChallenges
+    public static let defaultChallenges = ["http-01", "tls-alpn-01"]
+    /// The DNS-01 provider; nil: no DNS-01 (and no wildcard names).
+    public var dns: ACMEDNSSettings?
     /// Account, certificates (NAME.crt + NAME.key) and locks live here.
     public var storage: String
     /// One entry per certificate; its first name names it.
@@ -222,6 +225,27 @@ public struct ACMESettings: Sendable, Equatable {
 
     public init(directory: String, storage: String, certificates: [[String]]) {
         self.directory = directory; self.storage = storage; self.certificates = certificates
+    }
+}
+
+/// DNS-01 through RFC 2136: signed UPDATEs to the zone's primary.
+public struct ACMEDNSSettings: Sendable, Equatable {
+    /// The primary name server that accepts the UPDATEs (an IP address).
+    public var server: SocketAddressSpec
+    /// The TSIG key (HMAC-SHA256): its name and base64 secret, as in named.conf.
+    public var keyName: String
+    public var keySecret: String
+    /// The zone the records go in; nil: found by SOA queries walking up from the name.
+    public var zone: String?
+    /// TTL of the TXT records, seconds.
+    public var ttl: Double = 60
+    /// How long to wait for every check server to answer the record before telling the CA.
+    public var propagationTimeout: Double = 60
+    /// Where propagation is checked (IP:port); empty: the zone's NS records, port 53.
+    public var checkServers: [SocketAddressSpec] = []
+
+    public init(server: SocketAddressSpec, keyName: String, keySecret: String) {
+        self.server = server; self.keyName = keyName; self.keySecret = keySecret
     }
 }
 

@@ -2,8 +2,8 @@ import Foundation
 import Yams
 
 extension SettingsReader {
-    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout"]
-    static let challengeTypes = ["http-01", "tls-alpn-01"]
+    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns"]
+    static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
     /// `acme:` absent → off. When present, `directory` and at least one certificate are required.
     func acme(_ node: Node?, listen: Listen) throws(ConfigError) -> ACMESettings? {
@@ -21,8 +21,27 @@ extension SettingsReader {
             throw source.error("acme needs `certificates`: the names to obtain, e.g. [example.com, [shop.example.com, www.shop.example.com]]",
                                at: node)
         }
+        // Challenges first: they decide whether wildcard names are allowed.
+        var challenges = ACMESettings.defaultChallenges
+        if let value = map["challenges"] {
+            var types: [String] = []
+            for item in try source.list(value, of: "acme.challenges") {
+                let type = try source.choice(item, Self.challengeTypes)
+                guard !types.contains(type) else { throw source.error("acme.challenges lists \(quoted(type)) twice", at: item) }
+                types.append(type)
+            }
+            guard !types.isEmpty else { throw source.error("acme.challenges needs at least one of \(alternatives(Self.challengeTypes))", at: value) }
+            challenges = types
+        }
         var acme = ACMESettings(directory: directory, storage: source.resolve(path: "acme"),
-                                certificates: try acmeCertificates(certificatesNode))
+                                certificates: try acmeCertificates(certificatesNode, wildcards: challenges.contains("dns-01")))
+        acme.challenges = challenges
+        if let value = map["dns"] {
+            acme.dns = try acmeDNS(value)
+        } else if challenges.contains("dns-01") {
+            throw source.error("acme.challenges lists dns-01 but there is no acme.dns section (e.g. dns: { provider: rfc2136, "
+                               + "server: 192.0.2.53:53, key_name: acme, key_secret: ... })", at: map["challenges"] ?? node)
+        }
         if let value = map["email"] {
             let email = try source.string(value, expected: "an e-mail address")
             guard email.contains("@"), !email.contains(" "), !email.hasPrefix("mailto:") else {
@@ -49,16 +68,6 @@ extension SettingsReader {
             }
             acme.eab = EABSettings(keyID: try source.string(kid, expected: "the CA's key id"), hmacKey: key)
         }
-        if let value = map["challenges"] {
-            var types: [String] = []
-            for item in try source.list(value, of: "acme.challenges") {
-                let type = try source.choice(item, Self.challengeTypes)
-                guard !types.contains(type) else { throw source.error("acme.challenges lists \(quoted(type)) twice", at: item) }
-                types.append(type)
-            }
-            guard !types.isEmpty else { throw source.error("acme.challenges needs at least one of \(alternatives(Self.challengeTypes))", at: value) }
-            acme.challenges = types
-        }
         if acme.challenges == ["http-01"] && listen.http.isEmpty {
             throw source.error("acme.challenges is [http-01] but listen.http is empty: the CA could not reach the answers "
                                + "(add a port-80 listener or allow tls-alpn-01)", at: map["challenges"] ?? node)
@@ -80,17 +89,17 @@ extension SettingsReader {
     }
 
     /// Each entry: one name, or a list of names for one certificate (the first names it). A name
-    /// may belong to one certificate only; wildcards need DNS-01, which the proxy cannot answer.
-    func acmeCertificates(_ node: Node) throws(ConfigError) -> [[String]] {
+    /// may belong to one certificate only; wildcards need DNS-01 (`wildcards`: it is configured).
+    func acmeCertificates(_ node: Node, wildcards: Bool) throws(ConfigError) -> [[String]] {
         var result: [[String]] = []
         var seen: [String: Node] = [:]
         for entry in try source.list(node, of: "acme.certificates") {
             var names: [String] = []
             for item in try source.list(entry, of: "an acme.certificates entry") {
                 let name = try source.hostPattern(item, wildcard: true)
-                if name.hasPrefix("*.") {
-                    throw source.error("\(quoted(name)): wildcard certificates need the DNS-01 challenge, which edgeproxy does not "
-                                       + "answer; list the names instead", at: item)
+                if name.hasPrefix("*.") && !wildcards {
+                    throw source.error("\(quoted(name)): wildcard certificates need the DNS-01 challenge: add dns-01 to "
+                                       + "acme.challenges and an acme.dns provider section, or list the names instead", at: item)
                 }
                 if let first = seen[name] {
                     throw source.error("\(quoted(name)) is already in the certificate at \(position(first.mark))", at: item)
@@ -103,5 +112,64 @@ extension SettingsReader {
         }
         guard !result.isEmpty else { throw source.error("acme.certificates needs at least one name", at: node) }
         return result
+    }
+
+    static let dnsKeys = ["provider", "server", "key_name", "key_secret", "key_secret_file", "zone", "ttl",
+                          "propagation_timeout", "check_servers"]
+
+    /// `acme.dns`: the DNS-01 provider. Only `rfc2136` (signed UPDATEs to the primary) exists.
+    func acmeDNS(_ node: Node) throws(ConfigError) -> ACMEDNSSettings {
+        let map = try mapping(node, name: "acme.dns", keys: Self.dnsKeys)
+        guard let providerNode = map["provider"] else {
+            throw source.error("acme.dns needs `provider` (rfc2136)", at: node)
+        }
+        _ = try source.choice(providerNode, ["rfc2136"])
+        guard let serverNode = map["server"] else {
+            throw source.error("acme.dns needs `server`, the primary name server's address (e.g. 192.0.2.53:53)", at: node)
+        }
+        let server = try dnsServer(serverNode)
+        guard let nameNode = map["key_name"] else {
+            throw source.error("acme.dns needs `key_name`, the TSIG key's name as in named.conf's key \"NAME\" { ... }", at: node)
+        }
+        let keyName = try source.string(nameNode, expected: "a TSIG key name")
+        let secret: String
+        let secretNode: Node
+        switch (map["key_secret"], map["key_secret_file"]) {
+        case (let value?, nil):
+            secret = try source.string(value, expected: "a base64 TSIG secret"); secretNode = value
+        case (nil, let value?):
+            let path = try source.path(value)
+            guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
+                throw source.error("acme.dns.key_secret_file: cannot read \(quoted(path))", at: value)
+            }
+            secret = text.trimmingCharacters(in: .whitespacesAndNewlines); secretNode = value
+        case (.some, .some):
+            throw source.error("acme.dns takes key_secret or key_secret_file, not both", at: map["key_secret_file"]!)
+        case (nil, nil):
+            throw source.error("acme.dns needs `key_secret` (base64, as in named.conf's secret \"...\";) or `key_secret_file`", at: node)
+        }
+        guard !secret.isEmpty, Data(base64Encoded: secret) != nil else {
+            throw source.error("acme.dns: the TSIG secret is not base64 (copy it from the key's secret \"...\"; line)", at: secretNode)
+        }
+        var dns = ACMEDNSSettings(server: server, keyName: keyName, keySecret: secret)
+        if let value = map["zone"] {
+            let zone = try source.hostPattern(value, wildcard: false)
+            dns.zone = zone
+        }
+        if let value = map["ttl"] { dns.ttl = try source.duration(value) }
+        if let value = map["propagation_timeout"] { dns.propagationTimeout = try source.duration(value) }
+        if let value = map["check_servers"] {
+            dns.checkServers = try source.list(value, of: "acme.dns.check_servers").map { (item) throws(ConfigError) in try dnsServer(item) }
+        }
+        return dns
+    }
+
+    /// host:port with an IP address (the DNS client does not resolve names).
+    private func dnsServer(_ node: Node) throws(ConfigError) -> SocketAddressSpec {
+        let address = try source.address(node)
+        guard ValueSyntax.isIPv4(address.host) || ValueSyntax.isIPv6(address.host) else {
+            throw source.error("expected a name server's IP address and port like \"192.0.2.53:53\", got \(node.foundDescription)", at: node)
+        }
+        return address
     }
 }

@@ -62,7 +62,8 @@ public struct DNSClient: Sendable {
         }
     }
 
-    var peer: String { (server.contains(":") ? "[\(server)]" : server) + ":\(port)" }
+    /// "host:port" (IPv6 in brackets), as errors name the server.
+    public var peer: String { (server.contains(":") ? "[\(server)]" : server) + ":\(port)" }
 
     /// One request, its answer bytes: UDP, then TCP if the UDP answer has TC set.
     func exchange(_ request: [UInt8], id: UInt16) throws(DNSError) -> [UInt8] {

@@ -1,6 +1,7 @@
 import ACME
 import Certificates
 import Config
+import DNS
 import EventLoop
 import Foundation
 import Metrics
@@ -29,7 +30,8 @@ extension Control {
         // stored reaches this node's store through the cluster sync, in revision order.
         let shared: ACMEStorage? = cluster?.storage
         let storage = shared ?? FileStorage(root: a.storage)
-        let solvers: [ChallengeSolver] = [HTTP01Solver(table: http, storage: shared), TLSALPN01Solver(table: alpn, storage: shared)]
+        var solvers: [ChallengeSolver] = [HTTP01Solver(table: http, storage: shared), TLSALPN01Solver(table: alpn, storage: shared)]
+        if let dns = a.dns { solvers.append(DNS01Solver(configuration: try Self.dns01Configuration(dns))) }
         // One issuer per concurrent order, each with its own connection to the CA.
         let issuers = try (0..<ACMEManager.defaultConcurrency).map { _ in
             try Issuer(configuration: configuration, storage: storage, solvers: solvers)
@@ -47,6 +49,17 @@ extension Control {
         // Shared storage: the local cache and the cluster sync install what etcd holds, without a
         // request to etcd per name before the listeners open.
         if shared == nil { manager.installStored() }
+    }
+
+    /// `acme.dns` as the DNS-01 solver's configuration (the secret was checked as base64 when read).
+    static func dns01Configuration(_ dns: ACMEDNSSettings) throws -> DNS01Configuration {
+        var configuration = DNS01Configuration(server: dns.server.host, port: Int(dns.server.port),
+                                               key: try TSIGKey(name: dns.keyName, base64Secret: dns.keySecret))
+        configuration.zone = dns.zone
+        configuration.ttl = UInt32(dns.ttl.rounded())
+        configuration.propagationTimeout = dns.propagationTimeout
+        configuration.checkServers = dns.checkServers.map { ($0.host, Int($0.port)) }
+        return configuration
     }
 
     /// Validates the certificate, then submits it (any thread).

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Config
 
@@ -54,7 +55,8 @@ import Testing
 
     @Test func wildcardsAndRepeatsAreRefused() {
         expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [\"*.example.com\"]\n", line: 3, column: 18,
-                    "\"*.example.com\": wildcard certificates need the DNS-01 challenge, which edgeproxy does not answer; list the names instead")
+                    "\"*.example.com\": wildcard certificates need the DNS-01 challenge: add dns-01 to acme.challenges "
+                    + "and an acme.dns provider section, or list the names instead")
         expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example, [b.example, a.example]]\n",
                     line: 3, column: 41, "\"a.example\" is already in the certificate at line 3, column 18")
     }
@@ -73,9 +75,63 @@ import Testing
     }
 
     @Test func unknownChallengeAndBadBackoff() {
-        expectError("acme:\n  directory: https://ca.example/dir\n  challenges: [dns-01]\n  certificates: [a.example]\n",
-                    line: 3, column: 16, "expected one of \"http-01\" or \"tls-alpn-01\", got \"dns-01\"")
+        expectError("acme:\n  directory: https://ca.example/dir\n  challenges: [dns-02]\n  certificates: [a.example]\n",
+                    line: 3, column: 16, "expected one of \"http-01\", \"tls-alpn-01\" or \"dns-01\", got \"dns-02\"")
         expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n  renewal: { backoff_base: 1h, backoff_cap: 1m }\n",
                     line: 4, column: 45, "acme.renewal.backoff_cap must not be shorter than backoff_base")
+    }
+
+    static let dnsBase = "acme:\n  directory: https://ca.example/dir\n  challenges: [dns-01]\n  certificates: [[\"*.example.com\", example.com]]\n"
+
+    @Test func dnsProviderDefaultsAndWildcards() throws {
+        let acme = try #require(try parse(Self.dnsBase + """
+              dns: { provider: rfc2136, server: "192.0.2.53:53", key_name: acme, key_secret: c2VjcmV0 }
+            """).acme)
+        #expect(acme.challenges == ["dns-01"])
+        #expect(acme.certificates == [["*.example.com", "example.com"]])
+        let dns = try #require(acme.dns)
+        #expect(dns.server == SocketAddressSpec(host: "192.0.2.53", port: 53))
+        #expect(dns.keyName == "acme" && dns.keySecret == "c2VjcmV0")
+        #expect(dns.zone == nil && dns.ttl == 60 && dns.propagationTimeout == 60 && dns.checkServers.isEmpty)
+    }
+
+    @Test func dnsProviderEveryKey() throws {
+        let secretFile = NSTemporaryDirectory() + "/edgeproxy-tsig-\(UUID().uuidString).secret"
+        defer { try? FileManager.default.removeItem(atPath: secretFile) }
+        try "c2VjcmV0\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        let acme = try #require(try parse(Self.dnsBase + """
+              dns:
+                provider: rfc2136
+                server: "[2001:db8::53]:5353"
+                key_name: acme-key
+                key_secret_file: \(secretFile)
+                zone: Example.com
+                ttl: 2m
+                propagation_timeout: 30s
+                check_servers: ["127.0.0.1:5300", "192.0.2.54:53"]
+            """).acme)
+        let dns = try #require(acme.dns)
+        #expect(dns.server == SocketAddressSpec(host: "2001:db8::53", port: 5353))
+        #expect(dns.keyName == "acme-key" && dns.keySecret == "c2VjcmV0")
+        #expect(dns.zone == "example.com" && dns.ttl == 120 && dns.propagationTimeout == 30)
+        #expect(dns.checkServers == [SocketAddressSpec(host: "127.0.0.1", port: 5300), SocketAddressSpec(host: "192.0.2.54", port: 53)])
+    }
+
+    @Test func dnsMistakes() {
+        expectError("acme:\n  directory: https://ca.example/dir\n  challenges: [http-01, dns-01]\n  certificates: [a.example]\n",
+                    line: 3, column: 15, "acme.challenges lists dns-01 but there is no acme.dns section (e.g. dns: { provider: rfc2136, "
+                        + "server: 192.0.2.53:53, key_name: acme, key_secret: ... })")
+        expectError(Self.dnsBase + "  dns: { provider: route53, server: \"192.0.2.53:53\", key_name: a, key_secret: c2VjcmV0 }\n",
+                    line: 5, column: 20, "expected \"rfc2136\", got \"route53\"")
+        expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"ns1.example.com:53\", key_name: a, key_secret: c2VjcmV0 }\n",
+                    line: 5, column: 37, "expected an IP address or \"localhost\" before the port, got \"ns1.example.com\" in \"ns1.example.com:53\"")
+        expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"localhost:53\", key_name: a, key_secret: c2VjcmV0 }\n",
+                    line: 5, column: 37, "expected a name server's IP address and port like \"192.0.2.53:53\", got \"localhost:53\"")
+        expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"192.0.2.53:53\", key_name: a }\n",
+                    line: 5, column: 8, "acme.dns needs `key_secret` (base64, as in named.conf's secret \"...\";) or `key_secret_file`")
+        expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"192.0.2.53:53\", key_name: a, key_secret: \"not base64!\" }\n",
+                    line: 5, column: 79, "acme.dns: the TSIG secret is not base64 (copy it from the key's secret \"...\"; line)")
+        expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"192.0.2.53:53\", key_secret: c2VjcmV0 }\n",
+                    line: 5, column: 8, "acme.dns needs `key_name`, the TSIG key's name as in named.conf's key \"NAME\" { ... }")
     }
 }

@@ -25,7 +25,9 @@ EAB_KEYS = {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDk
 
 class Pebble:
     def __init__(self, workdir: Path, http_port: int, tls_port: int, eab_required: bool = False,
-                 nonce_reject: int = 30):
+                 nonce_reject: int = 30, dns_server: str | None = None):
+        """`dns_server` ("HOST:PORT"): where Pebble's VA resolves names (a real DNS server for
+        DNS-01) instead of a challtestsrv started here."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.acme_port, self.mgmt_port = free_port(), free_port()
@@ -45,14 +47,15 @@ class Pebble:
         (self.dir / "pebble.json").write_text(json.dumps({"pebble": config}))
         self.log_path = self.dir / "pebble.log"
         self.procs: list[subprocess.Popen] = []
-        self._start([CHALLTESTSRV, "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "", "-https01", "",
-                     "-tlsalpn01", "", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-                     "-management", f"127.0.0.1:{self.dns_mgmt_port}"], self.dir / "challtestsrv.log", {})
-        self._start([PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+        if dns_server is None:
+            self._start([CHALLTESTSRV, "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "", "-https01", "",
+                         "-tlsalpn01", "", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                         "-management", f"127.0.0.1:{self.dns_mgmt_port}"], self.dir / "challtestsrv.log", {})
+        self._start([PEBBLE, "-config", str(self.dir / "pebble.json"), "-dnsserver", dns_server or f"127.0.0.1:{self.dns_port}"],
                     self.log_path, {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject),
                                     "PEBBLE_AUTHZREUSE": "0"})
         try:
-            for port in (self.acme_port, self.mgmt_port, self.dns_mgmt_port):
+            for port in (self.acme_port, self.mgmt_port) + ((self.dns_mgmt_port,) if dns_server is None else ()):
                 wait_for_port(port, timeout=15)
         except BaseException:
             self.stop()              # the caller never gets this object: stop what was started
