@@ -7,10 +7,14 @@ import TLS
 /// Where and how the DNS-01 solver writes its TXT records (RFC 2136: signed UPDATEs to the
 /// primary) and where it checks that they arrived.
 public struct DNS01Configuration: Sendable {
-    /// The primary name server (an IP address) that takes the UPDATEs.
-    public var server: String
-    public var port: Int
-    public var key: TSIGKey
+    /// How the TXT record is written: signed UPDATEs to a primary, or an operator's program.
+    public enum Writer: Sendable {
+        /// RFC 2136 to the primary name server (an IP address) with this TSIG key.
+        case rfc2136(server: String, port: Int, key: TSIGKey)
+        /// `command present|cleanup FQDN VALUE` (lego's exec provider convention), bounded by `timeout`.
+        case exec(command: String, timeout: Double)
+    }
+    public var writer: Writer
     /// The zone to update; nil: the closest enclosing zone the primary has an SOA for.
     public var zone: String?
     public var ttl: UInt32 = 60
@@ -23,7 +27,14 @@ public struct DNS01Configuration: Sendable {
     public var queryTimeout: Double = 2
 
     public init(server: String, port: Int, key: TSIGKey) {
-        self.server = server; self.port = port; self.key = key
+        writer = .rfc2136(server: server, port: port, key: key)
+    }
+
+    /// The `exec` provider: the program writes the record; no CNAME is followed (the program gets
+    /// `_acme-challenge.NAME.`), and propagation is checked at `checkServers` when there are any
+    /// (otherwise the program is trusted to return once the record is live, as lego's is).
+    public init(command: String, timeout: Double) {
+        writer = .exec(command: command, timeout: timeout)
     }
 }
 
@@ -42,16 +53,25 @@ public struct DNS01Solver: ChallengeSolver {
         Base64URL.encode(Digest.sha256(Array(keyAuthorization.utf8)))
     }
 
-    var primary: DNSClient { DNSClient(server: configuration.server, port: configuration.port, timeout: configuration.queryTimeout) }
+    /// The primary (rfc2136); nil for the exec provider, which has none.
+    var primary: DNSClient? {
+        guard case .rfc2136(let server, let port, _) = configuration.writer else { return nil }
+        return DNSClient(server: server, port: port, timeout: configuration.queryTimeout)
+    }
 
     public func present(domain: String, token: String, keyAuthorization: String) throws {
         let value = Self.txtValue(keyAuthorization: keyAuthorization)
         let (name, zone) = try target(for: domain)
-        do {
-            try primary.update(DNSUpdate(zone: zone).message(id: .random(in: .min ... .max),
-                                                              DNSRecord(name: name, ttl: configuration.ttl, .txt(value))), key: configuration.key)
-        } catch {
-            throw ACMEError(.dns, "DNS-01 for \(domain): adding TXT \(name) in zone \(zone): \(error.reason)")
+        switch configuration.writer {
+        case .rfc2136(_, _, let key):
+            do {
+                try primary!.update(DNSUpdate(zone: zone).message(id: .random(in: .min ... .max),
+                                                                   DNSRecord(name: name, ttl: configuration.ttl, .txt(value))), key: key)
+            } catch {
+                throw ACMEError(.dns, "DNS-01 for \(domain): adding TXT \(name) in zone \(zone): \(error.reason)")
+            }
+        case .exec(let command, let timeout):
+            try ExternalProgram.run(command, ["present", name + ".", value], timeout: timeout, what: "DNS-01 for \(domain)")
         }
         // The issuer only cleans up what was presented: a record that never propagated is deleted here.
         do { try waitForPropagation(name: name, zone: zone, value: value, domain: domain) } catch {
@@ -73,8 +93,13 @@ public struct DNS01Solver: ChallengeSolver {
     /// Deletes exactly this value (RFC 2136 §2.5.4), leaving other pending authorizations' values.
     private func delete(name: String, zone: String, value: String, domain: String) {
         do {
-            try primary.update(DNSUpdate(zone: zone).message(id: .random(in: .min ... .max),
-                                                              DNSRecord(name: name, dnsClass: .none, ttl: 0, .txt(value))), key: configuration.key)
+            switch configuration.writer {
+            case .rfc2136(_, _, let key):
+                try primary!.update(DNSUpdate(zone: zone).message(id: .random(in: .min ... .max),
+                                                                   DNSRecord(name: name, dnsClass: .none, ttl: 0, .txt(value))), key: key)
+            case .exec(let command, let timeout):
+                try ExternalProgram.run(command, ["cleanup", name + ".", value], timeout: timeout, what: "DNS-01 for \(domain)")
+            }
         } catch {
             Log.warning("DNS-01 for \(domain): could not delete TXT \(name) in zone \(zone): \(error)")
         }
@@ -83,6 +108,7 @@ public struct DNS01Solver: ChallengeSolver {
     /// The name the TXT record goes to (`_acme-challenge.<domain>`, or where its CNAMEs lead) and its zone.
     func target(for domain: String) throws(ACMEError) -> (name: String, zone: String) {
         var name = DNSUpdate.challengeName(for: domain)
+        guard primary != nil else { return (name, configuration.zone ?? "") }  // exec: the program's business
         var seen: Set<String> = [name]
         // RFC 8555 §8.4 lets the CA follow CNAMEs; follow them the same way (a few hops, no loops).
         while let next = try cname(of: name) {
@@ -97,7 +123,7 @@ public struct DNS01Solver: ChallengeSolver {
 
     private func cname(of name: String) throws(ACMEError) -> String? {
         let answers: [DNSRecord]
-        do { answers = try primary.query(name: name, type: .cname) } catch {
+        do { answers = try primary!.query(name: name, type: .cname) } catch {
             if error.code == .rcode { return nil }  // REFUSED: outside the primary's zones, no CNAME it knows
             throw ACMEError(.dns, "DNS-01: looking up a CNAME at \(name): \(error.reason)")
         }
@@ -113,7 +139,7 @@ public struct DNS01Solver: ChallengeSolver {
         while !labels.isEmpty {
             let candidate = labels.joined(separator: ".")
             do {
-                let answers = try primary.query(name: candidate, type: .soa)
+                let answers = try primary!.query(name: candidate, type: .soa)
                 if answers.contains(where: { $0.type == .soa && $0.name.lowercased() == candidate.lowercased() }) { return candidate }
             } catch where error.code == .rcode {
                 // Not a zone the primary serves; keep walking up.
@@ -122,7 +148,7 @@ public struct DNS01Solver: ChallengeSolver {
             }
             labels.removeFirst()
         }
-        throw ACMEError(.dns, "DNS-01 for \(domain): \(configuration.server):\(configuration.port) serves no zone above \(name); "
+        throw ACMEError(.dns, "DNS-01 for \(domain): \(primary!.peer) serves no zone above \(name); "
                         + "set acme.dns.zone or check the server address")
     }
 
@@ -133,6 +159,8 @@ public struct DNS01Solver: ChallengeSolver {
 
     /// Polls every check server directly until each answers `value` for `name`.
     private func waitForPropagation(name: String, zone: String, value: String, domain: String) throws {
+        // The exec provider without check servers has no primary to find the zone's NS at.
+        if configuration.checkServers.isEmpty && primary == nil { return }
         let servers = configuration.checkServers.isEmpty ? try nameServers(of: zone) : configuration.checkServers
         let deadline = Date().addingTimeInterval(configuration.propagationTimeout)
         for server in servers {
@@ -159,13 +187,13 @@ public struct DNS01Solver: ChallengeSolver {
     private func nameServers(of zone: String) throws(ACMEError) -> [(host: String, port: Int)] {
         let names: [String]
         do {
-            names = try primary.query(name: zone, type: .ns).compactMap { if case .ns(let n) = $0.data { n } else { nil } }
+            names = try primary!.query(name: zone, type: .ns).compactMap { if case .ns(let n) = $0.data { n } else { nil } }
         } catch {
             throw ACMEError(.dns, "DNS-01: looking up the NS records of \(zone): \(error.reason)")
         }
         var servers: [(host: String, port: Int)] = []
         for name in names {
-            var addresses = ((try? primary.query(name: name, type: .a)) ?? []).compactMap { record -> String? in
+            var addresses = ((try? primary!.query(name: name, type: .a)) ?? []).compactMap { record -> String? in
                 guard case .a(let b) = record.data, b.count == 4 else { return nil }
                 return "\(b[0]).\(b[1]).\(b[2]).\(b[3])"
             }
@@ -195,5 +223,33 @@ public struct DNS01Solver: ChallengeSolver {
             cursor = entry.pointee.ai_next
         }
         return result
+    }
+}
+
+/// Runs an operator's program with a deadline (SIGKILL past it); its output goes into the error.
+enum ExternalProgram {
+    static func run(_ command: String, _ arguments: [String], timeout: Double, what: String) throws(ACMEError) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        let done = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in done.signal() }
+        do { try process.run() } catch {
+            throw ACMEError(.dns, "\(what): cannot run \(command): \(error) (check acme.dns.command and its execute permission)")
+        }
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            done.wait()
+            throw ACMEError(.dns, "\(what): \(command) \(arguments[0]) did not finish within \(timeout) s; it was killed")
+        }
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw ACMEError(.dns, "\(what): \(command) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus): "
+                            + String(text.suffix(500)).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 }

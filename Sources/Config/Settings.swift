@@ -230,11 +230,16 @@ public struct ACMESettings: Sendable, Equatable {
 
 /// DNS-01 through RFC 2136: signed UPDATEs to the zone's primary.
 public struct ACMEDNSSettings: Sendable, Equatable {
-    /// The primary name server that accepts the UPDATEs (an IP address).
-    public var server: SocketAddressSpec
-    /// The TSIG key (HMAC-SHA256): its name and base64 secret, as in named.conf.
-    public var keyName: String
-    public var keySecret: String
+    /// "rfc2136" (signed UPDATEs to `server`) or "exec" (`command present|cleanup FQDN VALUE`).
+    public var provider = "rfc2136"
+    /// rfc2136: the primary name server that accepts the UPDATEs (an IP address).
+    public var server: SocketAddressSpec?
+    /// rfc2136: the TSIG key (HMAC-SHA256): its name and base64 secret, as in named.conf.
+    public var keyName: String?
+    public var keySecret: String?
+    /// exec: the program, and how long one call may take.
+    public var command: String?
+    public var commandTimeout: Double = 60
     /// The zone the records go in; nil: found by SOA queries walking up from the name.
     public var zone: String?
     /// TTL of the TXT records, seconds.
@@ -246,6 +251,11 @@ public struct ACMEDNSSettings: Sendable, Equatable {
 
     public init(server: SocketAddressSpec, keyName: String, keySecret: String) {
         self.server = server; self.keyName = keyName; self.keySecret = keySecret
+    }
+
+    public init(command: String) {
+        provider = "exec"
+        self.command = command
     }
 }
 

@@ -115,15 +115,48 @@ extension SettingsReader {
     }
 
     static let dnsKeys = ["provider", "server", "key_name", "key_secret", "key_secret_file", "zone", "ttl",
-                          "propagation_timeout", "check_servers"]
+                          "propagation_timeout", "check_servers", "command", "command_timeout"]
 
-    /// `acme.dns`: the DNS-01 provider. Only `rfc2136` (signed UPDATEs to the primary) exists.
+    /// `acme.dns`: the DNS-01 provider: `rfc2136` (signed UPDATEs to the primary) or `exec`
+    /// (an operator's program: `command present|cleanup FQDN VALUE`).
     func acmeDNS(_ node: Node) throws(ConfigError) -> ACMEDNSSettings {
         let map = try mapping(node, name: "acme.dns", keys: Self.dnsKeys)
         guard let providerNode = map["provider"] else {
-            throw source.error("acme.dns needs `provider` (rfc2136)", at: node)
+            throw source.error("acme.dns needs `provider` (rfc2136 or exec)", at: node)
         }
-        _ = try source.choice(providerNode, ["rfc2136"])
+        var dns: ACMEDNSSettings
+        if try source.choice(providerNode, ["rfc2136", "exec"]) == "exec" {
+            for key in ["server", "key_name", "key_secret", "key_secret_file"] {
+                if let value = map[key] { throw source.error("acme.dns.\(key) is for provider rfc2136; exec runs `command` instead", at: value) }
+            }
+            guard let commandNode = map["command"] else {
+                throw source.error("acme.dns with provider exec needs `command`, a program run as `command present|cleanup FQDN VALUE`", at: node)
+            }
+            let command = try source.path(commandNode)
+            guard FileManager.default.isExecutableFile(atPath: command) else {
+                throw source.error("acme.dns.command: \(quoted(command)) is not an executable file", at: commandNode)
+            }
+            dns = ACMEDNSSettings(command: command)
+            if let value = map["command_timeout"] { dns.commandTimeout = try source.duration(value) }
+        } else {
+            for key in ["command", "command_timeout"] {
+                if let value = map[key] { throw source.error("acme.dns.\(key) is for provider exec", at: value) }
+            }
+            dns = try rfc2136(map, node)
+        }
+        if let value = map["zone"] {
+            let zone = try source.hostPattern(value, wildcard: false)
+            dns.zone = zone
+        }
+        if let value = map["ttl"] { dns.ttl = try source.duration(value) }
+        if let value = map["propagation_timeout"] { dns.propagationTimeout = try source.duration(value) }
+        if let value = map["check_servers"] {
+            dns.checkServers = try source.list(value, of: "acme.dns.check_servers").map { (item) throws(ConfigError) in try dnsServer(item) }
+        }
+        return dns
+    }
+
+    private func rfc2136(_ map: MappingReader, _ node: Node) throws(ConfigError) -> ACMEDNSSettings {
         guard let serverNode = map["server"] else {
             throw source.error("acme.dns needs `server`, the primary name server's address (e.g. 192.0.2.53:53)", at: node)
         }
@@ -151,17 +184,7 @@ extension SettingsReader {
         guard !secret.isEmpty, Data(base64Encoded: secret) != nil else {
             throw source.error("acme.dns: the TSIG secret is not base64 (copy it from the key's secret \"...\"; line)", at: secretNode)
         }
-        var dns = ACMEDNSSettings(server: server, keyName: keyName, keySecret: secret)
-        if let value = map["zone"] {
-            let zone = try source.hostPattern(value, wildcard: false)
-            dns.zone = zone
-        }
-        if let value = map["ttl"] { dns.ttl = try source.duration(value) }
-        if let value = map["propagation_timeout"] { dns.propagationTimeout = try source.duration(value) }
-        if let value = map["check_servers"] {
-            dns.checkServers = try source.list(value, of: "acme.dns.check_servers").map { (item) throws(ConfigError) in try dnsServer(item) }
-        }
-        return dns
+        return ACMEDNSSettings(server: server, keyName: keyName, keySecret: secret)
     }
 
     /// host:port with an IP address (the DNS client does not resolve names).

@@ -53,8 +53,14 @@ extension Control {
 
     /// `acme.dns` as the DNS-01 solver's configuration (the secret was checked as base64 when read).
     static func dns01Configuration(_ dns: ACMEDNSSettings) throws -> DNS01Configuration {
-        var configuration = DNS01Configuration(server: dns.server.host, port: Int(dns.server.port),
-                                               key: try TSIGKey(name: dns.keyName, base64Secret: dns.keySecret))
+        var configuration: DNS01Configuration
+        if let command = dns.command {
+            configuration = DNS01Configuration(command: command, timeout: dns.commandTimeout)
+        } else if let server = dns.server, let keyName = dns.keyName, let secret = dns.keySecret {
+            configuration = DNS01Configuration(server: server.host, port: Int(server.port), key: try TSIGKey(name: keyName, base64Secret: secret))
+        } else {
+            throw ACMEError(.dns, "acme.dns has neither a command nor a server and key")  // the config reader guarantees one
+        }
         configuration.zone = dns.zone
         configuration.ttl = UInt32(dns.ttl.rounded())
         configuration.propagationTimeout = dns.propagationTimeout

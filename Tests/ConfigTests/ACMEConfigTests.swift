@@ -117,12 +117,23 @@ import Testing
         #expect(dns.checkServers == [SocketAddressSpec(host: "127.0.0.1", port: 5300), SocketAddressSpec(host: "192.0.2.54", port: 53)])
     }
 
+    @Test func dnsExecProvider() throws {
+        let dns = try #require(try parse(Self.dnsBase + "  dns: { provider: exec, command: /bin/sh, command_timeout: 20s }\n").acme?.dns)
+        #expect(dns.provider == "exec" && dns.command == "/bin/sh" && dns.commandTimeout == 20 && dns.server == nil)
+    }
+
     @Test func dnsMistakes() {
         expectError("acme:\n  directory: https://ca.example/dir\n  challenges: [http-01, dns-01]\n  certificates: [a.example]\n",
                     line: 3, column: 15, "acme.challenges lists dns-01 but there is no acme.dns section (e.g. dns: { provider: rfc2136, "
                         + "server: 192.0.2.53:53, key_name: acme, key_secret: ... })")
         expectError(Self.dnsBase + "  dns: { provider: route53, server: \"192.0.2.53:53\", key_name: a, key_secret: c2VjcmV0 }\n",
-                    line: 5, column: 20, "expected \"rfc2136\", got \"route53\"")
+                    line: 5, column: 20, "expected one of \"rfc2136\" or \"exec\", got \"route53\"")
+        expectError(Self.dnsBase + "  dns: { provider: exec }\n", line: 5, column: 8,
+                    "acme.dns with provider exec needs `command`, a program run as `command present|cleanup FQDN VALUE`")
+        expectError(Self.dnsBase + "  dns: { provider: exec, command: /bin/sh, server: \"192.0.2.53:53\" }\n", line: 5, column: 52,
+                    "acme.dns.server is for provider rfc2136; exec runs `command` instead")
+        expectError(Self.dnsBase + "  dns: { provider: exec, command: /etc/passwd }\n", line: 5, column: 35,
+                    "acme.dns.command: \"/etc/passwd\" is not an executable file")
         expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"ns1.example.com:53\", key_name: a, key_secret: c2VjcmV0 }\n",
                     line: 5, column: 37, "expected an IP address or \"localhost\" before the port, got \"ns1.example.com\" in \"ns1.example.com:53\"")
         expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"localhost:53\", key_name: a, key_secret: c2VjcmV0 }\n",

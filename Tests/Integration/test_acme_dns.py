@@ -11,11 +11,10 @@ import pytest
 
 from conftest import free_port
 from named import Named
-from pebble import Pebble, available
+from named import KEY_NAME, SECRET
+from pebble import Pebble
 from reload_support import Admin, wait_until
-from test_acme import acme_config, acme_status, wait_issued, verified_cert, write_root
-
-pytestmark = pytest.mark.skipif(not available(), reason="pebble is not installed (make test installs it)")
+from test_acme import acme_config, acme_status, require_pebble, wait_issued, verified_cert, write_root  # noqa: F401 (autouse)
 
 ISSUE_TIMEOUT = 20
 
@@ -92,3 +91,30 @@ def test_dns01_reports_the_check_server_that_never_answers(proxies, dns_ca, port
     # The value was written, then taken down again although the CA was never told.
     assert updates(named) == [("adding", "_acme-challenge.late.dns.test"), ("deleting", "_acme-challenge.late.dns.test")], named.log()
     assert named.dig("_acme-challenge.late.dns.test", "TXT") == []
+
+
+def test_dns01_through_an_operators_program(proxies, dns_ca, ports, tmp_path):
+    """provider exec: the proxy runs `command present|cleanup FQDN VALUE` (lego's convention); this
+    one writes the record with nsupdate, and the proxy checks it arrived before telling the CA."""
+    named, pebble = dns_ca
+    host, port = named.address.rsplit(":", 1)
+    script = tmp_path / "dns-hook"
+    calls = tmp_path / "calls.log"
+    script.write_text(f"""#!/bin/sh
+set -e
+echo "$1 $2 $3" >> {calls}
+if [ "$1" = present ]; then change="update add $2 60 TXT \\"$3\\""; else change="update delete $2 TXT \\"$3\\""; fi
+printf 'server {host} {port}\\nzone dns.test\\n%s\\nsend\\n' "$change" | nsupdate -y hmac-sha256:{KEY_NAME}:{SECRET}
+""")
+    script.chmod(0o755)
+    acme = pebble.acme_section(["hook.dns.test"], challenges=["dns-01"],
+                               dns={"provider": "exec", "command": str(script), "check_servers": [named.address]})
+    p = proxies(acme_config(ports, acme, http=False), standard_certs=False)
+    status = wait_issued(Admin(ports["admin"]), timeout=ISSUE_TIMEOUT)
+    cert = verified_cert(p.https_port, "hook.dns.test", write_root(pebble, tmp_path))
+    assert cert["serial"] == int(status["certificates"][0]["serial"], 16)
+    lines = calls.read_text().splitlines()
+    assert [l.split()[:2] for l in lines] == [["present", "_acme-challenge.hook.dns.test."],
+                                              ["cleanup", "_acme-challenge.hook.dns.test."]], lines
+    assert lines[0].split()[2] == lines[1].split()[2]           # the same value taken down
+    assert named.dig("_acme-challenge.hook.dns.test", "TXT") == []
