@@ -35,6 +35,7 @@ static inline int COpenSSL_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 static inline int COpenSSL_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
 static inline int COpenSSL_CLIENT_HELLO_SUCCESS(void) { return SSL_CLIENT_HELLO_SUCCESS; }
 static inline int COpenSSL_CLIENT_HELLO_ERROR(void) { return SSL_CLIENT_HELLO_ERROR; }
+static inline int COpenSSL_CLIENT_HELLO_RETRY(void) { return SSL_CLIENT_HELLO_RETRY; }
 static inline int COpenSSL_AD_UNRECOGNIZED_NAME(void) { return SSL_AD_UNRECOGNIZED_NAME; }
 static inline int COpenSSL_TLSEXT_ERR_OK(void) { return SSL_TLSEXT_ERR_OK; }
 static inline int COpenSSL_TLSEXT_ERR_NOACK(void) { return SSL_TLSEXT_ERR_NOACK; }

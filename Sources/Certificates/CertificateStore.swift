@@ -10,11 +10,15 @@ public final class CertificateStore: CertificateSelector {
     private let strictSNI: Atomic<Bool>
     /// TLS-ALPN-01 answers; consulted only when a client offers "acme-tls/1".
     public let alpnChallenges: ALPNChallengeTable
+    /// Asked about names nothing serves; nil: such clients get the default (or an alert).
+    public let onDemand: CertificateOnDemand?
 
-    public init(_ snapshot: Snapshot, strictSNI: Bool, alpnChallenges: ALPNChallengeTable = ALPNChallengeTable()) {
+    public init(_ snapshot: Snapshot, strictSNI: Bool, alpnChallenges: ALPNChallengeTable = ALPNChallengeTable(),
+                onDemand: CertificateOnDemand? = nil) {
         current = Mutex(snapshot)
         self.strictSNI = Atomic(strictSNI)
         self.alpnChallenges = alpnChallenges
+        self.onDemand = onDemand
     }
 
     public var snapshot: Snapshot { current.withLock { $0 } }
@@ -24,15 +28,19 @@ public final class CertificateStore: CertificateSelector {
         self.strictSNI.store(strictSNI, ordering: .relaxed)
     }
 
-    public func select(_ hello: ClientHello) -> CertifiedKey? {
+    public func select(_ hello: ClientHello) -> CertificateSelection {
         if let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
            let challenge = alpnChallenges.entry(for: name) {
             Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
-            return challenge.certifiedKey
+            return .certificate(challenge.certifiedKey)
         }
         let snap = current.withLock { $0 }
         let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA,
                                            strict: strictSNI.load(ordering: .relaxed))
+        if match == .fallback || match == .rejected, hello.mayWait, let name = hello.serverName, let onDemand,
+           onDemand.shouldWait(for: name) {
+            return .wait
+        }
         let m = Metrics.shared
         switch match {
         case .exact: m.sniExact.wrappingAdd(1, ordering: .relaxed)
@@ -40,6 +48,24 @@ public final class CertificateStore: CertificateSelector {
         case .fallback: m.sniDefault.wrappingAdd(1, ordering: .relaxed)
         case .rejected: m.sniRejected.wrappingAdd(1, ordering: .relaxed)
         }
-        return bundle?.certified
+        return bundle?.certified.map { .certificate($0) } ?? .reject
     }
+
+    /// Whether a handshake for `name` finds a certificate of its own (exact or wildcard), not the default.
+    public func serves(_ name: String) -> Bool {
+        let (_, match) = snapshot.resolve(name, offersECDSA: true, strict: true)
+        return match == .exact || match == .wildcard
+    }
+}
+
+/// Obtains certificates for names that have none while their handshakes wait (on-demand TLS).
+public protocol CertificateOnDemand: AnyObject, Sendable {
+    /// On the loop, inside the ClientHello callback (fast, never blocking): hold this handshake
+    /// while a certificate for `name` is obtained?
+    func shouldWait(for name: String) -> Bool
+    /// On the loop, once the handshake is held: `resume` runs, on any thread, when a certificate
+    /// for `name` serves, when obtaining it failed or was not allowed, or after `maxWait`.
+    func wait(for name: String, resume: @escaping @Sendable () -> Void)
+    /// The longest a held handshake waits, in seconds.
+    var maxWait: Double { get }
 }

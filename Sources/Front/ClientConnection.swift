@@ -19,6 +19,8 @@ final class ClientConnection: Pollable, Downstream {
     private var phase: Phase
     /// The HTTP-01 token being looked up in the cluster for the current request.
     private var lookingUp: String?
+    /// The handshake is held while a certificate for its name is obtained (on-demand TLS).
+    private var heldForCertificate = false
     private var parser: RequestParser
     private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
@@ -79,7 +81,10 @@ final class ClientConnection: Pollable, Downstream {
     // MARK: Events
 
     func ready(_ events: UInt32) {
-        if phase == .handshake { handshake(); return }
+        if phase == .handshake {
+            if !heldForCertificate { handshake() }
+            return
+        }
         if events & (PollEvents.writable | PollEvents.error) != 0 && outputSent < output.count { flush() }
         if phase == .closed { return }
         if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
@@ -88,9 +93,9 @@ final class ClientConnection: Pollable, Downstream {
         }
     }
 
-    private func handshake() {
+    private func handshake(_ resumed: TLSStatus? = nil) {
         guard let tls else { return }
-        switch tls.handshake() {
+        switch resumed ?? tls.handshake() {
         case .done:
             Metrics.shared.handshakeCompleted(version: tls.protocolVersion)
             phase = .http
@@ -109,6 +114,12 @@ final class ClientConnection: Pollable, Downstream {
             readAvailable()
         case .wantRead, .wantWrite:
             return
+        case .wantCertificate:
+            guard let onDemand = worker.onDemand, let name = tls.requestedServerName else { close(); return }
+            heldForCertificate = true
+            worker.loop.arm(timer, seconds: onDemand.maxWait + worker.config.settings.timeouts.handshake)
+            let connection = LoopBound(self), loop = worker.loop
+            onDemand.wait(for: name) { loop.execute { connection.value.certificateWaitEnded() } }
         case .closed:
             Metrics.shared.handshakeAborted()
             close()
@@ -117,6 +128,15 @@ final class ClientConnection: Pollable, Downstream {
             Log.debug("handshake with \(peer) failed: \(reason)")
             close()
         }
+    }
+
+    /// The held handshake goes on with whatever certificate serves its name now (the new one, or
+    /// the default when obtaining it failed or took too long).
+    private func certificateWaitEnded() {
+        guard heldForCertificate, phase == .handshake, let tls else { return }
+        heldForCertificate = false
+        worker.loop.arm(timer, seconds: worker.config.settings.timeouts.handshake)
+        handshake(tls.resumeAfterWait())
     }
 
     // MARK: Reading
@@ -128,7 +148,7 @@ final class ClientConnection: Pollable, Downstream {
             if let tls {
                 switch tls.read(into: buffer) {
                 case .done(let count): n = count
-                case .wantRead, .wantWrite: readable = false; return
+                case .wantRead, .wantWrite, .wantCertificate: readable = false; return
                 case .closed: peerClosed(); return
                 case .failed(let reason): Log.debug("read from \(peer): \(reason)"); close(); return
                 }
@@ -505,7 +525,7 @@ final class ClientConnection: Pollable, Downstream {
             if let tls {
                 switch output.withUnsafeBytes({ tls.write(UnsafeRawBufferPointer(rebasing: $0[outputSent...])) }) {
                 case .done(let n): result = n
-                case .wantRead, .wantWrite: result = nil
+                case .wantRead, .wantWrite, .wantCertificate: result = nil
                 case .closed, .failed: close(); return
                 }
             } else {

@@ -28,7 +28,8 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         for a in settings.listen.http { addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), .redirect)) }
         for i in 0..<settings.workers {
             let loop = try EventLoop(index: i)
-            let worker = Worker(loop: loop, front: front, challenges: challenges, accessLog: accessLog, config: config)
+            let worker = Worker(loop: loop, front: front, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
+                                config: config)
             for (address, role) in addresses {
                 worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, worker: worker))
             }

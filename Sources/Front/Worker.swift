@@ -18,6 +18,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let loop: EventLoop
     let front: TLSContext
     let challenges: ChallengeTable
+    /// Obtains certificates while handshakes for names without one wait; nil: off.
+    let onDemand: CertificateOnDemand?
     let accessLog: AccessLog
     var config: RuntimeConfig
     let pool: UpstreamPool
@@ -28,8 +30,9 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
-    init(loop: EventLoop, front: TLSContext, challenges: ChallengeTable, accessLog: AccessLog, config: RuntimeConfig) {
-        self.loop = loop; self.front = front; self.challenges = challenges
+    init(loop: EventLoop, front: TLSContext, challenges: ChallengeTable, onDemand: CertificateOnDemand?, accessLog: AccessLog,
+         config: RuntimeConfig) {
+        self.loop = loop; self.front = front; self.challenges = challenges; self.onDemand = onDemand
         self.accessLog = accessLog; self.config = config
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
     }

@@ -6,6 +6,7 @@ public enum TLSStatus: Equatable {
     case wantRead
     case wantWrite
     case closed          // the peer closed (close_notify or EOF)
+    case wantCertificate // the selector holds the handshake until a certificate is obtained
     case failed(String)
 }
 
@@ -47,6 +48,15 @@ public final class TLSConnection {
         ERR_clear_error()
     }
 
+    /// During a held handshake (`wantCertificate`): the name the client asked for.
+    public var requestedServerName: String? { readServerName(ssl) }
+
+    /// Resumes a held handshake: the ClientHello is looked at again and takes what there is now.
+    public func resumeAfterWait() -> TLSStatus {
+        SSL_set_ex_data(ssl, TLSContext.waitedIndex, UnsafeMutableRawPointer(bitPattern: 1))
+        return handshake()
+    }
+
     public var serverName: String? {
         guard let p = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return nil }
         return String(cString: p)
@@ -71,6 +81,7 @@ public final class TLSConnection {
         case SSL_ERROR_WANT_READ: return .wantRead
         case SSL_ERROR_WANT_WRITE: return .wantWrite
         case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_WANT_CLIENT_HELLO_CB: return .wantCertificate
         case SSL_ERROR_SYSCALL:
             let reason = TLSError.drainQueue()
             return reason.isEmpty ? .closed : .failed(reason)

@@ -18,16 +18,32 @@ public struct ClientHello {
     /// The client offered ecdsa_secp256r1_sha256 among its signature algorithms.
     public var offersECDSA: Bool
     public var alpn: [String]
-    public init(serverName: String?, offersECDSA: Bool, alpn: [String]) {
-        self.serverName = serverName; self.offersECDSA = offersECDSA; self.alpn = alpn
+    /// False once this handshake has waited for a certificate: it takes what there is now.
+    public var mayWait: Bool
+    public init(serverName: String?, offersECDSA: Bool, alpn: [String], mayWait: Bool = false) {
+        self.serverName = serverName; self.offersECDSA = offersECDSA; self.alpn = alpn; self.mayWait = mayWait
+    }
+}
+
+/// What the selector decided for one ClientHello.
+public enum CertificateSelection {
+    case certificate(CertifiedKey)
+    /// No certificate: the handshake fails with unrecognized_name.
+    case reject
+    /// Hold the handshake (OpenSSL's ClientHello retry): a certificate for this name is being
+    /// obtained. The connection resumes it later (`TLSStatus.wantCertificate`).
+    case wait
+
+    public var certifiedKey: CertifiedKey? {
+        if case .certificate(let key) = self { return key }
+        return nil
     }
 }
 
 /// Chooses the certificate for a handshake. Called on the loop thread inside OpenSSL's
-/// ClientHello callback: it must be fast and must not block. nil rejects the handshake
-/// (unrecognized_name).
+/// ClientHello callback: it must be fast and must not block.
 public protocol CertificateSelector: AnyObject, Sendable {
-    func select(_ hello: ClientHello) -> CertifiedKey?
+    func select(_ hello: ClientHello) -> CertificateSelection
 }
 
 /// Owner of a listener's SSL_CTX. It carries no certificate: its ClientHello callback asks the
@@ -58,6 +74,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
     static let acmeChallengeIndex = COpenSSL_SSL_get_ex_new_index()
+    /// Set (to any non-nil pointer) on a connection that has waited for a certificate once.
+    static let waitedIndex = COpenSSL_SSL_get_ex_new_index()
 
     private static func makeContext(_ options: TLSOptions) throws(TLSError) -> OpaquePointer {
         ERR_clear_error()
@@ -100,8 +118,13 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
     guard let ssl, let front = SSL_get_SSL_CTX(ssl),
           let raw = SSL_CTX_get_ex_data(front, TLSContext.selectorIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
     let box = Unmanaged<SelectorBox>.fromOpaque(raw).takeUnretainedValue()
-    let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), alpn: readALPN(ssl))
-    guard let chosen = box.selector.select(hello) else {
+    let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), alpn: readALPN(ssl),
+                            mayWait: SSL_get_ex_data(ssl, TLSContext.waitedIndex) == nil)
+    let chosen: CertifiedKey
+    switch box.selector.select(hello) {
+    case .certificate(let key): chosen = key
+    case .wait: return COpenSSL_CLIENT_HELLO_RETRY()
+    case .reject:
         alert?.pointee = COpenSSL_AD_UNRECOGNIZED_NAME()
         return COpenSSL_CLIENT_HELLO_ERROR()
     }

@@ -13,8 +13,9 @@ import Testing
         var alpn: String?
     }
 
-    /// Handshakes a client offering `sni` and `alpn` with a server on `front`.
-    static func handshake(_ front: TLSContext, sni: String?, alpn: [String]) throws -> Outcome {
+    /// Handshakes a client offering `sni` and `alpn` with a server on `front`. When the server
+    /// holds the handshake for a certificate, `held` runs, then the handshake resumes.
+    static func handshake(_ front: TLSContext, sni: String?, alpn: [String], held: (String?) -> Void = { _ in }) throws -> Outcome {
         var fds: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
@@ -38,10 +39,15 @@ import Testing
                 if rc == 1 { clientDone = true } else if SSL_get_error(client, rc) != SSL_ERROR_WANT_READ { break }
             }
             if !serverDone {
-                switch server.handshake() {
+                var status = server.handshake()
+                if status == .wantCertificate {
+                    held(server.requestedServerName)
+                    status = server.resumeAfterWait()
+                }
+                switch status {
                 case .done: serverDone = true
                 case .wantRead, .wantWrite: break
-                case .closed, .failed: return Outcome(ok: false)
+                case .wantCertificate, .closed, .failed: return Outcome(ok: false)
                 }
             }
         }
@@ -80,5 +86,38 @@ import Testing
         // The flag is per connection: the next ordinary handshake is not held to acme-tls/1.
         let again = try Self.handshake(front, sni: "v.test", alpn: ["http/1.1"])
         #expect(again.ok && again.serial == site.serialHex && again.alpn == "http/1.1")
+    }
+
+    /// Holds handshakes for names it is told to, and records what it was asked.
+    final class Holder: CertificateOnDemand, @unchecked Sendable {  // used from the test's thread only
+        var hold: Set<String>
+        var asked: [String] = []
+        init(_ hold: Set<String>) { self.hold = hold }
+        func shouldWait(for name: String) -> Bool { asked.append(name); return hold.contains(name) }
+        func wait(for name: String, resume: @escaping @Sendable () -> Void) { resume() }
+        var maxWait: Double { 1 }
+    }
+
+    @Test func aHeldHandshakeResumesWithTheCertificateObtainedMeanwhile() throws {
+        let site = try Self.cert("a.test"), fresh = try Self.cert("new.test")
+        let holder = Holder(["new.test", "never.test"])
+        let store = CertificateStore(Snapshot([site], defaultName: nil), strictSNI: false, onDemand: holder)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        var heldFor: [String?] = []
+        let obtained = try Self.handshake(front, sni: "new.test", alpn: ["http/1.1"]) { name in
+            heldFor.append(name)
+            store.replace(with: Snapshot([site, fresh], defaultName: nil), strictSNI: false)
+        }
+        #expect(obtained.ok && obtained.serial == fresh.serialHex && heldFor == ["new.test"])
+        #expect(store.serves("new.test") && !store.serves("never.test"))
+        // Nothing arrives: the resumed handshake takes the default, and is not held a second time.
+        heldFor = []
+        let fallback = try Self.handshake(front, sni: "never.test", alpn: ["http/1.1"]) { heldFor.append($0) }
+        #expect(fallback.ok && fallback.serial == site.serialHex && heldFor == ["never.test"])
+        #expect(holder.asked == ["new.test", "never.test"])
+        // Names that serve, and clients without SNI, are never asked about.
+        _ = try Self.handshake(front, sni: "a.test", alpn: [])
+        _ = try Self.handshake(front, sni: nil, alpn: [])
+        #expect(holder.asked == ["new.test", "never.test"])
     }
 }

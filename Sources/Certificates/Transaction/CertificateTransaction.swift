@@ -58,6 +58,9 @@ public protocol CertificateSink: AnyObject, Sendable {
 public final class CertificateTransaction: CertificateSink, @unchecked Sendable {  // catalog and policy under `lock`
     private let lock = NSLock()
     private let catalog = CertificateCatalog()
+    /// Called after each swap, outside the lock (on the submitting thread): on-demand issuance
+    /// wakes the handshakes waiting for a name that now serves.
+    private var swapped: (@Sendable (CertificateStore) -> Void)?
     private var defaultName: String?
     private var strictSNI = false
     /// nil until `openStore`: changes before it (start-up) only fill the catalog.
@@ -72,10 +75,10 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
     }
 
     /// The store handshakes read, built from what the catalog holds now; once.
-    public func openStore(alpnChallenges: ALPNChallengeTable) -> CertificateStore {
+    public func openStore(alpnChallenges: ALPNChallengeTable, onDemand: CertificateOnDemand? = nil) -> CertificateStore {
         lock.withLock {
             precondition(store == nil, "openStore is called once, at start-up")
-            let opened = CertificateStore(makeSnapshot(), strictSNI: strictSNI, alpnChallenges: alpnChallenges)
+            let opened = CertificateStore(makeSnapshot(), strictSNI: strictSNI, alpnChallenges: alpnChallenges, onDemand: onDemand)
             store = opened
             return opened
         }
@@ -91,9 +94,20 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
         lock.withLock { store?.replace(with: makeSnapshot(), strictSNI: strictSNI) }
     }
 
+    /// Set before `openStore`.
+    public func onSwap(_ body: @escaping @Sendable (CertificateStore) -> Void) {
+        lock.withLock { swapped = body }
+    }
+
     @discardableResult
     public func submit(_ change: CertificateChange) -> UpdateReport {
-        lock.withLock { apply(change) }
+        let (report, notify) = lock.withLock { () -> (UpdateReport, (() -> Void)?) in
+            let report = apply(change)
+            guard report.applied + report.removed > 0, let store, let swapped else { return (report, nil) }
+            return (report, { swapped(store) })
+        }
+        notify?()
+        return report
     }
 
     /// Called with `lock` held.
