@@ -222,9 +222,43 @@ public struct ACMESettings: Sendable, Equatable {
     public var renewal = ACMERenewal()
     /// Socket timeout for each request to the CA.
     public var requestTimeout: Double = 30
+    /// Certificates obtained during the first handshake of a name; nil: off.
+    public var onDemand: OnDemandSettings?
 
     public init(directory: String, storage: String, certificates: [[String]]) {
         self.directory = directory; self.storage = storage; self.certificates = certificates
+    }
+}
+
+/// On-demand TLS: a handshake for a name that has no certificate waits while one is obtained,
+/// when the name is allowed (by `names`, and by the `ask` endpoint when there is one).
+public struct OnDemandSettings: Sendable, Equatable {
+    /// GET `ask?domain=NAME`; a 200 answer allows the name, anything else (or no answer) does not.
+    public var ask: String?
+    /// Names allowed: exact, or `*.example.com` for one label under example.com. Empty: every
+    /// name `ask` allows.
+    public var names: [String] = []
+    /// How long an `ask` answer is kept, yes or no.
+    public var askCache: Double = 60
+    /// Socket timeout of one `ask` request.
+    public var askTimeout: Double = 5
+    /// How long a handshake waits for its certificate before it takes the default one.
+    public var wait: Double = 10
+    /// At most `rateLimit` names start issuance within any `rateInterval`, across all names.
+    public var rateLimit = 10
+    public var rateInterval: Double = 60
+    public init() {}
+
+    /// Whether a client's server name may be issued for at all: a host name of two labels or more
+    /// (not an IP address), covered by `names` when there are any. `ask` has the last word.
+    public func admits(_ name: String) -> Bool {
+        guard name.contains("."), ValueSyntax.isHostPattern(name, wildcard: false), !ValueSyntax.isIPv4(name) else { return false }
+        guard !names.isEmpty else { return true }
+        return names.contains { pattern in
+            guard pattern.hasPrefix("*.") else { return pattern == name }
+            guard let dot = name.firstIndex(of: ".") else { return false }
+            return name[name.index(after: dot)...] == pattern.dropFirst(2)
+        }
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import Yams
 
 extension SettingsReader {
-    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns"]
+    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand"]
     static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
     /// `acme:` absent → off. When present, `directory` and at least one certificate are required.
@@ -17,9 +17,9 @@ extension SettingsReader {
         guard let url = URLComponents(string: directory), url.scheme == "https", url.host?.isEmpty == false else {
             throw source.error("acme.directory must be an https:// URL, got \(directoryNode.foundDescription)", at: directoryNode)
         }
-        guard let certificatesNode = map["certificates"] else {
-            throw source.error("acme needs `certificates`: the names to obtain, e.g. [example.com, [shop.example.com, www.shop.example.com]]",
-                               at: node)
+        guard map["certificates"] != nil || map["on_demand"] != nil else {
+            throw source.error("acme needs `certificates`: the names to obtain, e.g. [example.com, [shop.example.com, www.shop.example.com]] "
+                               + "(or `on_demand`, to obtain them during their first handshake)", at: node)
         }
         // Challenges first: they decide whether wildcard names are allowed.
         var challenges = ACMESettings.defaultChallenges
@@ -34,7 +34,9 @@ extension SettingsReader {
             challenges = types
         }
         var acme = ACMESettings(directory: directory, storage: source.resolve(path: "acme"),
-                                certificates: try acmeCertificates(certificatesNode, wildcards: challenges.contains("dns-01")))
+                                certificates: try map["certificates"].map { (n) throws(ConfigError) in
+                                    try acmeCertificates(n, wildcards: challenges.contains("dns-01")) } ?? [])
+        if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
         acme.challenges = challenges
         if let value = map["dns"] {
             acme.dns = try acmeDNS(value)
@@ -112,6 +114,36 @@ extension SettingsReader {
         }
         guard !result.isEmpty else { throw source.error("acme.certificates needs at least one name", at: node) }
         return result
+    }
+
+    static let onDemandKeys = ["ask", "names", "ask_cache", "ask_timeout", "wait", "rate_limit", "rate_interval"]
+
+    /// `acme.on_demand`: which names a handshake may obtain a certificate for, and how fast.
+    func onDemand(_ node: Node) throws(ConfigError) -> OnDemandSettings {
+        let map = try mapping(node, name: "acme.on_demand", keys: Self.onDemandKeys)
+        var settings = OnDemandSettings()
+        if let value = map["ask"] {
+            let url = try source.string(value, expected: "an http:// or https:// URL")
+            guard let parts = URLComponents(string: url), parts.scheme == "http" || parts.scheme == "https", parts.host?.isEmpty == false else {
+                throw source.error("acme.on_demand.ask must be an http:// or https:// URL (asked GET URL?domain=NAME), got \(value.foundDescription)", at: value)
+            }
+            settings.ask = url
+        }
+        if let value = map["names"] {
+            settings.names = try source.list(value, of: "acme.on_demand.names").map { (item) throws(ConfigError) in
+                try source.hostPattern(item, wildcard: true)
+            }
+        }
+        guard settings.ask != nil || !settings.names.isEmpty else {
+            throw source.error("acme.on_demand needs `ask` (a URL that answers 200 for names to issue) or `names` (patterns "
+                               + "like \"*.customers.example.net\"): without either, any name a client sends would be issued", at: node)
+        }
+        if let v = map["ask_cache"] { settings.askCache = try source.duration(v, allowZero: true) }
+        if let v = map["ask_timeout"] { settings.askTimeout = try source.duration(v) }
+        if let v = map["wait"] { settings.wait = try source.duration(v) }
+        if let v = map["rate_limit"] { settings.rateLimit = try source.int(v, in: 1...100_000) }
+        if let v = map["rate_interval"] { settings.rateInterval = try source.duration(v) }
+        return settings
     }
 
     static let dnsKeys = ["provider", "server", "key_name", "key_secret", "key_secret_file", "zone", "ttl",

@@ -145,4 +145,48 @@ import Testing
         expectError(Self.dnsBase + "  dns: { provider: rfc2136, server: \"192.0.2.53:53\", key_secret: c2VjcmV0 }\n",
                     line: 5, column: 8, "acme.dns needs `key_name`, the TSIG key's name as in named.conf's key \"NAME\" { ... }")
     }
+
+    @Test func onDemandSection() throws {
+        let acme = try #require(try parse("""
+            acme:
+              directory: https://ca.example/dir
+              on_demand:
+                ask: http://127.0.0.1:5555/check
+                names: ["*.customers.example.net", Shop.example.com]
+                ask_cache: 5m
+                ask_timeout: 2s
+                wait: 4s
+                rate_limit: 20
+                rate_interval: 10m
+            """).acme)
+        #expect(acme.certificates.isEmpty)
+        let o = try #require(acme.onDemand)
+        #expect(o.ask == "http://127.0.0.1:5555/check" && o.names == ["*.customers.example.net", "shop.example.com"])
+        #expect(o.askCache == 300 && o.askTimeout == 2 && o.wait == 4 && o.rateLimit == 20 && o.rateInterval == 600)
+        let defaults = try #require(try parse("acme:\n  directory: https://ca.example/dir\n  on_demand: { ask: \"https://api.example/ok\" }\n").acme?.onDemand)
+        #expect(defaults.names.isEmpty && defaults.askCache == 60 && defaults.wait == 10 && defaults.rateLimit == 10 && defaults.rateInterval == 60)
+    }
+
+    @Test func onDemandAdmitsHostNamesCoveredByItsPatterns() {
+        var o = OnDemandSettings()
+        o.names = ["*.customers.example.net", "shop.example.com"]
+        #expect(o.admits("a.customers.example.net") && o.admits("shop.example.com"))
+        #expect(!o.admits("a.b.customers.example.net") && !o.admits("customers.example.net") && !o.admits("www.shop.example.com"))
+        o.names = []
+        #expect(o.admits("anything.example") && !o.admits("localhost") && !o.admits("192.0.2.1") && !o.admits("bad_name.example")
+                && !o.admits("-x.example") && !o.admits("a..example"))
+    }
+
+    @Test func onDemandMistakes() {
+        expectError("acme:\n  directory: https://ca.example/dir\n", line: 2, column: 3,
+                    "acme needs `certificates`: the names to obtain, e.g. [example.com, [shop.example.com, www.shop.example.com]] "
+                        + "(or `on_demand`, to obtain them during their first handshake)")
+        expectError("acme:\n  directory: https://ca.example/dir\n  on_demand: { wait: 5s }\n", line: 3, column: 14,
+                    "acme.on_demand needs `ask` (a URL that answers 200 for names to issue) or `names` (patterns "
+                        + "like \"*.customers.example.net\"): without either, any name a client sends would be issued")
+        expectError("acme:\n  directory: https://ca.example/dir\n  on_demand: { ask: \"ftp://x/check\" }\n", line: 3, column: 21,
+                    "acme.on_demand.ask must be an http:// or https:// URL (asked GET URL?domain=NAME), got \"ftp://x/check\"")
+        expectError("acme:\n  directory: https://ca.example/dir\n  on_demand: { names: [\"a.*.example\"] }\n", line: 3, column: 24,
+                    "expected a host name like \"example.com\" or \"*.example.com\", got \"a.*.example\"")
+    }
 }
