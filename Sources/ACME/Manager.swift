@@ -47,6 +47,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         var order: [String] = []
         /// Primary names a worker is attending right now.
         var inFlight: Set<String> = []
+        /// Names added at run time (on demand): a reload keeps them.
+        var added: [[String]] = []
         var stopped = false
 
         mutating func add(_ names: [String], now: Date) {
@@ -56,6 +58,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         }
     }
     private let state: Mutex<State>
+    private let attendedObserver = Mutex<(@Sendable (String, Bool) -> Void)?>(nil)
     private let wake = NSCondition()
     private var woken = false  // guarded by `wake`
 
@@ -102,9 +105,22 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     /// managed are left as they are.
     public func add(_ names: [String]) {
         guard !names.isEmpty else { return }
-        state.withLock { $0.add(names, now: Date()) }
+        state.withLock { s in
+            guard s.statuses[names[0]] == nil else { return }
+            s.add(names, now: Date())
+            s.added.append(names)
+        }
         poke()
     }
+
+    /// Called after every look at a certificate (primary name, whether it ended serving one), on
+    /// the worker thread. Set before `start`.
+    public func onAttended(_ observer: @escaping @Sendable (String, Bool) -> Void) {
+        attendedObserver.withLock { $0 = observer }
+    }
+
+    /// One certificate's state by its primary name (nil: not managed).
+    public func status(of primary: String) -> Status? { state.withLock { $0.statuses[primary] } }
 
     public func stop() {
         state.withLock { $0.stopped = true }
@@ -120,7 +136,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             s.schedule = schedule
             s.statuses = [:]
             s.order = []
-            for names in schedule.certificates {
+            for names in schedule.certificates + s.added {
                 s.add(names, now: now)
                 // Same names: the state carries over. A shorter interval applies at once; a
                 // backoff (or the CA's Retry-After) stands.
@@ -154,7 +170,11 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             if stopped { return }
             if let names = taken {
                 attend(names, with: issuer)
-                state.withLock { _ = $0.inFlight.remove(names[0]) }
+                let succeeded = state.withLock { s in
+                    s.inFlight.remove(names[0])
+                    return s.statuses[names[0]].map { $0.failures == 0 && $0.serial != nil } ?? false
+                }
+                attendedObserver.withLock { $0 }?(names[0], succeeded)
                 poke()  // another worker may wait for exactly this name's next attempt
                 continue
             }

@@ -42,6 +42,10 @@ public protocol ACMEStorage: Sendable {
     func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws
     /// Runs `body` holding the lock called `name`.
     func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T
+    /// Names issued on demand (a handshake asked for them), so that a restart, and every node of
+    /// a fleet, keeps managing them. Saving a name twice keeps it once.
+    func loadOnDemandNames() throws -> [String]
+    func saveOnDemandName(_ name: String) throws
 }
 
 extension ACMEStorage {
@@ -52,6 +56,9 @@ extension ACMEStorage {
     /// Local storage: every look asks the CA.
     public func loadRenewalInfo(name: String, serial: String) throws -> SharedRenewalInfo? { nil }
     public func saveRenewalInfo(_ info: SharedRenewalInfo, name: String, serial: String) throws {}
+    /// A storage that keeps none: names issued on demand are managed only while the process runs.
+    public func loadOnDemandNames() throws -> [String] { [] }
+    public func saveOnDemandName(_ name: String) throws {}
 }
 
 /// A renewalInfo answer (RFC 9773) as the fleet keeps it: the window, the CA's Retry-After and when it was asked.
@@ -85,6 +92,7 @@ public struct StoredCertificate: Sendable, Equatable {
 ///     certificates/<name>.crt (chain), certificates/<name>.key (0600)
 ///     challenges/<token>
 ///     locks/<lock name>.lock
+///     on-demand/<name>              (empty: the name was issued on demand)
 ///
 /// `certificates/` follows the `tls.certificate_dir` layout (NAME.crt + NAME.key), so the proxy's
 /// directory watcher can serve what ACME writes there. A wildcard's "*" is stored as "_".
@@ -138,6 +146,18 @@ public struct FileStorage: ACMEStorage {
 
     public func loadChallenge(token: String) throws -> String? {
         try read("\(root)/challenges/\(Self.fileName(token))").map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public func loadOnDemandNames() throws -> [String] {
+        let dir = "\(root)/on-demand"
+        guard FileManager.default.fileExists(atPath: dir) else { return [] }
+        do { return try FileManager.default.contentsOfDirectory(atPath: dir).filter { !$0.contains(".tmp-") }.sorted() } catch {
+            throw ACMEError(.storage, "list \(dir): \(error)")
+        }
+    }
+
+    public func saveOnDemandName(_ name: String) throws {
+        try write([], to: "\(root)/on-demand/\(Self.fileName(name))", mode: 0o644)
     }
 
     public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {

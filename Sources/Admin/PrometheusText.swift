@@ -26,8 +26,21 @@ public enum PrometheusText {
         public var certificates: [ACMECertificate]
         public var pendingHTTP01: Int
         public var pendingTLSALPN01: Int
-        public init(certificates: [ACMECertificate], pendingHTTP01: Int, pendingTLSALPN01: Int) {
+        public var onDemand: OnDemand?
+        public init(certificates: [ACMECertificate], pendingHTTP01: Int, pendingTLSALPN01: Int, onDemand: OnDemand? = nil) {
             self.certificates = certificates; self.pendingHTTP01 = pendingHTTP01; self.pendingTLSALPN01 = pendingTLSALPN01
+            self.onDemand = onDemand
+        }
+    }
+
+    /// On-demand issuance's counters (nil when `acme.on_demand` is off).
+    public struct OnDemand: Sendable {
+        public var waiting: Int
+        public var held: Int
+        public var denied: Int
+        public var rateLimited: Int
+        public init(waiting: Int, held: Int, denied: Int, rateLimited: Int) {
+            self.waiting = waiting; self.held = held; self.denied = denied; self.rateLimited = rateLimited
         }
     }
 
@@ -93,6 +106,15 @@ public enum PrometheusText {
             sample("edgeproxy_acme_challenges_pending", [("type", "tls-alpn-01")], acme.pendingTLSALPN01)
             family("edgeproxy_acme_challenge_handshakes_total", "counter", "Handshakes answered with a TLS-ALPN-01 certificate.")
             sample("edgeproxy_acme_challenge_handshakes_total", [], m.acmeChallengeHandshakes.load(ordering: .relaxed))
+            if let o = acme.onDemand {
+                family("edgeproxy_acme_on_demand_handshakes_waiting", "gauge", "Handshakes held now while their certificate is obtained.")
+                sample("edgeproxy_acme_on_demand_handshakes_waiting", [], o.waiting)
+                family("edgeproxy_acme_on_demand_handshakes_held_total", "counter", "Handshakes held for an on-demand certificate.")
+                sample("edgeproxy_acme_on_demand_handshakes_held_total", [], o.held)
+                family("edgeproxy_acme_on_demand_refusals_total", "counter", "Names not issued on demand, by reason.")
+                sample("edgeproxy_acme_on_demand_refusals_total", [("reason", "ask")], o.denied)
+                sample("edgeproxy_acme_on_demand_refusals_total", [("reason", "rate_limit")], o.rateLimited)
+            }
         }
         if let c = cluster {
             family("edgeproxy_cluster_etcd_connected", "gauge", "1 while this node's watch on etcd is live, 0 during an outage.")

@@ -161,6 +161,14 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         try store.put(layout.renewalInfo(name), [UInt8](try RecordCoding.encoder().encode(RenewalInfoWire(serial: serial, info: info))), lease: nil)
     }
 
+    public func loadOnDemandNames() throws -> [String] {
+        try store.list(prefix: layout.onDemand).values.map { String($0.key.dropFirst(layout.onDemand.count)) }
+    }
+
+    public func saveOnDemandName(_ name: String) throws {
+        _ = try store.create(layout.onDemand + name.lowercased(), [], lease: nil)
+    }
+
     public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
         let key = layout.lock(name)
         var waited = false

@@ -35,7 +35,7 @@ extension SettingsReader {
         }
         var acme = ACMESettings(directory: directory, storage: source.resolve(path: "acme"),
                                 certificates: try map["certificates"].map { (n) throws(ConfigError) in
-                                    try acmeCertificates(n, wildcards: challenges.contains("dns-01")) } ?? [])
+                                    try acmeCertificates(n, wildcards: challenges.contains("dns-01"), onDemand: map["on_demand"] != nil) } ?? [])
         if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
         acme.challenges = challenges
         if let value = map["dns"] {
@@ -92,7 +92,8 @@ extension SettingsReader {
 
     /// Each entry: one name, or a list of names for one certificate (the first names it). A name
     /// may belong to one certificate only; wildcards need DNS-01 (`wildcards`: it is configured).
-    func acmeCertificates(_ node: Node, wildcards: Bool) throws(ConfigError) -> [[String]] {
+    /// Empty only when names are obtained on demand.
+    func acmeCertificates(_ node: Node, wildcards: Bool, onDemand: Bool) throws(ConfigError) -> [[String]] {
         var result: [[String]] = []
         var seen: [String: Node] = [:]
         for entry in try source.list(node, of: "acme.certificates") {
@@ -112,7 +113,7 @@ extension SettingsReader {
             guard !names.isEmpty else { throw source.error("an acme.certificates entry needs at least one name", at: entry) }
             result.append(names)
         }
-        guard !result.isEmpty else { throw source.error("acme.certificates needs at least one name", at: node) }
+        guard !result.isEmpty || onDemand else { throw source.error("acme.certificates needs at least one name", at: node) }
         return result
     }
 

@@ -46,9 +46,30 @@ extension Control {
             }
         }
         acme = (manager, http, alpn)
+        if let settings = a.onDemand {
+            let onDemand = OnDemandIssuance(settings: settings, manager: manager, storage: storage)
+            self.onDemand = onDemand
+            transaction.onSwap { onDemand.swapped($0) }
+            if shared == nil { onDemand.resumeStoredNames() }
+        }
         // Shared storage: the local cache and the cluster sync install what etcd holds, without a
         // request to etcd per name before the listeners open.
         if shared == nil { manager.installStored() }
+    }
+
+    /// Names issued on demand by any node are managed here too: looked for at start (a cluster
+    /// reads etcd here, off the start-up path) and every check interval after.
+    func startOnDemand(store: CertificateStore) {
+        guard let onDemand, let interval = settings.acme?.renewal.checkInterval else { return }
+        onDemand.attach(store)
+        let clustered = cluster != nil
+        DispatchQueue.global().async {
+            if clustered { onDemand.resumeStoredNames() }
+            while true {
+                Thread.sleep(forTimeInterval: interval)
+                onDemand.resumeStoredNames()
+            }
+        }
     }
 
     /// `acme.dns` as the DNS-01 solver's configuration (the secret was checked as base64 when read).
@@ -91,7 +112,8 @@ extension Control {
             Log.warning("acme directory, account, challenge and storage settings change on restart only; names and renewal settings were applied")
         }
         manager.update(new)
-        let kept = Set(new.certificates.map { "acme:\($0[0])" })
+        // Names added on demand stay managed, so they stay in the store too.
+        let kept = Set(manager.statuses.map { "acme:\($0.names[0])" })
         let dropped = transaction.read { $0.items.keys.filter { $0.hasPrefix("acme:") && !kept.contains($0) } }
         if !dropped.isEmpty {
             transaction.submit(CertificateChange(removals: dropped, source: "acme"))
@@ -120,13 +142,23 @@ extension Control {
                 + "\"last_issued\":\(date(s.lastIssued)),\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_problem\":\(problem)}"
         }
         let pending = "{\"http-01\":\(acme!.http.count),\"tls-alpn-01\":\(acme!.alpn.count)}"
-        return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending)}\n")
+        var onDemandJSON = "null"
+        if let o = onDemand?.status {
+            onDemandJSON = "{\"waiting\":\(o.waiting),\"looking_up\":[\(o.lookingUp.map(JSON.string).joined(separator: ","))],"
+                + "\"held\":\(o.held),\"denied\":\(o.denied),\"rate_limited\":\(o.rateLimited),\"refused_busy\":\(o.busy),"
+                + "\"started_in_interval\":\(o.startsInInterval)}"
+        }
+        return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending),"
+                             + "\"on_demand\":\(onDemandJSON)}\n")
     }
 
     var acmeMetrics: PrometheusText.ACME? {
         guard let (manager, http, alpn) = acme else { return nil }
         return PrometheusText.ACME(certificates: manager.statuses.map {
             PrometheusText.ACMECertificate(name: $0.names[0], nextAttempt: $0.nextAttempt, failures: $0.failures, issued: $0.issued)
-        }, pendingHTTP01: http.count, pendingTLSALPN01: alpn.count)
+        }, pendingHTTP01: http.count, pendingTLSALPN01: alpn.count, onDemand: onDemand.map { o in
+            let s = o.status
+            return PrometheusText.OnDemand(waiting: s.waiting, held: s.held, denied: s.denied, rateLimited: s.rateLimited)
+        })
     }
 }

@@ -58,6 +58,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var adminServer: AdminServer?
     /// The ACME manager and the challenge tables it fills (Control+ACME.swift); nil: ACME off.
     var acme: (manager: ACMEManager, http: ChallengeTable, alpn: ALPNChallengeTable)?
+    /// Certificates obtained while a handshake waits (`acme.on_demand`); nil: off.
+    var onDemand: OnDemandIssuance?
     /// The etcd sync, membership and ACME storage (Control+Cluster.swift); nil: a single node.
     var cluster: ClusterParts?
 
@@ -155,7 +157,7 @@ if loaded.count == 0 {
 }
 
 signal(SIGPIPE, SIG_IGN)
-let store = control.transaction.openStore(alpnChallenges: alpnChallenges)
+let store = control.transaction.openStore(alpnChallenges: alpnChallenges, onDemand: control.onDemand)
 let server = Server(settings: settings, store: store, challenges: httpChallenges)
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")
@@ -170,5 +172,6 @@ control.queue.sync { control.files.startWatcher() }
 control.installSignalsAndTimers()
 control.startWarmUp()
 control.startCluster()
+control.startOnDemand(store: store)
 control.acme?.manager.start()
 dispatchMain()

@@ -164,6 +164,7 @@ import Testing
         #expect(o.ask == "http://127.0.0.1:5555/check" && o.names == ["*.customers.example.net", "shop.example.com"])
         #expect(o.askCache == 300 && o.askTimeout == 2 && o.wait == 4 && o.rateLimit == 20 && o.rateInterval == 600)
         let defaults = try #require(try parse("acme:\n  directory: https://ca.example/dir\n  on_demand: { ask: \"https://api.example/ok\" }\n").acme?.onDemand)
+        #expect(try parse("acme:\n  directory: https://ca.example/dir\n  certificates: []\n  on_demand: { names: [a.example] }\n").acme?.certificates == [])
         #expect(defaults.names.isEmpty && defaults.askCache == 60 && defaults.wait == 10 && defaults.rateLimit == 10 && defaults.rateInterval == 60)
     }
 

@@ -493,6 +493,30 @@ def test_tls_alpn01_answered_by_any_node(acme_fleet):
     assert pebble.requests("/order-plz") == 1
 
 
+def test_on_demand_one_node_issues_and_every_node_serves(acme_fleet, etcd, tmp_path):
+    # Handshakes for a new name reach both nodes at once: one order, and both clients get it.
+    nodes, pebble, _ = acme_fleet([], n=2, on_demand={"names": ["*.od.fleet.test"], "wait": "20s"})
+    root = tmp_path / "pebble-root.pem"
+    root.write_bytes(pebble.root_pem())
+    from httpclient import client_context
+    got, errors = {}, []
+
+    def client(node):
+        try:
+            got[node.name] = handshake_cert(node.port, "shop.od.fleet.test", ctx=client_context(cafile=root), timeout=30)["serial"]
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(f"{node.name}: {e!r}")
+    threads = [threading.Thread(target=client, args=(n,)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(got.values())) == 1, (errors, got)
+    assert pebble.requests("/order-plz") == 1
+    # The fleet keeps the name, so every node manages (renews) it from now on.
+    assert any(k.endswith("/acme/on-demand/shop.od.fleet.test") for k in etcd.get_prefix(acme_fleet.prefix + "acme/"))
+
+
 # ----- session tickets and etcd over TLS -------------------------------------------------------
 
 
