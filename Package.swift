@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 

@@ -78,14 +78,17 @@ public final class ACMEClient {
     /// Signs and POSTs `payload` (nil: POST-as-GET, §6.3), retrying badNonce with the nonce the
     /// error carried (§6.5) and waiting out short Retry-After answers on 429/503 (§6.6).
     @discardableResult
-    func post(_ url: String, payload: [UInt8]?, useJWK: Bool = false, accept: String? = nil) throws(ACMEError) -> HTTPResponse {
-        guard useJWK || accountURL != nil else { throw ACMEError(.protocolViolation, "no account URL yet for \(url)") }
+    /// `signer`: another key signs instead of the account's, with its JWK (revocation by the
+    /// certificate's own key, §7.6).
+    func post(_ url: String, payload: [UInt8]?, useJWK: Bool = false, signer: AccountKey? = nil, accept: String? = nil) throws(ACMEError) -> HTTPResponse {
+        guard useJWK || signer != nil || accountURL != nil else { throw ACMEError(.protocolViolation, "no account URL yet for \(url)") }
         var badNonces = 0, rateLimited = 0
         while true {
             let jws: JWSObject
             let body: [UInt8]
             do {
-                jws = try JWS.sign(payload: payload, url: url, nonce: try nonce(), key: accountKey, kid: useJWK ? nil : accountURL)
+                jws = try JWS.sign(payload: payload, url: url, nonce: try nonce(), key: signer ?? accountKey,
+                                   kid: useJWK || signer != nil ? nil : accountURL)
                 body = [UInt8](try JWS.encoder.encode(jws))
             } catch let e as ACMEError { throw e } catch { throw ACMEError(.protocolViolation, "signing: \(error)") }
             var headers = [HTTPField(name: "Content-Type", value: "application/jose+json")]
@@ -175,6 +178,16 @@ public final class ACMEClient {
         let request = NewOrderRequest(identifiers: names.map(Identifier.init(dns:)), replaces: replaces)
         let response = try post(try directory().newOrder, payload: try encode(request))
         return (try location(response, "newOrder"), try decode(Order.self, response, "order"))
+    }
+
+    // MARK: Revocation (§7.6)
+
+    /// Revokes a certificate this account holds, or, with `certificateKey`, any certificate whose
+    /// key that is (the way to revoke for keyCompromise).
+    public func revoke(certificateDER: [UInt8], reason: RevocationReason, certificateKey: AccountKey? = nil) throws(ACMEError) {
+        guard let url = try directory().revokeCert else { throw ACMEError(.protocolViolation, "the CA's directory has no revokeCert") }
+        let request = RevocationRequest(certificate: Base64URL.encode(certificateDER), reason: reason.rawValue)
+        try post(url, payload: try encode(request), signer: certificateKey)
     }
 
     public func order(_ url: String) throws(ACMEError) -> Order {

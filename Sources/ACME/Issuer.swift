@@ -170,6 +170,14 @@ public final class Issuer {
         return certificate
     }
 
+    /// Revokes `certificate` at the CA (RFC 8555 §7.6). keyCompromise is signed with the
+    /// certificate's own key, which proves the key is in hand; other reasons with the account's.
+    public func revoke(_ certificate: StoredCertificate, leaf: X509Certificate, reason: RevocationReason) throws {
+        let client = try account()
+        let key = reason == .keyCompromise ? try AccountKey(PrivateKey.parse(pem: certificate.keyPEM)) : nil
+        try client.revoke(certificateDER: try leaf.der(), reason: reason, certificateKey: key)
+    }
+
     /// The first configured challenge type the CA offers for this authorization and a solver handles.
     private func choose(_ authz: Authorization) throws(ACMEError) -> (ChallengeSolver, Challenge) {
         for type in configuration.challengeTypes {

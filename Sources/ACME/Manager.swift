@@ -49,6 +49,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         var inFlight: Set<String> = []
         /// Names added at run time (on demand): a reload keeps them.
         var added: [[String]] = []
+        /// Serials revoked here, by primary name: renewed at once, whatever their schedule says.
+        var revoked: [String: String] = [:]
         var stopped = false
 
         mutating func add(_ names: [String], now: Date) {
@@ -117,6 +119,27 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     /// the worker thread. Set before `start`.
     public func onAttended(_ observer: @escaping @Sendable (String, Bool) -> Void) {
         attendedObserver.withLock { $0 = observer }
+    }
+
+    /// Revokes the certificate served for `primary` at the CA, then obtains its replacement at
+    /// once (on a worker thread). Blocking: a request to the CA, on its own connection. Returns
+    /// the revoked serial.
+    public func revoke(_ primary: String, reason: RevocationReason) throws -> String {
+        guard let names = status(of: primary)?.names else {
+            throw ACMEError(.protocolViolation, "\(primary) is not managed by ACME here (GET /acme lists the names)")
+        }
+        let issuer = try Issuer(configuration: issuers[0].configuration, storage: issuers[0].storage, solvers: [])
+        guard let (certificate, leaf) = try issuer.stored(names) else {
+            throw ACMEError(.storage, "no stored certificate for \(primary) to revoke")
+        }
+        try issuer.revoke(certificate, leaf: leaf, reason: reason)
+        Log.info("ACME: \(primary) serial \(leaf.serialHex) revoked (\(reason.name)); obtaining a replacement now")
+        state.withLock { s in
+            s.revoked[primary] = leaf.serialHex
+            s.statuses[primary]?.nextAttempt = Date()
+        }
+        poke()
+        return leaf.serialHex
     }
 
     /// One certificate's state by its primary name (nil: not managed).
@@ -219,7 +242,9 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                     : agreed(names, leaf, window, RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter,
                                                                             ariWindow: window, renewBefore: schedule.renewBefore), issuer)
             }
+            let revoked = state.withLock { $0.revoked[names[0]] }
             var mustRenew = renewAt.map { Date() >= $0 } ?? true
+            if let leaf, leaf.serialHex == revoked { mustRenew = true }
             if let current, !mustRenew, current.leaf.serialHex != known?.serial {
                 // Stored by another process, or not taken before: serve it, or replace it if it cannot be.
                 do { try install(current.certificate) } catch {
@@ -245,6 +270,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                              + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
                     record(names) { $0.issued += 1; $0.lastIssued = Date() }
                 }
+                if freshLeaf.serialHex != revoked { state.withLock { _ = $0.revoked.removeValue(forKey: names[0]) } }
                 leaf = freshLeaf
                 window = nil  // a window is the CA's word on one serial; the next look asks about this one
                 renewAt = agreed(names, freshLeaf, nil, RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,

@@ -94,3 +94,28 @@ public enum ChallengeType {
 enum Status {
     static let pending = "pending", ready = "ready", processing = "processing", valid = "valid", invalid = "invalid"
 }
+
+/// §7.6 revokeCert body: the certificate (base64url DER) and an RFC 5280 §5.3.1 reason code.
+struct RevocationRequest: Encodable {
+    var certificate: String
+    var reason: Int
+}
+
+/// RFC 5280 §5.3.1 reason codes a subscriber may give (CAs refuse cACompromise, certificateHold,
+/// removeFromCRL and aACompromise from subscribers).
+public enum RevocationReason: Int, Sendable, CaseIterable {
+    case unspecified = 0
+    case keyCompromise = 1
+    case affiliationChanged = 3
+    case superseded = 4
+    case cessationOfOperation = 5
+    case privilegeWithdrawn = 9
+
+    public var name: String { "\(self)" }
+
+    /// By its RFC 5280 name (`keyCompromise`) or code (`1`).
+    public init?(name: String) {
+        guard let reason = Self.allCases.first(where: { $0.name.lowercased() == name.lowercased() || String($0.rawValue) == name }) else { return nil }
+        self = reason
+    }
+}

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 
 /// The admin API's routes and access check, apart from sockets so both are unit-tested.
 public enum AdminRoute: Equatable, Sendable {
@@ -10,6 +11,9 @@ public enum AdminRoute: Equatable, Sendable {
     case reload
     /// ACME: each managed certificate's expiry, next attempt and last error.
     case acmeStatus
+    /// ACME: revoke the certificate served for a name (`?reason=`, RFC 5280 name or code), then
+    /// obtain its replacement.
+    case acmeRevoke(String, reason: String?)
     /// The cluster: this node, the other live nodes, etcd's state.
     case clusterStatus
     case notFound
@@ -60,6 +64,13 @@ public enum AdminRouter {
         case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
         case "/cluster": return method == "GET" ? .clusterStatus : .methodNotAllowed(allow: "GET")
         default:
+            let revoke = "/acme/revoke/"
+            if path.hasPrefix(revoke) {
+                let name = String(path.dropFirst(revoke.count))
+                guard isValidName(name) else { return .notFound }
+                guard method == "POST" else { return .methodNotAllowed(allow: "POST") }
+                return .acmeRevoke(name.lowercased(), reason: query(rawPath, "reason"))
+            }
             let prefix = "/certificates/"
             guard path.hasPrefix(prefix) else { return .notFound }
             let name = String(path.dropFirst(prefix.count))
@@ -70,6 +81,16 @@ public enum AdminRouter {
             default: return .methodNotAllowed(allow: "PUT, DELETE")
             }
         }
+    }
+
+    /// The value of `key` in the query string (`?a=1&key=value`), percent-decoded; nil when absent.
+    static func query(_ rawPath: String, _ key: String) -> String? {
+        guard let q = rawPath.firstIndex(of: "?") else { return nil }
+        for pair in rawPath[rawPath.index(after: q)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.first == Substring(key) { return parts.count > 1 ? String(parts[1]).removingPercentEncoding ?? String(parts[1]) : "" }
+        }
+        return nil
     }
 
     /// Certificate names become file names in the certificate directory: letters, digits, `.`,

@@ -40,6 +40,15 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         try writePEM("PEM_write_bio_X509") { PEM_write_bio_X509($0, x509) }
     }
 
+    /// DER encoding of this certificate.
+    public func der() throws(TLSError) -> [UInt8] {
+        var out: UnsafeMutablePointer<UInt8>?
+        let len = i2d_X509(x509, &out)
+        guard len > 0, let out else { throw TLSError("i2d_X509") }
+        defer { COpenSSL_free(out) }
+        return Array(UnsafeBufferPointer(start: out, count: Int(len)))
+    }
+
     /// Whether `issuer` signed this certificate (names and key identifiers match; X509_check_issued).
     public func isIssued(by issuer: X509Certificate) -> Bool {
         let ok = X509_check_issued(issuer.x509, x509) == X509_V_OK

@@ -152,6 +152,26 @@ extension Control {
                              + "\"on_demand\":\(onDemandJSON)}\n")
     }
 
+    /// `POST /acme/revoke/NAME?reason=R`: revoked at the CA, replaced at once (on the manager's threads).
+    func revokeACME(_ name: String, reason: String?) -> AdminResponse {
+        guard let manager = acme?.manager else { return .error(404, "ACME is off (no acme section in the configuration)") }
+        guard let reason = reason.map(RevocationReason.init(name:)) ?? .unspecified else {
+            let names = RevocationReason.allCases.map(\.name).joined(separator: ", ")
+            return .error(400, "unknown revocation reason; use one of \(names) (RFC 5280 §5.3.1)")
+        }
+        guard manager.status(of: name) != nil else {
+            return .error(404, "\(name) is not managed by ACME here (GET /acme lists the names)")
+        }
+        do {
+            let serial = try manager.revoke(name, reason: reason)
+            return AdminResponse(status: 200, body: "{\"revoked\":\(JSON.string(serial)),\"name\":\(JSON.string(name)),"
+                                 + "\"reason\":\(JSON.string(reason.name)),\"replacement\":\"being obtained\"}\n")
+        } catch {
+            Log.error("ACME: revoking \(name) failed: \(error)")
+            return .error(502, "revoking \(name) failed: \(error); the certificate still serves")
+        }
+    }
+
     var acmeMetrics: PrometheusText.ACME? {
         guard let (manager, http, alpn) = acme else { return nil }
         return PrometheusText.ACME(certificates: manager.statuses.map {

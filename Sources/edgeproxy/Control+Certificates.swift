@@ -54,6 +54,9 @@ extension Control {
             // a load balancer's health check must not wait for etcd.
             case .health, .metrics, .clusterStatus:
                 return handleAdmin(route, request)
+            // A request to the CA: never on the control queue.
+            case .acmeRevoke:
+                return handleAdmin(route, request)
             // With a cluster, uploads go to etcd and come back through the (thread-safe) transaction.
             case .putCertificate where cluster != nil, .deleteCertificate where cluster != nil:
                 return handleAdmin(route, request)
@@ -105,13 +108,15 @@ extension Control {
             }
         case .acmeStatus:
             return acmeStatusJSON()
+        case .acmeRevoke(let name, let reason):
+            return revokeACME(name, reason: reason)
         case .clusterStatus:
             return clusterStatusJSON()
         case .reload:
             let report = reloadConfiguration(trigger: "api")
             return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
         case .notFound:
-            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, GET /cluster, GET /healthz, GET /metrics)")
+            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, POST /acme/revoke/NAME, GET /cluster, GET /healthz, GET /metrics)")
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

@@ -9,7 +9,7 @@ import Front
 import Glibc
 import TLS
 
-// edgeproxy run|check|cluster import|cluster reseal --config FILE
+// edgeproxy run|check|cluster import|cluster reseal|acme revoke NAME --config FILE
 
 func usage() -> Never {
     FileHandle.standardError.write(Data("""
@@ -17,19 +17,29 @@ func usage() -> Never {
            edgeproxy check --config FILE           validate the configuration and certificates, then exit
            edgeproxy cluster import --config FILE  store this node's ACME account and certificates in the cluster's etcd
            edgeproxy cluster reseal --config FILE  seal every key in etcd again under the first sealing key
+           edgeproxy acme revoke NAME [--reason R] --config FILE
+                                                   revoke the certificate the running proxy serves for NAME (reason:
+                                                   unspecified, keyCompromise, affiliationChanged, superseded,
+                                                   cessationOfOperation, privilegeWithdrawn) and obtain a new one
 
     """.utf8))
     exit(2)
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard let command = arguments.first, ["run", "check", "cluster"].contains(command) else { usage() }
+guard let command = arguments.first, ["run", "check", "cluster", "acme"].contains(command) else { usage() }
 var clusterCommand: String?
+var revokeName: String?, revokeReason: String?
 var index = 1
 if command == "cluster" {
     guard arguments.count > 1, ["import", "reseal"].contains(arguments[1]) else { usage() }
     clusterCommand = arguments[1]
     index = 2
+}
+if command == "acme" {
+    guard arguments.count > 2, arguments[1] == "revoke", !arguments[2].hasPrefix("-") else { usage() }
+    revokeName = arguments[2]
+    index = 3
 }
 var configPath = "conf/edgeproxy.yaml"
 while index < arguments.count {
@@ -37,6 +47,10 @@ while index < arguments.count {
     case "--config", "-c":
         guard index + 1 < arguments.count else { usage() }
         configPath = arguments[index + 1]
+        index += 2
+    case "--reason" where revokeName != nil:
+        guard index + 1 < arguments.count else { usage() }
+        revokeReason = arguments[index + 1]
         index += 2
     default:
         usage()
@@ -130,6 +144,7 @@ case .failure(let e):
 }
 Log.setDebug(settings.log.level == "debug")
 if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
+if let revokeName { exit(ACMECommand.revoke(revokeName, reason: revokeReason, settings: settings)) }
 let control = Control(configPath: configPath, settings: settings)
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()

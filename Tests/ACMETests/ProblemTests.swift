@@ -29,4 +29,11 @@ import Testing
         #expect(RetryAfter.seconds("soon", now: now) == nil)
         #expect(RetryAfter.seconds(nil, now: now) == nil)
     }
+
+    @Test func revocationReasonsByNameOrCode() {
+        #expect(RevocationReason(name: "keyCompromise") == .keyCompromise && RevocationReason(name: "KEYCOMPROMISE") == .keyCompromise)
+        #expect(RevocationReason(name: "4") == .superseded && RevocationReason(name: "superseded")?.rawValue == 4)
+        // Codes a subscriber may not ask for (RFC 5280 §5.3.1: CA-side reasons, holds) are refused.
+        #expect(RevocationReason(name: "cACompromise") == nil && RevocationReason(name: "6") == nil && RevocationReason(name: "") == nil)
+    }
 }

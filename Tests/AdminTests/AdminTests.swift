@@ -11,6 +11,11 @@ import Testing
         #expect(AdminRouter.route(method: "POST", path: "/reload") == .reload)
         #expect(AdminRouter.route(method: "GET", path: "/reload") == .methodNotAllowed(allow: "POST"))
         #expect(AdminRouter.route(method: "GET", path: "/nope") == .notFound)
+        #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/A.test?reason=keyCompromise") == .acmeRevoke("a.test", reason: "keyCompromise"))
+        #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/a.test?x=1&reason=super%73eded") == .acmeRevoke("a.test", reason: "superseded"))
+        #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/a.test") == .acmeRevoke("a.test", reason: nil))
+        #expect(AdminRouter.route(method: "GET", path: "/acme/revoke/a.test") == .methodNotAllowed(allow: "POST"))
+        #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/../x") == .notFound)
     }
 
     @Test func namesCannotEscapeTheDirectory() {
