@@ -174,8 +174,17 @@ public final class ACMEClient {
     // MARK: Orders (§7.4)
 
     /// `replaces`: the ARI identifier of the certificate this order renews (RFC 9773 §5).
-    public func newOrder(names: [String], replaces: String? = nil) throws(ACMEError) -> (url: String, order: Order) {
-        let request = NewOrderRequest(identifiers: names.map(Identifier.init(dns:)), replaces: replaces)
+    /// `profile`: one the directory lists (checked here: a CA may ignore one it does not know).
+    public func newOrder(names: [String], replaces: String? = nil, profile: String? = nil) throws(ACMEError) -> (url: String, order: Order) {
+        if let profile {
+            let offered = try directory().meta?.profiles ?? [:]
+            guard offered[profile] != nil else {
+                let list = offered.keys.sorted().joined(separator: ", ")
+                throw ACMEError(.profile, "the CA does not offer the certificate profile \"\(profile)\" "
+                                + (list.isEmpty ? "(its directory lists no profiles: remove `profile`)" : "(it offers: \(list))"))
+            }
+        }
+        let request = NewOrderRequest(identifiers: names.map(Identifier.init(dns:)), replaces: replaces, profile: profile)
         let response = try post(try directory().newOrder, payload: try encode(request))
         return (try location(response, "newOrder"), try decode(Order.self, response, "order"))
     }

@@ -94,14 +94,15 @@ public final class Issuer {
     /// The stored certificate when it covers `names` and is not `due` for renewal; otherwise a new
     /// one (check storage, lock, check again: another thread or node may just have issued it).
     /// `replacing`: the certificate this one renews, named to the CA when it offers ARI (RFC 9773 §5).
-    public func certificate(for names: [String], replacing: X509Certificate? = nil,
+    /// `profile`: the CA's certificate profile to order under (nil: the CA's default).
+    public func certificate(for names: [String], replacing: X509Certificate? = nil, profile: String? = nil,
                             due: (X509Certificate) -> Bool = { RenewalPolicy.isDue(notBefore: $0.notBefore, notAfter: $0.notAfter) })
         throws -> StoredCertificate {
         let names = try Self.normalise(names)
         if let stored = try usable(names, due: due) { return stored }
         return try storage.withLock("certificate-\(names[0])") {
             if let stored = try usable(names, due: due) { return stored }
-            return try obtain(names: names, replacing: replacing)
+            return try obtain(names: names, replacing: replacing, profile: profile)
         }
     }
 
@@ -123,12 +124,12 @@ public final class Issuer {
 
     /// Issues a new certificate for `names` (first = primary, the storage name) and persists it.
     /// Callers that may race other issuers should use `certificate(for:)` (it takes the lock).
-    public func obtain(names: [String], replacing: X509Certificate? = nil) throws -> StoredCertificate {
+    public func obtain(names: [String], replacing: X509Certificate? = nil, profile: String? = nil) throws -> StoredCertificate {
         let names = try Self.normalise(names)
         let client = try account()
         let started = Date(), firstRequest = client.requestCount
         let replaces = try replacing.flatMap { try client.directory().renewalInfo == nil ? nil : RenewalInfo.certificateID($0) }
-        let (orderURL, order) = try client.newOrder(names: names, replaces: replaces)
+        let (orderURL, order) = try client.newOrder(names: names, replaces: replaces, profile: profile)
 
         // Present every challenge and tell the CA before polling any, so validations overlap. Each
         // answer is taken down as soon as its authorization ends, valid or not (and on any throw).

@@ -211,7 +211,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     /// One look at one certificate: ask the CA for its renewal window (ARI) when offered, renew
     /// when the planned time has come (or obtain when there is none), then plan the next look.
     private func attend(_ names: [String], with issuer: Issuer) {
-        let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]]) }
+        let (schedule, known, profile) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]], s.schedule.profile(for: names[0])) }
         var window: RenewalWindow?
         var ariRetry: Double?
         do {
@@ -258,7 +258,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 // Looked at again under the lock: a certificate other than the one judged here was
                 // just issued by another thread or node, and stays unless the lifetime rule says otherwise.
                 let judged = leaf?.serialHex
-                let fresh = try issuer.certificate(for: names, replacing: leaf) { other in
+                let fresh = try issuer.certificate(for: names, replacing: leaf, profile: profile) { other in
                     other.serialHex == judged
                         || RenewalPolicy.isDue(notBefore: other.notBefore, notAfter: other.notAfter, renewBefore: schedule.renewBefore)
                 }

@@ -73,6 +73,8 @@ public struct ACMEError: Error, Sendable, CustomStringConvertible {
         /// The DNS-01 provider failed: an UPDATE refused, a zone not found, a name server unreachable.
         public static let dns = Code(raw: "dns")
         public static let unsupportedKey = Code(raw: "unsupportedKey")
+        /// The configured certificate profile is not one the CA's directory lists.
+        public static let profile = Code(raw: "profile")
     }
 
     public let code: Code

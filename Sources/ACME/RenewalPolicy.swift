@@ -40,10 +40,14 @@ public struct RenewalInfo: Decodable, Sendable {
 /// When to renew and when to retry: pure functions of dates and a random number in [0, 1), so a
 /// scheduler can call them and tests can pin them.
 public enum RenewalPolicy {
+    /// Certificates valid for less than this renew at half their lifetime, not a third.
+    public static let shortLived: Double = 10 * 86400
+
     /// Without ARI, renew once a third of the lifetime remains (Let's Encrypt's advice for 90-day
-    /// certificates: at 60 days), or once `renewBefore` seconds remain when the operator set that,
-    /// brought forward by up to 1/30 of the lifetime at random so a fleet with certificates from
-    /// one batch does not renew in the same minute.
+    /// certificates: at 60 days), or half of it for short-lived certificates (under 10 days: a
+    /// 6-day certificate renews with 3 days to spare), or once `renewBefore` seconds remain when
+    /// the operator set that, brought forward by up to 1/30 of the lifetime at random so a fleet
+    /// with certificates from one batch does not renew in the same minute.
     public static func renewalTime(notBefore: Date, notAfter: Date, ariWindow: RenewalWindow? = nil, renewBefore: Double? = nil,
                                    random: Double = Double.random(in: 0..<1)) -> Date {
         // RFC 9773 §4.2: pick a uniformly random time inside the window; ignore a window whose end
@@ -52,7 +56,8 @@ public enum RenewalPolicy {
             return window.start.addingTimeInterval(window.end.timeIntervalSince(window.start) * random)
         }
         let lifetime = max(0, notAfter.timeIntervalSince(notBefore))
-        return notAfter.addingTimeInterval(-(renewBefore ?? lifetime / 3) - lifetime / 30 * random)
+        let share = lifetime < shortLived ? lifetime / 2 : lifetime / 3
+        return notAfter.addingTimeInterval(-(renewBefore ?? share) - lifetime / 30 * random)
     }
 
     /// Whether a certificate is due now (same rule as `renewalTime`, without jitter). Also true

@@ -16,6 +16,8 @@ public struct Directory: Codable, Sendable {
         public var termsOfService: String?
         public var website: String?
         public var externalAccountRequired: Bool?
+        /// Certificate profiles the CA offers, name → description (draft-ietf-acme-profiles §3).
+        public var profiles: [String: String]?
     }
 }
 
@@ -50,6 +52,8 @@ public struct Order: Codable, Sendable {
     public var finalize: String
     public var certificate: String?
     public var error: Problem?
+    /// The profile the CA issues this order under (draft-ietf-acme-profiles §4).
+    public var profile: String?
 }
 
 /// §7.4 newOrder body.
@@ -57,6 +61,8 @@ struct NewOrderRequest: Encodable {
     var identifiers: [Identifier]
     /// Left out when nil (the synthesized encoder uses encodeIfPresent).
     var replaces: String?
+    /// A profile the directory's `meta.profiles` lists (draft-ietf-acme-profiles §4); left out when nil.
+    var profile: String?
 }
 
 /// §7.4 finalize body: base64url DER CSR.

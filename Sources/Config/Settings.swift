@@ -224,6 +224,12 @@ public struct ACMESettings: Sendable, Equatable {
     public var requestTimeout: Double = 30
     /// Certificates obtained during the first handshake of a name; nil: off.
     public var onDemand: OnDemandSettings?
+    /// The CA's certificate profile for every certificate (draft-ietf-acme-profiles); nil: the CA's default.
+    public var profile: String?
+    /// Profiles of single certificates, by primary name (over `profile`).
+    public var profiles: [String: String] = [:]
+
+    public func profile(for primary: String) -> String? { profiles[primary] ?? profile }
 
     public init(directory: String, storage: String, certificates: [[String]]) {
         self.directory = directory; self.storage = storage; self.certificates = certificates

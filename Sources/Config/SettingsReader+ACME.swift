@@ -2,7 +2,7 @@ import Foundation
 import Yams
 
 extension SettingsReader {
-    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand"]
+    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand", "profile"]
     static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
     /// `acme:` absent → off. When present, `directory` and at least one certificate are required.
@@ -34,8 +34,12 @@ extension SettingsReader {
             challenges = types
         }
         var acme = ACMESettings(directory: directory, storage: source.resolve(path: "acme"),
-                                certificates: try map["certificates"].map { (n) throws(ConfigError) in
-                                    try acmeCertificates(n, wildcards: challenges.contains("dns-01"), onDemand: map["on_demand"] != nil) } ?? [])
+                                certificates: [])
+        if let value = map["certificates"] {
+            (acme.certificates, acme.profiles) = try acmeCertificates(value, wildcards: challenges.contains("dns-01"),
+                                                                      onDemand: map["on_demand"] != nil)
+        }
+        if let value = map["profile"] { acme.profile = try profileName(value) }
         if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
         acme.challenges = challenges
         if let value = map["dns"] {
@@ -90,13 +94,24 @@ extension SettingsReader {
         return acme
     }
 
-    /// Each entry: one name, or a list of names for one certificate (the first names it). A name
-    /// may belong to one certificate only; wildcards need DNS-01 (`wildcards`: it is configured).
-    /// Empty only when names are obtained on demand.
-    func acmeCertificates(_ node: Node, wildcards: Bool, onDemand: Bool) throws(ConfigError) -> [[String]] {
+    /// Each entry: one name, a list of names for one certificate (the first names it), or
+    /// `{names: [...], profile: NAME}`. A name may belong to one certificate only; wildcards need
+    /// DNS-01 (`wildcards`: it is configured). Empty only when names are obtained on demand.
+    /// Returns the name lists and the profiles given per certificate (by primary name).
+    func acmeCertificates(_ node: Node, wildcards: Bool, onDemand: Bool) throws(ConfigError) -> ([[String]], [String: String]) {
         var result: [[String]] = []
+        var profiles: [String: String] = [:]
         var seen: [String: Node] = [:]
-        for entry in try source.list(node, of: "acme.certificates") {
+        for var entry in try source.list(node, of: "acme.certificates") {
+            var profile: String?
+            if case .mapping = entry {
+                let map = try mapping(entry, name: "an acme.certificates entry", keys: ["names", "profile"])
+                guard let names = map["names"] else {
+                    throw source.error("an acme.certificates entry written as a mapping needs `names` (and may give `profile`)", at: entry)
+                }
+                profile = try map["profile"].map { (n) throws(ConfigError) in try profileName(n) }
+                entry = names
+            }
             var names: [String] = []
             for item in try source.list(entry, of: "an acme.certificates entry") {
                 let name = try source.hostPattern(item, wildcard: true)
@@ -112,9 +127,20 @@ extension SettingsReader {
             }
             guard !names.isEmpty else { throw source.error("an acme.certificates entry needs at least one name", at: entry) }
             result.append(names)
+            if let profile { profiles[names[0]] = profile }
         }
         guard !result.isEmpty || onDemand else { throw source.error("acme.certificates needs at least one name", at: node) }
-        return result
+        return (result, profiles)
+    }
+
+    /// A certificate profile's name as the CA's directory lists it (draft-ietf-acme-profiles):
+    /// checked against the directory when ordering; here only its shape.
+    private func profileName(_ node: Node) throws(ConfigError) -> String {
+        let name = try source.string(node, expected: "a profile name the CA's directory lists, like \"shortlived\"")
+        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\"" }) else {
+            throw source.error("expected a profile name the CA's directory lists, like \"shortlived\", got \(node.foundDescription)", at: node)
+        }
+        return name
     }
 
     static let onDemandKeys = ["ask", "names", "ask_cache", "ask_timeout", "wait", "rate_limit", "rate_interval"]

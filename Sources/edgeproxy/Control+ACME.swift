@@ -136,7 +136,8 @@ extension Control {
                 problem = "{\"type\":\(JSON.string(p.type ?? "")),\"detail\":\(JSON.string(p.detail ?? "")),\"subproblems\":[\(subs)]}"
             }
             let window = s.ariWindow.map { "{\"start\":\(date($0.start)),\"end\":\(date($0.end))}" } ?? "null"
-            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
+            let profile = settings.acme?.profile(for: s.names[0]).map(JSON.string) ?? "null"
+            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"profile\":\(profile),\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
                 + "\"not_after\":\(date(s.notAfter)),\"renew_at\":\(date(s.renewAt)),\"ari_window\":\(window),"
                 + "\"next_attempt\":\(date(s.nextAttempt)),\"failures\":\(s.failures),\"issued\":\(s.issued),"
                 + "\"last_issued\":\(date(s.lastIssued)),\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_problem\":\(problem)}"

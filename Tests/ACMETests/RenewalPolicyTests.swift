@@ -15,6 +15,14 @@ import Testing
         #expect(RenewalPolicy.isDue(notBefore: notBefore, notAfter: notAfter, now: notBefore.addingTimeInterval(61 * 86400)))
     }
 
+    /// A 6-day certificate (a CA's short-lived profile) renews at half its life, with 3 days to spare.
+    @Test func shortLivedCertificatesRenewAtHalfTheirLifetime() {
+        let sixDays = notBefore.addingTimeInterval(6 * 86400)
+        #expect(RenewalPolicy.renewalTime(notBefore: notBefore, notAfter: sixDays, random: 0) == notBefore.addingTimeInterval(3 * 86400))
+        #expect(!RenewalPolicy.isDue(notBefore: notBefore, notAfter: sixDays, now: notBefore.addingTimeInterval(2.9 * 86400)))
+        #expect(RenewalPolicy.isDue(notBefore: notBefore, notAfter: sixDays, now: notBefore.addingTimeInterval(3.1 * 86400)))
+    }
+
     /// 10,000 certificates issued in one week are not renewed in one burst: the jitter spreads
     /// them over more than a week, and no hour takes more than a small share.
     @Test func aWeeksWorthOfCertificatesRenewsSpreadOut() {

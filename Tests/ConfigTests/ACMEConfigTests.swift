@@ -190,4 +190,21 @@ import Testing
         expectError("acme:\n  directory: https://ca.example/dir\n  on_demand: { names: [\"a.*.example\"] }\n", line: 3, column: 24,
                     "expected a host name like \"example.com\" or \"*.example.com\", got \"a.*.example\"")
     }
+
+    @Test func profilesForEveryCertificateOrOne() throws {
+        let acme = try #require(try parse("""
+            acme:
+              directory: https://ca.example/dir
+              profile: classic
+              certificates:
+                - example.com
+                - { names: [short.example.com, www.short.example.com], profile: shortlived }
+            """).acme)
+        #expect(acme.certificates == [["example.com"], ["short.example.com", "www.short.example.com"]])
+        #expect(acme.profile(for: "example.com") == "classic" && acme.profile(for: "short.example.com") == "shortlived")
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [{ profile: x }]\n", line: 3, column: 18,
+                    "an acme.certificates entry written as a mapping needs `names` (and may give `profile`)")
+        expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n  profile: \"two words\"\n", line: 4, column: 12,
+                    "expected a profile name the CA's directory lists, like \"shortlived\", got \"two words\"")
+    }
 }
