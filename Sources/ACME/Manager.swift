@@ -5,7 +5,10 @@ import Synchronization
 import TLS
 
 /// Keeps the configured certificates issued and renewed: a bounded work queue, one thread per
-/// issuer, each taking the certificate due soonest that no other thread is attending. Requests to
+/// worker, each taking the certificate due soonest that no other thread is attending. Each worker
+/// holds one issuer per CA, in order of preference: a name that fails `fallbackAfter` times in a
+/// row at one CA tries the next (each CA with its own account), and starts from the first again
+/// after a success. Requests to
 /// the CA block, and serving never waits on them; one slow order holds one thread, not the others.
 /// Each certificate has its own schedule; a failure backs that one off (exponential, jittered,
 /// capped, never sooner than the CA's Retry-After) and leaves the others alone. What it obtains
@@ -32,11 +35,18 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         public var lastIssued: Date?
         /// Certificates obtained from the CA since start.
         public var issued = 0
+        /// The CA (index into the configured issuers) the next attempt goes to.
+        public var issuer = 0
+        /// Failed attempts in a row at `issuer`.
+        var failuresHere = 0
+        /// The CA that issued the served certificate, when this process obtained or renewed it.
+        public var issuedBy: Int?
         init(names: [String], now: Date) { self.names = names; nextAttempt = now }
     }
 
-    /// One per worker thread: an issuer keeps one connection and nonce pool, and is not shared.
-    private let issuers: [Issuer]
+    /// One list per worker thread, one issuer per CA in it: an issuer keeps one connection and
+    /// nonce pool, and is not shared.
+    private let workers: [[Issuer]]
     private let install: @Sendable (StoredCertificate) throws -> Void
     private struct State {
         /// The renewal settings (`renewal`) and the configured names; the CA-side settings were
@@ -69,10 +79,16 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
 
     /// `install` receives every certificate to serve (stored ones at start, new ones after each
     /// issuance); it throws when the proxy refuses it, which counts as a failed attempt. One worker
-    /// thread per issuer (at least one).
-    public init(issuers: [Issuer], schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
-        precondition(!issuers.isEmpty, "the manager needs at least one issuer")
-        self.issuers = issuers
+    /// thread per issuer (at least one), all for one CA.
+    public convenience init(issuers: [Issuer], schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
+        self.init(workers: issuers.map { [$0] }, schedule: schedule, install: install)
+    }
+
+    /// `workers[i][k]`: worker thread i's issuer for CA k (the order of `schedule.issuers`).
+    public init(workers: [[Issuer]], schedule: ACMESettings, install: @escaping @Sendable (StoredCertificate) throws -> Void) {
+        precondition(!workers.isEmpty && workers.allSatisfy { !$0.isEmpty && $0.count == workers[0].count },
+                     "the manager needs at least one worker, each with an issuer per CA")
+        self.workers = workers
         self.install = install
         let now = Date()
         var initial = State(schedule: schedule)
@@ -86,7 +102,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     public func installStored() {
         for names in state.withLock({ s in s.order.compactMap { s.statuses[$0]?.names } }) {
             do {
-                guard let (certificate, leaf) = try issuers[0].stored(names) else { continue }
+                guard let (certificate, leaf) = try workers[0][0].stored(names) else { continue }
                 try install(certificate)
                 record(names) { $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter }
             } catch {
@@ -96,8 +112,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     }
 
     public func start() {
-        for i in issuers.indices {
-            let thread = Thread { [self] in run(issuers[i]) }
+        for i in workers.indices {
+            let thread = Thread { [self] in run(workers[i]) }
             thread.name = "edgeproxy-acme-\(i)"
             thread.start()
         }
@@ -125,10 +141,13 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     /// once (on a worker thread). Blocking: a request to the CA, on its own connection. Returns
     /// the revoked serial.
     public func revoke(_ primary: String, reason: RevocationReason) throws -> String {
-        guard let names = status(of: primary)?.names else {
+        guard let status = status(of: primary) else {
             throw ACMEError(.protocolViolation, "\(primary) is not managed by ACME here (GET /acme lists the names)")
         }
-        let issuer = try Issuer(configuration: issuers[0].configuration, storage: issuers[0].storage, solvers: [])
+        let names = status.names
+        // The CA that issued it (when known here), on a connection of its own.
+        let ca = workers[0][status.issuedBy ?? 0]
+        let issuer = try Issuer(configuration: ca.configuration, storage: ca.storage, solvers: [])
         guard let (certificate, leaf) = try issuer.stored(names) else {
             throw ACMEError(.storage, "no stored certificate for \(primary) to revoke")
         }
@@ -180,7 +199,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
 
     /// One worker: takes the certificate due soonest that nobody attends, attends it, repeats;
     /// sleeps until the next one is due or something changes.
-    private func run(_ issuer: Issuer) {
+    private func run(_ issuers: [Issuer]) {
         while true {
             let (stopped, taken, next) = state.withLock { s -> (Bool, [String]?, Date?) in
                 let now = Date()
@@ -192,7 +211,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             }
             if stopped { return }
             if let names = taken {
-                attend(names, with: issuer)
+                attend(names, with: issuers)
                 let succeeded = state.withLock { s in
                     s.inFlight.remove(names[0])
                     return s.statuses[names[0]].map { $0.failures == 0 && $0.serial != nil } ?? false
@@ -210,13 +229,20 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
 
     /// One look at one certificate: ask the CA for its renewal window (ARI) when offered, renew
     /// when the planned time has come (or obtain when there is none), then plan the next look.
-    private func attend(_ names: [String], with issuer: Issuer) {
-        let (schedule, known, profile) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]], s.schedule.profile(for: names[0])) }
+    private func attend(_ names: [String], with issuers: [Issuer]) {
+        let (settings, known) = state.withLock { s in (s.schedule, s.statuses[names[0]]) }
+        let schedule = settings.renewal
+        let ca = min(known?.issuer ?? 0, issuers.count - 1)
+        let issuer = issuers[ca]
+        let profile = settings.profile(for: names[0], issuer: ca)
+        // Renewal information and `replaces` concern the CA that issued the certificate; after a
+        // restart that is taken to be the first one.
+        let issuedHere = (known?.issuedBy ?? 0) == ca
         var window: RenewalWindow?
         var ariRetry: Double?
         do {
             let current = try issuer.stored(names)
-            if schedule.ari, let leaf = current?.leaf {
+            if schedule.ari, issuedHere, let leaf = current?.leaf {
                 // A shared storage keeps the CA's answer for the fleet: one node asks per interval,
                 // not every node (the CA's rate limits count the fleet's requests together).
                 let shared = try? issuer.storage.loadRenewalInfo(name: names[0], serial: leaf.serialHex)
@@ -258,7 +284,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 // Looked at again under the lock: a certificate other than the one judged here was
                 // just issued by another thread or node, and stays unless the lifetime rule says otherwise.
                 let judged = leaf?.serialHex
-                let fresh = try issuer.certificate(for: names, replacing: leaf, profile: profile) { other in
+                let fresh = try issuer.certificate(for: names, replacing: issuedHere ? leaf : nil, profile: profile) { other in
                     other.serialHex == judged
                         || RenewalPolicy.isDue(notBefore: other.notBefore, notAfter: other.notAfter, renewBefore: schedule.renewBefore)
                 }
@@ -268,7 +294,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                     let report = issuer.lastReport
                     Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf.serialHex))"
                              + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
-                    record(names) { $0.issued += 1; $0.lastIssued = Date() }
+                    record(names) { $0.issued += 1; $0.lastIssued = Date(); $0.issuedBy = ca }
                 }
                 if freshLeaf.serialHex != revoked { state.withLock { _ = $0.revoked.removeValue(forKey: names[0]) } }
                 leaf = freshLeaf
@@ -291,18 +317,29 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             record(names) {
                 $0.serial = leaf.serialHex; $0.notAfter = leaf.notAfter; $0.renewAt = renewAt; $0.renewSerial = leaf.serialHex
                 $0.ariWindow = window; $0.failures = 0; $0.lastError = nil; $0.lastProblem = nil; $0.nextAttempt = next
+                $0.issuer = 0; $0.failuresHere = 0
             }
         } catch {
             // From the end of the attempt: a slow failure (long polling) still waits its backoff.
             let now = Date()
             let failures = (known?.failures ?? 0) + 1
-            let next = RenewalPolicy.nextAttempt(after: error, failures: failures, now: now,
+            var failuresHere = (known?.failuresHere ?? 0) + 1
+            var nextCA = ca
+            if failuresHere >= settings.fallbackAfter && issuers.count > 1 {
+                // The next CA starts with the shortest backoff (it has not failed yet), never
+                // sooner than this CA's Retry-After asked of this name.
+                nextCA = (ca + 1) % issuers.count
+                failuresHere = 0
+            }
+            let next = RenewalPolicy.nextAttempt(after: error, failures: nextCA == ca ? failures : 1, now: now,
                                                  base: schedule.backoffBase, cap: schedule.backoffCap)
             Log.error("ACME: \(names.joined(separator: ", ")): \(error); attempt \(failures) failed, next at \(next) "
-                      + "(in \(String(format: "%.1f", next.timeIntervalSince(now))) s; anything already serving keeps serving)")
+                      + "(in \(String(format: "%.1f", next.timeIntervalSince(now))) s"
+                      + (nextCA == ca ? "" : ", at the next CA, \(issuers[nextCA].configuration.directoryURL)")
+                      + "; anything already serving keeps serving)")
             record(names) {
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
-                $0.nextAttempt = next
+                $0.nextAttempt = next; $0.issuer = nextCA; $0.failuresHere = failuresHere
             }
         }
     }

@@ -200,17 +200,13 @@ public struct AdminSettings: Sendable, Equatable {
 
 /// Certificates edgeproxy obtains and renews itself (RFC 8555); nil: off.
 public struct ACMESettings: Sendable, Equatable {
-    /// The CA's directory URL (https).
-    public var directory: String
-    /// Contact e-mail for the account (the CA's expiry and incident notices); nil: none.
+    /// The CAs in order of preference (at least one): a name whose issuance keeps failing at one
+    /// moves on to the next after `fallbackAfter` failed attempts. Each CA has its own account.
+    public var issuers: [ACMEIssuerSettings]
+    /// Failed attempts in a row at one CA before a name tries the next.
+    public var fallbackAfter = 3
+    /// Contact e-mail for the accounts (the CAs' expiry and incident notices); nil: none.
     public var email: String?
-    /// PEM file of roots trusted for the CA's API; nil: the system store.
-    public var caRoot: String?
-    /// External Account Binding (RFC 8555 §7.3.4), when the CA asks for one: key id and the
-    /// base64url HMAC key, both from the CA.
-    public var eab: EABSettings?
-    /// Challenge types in order of preference: "http-01", "tls-alpn-01", "dns-01".
-    public var challenges = ACMESettings.defaultChallenges
     public static let defaultChallenges = ["http-01", "tls-alpn-01"]
     /// The DNS-01 provider; nil: no DNS-01 (and no wildcard names).
     public var dns: ACMEDNSSettings?
@@ -229,11 +225,49 @@ public struct ACMESettings: Sendable, Equatable {
     /// Profiles of single certificates, by primary name (over `profile`).
     public var profiles: [String: String] = [:]
 
-    public func profile(for primary: String) -> String? { profiles[primary] ?? profile }
+    /// A certificate's own profile, else its CA's, else `profile`.
+    public func profile(for primary: String, issuer: Int = 0) -> String? {
+        profiles[primary] ?? (issuers.indices.contains(issuer) ? issuers[issuer].profile : nil) ?? profile
+    }
+
+    /// The first CA's settings (the only one unless `issuers` lists more).
+    public var directory: String {
+        get { issuers[0].directory }
+        set { issuers[0].directory = newValue }
+    }
+    public var caRoot: String? {
+        get { issuers[0].caRoot }
+        set { issuers[0].caRoot = newValue }
+    }
+    public var eab: EABSettings? {
+        get { issuers[0].eab }
+        set { issuers[0].eab = newValue }
+    }
+    public var challenges: [String] {
+        get { issuers[0].challenges }
+        set { issuers[0].challenges = newValue }
+    }
 
     public init(directory: String, storage: String, certificates: [[String]]) {
-        self.directory = directory; self.storage = storage; self.certificates = certificates
+        self.issuers = [ACMEIssuerSettings(directory: directory)]
+        self.storage = storage; self.certificates = certificates
     }
+}
+
+/// One CA: where it is, how to trust and bind to it, and which challenges to answer for it.
+public struct ACMEIssuerSettings: Sendable, Equatable {
+    /// The CA's directory URL (https).
+    public var directory: String
+    /// PEM file of roots trusted for the CA's API; nil: the system store.
+    public var caRoot: String?
+    /// External Account Binding (RFC 8555 §7.3.4), when the CA asks for one: key id and the
+    /// base64url HMAC key, both from the CA.
+    public var eab: EABSettings?
+    /// Challenge types in order of preference: "http-01", "tls-alpn-01", "dns-01".
+    public var challenges = ACMESettings.defaultChallenges
+    /// This CA's certificate profile (profile names are the CA's own); nil: `acme.profile`.
+    public var profile: String?
+    public init(directory: String) { self.directory = directory }
 }
 
 /// On-demand TLS: a handshake for a name that has no certificate waits while one is obtained,

@@ -2,51 +2,52 @@ import Foundation
 import Yams
 
 extension SettingsReader {
-    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand", "profile"]
+    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout",
+                           "dns", "on_demand", "profile", "issuers", "fallback_after"]
+    static let issuerKeys = ["directory", "ca_root", "eab", "challenges", "profile"]
     static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
-    /// `acme:` absent → off. When present, `directory` and at least one certificate are required.
+    /// `acme:` absent → off. When present, a CA (`directory`, or an `issuers` list) and at least
+    /// one certificate (or `on_demand`) are required.
     func acme(_ node: Node?, listen: Listen) throws(ConfigError) -> ACMESettings? {
         guard let node else { return nil }
         let map = try mapping(node, name: "acme", keys: Self.acmeKeys)
-        guard let directoryNode = map["directory"] else {
-            throw source.error("acme needs `directory`, the CA's directory URL "
-                               + "(e.g. https://acme-v02.api.letsencrypt.org/directory)", at: node)
-        }
-        let directory = try source.string(directoryNode, expected: "an https:// URL")
-        guard let url = URLComponents(string: directory), url.scheme == "https", url.host?.isEmpty == false else {
-            throw source.error("acme.directory must be an https:// URL, got \(directoryNode.foundDescription)", at: directoryNode)
+        var issuers: [ACMEIssuerSettings] = []
+        if let list = map["issuers"] {
+            for key in Self.issuerKeys where key != "profile" {
+                if let value = map[key] {
+                    throw source.error("acme.\(key) goes in each acme.issuers entry when there is an issuers list", at: value)
+                }
+            }
+            for item in try source.list(list, of: "acme.issuers") {
+                issuers.append(try acmeIssuer(try mapping(item, name: "an acme.issuers entry", keys: Self.issuerKeys), item,
+                                              name: "acme.issuers[\(issuers.count)]", listen: listen))
+            }
+            guard !issuers.isEmpty else { throw source.error("acme.issuers needs at least one CA (directory: https://...)", at: list) }
+        } else {
+            var first = try acmeIssuer(map, node, name: "acme", listen: listen)
+            first.profile = nil  // acme.profile is every CA's default, read below
+            issuers = [first]
         }
         guard map["certificates"] != nil || map["on_demand"] != nil else {
             throw source.error("acme needs `certificates`: the names to obtain, e.g. [example.com, [shop.example.com, www.shop.example.com]] "
                                + "(or `on_demand`, to obtain them during their first handshake)", at: node)
         }
-        // Challenges first: they decide whether wildcard names are allowed.
-        var challenges = ACMESettings.defaultChallenges
-        if let value = map["challenges"] {
-            var types: [String] = []
-            for item in try source.list(value, of: "acme.challenges") {
-                let type = try source.choice(item, Self.challengeTypes)
-                guard !types.contains(type) else { throw source.error("acme.challenges lists \(quoted(type)) twice", at: item) }
-                types.append(type)
-            }
-            guard !types.isEmpty else { throw source.error("acme.challenges needs at least one of \(alternatives(Self.challengeTypes))", at: value) }
-            challenges = types
-        }
-        var acme = ACMESettings(directory: directory, storage: source.resolve(path: "acme"),
-                                certificates: [])
+        var acme = ACMESettings(directory: issuers[0].directory, storage: source.resolve(path: "acme"), certificates: [])
+        acme.issuers = issuers
+        let dns01 = issuers.contains { $0.challenges.contains("dns-01") }
         if let value = map["certificates"] {
-            (acme.certificates, acme.profiles) = try acmeCertificates(value, wildcards: challenges.contains("dns-01"),
-                                                                      onDemand: map["on_demand"] != nil)
+            (acme.certificates, acme.profiles) = try acmeCertificates(value, wildcards: dns01, onDemand: map["on_demand"] != nil)
         }
         if let value = map["profile"] { acme.profile = try profileName(value) }
         if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
-        acme.challenges = challenges
+        if let value = map["fallback_after"] { acme.fallbackAfter = try source.int(value, in: 1...100) }
         if let value = map["dns"] {
             acme.dns = try acmeDNS(value)
-        } else if challenges.contains("dns-01") {
+        } else if dns01 {
+            let at = map["issuers"] ?? map["challenges"] ?? node
             throw source.error("acme.challenges lists dns-01 but there is no acme.dns section (e.g. dns: { provider: rfc2136, "
-                               + "server: 192.0.2.53:53, key_name: acme, key_secret: ... })", at: map["challenges"] ?? node)
+                               + "server: 192.0.2.53:53, key_name: acme, key_secret: ... })", at: at)
         }
         if let value = map["email"] {
             let email = try source.string(value, expected: "an e-mail address")
@@ -54,29 +55,6 @@ extension SettingsReader {
                 throw source.error("acme.email: expected an e-mail address like ops@example.com, got \(value.foundDescription)", at: value)
             }
             acme.email = email
-        }
-        if let value = map["ca_root"] {
-            let path = try source.path(value)
-            guard FileManager.default.isReadableFile(atPath: path) else {
-                throw source.error("acme.ca_root: cannot read \(quoted(path)) (a PEM file of the CA API's root certificates)", at: value)
-            }
-            acme.caRoot = path
-        }
-        if let value = map["eab"] {
-            let eab = try mapping(value, name: "acme.eab", keys: ["key_id", "hmac_key"])
-            guard let kid = eab["key_id"], let hmac = eab["hmac_key"] else {
-                throw source.error("acme.eab needs both key_id and hmac_key (from the CA's account page)", at: value)
-            }
-            let key = try source.string(hmac, expected: "a base64url HMAC key")
-            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-                throw source.error("acme.eab.hmac_key: expected the base64url key the CA gave (letters, digits, - and _, "
-                                   + "no padding), got \(hmac.foundDescription)", at: hmac)
-            }
-            acme.eab = EABSettings(keyID: try source.string(kid, expected: "the CA's key id"), hmacKey: key)
-        }
-        if acme.challenges == ["http-01"] && listen.http.isEmpty {
-            throw source.error("acme.challenges is [http-01] but listen.http is empty: the CA could not reach the answers "
-                               + "(add a port-80 listener or allow tls-alpn-01)", at: map["challenges"] ?? node)
         }
         if let value = map["storage"] { acme.storage = try source.path(value) }
         if let value = map["request_timeout"] { acme.requestTimeout = try source.duration(value) }
@@ -92,6 +70,55 @@ extension SettingsReader {
             }
         }
         return acme
+    }
+
+    /// One CA's keys (`directory`, `ca_root`, `eab`, `challenges`, `profile`), from the `acme`
+    /// section itself or an `acme.issuers` entry (`name` says which, in messages).
+    private func acmeIssuer(_ map: MappingReader, _ node: Node, name: String, listen: Listen) throws(ConfigError) -> ACMEIssuerSettings {
+        guard let directoryNode = map["directory"] else {
+            throw source.error("\(name) needs `directory`, the CA's directory URL "
+                               + "(e.g. https://acme-v02.api.letsencrypt.org/directory)", at: node)
+        }
+        let directory = try source.string(directoryNode, expected: "an https:// URL")
+        guard let url = URLComponents(string: directory), url.scheme == "https", url.host?.isEmpty == false else {
+            throw source.error("\(name).directory must be an https:// URL, got \(directoryNode.foundDescription)", at: directoryNode)
+        }
+        var issuer = ACMEIssuerSettings(directory: directory)
+        if let value = map["challenges"] {
+            var types: [String] = []
+            for item in try source.list(value, of: "\(name).challenges") {
+                let type = try source.choice(item, Self.challengeTypes)
+                guard !types.contains(type) else { throw source.error("\(name).challenges lists \(quoted(type)) twice", at: item) }
+                types.append(type)
+            }
+            guard !types.isEmpty else { throw source.error("\(name).challenges needs at least one of \(alternatives(Self.challengeTypes))", at: value) }
+            issuer.challenges = types
+        }
+        if issuer.challenges == ["http-01"] && listen.http.isEmpty {
+            throw source.error("\(name).challenges is [http-01] but listen.http is empty: the CA could not reach the answers "
+                               + "(add a port-80 listener or allow tls-alpn-01)", at: map["challenges"] ?? node)
+        }
+        if let value = map["ca_root"] {
+            let path = try source.path(value)
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw source.error("\(name).ca_root: cannot read \(quoted(path)) (a PEM file of the CA API's root certificates)", at: value)
+            }
+            issuer.caRoot = path
+        }
+        if let value = map["eab"] {
+            let eab = try mapping(value, name: "\(name).eab", keys: ["key_id", "hmac_key"])
+            guard let kid = eab["key_id"], let hmac = eab["hmac_key"] else {
+                throw source.error("\(name).eab needs both key_id and hmac_key (from the CA's account page)", at: value)
+            }
+            let key = try source.string(hmac, expected: "a base64url HMAC key")
+            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw source.error("\(name).eab.hmac_key: expected the base64url key the CA gave (letters, digits, - and _, "
+                                   + "no padding), got \(hmac.foundDescription)", at: hmac)
+            }
+            issuer.eab = EABSettings(keyID: try source.string(kid, expected: "the CA's key id"), hmacKey: key)
+        }
+        if let value = map["profile"] { issuer.profile = try profileName(value) }
+        return issuer
     }
 
     /// Each entry: one name, a list of names for one certificate (the first names it), or

@@ -15,16 +15,19 @@ extension Control {
     /// storage already holds. Throws when the ACME settings cannot be used (start-up fails).
     func prepareACME(http: ChallengeTable, alpn: ALPNChallengeTable) throws {
         guard let a = settings.acme else { return }
-        var configuration = IssuerConfiguration(directoryURL: a.directory, trustRootsPEMFile: a.caRoot)
-        configuration.contact = a.email.map { ["mailto:" + $0] } ?? []
-        if let eab = a.eab {
-            guard let binding = ExternalAccountBinding(keyID: eab.keyID, base64URLMACKey: eab.hmacKey) else {
-                throw ACMEError(.protocolViolation, "acme.eab.hmac_key is not valid base64url")
+        let configurations = try a.issuers.map { ca in
+            var configuration = IssuerConfiguration(directoryURL: ca.directory, trustRootsPEMFile: ca.caRoot)
+            configuration.contact = a.email.map { ["mailto:" + $0] } ?? []
+            if let eab = ca.eab {
+                guard let binding = ExternalAccountBinding(keyID: eab.keyID, base64URLMACKey: eab.hmacKey) else {
+                    throw ACMEError(.protocolViolation, "the eab.hmac_key of \(ca.directory) is not valid base64url")
+                }
+                configuration.externalAccountBinding = binding
             }
-            configuration.externalAccountBinding = binding
+            configuration.challengeTypes = ca.challenges
+            configuration.requestTimeout = a.requestTimeout
+            return configuration
         }
-        configuration.challengeTypes = a.challenges
-        configuration.requestTimeout = a.requestTimeout
         // With a cluster, ACME's state is the fleet's (etcd): one account, one order per name,
         // challenges any node answers. The manager's install then only validates: the record it
         // stored reaches this node's store through the cluster sync, in revision order.
@@ -32,13 +35,13 @@ extension Control {
         let storage = shared ?? FileStorage(root: a.storage)
         var solvers: [ChallengeSolver] = [HTTP01Solver(table: http, storage: shared), TLSALPN01Solver(table: alpn, storage: shared)]
         if let dns = a.dns { solvers.append(DNS01Solver(configuration: try Self.dns01Configuration(dns))) }
-        // One issuer per concurrent order, each with its own connection to the CA.
-        let issuers = try (0..<ACMEManager.defaultConcurrency).map { _ in
-            try Issuer(configuration: configuration, storage: storage, solvers: solvers)
+        // Per concurrent order, one issuer per CA, each with its own connection to it.
+        let workers = try (0..<ACMEManager.defaultConcurrency).map { _ in
+            try configurations.map { try Issuer(configuration: $0, storage: storage, solvers: solvers) }
         }
         // Called at start on this thread (the queue is idle and the store not built yet), later
         // from the manager thread.
-        let manager = ACMEManager(issuers: issuers, schedule: a) { [transaction, clustered = shared != nil] certificate in
+        let manager = ACMEManager(workers: workers, schedule: a) { [transaction, clustered = shared != nil] certificate in
             if clustered {
                 _ = try certificate.bundle(source: "acme:\(certificate.primaryName)")
             } else {
@@ -136,8 +139,11 @@ extension Control {
                 problem = "{\"type\":\(JSON.string(p.type ?? "")),\"detail\":\(JSON.string(p.detail ?? "")),\"subproblems\":[\(subs)]}"
             }
             let window = s.ariWindow.map { "{\"start\":\(date($0.start)),\"end\":\(date($0.end))}" } ?? "null"
-            let profile = settings.acme?.profile(for: s.names[0]).map(JSON.string) ?? "null"
-            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"profile\":\(profile),\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
+            let profile = settings.acme?.profile(for: s.names[0], issuer: s.issuer).map(JSON.string) ?? "null"
+            let cas = settings.acme?.issuers.map(\.directory) ?? []
+            let issuedBy = s.issuedBy.flatMap { cas.indices.contains($0) ? JSON.string(cas[$0]) : nil } ?? "null"
+            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"profile\":\(profile),"
+                + "\"issuer\":\(JSON.string(cas.indices.contains(s.issuer) ? cas[s.issuer] : "")),\"issued_by\":\(issuedBy),\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
                 + "\"not_after\":\(date(s.notAfter)),\"renew_at\":\(date(s.renewAt)),\"ari_window\":\(window),"
                 + "\"next_attempt\":\(date(s.nextAttempt)),\"failures\":\(s.failures),\"issued\":\(s.issued),"
                 + "\"last_issued\":\(date(s.lastIssued)),\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_problem\":\(problem)}"

@@ -207,4 +207,40 @@ import Testing
         expectError("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n  profile: \"two words\"\n", line: 4, column: 12,
                     "expected a profile name the CA's directory lists, like \"shortlived\", got \"two words\"")
     }
+
+    @Test func severalIssuersInOrder() throws {
+        let acme = try #require(try parse("""
+            listen: { http: [":80"] }
+            acme:
+              issuers:
+                - directory: https://first.example/dir
+                  challenges: [http-01]
+                - directory: https://second.example/dir
+                  eab: { key_id: kid, hmac_key: abc_DEF-1 }
+                  profile: shortlived
+              fallback_after: 2
+              profile: classic
+              certificates: [example.com]
+            """).acme)
+        #expect(acme.issuers.map(\.directory) == ["https://first.example/dir", "https://second.example/dir"])
+        #expect(acme.issuers[0].challenges == ["http-01"] && acme.issuers[1].challenges == ACMESettings.defaultChallenges)
+        #expect(acme.issuers[1].eab == EABSettings(keyID: "kid", hmacKey: "abc_DEF-1") && acme.fallbackAfter == 2)
+        #expect(acme.profile(for: "example.com", issuer: 0) == "classic" && acme.profile(for: "example.com", issuer: 1) == "shortlived")
+        #expect(acme.directory == "https://first.example/dir")
+        #expect(try parse("acme:\n  directory: https://ca.example/dir\n  certificates: [a.example]\n").acme?.fallbackAfter == 3)
+    }
+
+    @Test func issuersMistakes() {
+        expectError("acme:\n  directory: https://ca.example/dir\n  issuers: [{ directory: https://b.example/dir }]\n  certificates: [a.example]\n",
+                    line: 2, column: 14, "acme.directory goes in each acme.issuers entry when there is an issuers list")
+        expectError("acme:\n  issuers: [{ directory: https://b.example/dir }, { ca_root: x }]\n  certificates: [a.example]\n",
+                    line: 2, column: 51, "acme.issuers[1] needs `directory`, the CA's directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory)")
+        expectError("acme:\n  issuers: [{ directory: \"http://b.example/dir\" }]\n  certificates: [a.example]\n",
+                    line: 2, column: 26, "acme.issuers[0].directory must be an https:// URL, got \"http://b.example/dir\"")
+        expectError("acme:\n  issuers: []\n  certificates: [a.example]\n", line: 2, column: 12,
+                    "acme.issuers needs at least one CA (directory: https://...)")
+        expectError("acme:\n  issuers: [{ directory: https://b.example/dir, dns: x }]\n  certificates: [a.example]\n", line: 2, column: 49,
+                    "unknown key \"dns\" in an acme.issuers entry (expected one of: directory, ca_root, eab, challenges, profile)")
+    }
 }
+
