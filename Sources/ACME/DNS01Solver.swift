@@ -2,6 +2,7 @@ import DNS
 import EventLoop
 import Foundation
 import Glibc
+import Synchronization
 import TLS
 
 /// Where and how the DNS-01 solver writes its TXT records (RFC 2136: signed UPDATEs to the
@@ -45,6 +46,8 @@ public struct DNS01Configuration: Sendable {
 public struct DNS01Solver: ChallengeSolver {
     public let challengeType = ChallengeType.dns01
     public let configuration: DNS01Configuration
+    /// What `GET /acme` shows of DNS-01: records present now, propagation waits, failures.
+    public let activity = DNS01Activity()
 
     public init(configuration: DNS01Configuration) { self.configuration = configuration }
 
@@ -60,6 +63,13 @@ public struct DNS01Solver: ChallengeSolver {
     }
 
     public func present(domain: String, token: String, keyAuthorization: String) throws {
+        do { try write(domain: domain, keyAuthorization: keyAuthorization) } catch {
+            activity.update { $0.failed += 1; $0.lastError = "\(error)" }
+            throw error
+        }
+    }
+
+    private func write(domain: String, keyAuthorization: String) throws {
         let value = Self.txtValue(keyAuthorization: keyAuthorization)
         let (name, zone) = try target(for: domain)
         switch configuration.writer {
@@ -74,13 +84,16 @@ public struct DNS01Solver: ChallengeSolver {
             try ExternalProgram.run(command, ["present", name + ".", value], timeout: timeout, what: "DNS-01 for \(domain)")
         }
         // The issuer only cleans up what was presented: a record that never propagated is deleted here.
+        let started = Date()
         do { try waitForPropagation(name: name, zone: zone, value: value, domain: domain) } catch {
             delete(name: name, zone: zone, value: value, domain: domain)
             throw error
         }
+        activity.update { $0.present += 1; $0.presented += 1; $0.lastPropagationSeconds = Date().timeIntervalSince(started) }
     }
 
     public func cleanUp(domain: String, token: String, keyAuthorization: String) {
+        activity.update { $0.present = max(0, $0.present - 1) }
         let value = Self.txtValue(keyAuthorization: keyAuthorization)
         do {
             let (name, zone) = try target(for: domain)
@@ -252,4 +265,21 @@ enum ExternalProgram {
                             + String(text.suffix(500)).trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
+}
+
+/// DNS-01's activity, for the admin API: safe from any thread.
+public final class DNS01Activity: Sendable {
+    public struct Counts: Sendable {
+        /// Records written and not cleaned up yet.
+        public var present = 0
+        public var presented = 0
+        public var failed = 0
+        /// How long the last record took to be answered by every check server.
+        public var lastPropagationSeconds: Double?
+        public var lastError: String?
+    }
+    private let counts = Mutex(Counts())
+    public init() {}
+    public var current: Counts { counts.withLock { $0 } }
+    func update(_ change: (inout Counts) -> Void) { counts.withLock { change(&$0) } }
 }

@@ -34,7 +34,11 @@ extension Control {
         let shared: ACMEStorage? = cluster?.storage
         let storage = shared ?? FileStorage(root: a.storage)
         var solvers: [ChallengeSolver] = [HTTP01Solver(table: http, storage: shared), TLSALPN01Solver(table: alpn, storage: shared)]
-        if let dns = a.dns { solvers.append(DNS01Solver(configuration: try Self.dns01Configuration(dns))) }
+        if let dns = a.dns {
+            let solver = DNS01Solver(configuration: try Self.dns01Configuration(dns))
+            solvers.append(solver)
+            dns01 = (dns.provider, solver.activity)
+        }
         // Per concurrent order, one issuer per CA, each with its own connection to it.
         let workers = try (0..<ACMEManager.defaultConcurrency).map { _ in
             try configurations.map { try Issuer(configuration: $0, storage: storage, solvers: solvers) }
@@ -155,8 +159,15 @@ extension Control {
                 + "\"held\":\(o.held),\"denied\":\(o.denied),\"rate_limited\":\(o.rateLimited),\"refused_busy\":\(o.busy),"
                 + "\"started_in_interval\":\(o.startsInInterval)}"
         }
+        var dnsJSON = "null"
+        if let (provider, activity) = dns01 {
+            let c = activity.current
+            dnsJSON = "{\"provider\":\(JSON.string(provider)),\"records_present\":\(c.present),\"presented\":\(c.presented),"
+                + "\"failed\":\(c.failed),\"last_propagation_seconds\":\(c.lastPropagationSeconds.map { String(format: "%.3f", $0) } ?? "null"),"
+                + "\"last_error\":\(c.lastError.map(JSON.string) ?? "null")}"
+        }
         return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending),"
-                             + "\"on_demand\":\(onDemandJSON)}\n")
+                             + "\"on_demand\":\(onDemandJSON),\"dns\":\(dnsJSON)}\n")
     }
 
     /// `POST /acme/revoke/NAME?reason=R`: revoked at the CA, replaced at once (on the manager's threads).

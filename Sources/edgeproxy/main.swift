@@ -74,6 +74,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var acme: (manager: ACMEManager, http: ChallengeTable, alpn: ALPNChallengeTable)?
     /// Certificates obtained while a handshake waits (`acme.on_demand`); nil: off.
     var onDemand: OnDemandIssuance?
+    /// The DNS-01 provider's name and activity (`acme.dns`); nil: no DNS-01.
+    var dns01: (provider: String, activity: DNS01Activity)?
     /// The etcd sync, membership and ACME storage (Control+Cluster.swift); nil: a single node.
     var cluster: ClusterParts?
 

@@ -60,6 +60,10 @@ def test_dns01_wildcard_certificate_from_bind(proxies, dns_ca, ports, tmp_path):
     assert changes.count(("adding", "_acme-challenge.wild.dns.test")) == 2, named.log()
     assert changes.count(("deleting", "_acme-challenge.wild.dns.test")) == 2, named.log()
     assert named.dig("_acme-challenge.wild.dns.test", "TXT") == []
+    # GET /acme tells the provider and the propagation wait; nothing is left present.
+    dns = acme_status(Admin(ports["admin"]))["dns"]
+    assert dns["provider"] == "rfc2136" and dns["presented"] == 2 and dns["records_present"] == 0, dns
+    assert dns["last_propagation_seconds"] is not None and dns["failed"] == 0, dns
 
 
 @pytest.mark.zone_records("_acme-challenge.deleg IN CNAME _acme-challenge.delegated.dns.test.")
