@@ -69,14 +69,13 @@ extension Control {
     func startOnDemand(store: CertificateStore) {
         guard let onDemand, let interval = settings.acme?.renewal.checkInterval else { return }
         onDemand.attach(store)
-        let clustered = cluster != nil
-        DispatchQueue.global().async {
-            if clustered { onDemand.resumeStoredNames() }
-            while true {
-                Thread.sleep(forTimeInterval: interval)
+        @Sendable func look(after delay: Double) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
                 onDemand.resumeStoredNames()
+                look(after: interval)
             }
         }
+        look(after: cluster != nil ? 0 : interval)
     }
 
     /// `acme.dns` as the DNS-01 solver's configuration (the secret was checked as base64 when read).
