@@ -35,8 +35,4 @@ enum ACMECommand {
             return 1
         }
     }
-
-    private static func fail(_ message: String) {
-        FileHandle.standardError.write(Data("\(message)\n".utf8))
-    }
 }

@@ -38,8 +38,9 @@ enum ClusterCommand {
             return 1
         }
     }
+}
 
-    private static func fail(_ message: String) {
-        FileHandle.standardError.write(Data("\(message)\n".utf8))
-    }
+/// A one-shot command's error, on stderr.
+func fail(_ message: String) {
+    FileHandle.standardError.write(Data("\(message)\n".utf8))
 }

@@ -7,7 +7,6 @@ names never disturb what is already served.
 from __future__ import annotations
 
 import http.server
-import socket
 import ssl
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import free_port
 from httpclient import client_context, handshake_cert
+from blackhole import Blackhole
 from reload_support import Admin, metric, record_result, wait_until
 from test_acme import acme_config, acme_status, pebble_factory, ports, require_pebble, write_root  # noqa: F401 (fixtures)
 
@@ -162,35 +162,6 @@ def test_a_burst_of_random_names_stays_within_the_rate_limit(proxies, pebble_fac
     assert len(status["certificates"]) <= 3
     assert status["on_demand"]["rate_limited"] >= 1
     assert p.alive()
-
-
-class Blackhole:
-    """Accepts connections and never answers: Pebble's validation hangs there."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.held:
-            c.close()
 
 
 def test_other_clients_are_served_while_a_handshake_waits(proxies, pebble_factory, ports, tmp_path):

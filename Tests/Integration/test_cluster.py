@@ -22,6 +22,7 @@ import pytest
 from conftest import free_port, to_yaml, wait_for_port
 from etcd import EtcdCluster
 from httpclient import handshake_cert
+from blackhole import Blackhole
 from reload_support import Admin, metric, record_result, wait_until
 
 SYNC_TIMEOUT = 10
@@ -406,38 +407,6 @@ def test_validation_reaching_only_nodes_that_did_not_order(acme_fleet):
     serial = int(acme_serial(a, "far.fleet.test"), 16)
     wait_served([a, b, c], "far.fleet.test", serial)
     assert pebble.requests("/order-plz") == 1
-
-
-class Blackhole:
-    """Accepts TCP connections and never answers: a validation sent here hangs."""
-
-    def __init__(self):
-        import socket
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self):
-        import socket
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.held:
-            c.close()
 
 
 def test_a_node_killed_holding_the_lock_is_taken_over_after_its_lease(acme_fleet, etcd):
