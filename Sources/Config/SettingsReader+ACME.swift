@@ -2,7 +2,7 @@ import Foundation
 import Yams
 
 extension SettingsReader {
-    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand"]
+    static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout", "dns", "on_demand", "events"]
     static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
     /// `acme:` absent → off. When present, `directory` and at least one certificate are required.
@@ -37,6 +37,7 @@ extension SettingsReader {
                                 certificates: try map["certificates"].map { (n) throws(ConfigError) in
                                     try acmeCertificates(n, wildcards: challenges.contains("dns-01"), onDemand: map["on_demand"] != nil) } ?? [])
         if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
+        if let value = map["events"] { acme.events = try acmeEvents(value) }
         acme.challenges = challenges
         if let value = map["dns"] {
             acme.dns = try acmeDNS(value)
