@@ -225,31 +225,3 @@ public struct DNS01Solver: ChallengeSolver {
         return result
     }
 }
-
-/// Runs an operator's program with a deadline (SIGKILL past it); its output goes into the error.
-enum ExternalProgram {
-    static func run(_ command: String, _ arguments: [String], timeout: Double, what: String) throws(ACMEError) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        do { try process.run() } catch {
-            throw ACMEError(.dns, "\(what): cannot run \(command): \(error) (check acme.dns.command and its execute permission)")
-        }
-        if done.wait(timeout: .now() + timeout) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            done.wait()
-            throw ACMEError(.dns, "\(what): \(command) \(arguments[0]) did not finish within \(timeout) s; it was killed")
-        }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw ACMEError(.dns, "\(what): \(command) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus): "
-                            + String(text.suffix(500)).trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-    }
-}
