@@ -59,6 +59,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     }
     private let state: Mutex<State>
     private let attendedObserver = Mutex<(@Sendable (String, Bool) -> Void)?>(nil)
+    private let events = Mutex<CertificateEvents?>(nil)
     private let wake = NSCondition()
     private var woken = false  // guarded by `wake`
 
@@ -117,6 +118,20 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     /// the worker thread. Set before `start`.
     public func onAttended(_ observer: @escaping @Sendable (String, Bool) -> Void) {
         attendedObserver.withLock { $0 = observer }
+    }
+
+    /// Certificate events (obtained, renewed, failed, expiring soon) go to `events`. Set before `start`.
+    public func deliverEvents(to events: CertificateEvents) {
+        self.events.withLock { $0 = events }
+    }
+
+    /// Where events go; nil: none configured.
+    public var eventDelivery: CertificateEvents? { events.withLock { $0 } }
+
+    /// Queues an event about `names` (first = primary) when events are configured, e.g. `.revoked`
+    /// after a revocation; returns at once. Each fact is delivered once per fleet.
+    public func emit(_ kind: CertificateEvent.Kind, names: [String], certificate: X509Certificate?, error: Error? = nil, attempt: Int? = nil) {
+        events.withLock { $0 }?.emit(kind, names: names, certificate: certificate, error: error, attempt: attempt)
     }
 
     /// One certificate's state by its primary name (nil: not managed).
@@ -191,8 +206,10 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]]) }
         var window: RenewalWindow?
         var ariRetry: Double?
+        var held: X509Certificate?  // the certificate this node holds for the names, for expiring_soon
         do {
             let current = try issuer.stored(names)
+            held = current?.leaf
             if schedule.ari, let leaf = current?.leaf {
                 // A shared storage keeps the CA's answer for the fleet: one node asks per interval,
                 // not every node (the CA's rate limits count the fleet's requests together).
@@ -244,8 +261,10 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                     Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf.serialHex))"
                              + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
                     record(names) { $0.issued += 1; $0.lastIssued = Date() }
+                    emit(leaf == nil ? .obtained : .renewed, names: names, certificate: freshLeaf)
                 }
                 leaf = freshLeaf
+                held = freshLeaf
                 window = nil  // a window is the CA's word on one serial; the next look asks about this one
                 renewAt = agreed(names, freshLeaf, nil, RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,
                                                                                   renewBefore: schedule.renewBefore), issuer)
@@ -278,7 +297,9 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
                 $0.nextAttempt = next
             }
+            emit(.failed, names: names, certificate: held, error: error, attempt: failures)
         }
+        if let held { events.withLock { $0 }?.look(at: held, names: names) }
     }
 
     /// The renewal time the storage agreed on (a shared store: the first node's draw), or this
