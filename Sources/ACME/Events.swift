@@ -147,6 +147,14 @@ public final class CertificateEvents: Sendable {
             case queued, delivered, failed, dropped, retries, claimedElsewhere = "claimed_elsewhere", lastError = "last_error",
                  lastErrorAt = "last_error_at"
         }
+        /// Every key present, as elsewhere in `GET /acme` (null: no error yet).
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(queued, forKey: .queued); try c.encode(delivered, forKey: .delivered); try c.encode(failed, forKey: .failed)
+            try c.encode(dropped, forKey: .dropped); try c.encode(retries, forKey: .retries)
+            try c.encode(claimedElsewhere, forKey: .claimedElsewhere)
+            try c.encode(lastError, forKey: .lastError); try c.encode(lastErrorAt, forKey: .lastErrorAt)
+        }
     }
 
     private enum Target: Sendable {
