@@ -6,6 +6,11 @@ import HTTP1
 import Synchronization
 import TLS
 
+extension ACMEError.Code {
+    /// A certificate event could not be delivered (webhook or command).
+    public static let events = Self(raw: "events")
+}
+
 /// One certificate event as consumers receive it: a webhook's body, the command's stdin.
 public struct CertificateEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
@@ -218,11 +223,12 @@ public final class CertificateEvents: Sendable {
     /// revoked or expiring by serial, a failure by serial and attempt number.
     public func emit(_ kind: CertificateEvent.Kind, names: [String], certificate: X509Certificate?, error: Error? = nil,
                      attempt: Int? = nil) {
+        guard let primary = names.first else { return }
         let serial = certificate?.serialHex
         let fact = switch kind {
-        case .obtained, .renewed: "issued \(names[0]) \(serial ?? "")"
-        case .failed: "failed \(names[0]) \(serial ?? "none") \(attempt ?? 0)"
-        case .revoked, .expiringSoon: "\(kind.rawValue) \(names[0]) \(serial ?? "")"
+        case .obtained, .renewed: "issued \(primary) \(serial ?? "")"
+        case .failed: "failed \(primary) \(serial ?? "none") \(attempt ?? 0)"
+        case .revoked, .expiringSoon: "\(kind.rawValue) \(primary) \(serial ?? "")"
         }
         let event = CertificateEvent(id: Self.id(fact: fact), event: kind, names: names, serial: serial, notAfter: certificate?.notAfter,
                                      issuer: certificate?.issuer, node: node, error: error.map { "\($0)" },
@@ -233,9 +239,9 @@ public final class CertificateEvents: Sendable {
     /// `expiring_soon` once per serial when `certificate` (the one serving for `names`) has less
     /// than the threshold left.
     public func look(at certificate: X509Certificate, names: [String], now: Date = Date()) {
-        guard certificate.notAfter.timeIntervalSince(now) <= expiringWithin(certificate) else { return }
+        guard let primary = names.first, certificate.notAfter.timeIntervalSince(now) <= expiringWithin(certificate) else { return }
         let serial = certificate.serialHex
-        guard state.withLock({ $0.expiring.updateValue(serial, forKey: names[0]) != serial }) else { return }
+        guard state.withLock({ $0.expiring.updateValue(serial, forKey: primary) != serial }) else { return }
         emit(.expiringSoon, names: names, certificate: certificate)
     }
 

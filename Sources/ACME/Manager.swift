@@ -120,20 +120,6 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         attendedObserver.withLock { $0 = observer }
     }
 
-    /// Certificate events (obtained, renewed, failed, expiring soon) go to `events`. Set before `start`.
-    public func deliverEvents(to events: CertificateEvents) {
-        self.events.withLock { $0 = events }
-    }
-
-    /// Where events go; nil: none configured.
-    public var eventDelivery: CertificateEvents? { events.withLock { $0 } }
-
-    /// Queues an event about `names` (first = primary) when events are configured, e.g. `.revoked`
-    /// after a revocation; returns at once. Each fact is delivered once per fleet.
-    public func emit(_ kind: CertificateEvent.Kind, names: [String], certificate: X509Certificate?, error: Error? = nil, attempt: Int? = nil) {
-        events.withLock { $0 }?.emit(kind, names: names, certificate: certificate, error: error, attempt: attempt)
-    }
-
     /// One certificate's state by its primary name (nil: not managed).
     public func status(of primary: String) -> Status? { state.withLock { $0.statuses[primary] } }
 
@@ -165,6 +151,20 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
 
     /// In the order the names were configured (or added).
     public var statuses: [Status] { state.withLock { s in s.order.compactMap { s.statuses[$0] } } }
+
+    /// Certificate events (obtained, renewed, failed, expiring soon) go to `events`. Set before `start`.
+    public func deliverEvents(to events: CertificateEvents) {
+        self.events.withLock { $0 = events }
+    }
+
+    /// Where events go; nil: none configured.
+    public var eventDelivery: CertificateEvents? { events.withLock { $0 } }
+
+    /// Queues an event about `names` (first = primary) when events are configured, e.g. `.revoked`
+    /// after a revocation; returns at once. Each fact is delivered once per fleet.
+    public func emit(_ kind: CertificateEvent.Kind, names: [String], certificate: X509Certificate?, error: Error? = nil, attempt: Int? = nil) {
+        events.withLock { $0 }?.emit(kind, names: names, certificate: certificate, error: error, attempt: attempt)
+    }
 
     private func poke() {
         wake.lock(); woken = true; wake.broadcast(); wake.unlock()
@@ -206,10 +206,8 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         let (schedule, known) = state.withLock { s in (s.schedule.renewal, s.statuses[names[0]]) }
         var window: RenewalWindow?
         var ariRetry: Double?
-        var held: X509Certificate?  // the certificate this node holds for the names, for expiring_soon
         do {
             let current = try issuer.stored(names)
-            held = current?.leaf
             if schedule.ari, let leaf = current?.leaf {
                 // A shared storage keeps the CA's answer for the fleet: one node asks per interval,
                 // not every node (the CA's rate limits count the fleet's requests together).
@@ -257,19 +255,19 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 let freshLeaf = try X509Certificate.parseChain(pem: fresh.chainPEM)[0]
                 try install(fresh)
                 if freshLeaf.serialHex != judged {
+                    emit(leaf == nil ? .obtained : .renewed, names: names, certificate: freshLeaf)
                     let report = issuer.lastReport
                     Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf.serialHex))"
                              + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
                     record(names) { $0.issued += 1; $0.lastIssued = Date() }
-                    emit(leaf == nil ? .obtained : .renewed, names: names, certificate: freshLeaf)
                 }
                 leaf = freshLeaf
-                held = freshLeaf
                 window = nil  // a window is the CA's word on one serial; the next look asks about this one
                 renewAt = agreed(names, freshLeaf, nil, RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,
                                                                                   renewBefore: schedule.renewBefore), issuer)
             }
             guard let leaf, let renewAt else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
+            events.withLock { $0 }?.look(at: leaf, names: names)
             // Look again at the planned renewal, but at least every check interval (the CA may move
             // the ARI window) and when ARI says to ask again. A certificate due the moment it was
             // issued (renew_before longer than the CA's lifetime) waits a whole interval.
@@ -297,9 +295,11 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
                 $0.nextAttempt = next
             }
+            // The certificate that still serves (if any) is named in the event, and may be expiring.
+            let held = try? issuer.stored(names)?.leaf
             emit(.failed, names: names, certificate: held, error: error, attempt: failures)
+            if let held { events.withLock { $0 }?.look(at: held, names: names) }
         }
-        if let held { events.withLock { $0 }?.look(at: held, names: names) }
     }
 
     /// The renewal time the storage agreed on (a shared store: the first node's draw), or this

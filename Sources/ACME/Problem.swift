@@ -73,8 +73,6 @@ public struct ACMEError: Error, Sendable, CustomStringConvertible {
         /// The DNS-01 provider failed: an UPDATE refused, a zone not found, a name server unreachable.
         public static let dns = Code(raw: "dns")
         public static let unsupportedKey = Code(raw: "unsupportedKey")
-        /// A certificate event could not be delivered (webhook or command).
-        public static let events = Code(raw: "events")
     }
 
     public let code: Code
