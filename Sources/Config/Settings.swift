@@ -220,12 +220,12 @@ public struct ACMESettings: Sendable, Equatable {
     public var certificates: [[String]]
     /// When to renew and how to retry; applied without a restart (the rest needs one).
     public var renewal = ACMERenewal()
+    /// Where certificate events (obtained, renewed, failed, revoked, expiring soon) go; nil: nowhere.
+    public var events: ACMEEventSettings?
     /// Socket timeout for each request to the CA.
     public var requestTimeout: Double = 30
     /// Certificates obtained during the first handshake of a name; nil: off.
     public var onDemand: OnDemandSettings?
-    /// Where certificate events (obtained, renewed, failed, revoked, expiring soon) go; nil: nowhere.
-    public var events: ACMEEventSettings?
 
     public init(directory: String, storage: String, certificates: [[String]]) {
         self.directory = directory; self.storage = storage; self.certificates = certificates

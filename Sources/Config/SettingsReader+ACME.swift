@@ -37,7 +37,6 @@ extension SettingsReader {
                                 certificates: try map["certificates"].map { (n) throws(ConfigError) in
                                     try acmeCertificates(n, wildcards: challenges.contains("dns-01"), onDemand: map["on_demand"] != nil) } ?? [])
         if let value = map["on_demand"] { acme.onDemand = try onDemand(value) }
-        if let value = map["events"] { acme.events = try acmeEvents(value) }
         acme.challenges = challenges
         if let value = map["dns"] {
             acme.dns = try acmeDNS(value)
@@ -77,6 +76,7 @@ extension SettingsReader {
         }
         if let value = map["storage"] { acme.storage = try source.path(value) }
         if let value = map["request_timeout"] { acme.requestTimeout = try source.duration(value) }
+        if let value = map["events"] { acme.events = try acmeEvents(value) }
         if let value = map["renewal"] {
             let renewal = try mapping(value, name: "acme.renewal", keys: ["check_interval", "renew_before", "ari", "backoff_base", "backoff_cap"])
             if let v = renewal["check_interval"] { acme.renewal.checkInterval = try source.duration(v) }
