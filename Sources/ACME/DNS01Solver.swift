@@ -240,28 +240,30 @@ public struct DNS01Solver: ChallengeSolver {
 }
 
 /// Runs an operator's program with a deadline (SIGKILL past it); its output goes into the error.
+/// `input` goes to its stdin (nil: /dev/null); `setting` names the key to check when it cannot start.
 enum ExternalProgram {
-    static func run(_ command: String, _ arguments: [String], timeout: Double, what: String) throws(ACMEError) {
+    static func run(_ command: String, _ arguments: [String], input: [UInt8]? = nil, timeout: Double, what: String,
+                    code: ACMEError.Code = .dns, setting: String = "acme.dns.command") throws(ACMEError) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command)
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
-        process.standardInput = FileHandle.nullDevice
+        if let input { process.standardInput = try Self.inputFile(input, what: what, code: code) } else { process.standardInput = FileHandle.nullDevice }
         let done = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in done.signal() }
         do { try process.run() } catch {
-            throw ACMEError(.dns, "\(what): cannot run \(command): \(error) (check acme.dns.command and its execute permission)")
+            throw ACMEError(code, "\(what): cannot run \(command): \(error) (check \(setting) and its execute permission)")
         }
         if done.wait(timeout: .now() + timeout) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
             done.wait()
-            throw ACMEError(.dns, "\(what): \(command) \(arguments[0]) did not finish within \(timeout) s; it was killed")
+            throw ACMEError(code, "\(what): \(command) \(arguments[0]) did not finish within \(timeout) s; it was killed")
         }
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         guard process.terminationStatus == 0 else {
-            throw ACMEError(.dns, "\(what): \(command) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus): "
+            throw ACMEError(code, "\(what): \(command) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus): "
                             + String(text.suffix(500)).trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }

@@ -71,6 +71,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
     }
     private let state: Mutex<State>
     private let attendedObserver = Mutex<(@Sendable (String, Bool) -> Void)?>(nil)
+    private let events = Mutex<CertificateEvents?>(nil)
     private let wake = NSCondition()
     private var woken = false  // guarded by `wake`
 
@@ -152,6 +153,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             throw ACMEError(.storage, "no stored certificate for \(primary) to revoke")
         }
         try issuer.revoke(certificate, leaf: leaf, reason: reason)
+        emit(.revoked, names: names, certificate: leaf)
         Log.info("ACME: \(primary) serial \(leaf.serialHex) revoked (\(reason.name)); obtaining a replacement now")
         state.withLock { s in
             s.revoked[primary] = leaf.serialHex
@@ -192,6 +194,20 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
 
     /// In the order the names were configured (or added).
     public var statuses: [Status] { state.withLock { s in s.order.compactMap { s.statuses[$0] } } }
+
+    /// Certificate events (obtained, renewed, failed, expiring soon) go to `events`. Set before `start`.
+    public func deliverEvents(to events: CertificateEvents) {
+        self.events.withLock { $0 = events }
+    }
+
+    /// Where events go; nil: none configured.
+    public var eventDelivery: CertificateEvents? { events.withLock { $0 } }
+
+    /// Queues an event about `names` (first = primary) when events are configured, e.g. `.revoked`
+    /// after a revocation; returns at once. Each fact is delivered once per fleet.
+    public func emit(_ kind: CertificateEvent.Kind, names: [String], certificate: X509Certificate?, error: Error? = nil, attempt: Int? = nil) {
+        events.withLock { $0 }?.emit(kind, names: names, certificate: certificate, error: error, attempt: attempt)
+    }
 
     private func poke() {
         wake.lock(); woken = true; wake.broadcast(); wake.unlock()
@@ -291,6 +307,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 let freshLeaf = try X509Certificate.parseChain(pem: fresh.chainPEM)[0]
                 try install(fresh)
                 if freshLeaf.serialHex != judged {
+                    emit(leaf == nil ? .obtained : .renewed, names: names, certificate: freshLeaf)
                     let report = issuer.lastReport
                     Log.info("ACME: certificate for \(names.joined(separator: ", ")) installed (serial \(freshLeaf.serialHex))"
                              + (report.map { " after \($0.requests) CA requests in \(String(format: "%.2f", $0.seconds)) s" } ?? ""))
@@ -303,6 +320,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                                                                                   renewBefore: schedule.renewBefore), issuer)
             }
             guard let leaf, let renewAt else { throw ACMEError(.protocolViolation, "no certificate after issuance") }
+            events.withLock { $0 }?.look(at: leaf, names: names)
             // Look again at the planned renewal, but at least every check interval (the CA may move
             // the ARI window) and when ARI says to ask again. A certificate due the moment it was
             // issued (renew_before longer than the CA's lifetime) waits a whole interval.
@@ -341,6 +359,10 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                 $0.failures = failures; $0.lastError = "\(error)"; $0.lastProblem = (error as? ACMEError)?.problem
                 $0.nextAttempt = next; $0.issuer = nextCA; $0.failuresHere = failuresHere
             }
+            // The certificate that still serves (if any) is named in the event, and may be expiring.
+            let held = try? issuer.stored(names)?.leaf
+            emit(.failed, names: names, certificate: held, error: error, attempt: failures)
+            if let held { events.withLock { $0 }?.look(at: held, names: names) }
         }
     }
 

@@ -46,6 +46,11 @@ public protocol ACMEStorage: Sendable {
     /// a fleet, keeps managing them. Saving a name twice keeps it once.
     func loadOnDemandNames() throws -> [String]
     func saveOnDemandName(_ name: String) throws
+    /// Claims the certificate event `id` for delivery: true for exactly one caller among all that
+    /// share the storage, as long as the claim is kept (at least `keepFor` seconds, then it may
+    /// expire), so a fleet delivers each event once, not once per node; false when it was
+    /// claimed already. Local storage: true (this process is the only one to deliver).
+    func claimEvent(id: String, keepFor: Double) throws -> Bool
 }
 
 extension ACMEStorage {
@@ -59,6 +64,7 @@ extension ACMEStorage {
     /// A storage that keeps none: names issued on demand are managed only while the process runs.
     public func loadOnDemandNames() throws -> [String] { [] }
     public func saveOnDemandName(_ name: String) throws {}
+    public func claimEvent(id: String, keepFor: Double) throws -> Bool { true }
 }
 
 /// A renewalInfo answer (RFC 9773) as the fleet keeps it: the window, the CA's Retry-After and when it was asked.

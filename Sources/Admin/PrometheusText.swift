@@ -27,6 +27,8 @@ public enum PrometheusText {
         public var pendingHTTP01: Int
         public var pendingTLSALPN01: Int
         public var onDemand: OnDemand?
+        /// Certificate events' deliveries (nil when `acme.events` is off).
+        public var events: ACMEEvents?
         public init(certificates: [ACMECertificate], pendingHTTP01: Int, pendingTLSALPN01: Int, onDemand: OnDemand? = nil) {
             self.certificates = certificates; self.pendingHTTP01 = pendingHTTP01; self.pendingTLSALPN01 = pendingTLSALPN01
             self.onDemand = onDemand
@@ -41,6 +43,20 @@ public enum PrometheusText {
         public var rateLimited: Int
         public init(waiting: Int, held: Int, denied: Int, rateLimited: Int) {
             self.waiting = waiting; self.held = held; self.denied = denied; self.rateLimited = rateLimited
+        }
+    }
+
+    /// Certificate events: deliveries queued now, and totals since start (per event and target).
+    public struct ACMEEvents: Sendable {
+        public var queued: Int
+        public var delivered: Int
+        public var failed: Int
+        public var dropped: Int
+        public var retries: Int
+        public var claimedElsewhere: Int
+        public init(queued: Int, delivered: Int, failed: Int, dropped: Int, retries: Int, claimedElsewhere: Int) {
+            self.queued = queued; self.delivered = delivered; self.failed = failed; self.dropped = dropped; self.retries = retries
+            self.claimedElsewhere = claimedElsewhere
         }
     }
 
@@ -114,6 +130,17 @@ public enum PrometheusText {
                 family("edgeproxy_acme_on_demand_refusals_total", "counter", "Names not issued on demand, by reason.")
                 sample("edgeproxy_acme_on_demand_refusals_total", [("reason", "ask")], o.denied)
                 sample("edgeproxy_acme_on_demand_refusals_total", [("reason", "rate_limit")], o.rateLimited)
+            }
+            if let e = acme.events {
+                family("edgeproxy_acme_events_queued", "gauge", "Certificate event deliveries waiting (new, or for a retry).")
+                sample("edgeproxy_acme_events_queued", [], e.queued)
+                family("edgeproxy_acme_events_total", "counter", "Certificate event deliveries by outcome.")
+                sample("edgeproxy_acme_events_total", [("outcome", "delivered")], e.delivered)
+                sample("edgeproxy_acme_events_total", [("outcome", "failed")], e.failed)
+                sample("edgeproxy_acme_events_total", [("outcome", "dropped")], e.dropped)
+                sample("edgeproxy_acme_events_total", [("outcome", "claimed_elsewhere")], e.claimedElsewhere)
+                family("edgeproxy_acme_event_retries_total", "counter", "Certificate event deliveries retried after a failed attempt.")
+                sample("edgeproxy_acme_event_retries_total", [], e.retries)
             }
         }
         if let c = cluster {

@@ -169,6 +169,17 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         _ = try store.create(layout.onDemand + name.lowercased(), [], lease: nil)
     }
 
+    /// At `acme/events/ID`, create-if-absent under a lease of its own that expires after `keepFor`
+    /// (claims do not pile up): the first node to claim an event delivers it.
+    public func claimEvent(id: String, keepFor: Double) throws -> Bool {
+        let key = layout.event(id)
+        if try store.get(key) != nil { return false }  // the usual case for the other nodes: no lease granted
+        let lease = try store.grantLease(ttl: max(60, Int(keepFor.rounded(.up))))
+        if try store.create(key, Array(sync.node.utf8), lease: lease).created { return true }
+        try? store.revoke(lease: lease)
+        return false
+    }
+
     public func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
         let key = layout.lock(name)
         var waited = false

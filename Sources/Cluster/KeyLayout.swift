@@ -8,6 +8,7 @@
 ///     acme/renewal/NAME              the renewal time the fleet agreed on for one serial
 ///     acme/ari/NAME                  the CA's last renewalInfo answer for that serial
 ///     acme/on-demand/NAME            a name issued on demand (every node manages it)
+///     acme/events/ID                 the node delivering a certificate event, under a lease of its own
 ///     locks/NAME                     a lock, attached to its holder's lease
 ///     nodes/NODE                     a live node's status, attached to its lease
 ///     tickets/NOT_BEFORE             a sealed session-ticket key
@@ -29,6 +30,7 @@ public struct KeyLayout: Sendable {
     public func renewal(_ name: String) -> String { prefix + "acme/renewal/" + name.lowercased() }
     public func renewalInfo(_ name: String) -> String { prefix + "acme/ari/" + name.lowercased() }
     public var onDemand: String { prefix + "acme/on-demand/" }
+    public func event(_ id: String) -> String { prefix + "acme/events/" + id }
     public func lock(_ name: String) -> String { prefix + "locks/" + name }
     public var nodes: String { prefix + "nodes/" }
     public func node(_ name: String) -> String { nodes + name }

@@ -216,6 +216,8 @@ public struct ACMESettings: Sendable, Equatable {
     public var certificates: [[String]]
     /// When to renew and how to retry; applied without a restart (the rest needs one).
     public var renewal = ACMERenewal()
+    /// Where certificate events (obtained, renewed, failed, revoked, expiring soon) go; nil: nowhere.
+    public var events: ACMEEventSettings?
     /// Socket timeout for each request to the CA.
     public var requestTimeout: Double = 30
     /// Certificates obtained during the first handshake of a name; nil: off.
@@ -331,6 +333,34 @@ public struct ACMEDNSSettings: Sendable, Equatable {
         provider = "exec"
         self.command = command
     }
+}
+
+/// Certificate events delivered to consumers: signed webhooks and/or a program, retried from a
+/// bounded queue on a thread of their own.
+public struct ACMEEventSettings: Sendable, Equatable {
+    public struct Webhook: Sendable, Equatable {
+        /// POSTed the event's JSON (http:// or https://).
+        public var url: String
+        /// Key of the HMAC-SHA256 in the `X-Edgeproxy-Signature` header.
+        public var secret: String
+        public init(url: String, secret: String) { self.url = url; self.secret = secret }
+    }
+    public var webhooks: [Webhook] = []
+    /// Run as `command KIND NAME` with the event's JSON on stdin; exit status 0 is delivered.
+    public var command: String?
+    /// One delivery: the HTTP exchange's socket timeout, or the program's whole run.
+    public var timeout: Double = 10
+    /// Attempts after the first before a delivery is given up (and counted as failed).
+    public var retries = 10
+    /// Retries back off exponentially from `backoffBase` to at most `backoffCap` (jittered).
+    public var backoffBase: Double = 1
+    public var backoffCap: Double = 600
+    /// Deliveries waiting at most; one more drops the oldest (counted).
+    public var queue = 1000
+    /// `expiring_soon` once per serial when less than this remains; nil: a sixth of the
+    /// certificate's lifetime, at most 7 days (a served certificate that is renewed on time never gets one).
+    public var expiringWithin: Double?
+    public init() {}
 }
 
 public struct ACMERenewal: Sendable, Equatable {

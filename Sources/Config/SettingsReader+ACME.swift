@@ -3,7 +3,7 @@ import Yams
 
 extension SettingsReader {
     static let acmeKeys = ["directory", "email", "ca_root", "eab", "challenges", "storage", "certificates", "renewal", "request_timeout",
-                           "dns", "on_demand", "profile", "issuers", "fallback_after"]
+                           "dns", "on_demand", "profile", "issuers", "fallback_after", "events"]
     static let issuerKeys = ["directory", "ca_root", "eab", "challenges", "profile"]
     static let challengeTypes = ["http-01", "tls-alpn-01", "dns-01"]
 
@@ -58,6 +58,7 @@ extension SettingsReader {
         }
         if let value = map["storage"] { acme.storage = try source.path(value) }
         if let value = map["request_timeout"] { acme.requestTimeout = try source.duration(value) }
+        if let value = map["events"] { acme.events = try acmeEvents(value) }
         if let value = map["renewal"] {
             let renewal = try mapping(value, name: "acme.renewal", keys: ["check_interval", "renew_before", "ari", "backoff_base", "backoff_cap"])
             if let v = renewal["check_interval"] { acme.renewal.checkInterval = try source.duration(v) }

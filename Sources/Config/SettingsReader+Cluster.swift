@@ -128,3 +128,8 @@ extension SettingsReader {
         return isNodeName(name) ? name : "node"
     }
 }
+
+extension ClusterSettings {
+    /// This host's name: the default `cluster.node`, and how a single node names itself (certificate events).
+    public static var hostNodeName: String { SettingsReader.hostName() }
+}

@@ -53,6 +53,12 @@ extension Control {
             }
         }
         acme = (manager, http, alpn)
+        if let settings = a.events {
+            // Its own thread, idle until the manager emits; claims go through the same storage as the orders.
+            let events = CertificateEvents(settings: settings, storage: storage, node: self.settings.cluster?.node ?? ClusterSettings.hostNodeName)
+            manager.deliverEvents(to: events)
+            events.start()
+        }
         if let settings = a.onDemand {
             let onDemand = OnDemandIssuance(settings: settings, manager: manager, storage: storage)
             self.onDemand = onDemand
@@ -166,7 +172,7 @@ extension Control {
                 + "\"last_error\":\(c.lastError.map(JSON.string) ?? "null")}"
         }
         return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending),"
-                             + "\"on_demand\":\(onDemandJSON),\"dns\":\(dnsJSON)}\n")
+                             + "\"on_demand\":\(onDemandJSON),\"dns\":\(dnsJSON),\"events\":\(Self.eventsJSON(manager.eventDelivery?.status))}\n")
     }
 
     /// `POST /acme/revoke/NAME?reason=R`: revoked at the CA, replaced at once (on the manager's threads).
@@ -191,11 +197,24 @@ extension Control {
 
     var acmeMetrics: PrometheusText.ACME? {
         guard let (manager, http, alpn) = acme else { return nil }
-        return PrometheusText.ACME(certificates: manager.statuses.map {
+        var metrics = PrometheusText.ACME(certificates: manager.statuses.map {
             PrometheusText.ACMECertificate(name: $0.names[0], nextAttempt: $0.nextAttempt, failures: $0.failures, issued: $0.issued)
         }, pendingHTTP01: http.count, pendingTLSALPN01: alpn.count, onDemand: onDemand.map { o in
             let s = o.status
             return PrometheusText.OnDemand(waiting: s.waiting, held: s.held, denied: s.denied, rateLimited: s.rateLimited)
         })
+        metrics.events = manager.eventDelivery.map { e in
+            let s = e.status
+            return PrometheusText.ACMEEvents(queued: s.queued, delivered: s.delivered, failed: s.failed, dropped: s.dropped,
+                                             retries: s.retries, claimedElsewhere: s.claimedElsewhere)
+        }
+        return metrics
+    }
+
+    /// `acme.events`' counters for `GET /acme` (null when no events are configured).
+    static func eventsJSON(_ status: CertificateEvents.Status?) -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        return status.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
     }
 }

@@ -11,6 +11,7 @@ import subprocess
 import urllib.request
 
 from reload_support import Admin, wait_until
+from test_acme_events import SECRET, Receiver
 from test_acme import acme_config, acme_status, pebble_factory, ports, require_pebble, wait_issued, verified_cert, write_root  # noqa: F401
 
 ISSUE_TIMEOUT = 30
@@ -26,7 +27,10 @@ def pebble_status(pebble, serial_hex: str) -> dict:
 
 def test_revoke_with_a_reason_then_serve_a_replacement(proxies, pebble_factory, ports, tmp_path, edgeproxy_bin):
     pebble = pebble_factory(ports["http"], ports["https"])
-    p = proxies(acme_config(ports, pebble.acme_section(["rev.acme.test"], challenges=["http-01"])), standard_certs=False)
+    receiver = Receiver().start()
+    acme = pebble.acme_section(["rev.acme.test"], challenges=["http-01"],
+                               events={"webhooks": [{"url": receiver.url, "secret": SECRET}]})
+    p = proxies(acme_config(ports, acme), standard_certs=False)
     admin = Admin(ports["admin"])
     first = wait_issued(admin)["certificates"][0]["serial"]
     root = write_root(pebble, tmp_path)
@@ -41,6 +45,9 @@ def test_revoke_with_a_reason_then_serve_a_replacement(proxies, pebble_factory, 
     assert answer["revoked"] == first and answer["reason"] == "keyCompromise"
     status = pebble_status(pebble, first)
     assert status["Status"] == "Revoked" and status["Reason"] == 1, status
+    # Consumers hear of it: a signed `revoked` event for that serial.
+    revoked = receiver.wait("revoked")[0]
+    assert revoked["name"] == "rev.acme.test" and int(revoked["serial"], 16) == int(first, 16), revoked
     # A replacement is obtained at once and served by the same process.
     second = wait_issued(admin, 2, timeout=ISSUE_TIMEOUT)["certificates"][0]["serial"]
     assert second != first
@@ -63,3 +70,5 @@ def test_revoke_with_a_reason_then_serve_a_replacement(proxies, pebble_factory, 
     r = subprocess.run([str(edgeproxy_bin), "acme", "revoke", "other.acme.test", "--config", str(p.config_path)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "not managed" in r.stderr, r.stderr
+    receiver.assert_well_formed()
+    receiver.stop()

@@ -542,3 +542,60 @@ def test_etcd_over_tls_with_client_certificates(proxies, etcd_tls, pki, sealing_
     wait_until(lambda: lonely.cluster()["last_error"], SYNC_TIMEOUT, what="node c reporting that etcd refuses it")
     assert not lonely.cluster()["etcd_connected"]
     assert lonely.serial("tls.cluster.test") != leaf.serial
+
+
+def test_certificate_events_are_delivered_once_by_the_fleet(acme_fleet, etcd):
+    # Every node manages the name and looks at it every second; every certificate counts as
+    # expiring soon, so each node sees `expiring_soon` (and the nodes that waited for the lock
+    # may see `obtained`): the fleet delivers each fact once.
+    from test_acme_events import Receiver
+    receiver = Receiver().start()
+    try:
+        name = "events.fleet.test"
+        nodes, _, _ = acme_fleet([name], n=3, renewal={"check_interval": "1s"},
+                                 events={"webhooks": [{"url": receiver.url, "secret": receiver.secret}], "expiring_within": "100000h"})
+        serial = wait_until(lambda: acme_serial(nodes[0], name), ISSUE_TIMEOUT, what=f"{name} issued")
+        for node in nodes:
+            wait_until(lambda: acme_serial(node, name) == serial, SYNC_TIMEOUT, what=f"node {node.name} following {serial}")
+        receiver.wait("obtained")
+        receiver.wait("expiring_soon")
+        time.sleep(4)   # several more looks by every node
+        assert [e["serial"] for e in receiver.events("obtained")] == [serial]
+        assert [e["serial"] for e in receiver.events("expiring_soon")] == [serial]
+        assert len(receiver.received) == 2, receiver.events()
+        receiver.assert_well_formed()
+        assert {e["node"] for e in receiver.events()} <= {n.name for n in nodes}
+        statuses = [node.admin.json("GET", "/acme")[1]["events"] for node in nodes]
+        assert sum(s["delivered"] for s in statuses) == 2, statuses
+        # The two nodes that did not deliver expiring_soon saw it too, and left it to the claimant.
+        assert sum(s["claimed_elsewhere"] for s in statuses) >= 2, statuses
+        assert len(etcd.get_prefix(acme_fleet.prefix + "acme/events/")) == 2
+    finally:
+        receiver.stop()
+
+
+def test_failed_attempts_are_delivered_once_each_by_the_fleet(acme_fleet):
+    import http.server
+    from test_acme import WrongAnswers
+    from test_acme_events import Receiver
+    wrong = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WrongAnswers)
+    threading.Thread(target=wrong.serve_forever, daemon=True).start()
+    receiver = Receiver().start()
+    try:
+        name = "failing.fleet.test"
+        nodes, _, _ = acme_fleet([name], n=3, validation=[f"127.0.0.1:{wrong.server_address[1]}"],
+                                 renewal={"backoff_base": "2s", "backoff_cap": "4s"},
+                                 events={"webhooks": [{"url": receiver.url, "secret": receiver.secret}]})
+        # Each node fails on its own (the others wait for the lock, then order again and fail too).
+        wait_until(lambda: all(acme_entry(n, name)["failures"] >= 2 for n in nodes), ISSUE_TIMEOUT, interval=0.2,
+                   what="two failed attempts on every node")
+        time.sleep(1)   # the last claims and deliveries
+        failures = sum(acme_entry(n, name)["failures"] for n in nodes)
+        attempts = [e["attempt"] for e in receiver.events("failed")]
+        assert sorted(attempts) == list(range(1, len(attempts) + 1)), attempts   # each attempt number once
+        assert 2 <= len(attempts) < failures, (attempts, failures)
+        assert all(e["problem"] and name in e["error"] for e in receiver.events("failed"))
+        receiver.assert_well_formed()
+    finally:
+        receiver.stop()
+        wrong.shutdown()
