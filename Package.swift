@@ -21,6 +21,8 @@ let package = Package(
         // accept → handshake (SNI → certificate) → HTTP/1 → route → upstream pool → response
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         .target(name: "HTTP1"),
+        // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.
+        .target(name: "ProxyProtocol"),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
         .target(name: "TLS", dependencies: ["COpenSSL"]),
         .target(name: "Metrics"),
@@ -45,6 +47,7 @@ let package = Package(
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
