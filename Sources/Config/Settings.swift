@@ -43,9 +43,26 @@ public struct Listen: Sendable, Equatable {
     public var http: [SocketAddressSpec]
     /// Port written into redirects; nil: the first https port (omitted from the URL when 443).
     public var redirectPort: UInt16?
+    /// PROXY protocol headers expected ahead of each connection; nil: none.
+    public var proxyProtocol: ProxyProtocolSettings?
     public init(https: [SocketAddressSpec], http: [SocketAddressSpec], redirectPort: UInt16?) {
         self.https = https; self.http = http; self.redirectPort = redirectPort
     }
+
+    /// The trusted sources when `address` expects a PROXY header, else nil.
+    public func proxyProtocolSources(for address: SocketAddressSpec) -> [CIDR]? {
+        guard let p = proxyProtocol, p.listeners.isEmpty || p.listeners.contains(address) else { return nil }
+        return p.from
+    }
+}
+
+/// PROXY protocol in (v1 or v2, told apart by their first bytes): connections to the listed
+/// listeners must start with a header, and only from `from` (the load balancers).
+public struct ProxyProtocolSettings: Sendable, Equatable {
+    public var from: [CIDR]
+    /// Listeners (from listen.https and listen.http) that expect the header; empty: all of them.
+    public var listeners: [SocketAddressSpec] = []
+    public init(from: [CIDR]) { self.from = from }
 }
 
 public struct CertificateFiles: Sendable, Equatable {
@@ -127,6 +144,8 @@ public struct Upstream: Sendable, Equatable {
     public var keepaliveTimeout: Double
     /// Seconds a server that failed to connect is skipped (passive health).
     public var failTimeout: Double
+    /// PROXY protocol header (1 or 2) written first on each connection to a server; nil: none.
+    public var proxyProtocol: Int?
     public init(name: String, servers: [SocketAddressSpec], balance: Balance, keepalive: Int,
                 keepaliveTimeout: Double, failTimeout: Double) {
         self.name = name; self.servers = servers; self.balance = balance; self.keepalive = keepalive

@@ -66,7 +66,7 @@ struct SettingsReader {
     static let defaultHTTP = [SocketAddressSpec(host: "", port: 8080)]
 
     func listen(_ node: Node?) throws(ConfigError) -> Listen {
-        let map = try mapping(node, name: "listen", keys: ["https", "http", "redirect_port"])
+        let map = try mapping(node, name: "listen", keys: ["https", "http", "redirect_port", "proxy_protocol"])
         var seen: [(address: SocketAddressSpec, node: Node)] = []
         var https = Self.defaultHTTPS
         if let value = map["https"] {
@@ -78,7 +78,38 @@ struct SettingsReader {
         if let value = map["http"] { http = try addresses(value, name: "listen.http", seen: &seen) }
         var redirectPort: UInt16?
         if let value = map["redirect_port"] { redirectPort = try source.port(value) }
-        return Listen(https: https, http: http, redirectPort: redirectPort)
+        var listen = Listen(https: https, http: http, redirectPort: redirectPort)
+        if let value = map["proxy_protocol"] { listen.proxyProtocol = try proxyProtocol(value, listeners: https + http) }
+        return listen
+    }
+
+    /// `listen.proxy_protocol`: `from` (required: who may send the header) and `listeners`.
+    func proxyProtocol(_ node: Node, listeners: [SocketAddressSpec]) throws(ConfigError) -> ProxyProtocolSettings {
+        let map = try mapping(node, name: "listen.proxy_protocol", keys: ["from", "listeners"])
+        guard let fromNode = map["from"] else {
+            throw source.error("listen.proxy_protocol needs `from`: the load balancers' addresses or blocks (e.g. [\"10.0.0.0/8\"]); "
+                               + "a header from anyone else would let any client claim any address", at: node)
+        }
+        var from: [CIDR] = []
+        for item in try source.list(fromNode, of: "listen.proxy_protocol.from") {
+            let text = try source.string(item, expected: "an address or block like \"10.0.0.0/8\"")
+            guard let block = CIDR(text) else {
+                throw source.error("expected an IP address or block like \"10.0.0.0/8\" or \"2001:db8::/32\", got \(item.foundDescription)", at: item)
+            }
+            from.append(block)
+        }
+        guard !from.isEmpty else { throw source.error("listen.proxy_protocol.from needs at least one address or block", at: fromNode) }
+        var settings = ProxyProtocolSettings(from: from)
+        if let value = map["listeners"] {
+            for item in try source.list(value, of: "listen.proxy_protocol.listeners") {
+                let address = try source.address(item)
+                guard listeners.contains(address) else {
+                    throw source.error("\(quoted(address.description)) is not one of listen.https or listen.http", at: item)
+                }
+                settings.listeners.append(address)
+            }
+        }
+        return settings
     }
 
     /// Reads a listener list and rejects any address a previous listener already binds: the same
