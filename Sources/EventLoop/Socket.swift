@@ -31,6 +31,41 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
     init(storage: sockaddr_storage, length: socklen_t) { self.storage = storage; self.length = length }
     init() {}
 
+    /// From 4 (IPv4) or 16 (IPv6) network-order bytes and a port, e.g. a PROXY header's client.
+    public init?(rawAddress: [UInt8], port: UInt16) {
+        if rawAddress.count == 4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: rawAddress) }
+            withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: withUnsafeBytes(of: &sin) { Array($0) }) }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        } else if rawAddress.count == 16 {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: rawAddress) }
+            withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: withUnsafeBytes(of: &sin6) { Array($0) }) }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            return nil
+        }
+    }
+
+    /// The address's 4 (IPv4) or 16 (IPv6) network-order bytes; empty for other families.
+    public var rawAddress: [UInt8] {
+        var s = storage
+        return withUnsafePointer(to: &s) { p in
+            if family == AF_INET {
+                return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) } }
+            }
+            if family == AF_INET6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in withUnsafeBytes(of: sin.pointee.sin6_addr) { Array($0) } }
+            }
+            return []
+        }
+    }
+
     /// "1.2.3.4" or "::1", without the port: the client address as logs and X-Forwarded-For show it.
     public var host: String {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
@@ -134,6 +169,22 @@ public enum Socket {
     @inline(__always)
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
         try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// The local address of a connected socket (the address a client connected to); nil on failure.
+    public static func localAddress(_ fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = try? withUnsafeMutablePointer(to: &storage) { p throws(SystemError) in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SystemError) in try syscall("getsockname") { getsockname(fd, sa, &length) } }
+        }
+        guard case .done? = result else { return nil }
+        return SocketAddress(storage: storage, length: length)
+    }
+
+    /// Looks at what has arrived without consuming it (`.done(0)`: end of stream).
+    public static func peek(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try syscall("recv(MSG_PEEK)") { recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_PEEK)) }
     }
 
     /// Writes without raising SIGPIPE on a reset peer.

@@ -9,10 +9,11 @@ import TLS
 /// One client connection: transport (TLS or plain), then HTTP/1.1 requests one after another
 /// (pipelined bytes wait their turn), each answered locally or forwarded through a ProxyExchange.
 final class ClientConnection: Pollable, Downstream {
-    private enum Phase { case handshake, http, tunnel, closed }
+    private enum Phase { case proxyHeader, handshake, http, tunnel, closed }
 
     let fd: Int32
-    let peer: SocketAddress
+    /// The client: the socket's peer, or the address a trusted PROXY header gave.
+    private(set) var peer: SocketAddress
     let role: ListenerRole
     unowned let worker: Worker
     private let tls: TLSConnection?
@@ -21,6 +22,11 @@ final class ClientConnection: Pollable, Downstream {
     private var lookingUp: String?
     /// The handshake is held while a certificate for its name is obtained (on-demand TLS).
     private var heldForCertificate = false
+    /// Set on listeners that expect a PROXY header ahead of the connection's own bytes.
+    private let proxyHeader: ProxyHeaderReader?
+    /// The address the client connected to (a PROXY header's destination when there was one):
+    /// asked of the kernel only for upstreams that send a PROXY header themselves.
+    private(set) lazy var local: SocketAddress? = Socket.localAddress(fd)
     private var parser: RequestParser
     private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
@@ -59,28 +65,28 @@ final class ClientConnection: Pollable, Downstream {
         var responseHeadSent = false
     }
 
-    init(fd: Int32, peer: SocketAddress, role: ListenerRole, worker: Worker) throws {
-        self.fd = fd; self.peer = peer; self.role = role; self.worker = worker
+    init(fd: Int32, peer: SocketAddress, role: ListenerRole, proxyHeader: ProxyHeaderReader?, worker: Worker) throws {
+        self.fd = fd; self.peer = peer; self.role = role; self.proxyHeader = proxyHeader; self.worker = worker
         let limits = worker.config.settings.limits
         parser = RequestParser(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders)
-        if role == .https {
-            tls = try TLSConnection(front: worker.front, fd: fd)
-            phase = .handshake
-        } else {
-            tls = nil
-            phase = .http
-        }
+        tls = role == .https ? try TLSConnection(front: worker.front, fd: fd) : nil
+        phase = proxyHeader != nil ? .proxyHeader : tls != nil ? .handshake : .http
         try worker.loop.register(fd, self)
     }
 
     func start() {
         let t = worker.config.settings.timeouts
-        worker.loop.arm(timer, seconds: phase == .handshake ? t.handshake : t.idle)
+        // The PROXY header counts against the handshake timeout, as the handshake after it does.
+        worker.loop.arm(timer, seconds: phase == .http ? t.idle : t.handshake)
+        if phase == .proxyHeader, let proxyHeader, !proxyHeader.trusts(peer) {
+            refuseProxyHeader(untrusted: true, "\(peer) is not in listen.proxy_protocol.from")
+        }
     }
 
     // MARK: Events
 
     func ready(_ events: UInt32) {
+        if phase == .proxyHeader { readProxyHeader(peerDone: events & PollEvents.hangup != 0); return }
         if phase == .handshake {
             if !heldForCertificate { handshake() }
             return
@@ -91,6 +97,36 @@ final class ClientConnection: Pollable, Downstream {
             readable = true
             readAvailable()
         }
+    }
+
+    /// The header is consumed exactly; what follows it (a ClientHello, a request) is read next.
+    /// `peerDone`: the client half-closed, so a partial header will never complete.
+    private func readProxyHeader(peerDone: Bool) {
+        guard let proxyHeader else { return }
+        switch proxyHeader.read(fd, scratch: worker.scratch) {
+        case .waiting:
+            if peerDone { refuseProxyHeader(untrusted: false, "closed before a complete PROXY header") }
+        case .refused(let reason):
+            refuseProxyHeader(untrusted: false, reason)
+        case .done(let client, let local):
+            Metrics.shared.proxyHeaderAccepted(local: client == nil)
+            if let client { peer = client }
+            if let local { self.local = local }
+            if tls != nil {
+                phase = .handshake
+                handshake()
+            } else {
+                phase = .http
+                worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+                readAvailable()
+            }
+        }
+    }
+
+    private func refuseProxyHeader(untrusted: Bool, _ reason: String) {
+        Metrics.shared.proxyHeaderRefused(untrusted: untrusted)
+        Log.debug("connection from \(peer) closed: \(reason)")
+        close()
     }
 
     private func handshake(_ resumed: TLSStatus? = nil) {
@@ -284,8 +320,9 @@ final class ClientConnection: Pollable, Downstream {
         case .chunked, .untilClose: length = nil
         }
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
-        let proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
+        var proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
                                    bodyLength: length, upgrade: upgrade, clientAddress: clientHost, scheme: "https")
+        if worker.config.settings.upstreams[upstream]?.proxyProtocol != nil { proxied.connection = (peer, local) }
         let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied,
                                      timeouts: worker.config.settings.timeouts, downstream: self)
         request?.exchange = exchange
@@ -562,6 +599,7 @@ final class ClientConnection: Pollable, Downstream {
     // MARK: Ending
 
     private func timedOut() {
+        if phase == .proxyHeader { refuseProxyHeader(untrusted: false, "no complete PROXY header within the handshake timeout"); return }
         if let h2 { h2.timedOut(); return }
         if phase == .http, request == nil, !pending.isEmpty {
             request = RequestState(head: RequestHead.placeholder, startedAt: worker.loop.now, bodyLimit: 0, keepAlive: false)

@@ -213,8 +213,9 @@ final class HTTP2Stream: Downstream {
             bodyLimit = limit
             var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
             if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
-            let request = ProxyRequest(method: method, target: target, host: host, fields: forwarded, bodyLength: length,
+            var request = ProxyRequest(method: method, target: target, host: host, fields: forwarded, bodyLength: length,
                                        upgrade: nil, clientAddress: front.clientHost, scheme: "https")
+            if settings.upstreams[upstream]?.proxyProtocol != nil { request.connection = (front.connection.peer, front.connection.local) }
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
                                   timeouts: settings.timeouts, downstream: self)
             exchange = e

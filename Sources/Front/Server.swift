@@ -23,15 +23,19 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         let front = try TLSContext(front: store, options: options)
         let accessLog = try AccessLog(settings.log.access)
         let config = RuntimeConfig(settings)
-        var addresses: [(SocketAddress, ListenerRole)] = []
-        for a in settings.listen.https { addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), .https)) }
-        for a in settings.listen.http { addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), .redirect)) }
+        var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?)] = []
+        for (specs, role) in [(settings.listen.https, ListenerRole.https), (settings.listen.http, .redirect)] {
+            for a in specs {
+                let proxyHeader = settings.listen.proxyProtocolSources(for: a).map(ProxyHeaderReader.init(trusted:))
+                addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), role, proxyHeader))
+            }
+        }
         for i in 0..<settings.workers {
             let loop = try EventLoop(index: i)
             let worker = Worker(loop: loop, front: front, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
                                 config: config)
-            for (address, role) in addresses {
-                worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, worker: worker))
+            for (address, role, proxyHeader) in addresses {
+                worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, proxyHeader: proxyHeader, worker: worker))
             }
             workers.append(worker)
         }

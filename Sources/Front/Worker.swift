@@ -82,12 +82,14 @@ enum ListenerRole { case https, redirect }
 final class Listener: Pollable {
     let fd: Int32
     let role: ListenerRole
+    /// Set when connections here start with a PROXY header from a trusted balancer.
+    let proxyHeader: ProxyHeaderReader?
     unowned let worker: Worker
     private var paused = false
     private var closed = false
 
-    init(fd: Int32, role: ListenerRole, worker: Worker) throws(SystemError) {
-        self.fd = fd; self.role = role; self.worker = worker
+    init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, worker: Worker) throws(SystemError) {
+        self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.worker = worker
         try worker.loop.registerListener(fd, self)
     }
 
@@ -102,7 +104,7 @@ final class Listener: Pollable {
             guard let (client, peer) = accepted else { return }
             Socket.setNoDelay(client)
             do {
-                let c = try ClientConnection(fd: client, peer: peer, role: role, worker: worker)
+                let c = try ClientConnection(fd: client, peer: peer, role: role, proxyHeader: proxyHeader, worker: worker)
                 worker.opened(c)
                 c.start()
             } catch {

@@ -31,6 +31,13 @@ public final class Metrics: Sendable {
     public let upstreamErrors = Atomic<Int>(0)
     public let openConnections = Atomic<Int>(0)
 
+    /// PROXY headers read: with a client address, LOCAL/UNKNOWN (the balancer's own), and the
+    /// connections closed for an untrusted source or a missing or malformed header.
+    public let proxyHeadersAccepted = Atomic<Int>(0)
+    public let proxyHeadersLocal = Atomic<Int>(0)
+    public let proxyHeadersUntrusted = Atomic<Int>(0)
+    public let proxyHeadersInvalid = Atomic<Int>(0)
+
     /// Certificate updates applied / refused, by source ("file", "signal", "api", "startup").
     private let reloads = Mutex<[String: Int]>([:])
     private let refusals = Mutex<[String: Int]>([:])
@@ -45,6 +52,12 @@ public final class Metrics: Sendable {
         }
     }
 
+    public func proxyHeaderAccepted(local: Bool) {
+        if local { proxyHeadersLocal.wrappingAdd(1, ordering: .relaxed) } else { proxyHeadersAccepted.wrappingAdd(1, ordering: .relaxed) }
+    }
+    public func proxyHeaderRefused(untrusted: Bool) {
+        if untrusted { proxyHeadersUntrusted.wrappingAdd(1, ordering: .relaxed) } else { proxyHeadersInvalid.wrappingAdd(1, ordering: .relaxed) }
+    }
     @inlinable public func handshakeFailed() { handshakesFailed.wrappingAdd(1, ordering: .relaxed) }
     @inlinable public func handshakeAborted() { handshakesAborted.wrappingAdd(1, ordering: .relaxed) }
     @inlinable public func upstreamError() { upstreamErrors.wrappingAdd(1, ordering: .relaxed) }

@@ -1,3 +1,4 @@
+import EventLoop
 import HTTP1
 
 /// A request as the proxy forwards it, whatever protocol the client spoke.
@@ -15,6 +16,9 @@ public struct ProxyRequest: Sendable {
     public var upgrade: String?
     public var clientAddress: String
     public var scheme: String
+    /// The client and the address it connected to, for a PROXY header towards the origin (set
+    /// only when the upstream sends one).
+    public var connection: (client: SocketAddress, local: SocketAddress?)?
 
     public init(method: String, target: String, host: String?, fields: [HTTPField], bodyLength: Int64?,
                 upgrade: String?, clientAddress: String, scheme: String) {

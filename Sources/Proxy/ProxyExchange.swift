@@ -1,6 +1,7 @@
 import Config
 import EventLoop
 import HTTP1
+import ProxyProtocol
 
 /// The client side of an exchange, implemented by each front protocol (HTTP/1 now, HTTP/2 later).
 public protocol Downstream: AnyObject {
@@ -149,6 +150,7 @@ public final class ProxyExchange: UpstreamDelegate {
                 let c = try pool.connection(to: server, delegate: self)
                 connection = c
                 upstreamAddress = server.label
+                if let version = server.settings.proxyProtocol, c.uses == 1 { c.send(proxyHeader(version: version)) }
                 if let replay { c.send(replay) }
                 if c.connected && requestHasBody { replay = nil }
                 c.armTimer(seconds: c.connected ? timeouts.upstreamResponse : timeouts.upstreamConnect)
@@ -159,6 +161,21 @@ public final class ProxyExchange: UpstreamDelegate {
             }
         }
         fail(status: 502, reason: "no upstream server of \"\(upstreamName)\" accepted the connection")
+    }
+
+    /// The PROXY header opening a new connection to the origin: the client and the address it
+    /// connected to, or v1 UNKNOWN / v2 LOCAL when the front could not say.
+    private func proxyHeader(version: Int) -> [UInt8] {
+        let ends = request.connection.flatMap { c in c.local.map { (source: c.client, destination: $0) } }
+        guard let ends, let source = Self.endpoint(ends.source), let destination = Self.endpoint(ends.destination) else {
+            return version == 1 ? ProxyHeader.v1Unknown : ProxyHeader.v2Local
+        }
+        return version == 1 ? ProxyHeader.v1(source: source, destination: destination) : ProxyHeader.v2(source: source, destination: destination)
+    }
+
+    private static func endpoint(_ address: SocketAddress) -> ProxyHeader.Endpoint? {
+        let bytes = address.rawAddress
+        return bytes.isEmpty ? nil : ProxyHeader.Endpoint(address: bytes, port: address.port)
     }
 
     /// Retries on another server when nothing the origin may have acted on was sent.

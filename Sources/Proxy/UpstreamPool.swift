@@ -25,7 +25,8 @@ public final class UpstreamServer {
     /// again for the next burst costs a connect, a close and two epoll_ctl per request when
     /// HTTP/2 clients fan out many streams.
     func keepIdle(_ c: UpstreamConnection) {
-        guard settings.keepalive > 0, !pool.closing else { c.close(); return }
+        // A connection that began with one client's PROXY header never carries another client's request.
+        guard settings.keepalive > 0, settings.proxyProtocol == nil, !pool.closing else { c.close(); return }
         active -= 1
         c.idleSince = pool.loop.now
         idle.append(c)

@@ -178,6 +178,10 @@ extension ProxyHeader {
         return Array("PROXY \(proto) \(text(s.address)) \(text(d.address)) \(s.port) \(d.port)\r\n".utf8)
     }
 
+    /// For a connection whose ends are not known: v1 UNKNOWN, v2 LOCAL (spec §2.1, §2.2).
+    public static let v1Unknown = Array("PROXY UNKNOWN\r\n".utf8)
+    public static let v2Local = v2Signature + [0x20, 0x00, 0x00, 0x00]
+
     /// A v2 PROXY command over TCP, without TLVs.
     public static func v2(source: Endpoint, destination: Endpoint) -> [UInt8] {
         let (s, d) = sameFamily(source, destination)

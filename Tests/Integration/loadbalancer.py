@@ -63,12 +63,15 @@ class LoadBalancer:
     """frontends: {name: (listen_port, ["host:port", ...])}; listens on 127.0.0.1 only."""
 
     def __init__(self, workdir: Path, frontends: dict[str, tuple[int, list[str]]], balance: str = "roundrobin",
-                 check_inter_ms: int | None = 200, maxconn: int = 2000, timeout: float = START_TIMEOUT):
+                 check_inter_ms: int | None = 200, maxconn: int = 2000, timeout: float = START_TIMEOUT,
+                 send_proxy: str | None = None):
+        """`send_proxy`: "v1" or "v2" prefixes every connection to a backend with a PROXY header."""
         require_binary()
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.frontends = {name: (int(port), list(backends)) for name, (port, backends) in frontends.items()}
         self.balance, self.check_inter_ms, self.maxconn = balance, check_inter_ms, maxconn
+        self.send_proxy = {None: "", "v1": " send-proxy", "v2": " send-proxy-v2"}[send_proxy]
         self.config_path = self.dir / "haproxy.cfg"
         self.log_path = self.dir / "haproxy.log"
         self.stats_port = free_port()
@@ -110,7 +113,7 @@ class LoadBalancer:
             for i, addr in enumerate(backends):
                 # check_inter_ms=None: no health checks; a refused connect is redispatched instead.
                 check = f" check inter {self.check_inter_ms} fall 1 rise 1" if self.check_inter_ms else ""
-                lines.append(f"    server s{i}_{addr.replace(':', '_').replace('[', '').replace(']', '')} {addr}{check}")
+                lines.append(f"    server s{i}_{addr.replace(':', '_').replace('[', '').replace(']', '')} {addr}{check}{self.send_proxy}")
             lines.append("")
         return "\n".join(lines)
 
