@@ -86,6 +86,7 @@ var (
 	path       = flag.String("path", "/", "get mode: request path")
 	hostHdr    = flag.String("host", "", "get mode: Host header (default: -sni)")
 	timeout    = flag.Duration("timeout", 10*time.Second, "per-connection I/O timeout")
+	proxyHdr   = flag.String("proxy", "", "send a PROXY protocol header (v1 or v2) before the handshake")
 )
 
 func tlsConfig() *tls.Config {
@@ -106,12 +107,31 @@ func dialTLS(cfg *tls.Config) (*tls.Conn, error) {
 		return nil, err
 	}
 	raw.SetDeadline(time.Now().Add(*timeout))
+	if *proxyHdr != "" {
+		if _, err := raw.Write(proxyHeader(raw)); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("proxy header: %w", err)
+		}
+	}
 	c := tls.Client(raw, cfg)
 	if err := c.Handshake(); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return c, nil
+}
+
+// proxyHeader is a PROXY protocol header (HAProxy's spec) naming this connection's own ends, as a
+// load balancer in front of the server would send it.
+func proxyHeader(c net.Conn) []byte {
+	src, dst := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
+	if *proxyHdr == "v1" {
+		return []byte(fmt.Sprintf("PROXY TCP4 %s %s %d %d\r\n", src.IP.To4(), dst.IP.To4(), src.Port, dst.Port))
+	}
+	h := []byte{0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C}
+	h = append(h, src.IP.To4()...)
+	h = append(h, dst.IP.To4()...)
+	return append(h, byte(src.Port>>8), byte(src.Port), byte(dst.Port>>8), byte(dst.Port))
 }
 
 func main() {

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""What a PROXY protocol header adds to a full TLS handshake, edgeproxy against nginx in one run.
+
+    python3 bench/proxy_protocol.py [--bin .build/release/edgeproxy] [--duration 8] [--rounds 3] [--proxy v2]
+
+Each server runs one worker pinned to CPU 0 with two TLS listeners on one P-256 certificate: a
+plain one and one that expects a PROXY header (nginx: `listen ... ssl proxy_protocol`; edgeproxy:
+`listen.proxy_protocol`). `hsclient -mode handshake` (full TLS 1.3 handshakes + close_notify, no
+session cache) pinned to CPU 1 drives each of the four targets in turn, the order alternating per
+round, with `-proxy` for the PROXY listeners. The figure is the server's own CPU time
+(/proc/PID/stat utime+stime of every process of the server) per completed handshake, median over
+rounds; TLS 1.3 session tickets are off for both (nginx also gets an OPENSSL_CONF with
+NumTickets = 0, as bench/run.sh does). Results: stdout and bench/results/proxy-protocol-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HSCLIENT = REPO / "bench" / "hsclient" / "hsclient"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid] + [int(p) for p in out]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=str(REPO / ".build" / "release" / "edgeproxy"))
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--proxy", default="v2", choices=["v1", "v2"])
+    ap.add_argument("--conns", type=int, default=16)
+    args = ap.parse_args()
+    if not HSCLIENT.exists() or (REPO / "bench" / "hsclient" / "main.go").stat().st_mtime > HSCLIENT.stat().st_mtime:
+        log("building hsclient (needs the Debian package golang-go)")
+        subprocess.run(["go", "build", "-o", "hsclient", "."], cwd=HSCLIENT.parent, check=True,
+                       env={**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
+    work = Path(tempfile.mkdtemp(prefix="edgeproxy-pp-bench."))
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    (work / "notickets.cnf").write_text("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\n"
+                                        "system_default = system_default_sect\n[system_default_sect]\nNumTickets = 0\n")
+    ports = {"nginx": free_port(), "nginx+proxy": free_port(), "edgeproxy": free_port(), "edgeproxy+proxy": free_port()}
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / d).mkdir()
+    (work / "nginx.conf").write_text(f"""worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body; proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{ports['nginx']} ssl backlog=4096;
+        listen 127.0.0.1:{ports['nginx+proxy']} ssl proxy_protocol backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519:prime256v1;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+""")
+    (work / "edgeproxy.yaml").write_text(f"""workers: 1
+listen:
+  https: ["127.0.0.1:{ports['edgeproxy']}", "127.0.0.1:{ports['edgeproxy+proxy']}"]
+  http: []
+  proxy_protocol: {{ from: ["127.0.0.1"], listeners: ["127.0.0.1:{ports['edgeproxy+proxy']}"] }}
+tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ], session_tickets: 0 }}
+log: {{ access: off }}
+""")
+    procs = {
+        "nginx": subprocess.Popen(["taskset", "-c", "0", "/usr/sbin/nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
+                                  env={**os.environ, "OPENSSL_CONF": str(work / "notickets.cnf")},
+                                  stdout=subprocess.DEVNULL, stderr=open(work / "nginx.out", "w")),
+        "edgeproxy": subprocess.Popen(["taskset", "-c", "0", args.bin, "run", "--config", str(work / "edgeproxy.yaml")],
+                                      stdout=subprocess.DEVNULL, stderr=open(work / "edgeproxy.err", "w")),
+    }
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "proxy": args.proxy, "duration_s": args.duration,
+                     "rounds": args.rounds, "conns": args.conns, "cpu_us_per_handshake": {t: [] for t in ports}}
+    try:
+        for peer, proc in procs.items():
+            wait_port(ports[peer], proc)
+        time.sleep(0.5)
+        pids = {"nginx": children(procs["nginx"].pid), "edgeproxy": [procs["edgeproxy"].pid]}
+        targets = list(ports)
+        for r in range(args.rounds):
+            order = targets if r % 2 == 0 else targets[::-1]
+            for target in order:
+                peer = target.split("+")[0]
+                cmd = ["taskset", "-c", "1", str(HSCLIENT), "-mode", "handshake", "-addr", f"127.0.0.1:{ports[target]}",
+                       "-c", str(args.conns), "-d", f"{args.duration}s"]
+                if target.endswith("+proxy"):
+                    cmd += ["-proxy", args.proxy]
+                before = cpu_ticks(pids[peer])
+                out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                used = (cpu_ticks(pids[peer]) - before) / TICK
+                if out["ok"] == 0 or out["errors"] or out["resumed"]:
+                    raise RuntimeError(f"{target}: {out}")
+                us = used / out["ok"] * 1e6
+                results["cpu_us_per_handshake"][target].append(round(us, 1))
+                log(f"round {r + 1} {target}: {out['ok']} handshakes, {us:.1f} µs server CPU each")
+        med = {t: statistics.median(v) for t, v in results["cpu_us_per_handshake"].items()}
+        results["median_us"] = med
+        results["added_by_proxy_header_us"] = {p: round(med[f"{p}+proxy"] - med[p], 1) for p in ("edgeproxy", "nginx")}
+        results["ratio_edgeproxy_over_nginx"] = {"plain": round(med["edgeproxy"] / med["nginx"], 3),
+                                                 "with_proxy_header": round(med["edgeproxy+proxy"] / med["nginx+proxy"], 3)}
+        log(json.dumps({k: results[k] for k in ("median_us", "added_by_proxy_header_us", "ratio_edgeproxy_over_nginx")}, indent=1))
+        out = REPO / "bench" / "results" / f"proxy-protocol-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        log(f"written {out}")
+        return 0
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
