@@ -1,3 +1,4 @@
+import Foundation
 import Config
 import EventLoop
 import HTTP1
@@ -157,6 +158,10 @@ final class HTTP2Stream: Downstream {
     private var headSent = false
     private var upstreamAddress: String?
     private var upstreamMS: Double?
+    /// An RFC 8441 extended CONNECT for a websocket: forwarded as an HTTP/1.1 upgrade, then the
+    /// stream's DATA frames carry the websocket's bytes both ways.
+    private var websocket = false
+    private var tunnel = false
 
     init(id: Int32, front: HTTP2Front, startedAt: UInt64) {
         self.id = id; self.front = front; self.startedAt = startedAt
@@ -173,6 +178,7 @@ final class HTTP2Stream: Downstream {
         var contentLength: Int64?
         var regular: [HTTPField] = []
         var cookies: [String] = []
+        var connectProtocol: String?
         regular.reserveCapacity(fields.count)
         // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
         // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
@@ -181,6 +187,7 @@ final class HTTP2Stream: Downstream {
             case ":method": method = f.value
             case ":path": target = f.value
             case ":authority": authority = f.value
+            case ":protocol": connectProtocol = f.value
             case "host": hostField = f.value
             case "cookie": cookies.append(f.value)
             case "content-length": contentLength = Int64(f.value)
@@ -194,12 +201,17 @@ final class HTTP2Stream: Downstream {
             return
         }
         if method == "CONNECT" {
-            refuse(status: 501, reason: "CONNECT is not supported")
-            return
+            // RFC 8441 §4: only extended CONNECT for websockets; plain CONNECT (a TCP tunnel) is not offered.
+            guard connectProtocol?.lowercased() == "websocket" else {
+                refuse(status: 501, reason: connectProtocol == nil ? "CONNECT is not supported"
+                                                                   : "extended CONNECT for \(connectProtocol!) is not supported (websocket is)")
+                return
+            }
+            websocket = true
         }
         // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
         if !cookies.isEmpty { regular.append(HTTPField(name: "cookie", value: cookies.joined(separator: "; "))) }
-        let length: Int64? = endStream ? 0 : contentLength
+        let length: Int64? = endStream || websocket ? 0 : contentLength
         switch RequestPolicy.decide(front.worker.config.router, host: host, path: target, declaredLength: length,
                                     limits: settings.limits) {
         case .notFound:
@@ -213,8 +225,14 @@ final class HTTP2Stream: Downstream {
             bodyLimit = limit
             var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
             if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
-            var request = ProxyRequest(method: method, target: target, host: host, fields: forwarded, bodyLength: length,
-                                       upgrade: nil, clientAddress: front.clientHost, scheme: "https")
+            if websocket {
+                // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
+                let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
+                forwarded.append(HTTPField(name: "sec-websocket-key", value: Data(nonce).base64EncodedString()))
+            }
+            var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
+                                       bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.clientHost,
+                                       scheme: "https")
             if settings.upstreams[upstream]?.proxyProtocol != nil { request.connection = (front.connection.peer, front.connection.local) }
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
                                   timeouts: settings.timeouts, downstream: self)
@@ -243,6 +261,14 @@ final class HTTP2Stream: Downstream {
 
     func bodyEnded(_ trailers: [HTTPField]) {
         guard !discardBody else { return }
+        if tunnel {
+            // The client ended the websocket stream: the tunnel is over both ways.
+            exchange?.abort()
+            exchange = nil
+            session.finishData(stream: id)
+            front.pump()
+            return
+        }
         exchange?.requestEnd(trailers: trailers)
     }
 
@@ -303,6 +329,26 @@ final class HTTP2Stream: Downstream {
     // MARK: Downstream
 
     func responseHead(_ head: ProxyResponseHead) {
+        if websocket {
+            // RFC 8441 §5: the origin's 101 is a 2xx here, without the HTTP/1.1 upgrade fields;
+            // any other answer passes through, but a 2xx would claim a tunnel that is not there.
+            if head.status == 101 {
+                status = 200
+                headSent = true
+                upstreamAddress = exchange?.upstreamAddress
+                let fields = head.fields.filter { f in
+                    !["connection", "upgrade", "sec-websocket-accept"].contains { HTTPField.nameEquals($0, f.name) }
+                }
+                session.submitResponse(stream: id, status: 200, fields: fields, hasBody: true)
+                return
+            }
+            if (200..<300).contains(head.status) {
+                exchange?.abort()
+                exchange = nil
+                answerError(status: 502, reason: "the upstream server did not switch to the websocket protocol", orReset: .internalError)
+                return
+            }
+        }
         // Interim responses other than 100 (the front's to send) pass through, e.g. 103 Early Hints.
         guard head.status >= 200 else {
             if !headSent { session.submitInterim(stream: id, status: head.status, fields: head.fields); front.pump() }
@@ -349,8 +395,13 @@ final class HTTP2Stream: Downstream {
     }
 
     func tunnelEstablished() {
-        // Never asked for: HTTP/2 requests carry no Upgrade.
-        session.reset(stream: id, error: .internalError)
+        guard websocket else {
+            // Never asked for: other HTTP/2 requests carry no Upgrade.
+            session.reset(stream: id, error: .internalError)
+            front.pump()
+            return
+        }
+        tunnel = true
         front.pump()
     }
 

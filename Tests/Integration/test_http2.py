@@ -574,3 +574,46 @@ def test_h2load_many_streams_zero_errors(env):
     total, _, done, ok, failed, errored = map(int, m.groups())
     assert (done, ok, failed, errored) == (H2LOAD_N, H2LOAD_N, 0, 0), p.stdout
     assert "status codes: %d 2xx" % H2LOAD_N in p.stdout, p.stdout
+
+
+# ----- websockets over HTTP/2 (RFC 8441) ----------------------------------------------------------
+
+def test_websocket_over_http2_extended_connect(env):
+    from origin import ws_frame
+    c = H2Client(env.port)
+    try:
+        # The server offers extended CONNECT in its SETTINGS (RFC 8441 §3).
+        while c.conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL) != 1:
+            assert c.pump(2.0), "connection closed before SETTINGS"
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                                  (":authority", "a.test"), (":path", "/ws"), ("sec-websocket-version", "13")])
+        c.responses[sid] = {"headers": None, "body": bytearray(), "trailers": None, "ended": False, "reset": None}
+        c.flush()
+        deadline = time.monotonic() + 10
+        while c.responses[sid]["headers"] is None:
+            assert time.monotonic() < deadline and c.pump(1.0), c.responses[sid]
+        headers = c.responses[sid]["headers"]
+        assert headers[":status"] == "200", headers
+        assert "sec-websocket-accept" not in headers and "upgrade" not in headers
+        # Frames both ways over DATA: the origin echoes each one.
+        for payload in (b"hello over h2", os.urandom(3000)):
+            c.responses[sid]["body"] = bytearray()
+            c.conn.send_data(sid, ws_frame(0x2, payload, mask=True))
+            c.flush()
+            expected = ws_frame(0x2, payload)
+            deadline = time.monotonic() + 10
+            while len(c.responses[sid]["body"]) < len(expected):
+                assert time.monotonic() < deadline and c.pump(1.0), c.responses[sid]
+            assert bytes(c.responses[sid]["body"]) == expected
+        # A close frame is answered with one, and the origin closing ends the stream.
+        c.responses[sid]["body"] = bytearray()
+        c.conn.send_data(sid, ws_frame(0x8, b"\x03\xe8", mask=True))
+        c.flush()
+        c.wait([sid])
+        assert bytes(c.responses[sid]["body"][:2]) == b"\x88\x02" and c.responses[sid]["reset"] is None
+        # Plain CONNECT (a TCP tunnel) and other protocols are still refused.
+        r = c.get("/", method="CONNECT", headers=[(":protocol", "bogus")])
+        assert r["headers"][":status"] == "501", r
+    finally:
+        c.close()
