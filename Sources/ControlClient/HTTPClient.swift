@@ -101,8 +101,10 @@ public final class HTTPClient {
     }
 
     private func requestBytes(method: String, origin: Origin, headers: [HTTPField], body: [UInt8], close: Bool) -> [UInt8] {
-        var fields = [HTTPField(name: "Host", value: origin.hostField), HTTPField(name: "User-Agent", value: options.userAgent)]
-        fields += headers
+        // A Host among `headers` replaces the URL's (a health check naming a virtual host).
+        let host = headers.first { HTTPField.nameEquals($0.name, "host") } ?? HTTPField(name: "Host", value: origin.hostField)
+        var fields = [host, HTTPField(name: "User-Agent", value: options.userAgent)]
+        fields += headers.filter { !HTTPField.nameEquals($0.name, "host") }
         if !body.isEmpty || method == "POST" || method == "PUT" { fields.append(HTTPField(name: "Content-Length", value: String(body.count))) }
         if close { fields.append(HTTPField(name: "Connection", value: "close")) }
         var bytes: [UInt8] = []
