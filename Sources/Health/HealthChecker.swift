@@ -130,6 +130,7 @@ public final class HealthChecker: Sendable {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(["upstreams": groups])) ?? Data("{\"upstreams\":[]}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
     }
