@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

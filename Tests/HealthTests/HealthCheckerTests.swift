@@ -1,6 +1,7 @@
 import Config
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 @testable import Health
 @testable import Proxy
@@ -19,17 +20,6 @@ import Testing
         return c
     }
 
-    /// A loopback port that refuses connections (bound, never listened on, then closed).
-    static func deadPort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = sockaddr_in(); a.sin_family = sa_family_t(AF_INET); a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        close(fd)
-        return UInt16(bigEndian: a.sin_port)
-    }
-
     static func waitUntil(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline { if condition() { return true }; usleep(10_000) }
@@ -39,7 +29,7 @@ import Testing
     @Test func aRefusingServerGoesDownAfterFallChecks() throws {
         let board = UpstreamHealth()
         let checker = HealthChecker(board: board)
-        let dead = SocketAddressSpec(host: "127.0.0.1", port: Self.deadPort())
+        let dead = SocketAddressSpec(host: "127.0.0.1", port: UInt16(try freePorts(1)[0]))  // nothing listens there
         checker.apply(Self.upstream("app", [dead], check: Self.fastCheck(fall: 2)))
         let server = board.server(upstream: "app", dead)
         #expect(server.isUp)  // up until proven otherwise
