@@ -15,6 +15,9 @@ public final class HTTPClient {
         public var maxResponseBody = 4 << 20
         public var keepAlive = true
         public var userAgent = "edgeproxy/0.1"
+        /// Written first on every new connection, before TLS: e.g. the PROXY protocol header an
+        /// origin behind one expects (health checks send v2 LOCAL).
+        public var preamble: [UInt8] = []
         public init() {}
     }
 
@@ -92,6 +95,9 @@ public final class HTTPClient {
 
     private func connect(_ origin: Origin, timeout: Double) throws(HTTPClientError) -> ClientConnection {
         let tcp = try TCPConnection(host: origin.host, port: origin.port, timeout: timeout)
+        if !options.preamble.isEmpty {
+            do { try tcp.write(options.preamble) } catch { tcp.close(); throw error }
+        }
         guard origin.secure else { return tcp }
         let context: TLSClientContext
         if let tlsContext { context = tlsContext } else {

@@ -15,6 +15,8 @@ public final class HealthChecker: Sendable {
     struct Entry {
         let server: ServerHealth
         var check: HealthCheck
+        /// The upstream's `proxy_protocol`: checks open with a header too.
+        var proxyProtocol: Int?
         /// Changes with the check: a check started under an earlier configuration drops its result.
         var generation: Int
         var state: HealthState
@@ -34,7 +36,7 @@ public final class HealthChecker: Sendable {
     public init(board: UpstreamHealth = .shared) { self.board = board }
 
     /// Start-up and reload: servers and checks follow `upstreams`. A server kept with the same
-    /// check keeps its schedule; one whose check changed keeps its state and counts, takes the
+    /// check (and proxy_protocol) keeps its schedule; one whose check changed keeps its state and counts, takes the
     /// new rise/fall and is checked again at once; servers without a check are up. Call before
     /// the loops take the configuration, so their pools find the same `ServerHealth` objects.
     public func apply(_ upstreams: [String: Upstream]) {
@@ -44,12 +46,16 @@ public final class HealthChecker: Sendable {
             var next: [ObjectIdentifier: Entry] = [:]
             var started: [(ServerHealth, Int, HealthCheck)] = []
             for server in servers {
-                guard let check = upstreams[server.upstream]?.healthCheck else { server.publish(up: true); continue }
+                guard let upstream = upstreams[server.upstream], let check = upstream.healthCheck else {
+                    server.publish(up: true)
+                    continue
+                }
                 let key = ObjectIdentifier(server)
-                var entry = table.entries[key] ?? Entry(server: server, check: check, generation: 0,
-                                                        state: HealthState(rise: check.rise, fall: check.fall))
-                if entry.generation == 0 || entry.check != check {
+                var entry = table.entries[key] ?? Entry(server: server, check: check, proxyProtocol: upstream.proxyProtocol,
+                                                        generation: 0, state: HealthState(rise: check.rise, fall: check.fall))
+                if entry.generation == 0 || entry.check != check || entry.proxyProtocol != upstream.proxyProtocol {
                     entry.check = check
+                    entry.proxyProtocol = upstream.proxyProtocol
                     entry.generation = table.generation
                     entry.state.rise = check.rise
                     entry.state.fall = check.fall
@@ -71,9 +77,9 @@ public final class HealthChecker: Sendable {
 
     private func run(_ server: ServerHealth, _ generation: Int) {
         let key = ObjectIdentifier(server)
-        let current = table.withLock { t in t.entries[key].flatMap { $0.generation == generation ? $0.check : nil } }
-        guard let check = current else { return }  // removed or changed by a reload: that chain ends here
-        let result = HealthProbe.run(check, on: server.server)
+        let current = table.withLock { t in t.entries[key].flatMap { $0.generation == generation ? $0 : nil } }
+        guard let check = current?.check else { return }  // removed or changed by a reload: that chain ends here
+        let result = HealthProbe.run(check, on: server.server, proxyProtocol: current?.proxyProtocol)
         let outcome: (change: HealthState.Change, allDown: Bool)? = table.withLock { t in
             guard var entry = t.entries[key], entry.generation == generation else { return nil }
             entry.checks += 1

@@ -2,6 +2,7 @@ import Config
 import ControlClient
 import Foundation
 import HTTP1
+import ProxyProtocol
 
 /// One health check: a blocking HTTP/1.1 request to one server on a fresh connection (closed
 /// after, as HAProxy's checks do, so a listener that stopped accepting fails at once).
@@ -16,13 +17,16 @@ public enum HealthProbe {
         public var detail: String
     }
 
-    /// Never throws: a failure is a result.
-    static func run(_ check: HealthCheck, on server: SocketAddressSpec) -> Result {
+    /// Never throws: a failure is a result. `proxyProtocol` (1, 2): the upstream's servers expect a
+    /// PROXY header on each connection; a check sends the one that names no client (v2 LOCAL,
+    /// v1 UNKNOWN), as HAProxy's checks do.
+    static func run(_ check: HealthCheck, on server: SocketAddressSpec, proxyProtocol: Int?) -> Result {
         var options = HTTPClient.Options()
         options.timeout = check.timeout
         options.keepAlive = false
         options.maxResponseBody = 1 << 20
         options.userAgent = "edgeproxy-health-check"
+        options.preamble = proxyProtocol.map { $0 == 1 ? ProxyHeader.v1Unknown : ProxyHeader.v2Local } ?? []
         let client = HTTPClient(options: options)
         defer { client.close() }
         let headers = check.host.map { [HTTPField(name: "Host", value: $0)] } ?? []

@@ -219,3 +219,22 @@ def test_upstreams_lists_unchecked_servers_and_counts_their_requests(proxies, or
     assert metric(text, "edgeproxy_upstream_server_up", upstream="app", server=a.addr) == 1
     assert f'edgeproxy_upstream_health_checks_total{{upstream="app",server="{a.addr}"' not in text
     assert proxied(a) == 4
+
+
+@pytest.mark.parametrize("version, header", [("v1", b"PROXY UNKNOWN\r\n"),
+                                             ("v2", b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")])
+def test_checks_of_an_origin_behind_proxy_protocol_open_with_a_header_naming_no_client(proxies, version, header):
+    """Such an origin expects a header on every connection: checks send the one meant for them
+    (v2 LOCAL, v1 UNKNOWN)."""
+    from test_proxy_protocol import ProxyOrigin
+    origin = ProxyOrigin()
+    try:
+        admin_port = free_port()
+        proxies(config(admin_port, {"app": {"servers": [origin.addr], "proxy_protocol": version,
+                                            "health_check": check(path="/")}}))
+        admin = Admin(admin_port)
+        s = wait_until(lambda: (s := servers(admin, "app")[origin.addr])["checks"] >= 2 and s, 15, what="two checks")
+        assert s["state"] == "up" and s["check_failures"] == 0
+        assert len(origin.headers) >= 2 and set(origin.headers) == {header}
+    finally:
+        origin.close()
