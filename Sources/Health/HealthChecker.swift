@@ -36,15 +36,15 @@ public final class HealthChecker: Sendable {
     public init(board: UpstreamHealth = .shared) { self.board = board }
 
     /// Start-up and reload: servers and checks follow `upstreams`. A server kept with the same
-    /// check (and proxy_protocol) keeps its schedule; one whose check changed keeps its state and counts, takes the
-    /// new rise/fall and is checked again at once; servers without a check are up. Call before
-    /// the loops take the configuration, so their pools find the same `ServerHealth` objects.
+    /// check (and proxy_protocol) keeps its schedule; one whose check changed keeps its state and
+    /// counts, takes the new rise/fall and is checked again at once; servers without a check are
+    /// up. Call before the loops take the configuration, so their pools find the same objects.
     public func apply(_ upstreams: [String: Upstream]) {
         let servers = board.apply(upstreams)
-        let started: [(ServerHealth, Int, HealthCheck)] = table.withLock { table in
+        let started: [(server: ServerHealth, generation: Int, jitter: Double)] = table.withLock { table in
             table.generation += 1
             var next: [ObjectIdentifier: Entry] = [:]
-            var started: [(ServerHealth, Int, HealthCheck)] = []
+            var started: [(server: ServerHealth, generation: Int, jitter: Double)] = []
             for server in servers {
                 guard let upstream = upstreams[server.upstream], let check = upstream.healthCheck else {
                     server.publish(up: true)
@@ -59,7 +59,7 @@ public final class HealthChecker: Sendable {
                     entry.generation = table.generation
                     entry.state.rise = check.rise
                     entry.state.fall = check.fall
-                    started.append((server, table.generation, check))
+                    started.append((server, table.generation, check.jitter))
                 }
                 server.publish(up: entry.state.up)
                 next[key] = entry
@@ -68,7 +68,7 @@ public final class HealthChecker: Sendable {
             return started
         }
         // The first check at once (give or take the jitter), not an interval after start.
-        for (server, generation, check) in started { schedule(server, generation, after: Double.random(in: 0...check.jitter)) }
+        for s in started { schedule(s.server, s.generation, after: Double.random(in: 0...s.jitter)) }
     }
 
     private func schedule(_ server: ServerHealth, _ generation: Int, after seconds: Double) {
@@ -77,9 +77,10 @@ public final class HealthChecker: Sendable {
 
     private func run(_ server: ServerHealth, _ generation: Int) {
         let key = ObjectIdentifier(server)
-        let current = table.withLock { t in t.entries[key].flatMap { $0.generation == generation ? $0 : nil } }
-        guard let check = current?.check else { return }  // removed or changed by a reload: that chain ends here
-        let result = HealthProbe.run(check, on: server.server, proxyProtocol: current?.proxyProtocol)
+        // Removed or changed by a reload: that chain ends here.
+        guard let current = table.withLock({ t in t.entries[key].flatMap { $0.generation == generation ? $0 : nil } }) else { return }
+        let check = current.check
+        let result = HealthProbe.run(check, on: server.server, proxyProtocol: current.proxyProtocol)
         let outcome: (change: HealthState.Change, allDown: Bool)? = table.withLock { t in
             guard var entry = t.entries[key], entry.generation == generation else { return nil }
             entry.checks += 1
