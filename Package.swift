@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
+        // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
+        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
@@ -42,7 +44,7 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

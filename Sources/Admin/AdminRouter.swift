@@ -16,6 +16,8 @@ public enum AdminRoute: Equatable, Sendable {
     case acmeRevoke(String, reason: String?)
     /// The cluster: this node, the other live nodes, etcd's state.
     case clusterStatus
+    /// Each upstream server's health-check state and counters.
+    case upstreams
     case notFound
     case methodNotAllowed(allow: String)
 }
@@ -63,6 +65,7 @@ public enum AdminRouter {
         case "/reload": return method == "POST" ? .reload : .methodNotAllowed(allow: "POST")
         case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
         case "/cluster": return method == "GET" ? .clusterStatus : .methodNotAllowed(allow: "GET")
+        case "/upstreams": return method == "GET" ? .upstreams : .methodNotAllowed(allow: "GET")
         default:
             let revoke = "/acme/revoke/"
             if path.hasPrefix(revoke) {

@@ -80,8 +80,24 @@ public enum PrometheusText {
         }
     }
 
+    /// One upstream server: active health-check state and counters, requests from every loop.
+    public struct UpstreamServer: Sendable {
+        public var upstream: String
+        public var server: String
+        public var up: Bool
+        /// nil when the upstream has no health_check (its check families leave the server out).
+        public var checks: (passed: Int, failed: Int)?
+        public var lastCheckSeconds: Double?
+        public var requests: Int
+        public init(upstream: String, server: String, up: Bool, checks: (passed: Int, failed: Int)?, lastCheckSeconds: Double?,
+                    requests: Int) {
+            self.upstream = upstream; self.server = server; self.up = up; self.checks = checks
+            self.lastCheckSeconds = lastCheckSeconds; self.requests = requests
+        }
+    }
+
     public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, cluster: Cluster? = nil,
-                              now: Date = Date()) -> String {
+                              upstreams: [UpstreamServer] = [], now: Date = Date()) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -168,6 +184,23 @@ public enum PrometheusText {
             family("edgeproxy_cluster_etcd_requests_total", "counter", "Requests sent to etcd (every attempt, watches included).")
             sample("edgeproxy_cluster_etcd_requests_total", [], c.requests)
         }
+        func server(_ s: UpstreamServer) -> [(String, String)] { [("upstream", s.upstream), ("server", s.server)] }
+        family("edgeproxy_upstream_server_up", "gauge", "1 while the server may get requests, 0 while it fails its health checks.")
+        for s in upstreams { sample("edgeproxy_upstream_server_up", server(s), s.up ? 1 : 0) }
+        family("edgeproxy_upstream_health_checks_total", "counter", "Active health checks by result.")
+        for s in upstreams {
+            guard let checks = s.checks else { continue }
+            sample("edgeproxy_upstream_health_checks_total", server(s) + [("result", "passed")], checks.passed)
+            sample("edgeproxy_upstream_health_checks_total", server(s) + [("result", "failed")], checks.failed)
+        }
+        family("edgeproxy_upstream_health_check_seconds", "gauge", "How long the last health check took.")
+        for s in upstreams {
+            guard let seconds = s.lastCheckSeconds else { continue }
+            let l = server(s).map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
+            out += "edgeproxy_upstream_health_check_seconds{\(l)} \(String(format: "%.6f", seconds))\n"
+        }
+        family("edgeproxy_upstream_requests_total", "counter", "Requests sent to each server, from every event loop.")
+        for s in upstreams { sample("edgeproxy_upstream_requests_total", server(s), s.requests) }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
         sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))
         sample("edgeproxy_http_responses_total", [("class", "2xx")], m.responses2xx.load(ordering: .relaxed))

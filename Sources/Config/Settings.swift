@@ -146,6 +146,8 @@ public struct Upstream: Sendable, Equatable {
     public var failTimeout: Double
     /// PROXY protocol header (1 or 2) written first on each connection to a server; nil: none.
     public var proxyProtocol: Int?
+    /// Active health checks; nil: off (only passive health).
+    public var healthCheck: HealthCheck? = nil
     public init(name: String, servers: [SocketAddressSpec], balance: Balance, keepalive: Int,
                 keepaliveTimeout: Double, failTimeout: Double) {
         self.name = name; self.servers = servers; self.balance = balance; self.keepalive = keepalive

@@ -15,6 +15,9 @@ public final class HTTPClient {
         public var maxResponseBody = 4 << 20
         public var keepAlive = true
         public var userAgent = "edgeproxy/0.1"
+        /// Written first on every new connection, before TLS: e.g. the PROXY protocol header an
+        /// origin behind one expects (health checks send v2 LOCAL).
+        public var preamble: [UInt8] = []
         public init() {}
     }
 
@@ -92,6 +95,9 @@ public final class HTTPClient {
 
     private func connect(_ origin: Origin, timeout: Double) throws(HTTPClientError) -> ClientConnection {
         let tcp = try TCPConnection(host: origin.host, port: origin.port, timeout: timeout)
+        if !options.preamble.isEmpty {
+            do { try tcp.write(options.preamble) } catch { tcp.close(); throw error }
+        }
         guard origin.secure else { return tcp }
         let context: TLSClientContext
         if let tlsContext { context = tlsContext } else {
@@ -101,8 +107,10 @@ public final class HTTPClient {
     }
 
     private func requestBytes(method: String, origin: Origin, headers: [HTTPField], body: [UInt8], close: Bool) -> [UInt8] {
-        var fields = [HTTPField(name: "Host", value: origin.hostField), HTTPField(name: "User-Agent", value: options.userAgent)]
-        fields += headers
+        // A Host among `headers` replaces the URL's (a health check naming a virtual host).
+        let host = headers.first { HTTPField.nameEquals($0.name, "host") } ?? HTTPField(name: "Host", value: origin.hostField)
+        var fields = [host, HTTPField(name: "User-Agent", value: options.userAgent)]
+        fields += headers.filter { !HTTPField.nameEquals($0.name, "host") }
         if !body.isEmpty || method == "POST" || method == "PUT" { fields.append(HTTPField(name: "Content-Length", value: String(body.count))) }
         if close { fields.append(HTTPField(name: "Connection", value: "close")) }
         var bytes: [UInt8] = []

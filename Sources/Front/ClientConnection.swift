@@ -525,7 +525,8 @@ final class ClientConnection: Pollable, Downstream {
             return
         }
         if phase == .tunnel { close(); return }
-        request!.keepAlive = r.keepAlive && r.bodyDone
+        // A request without a body can fail before its end is parsed (every server down: 503 at once).
+        request!.keepAlive = r.keepAlive && (r.bodyDone || r.head.framing == .none)
         respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
     }
 

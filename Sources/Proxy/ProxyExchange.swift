@@ -160,6 +160,12 @@ public final class ProxyExchange: UpstreamDelegate {
                 Log.error("upstream \(upstreamName) server \(server.spec): \(error)")
             }
         }
+        if tried.isEmpty {
+            // Every server fails its health checks: answer now rather than wait on a connect
+            // (the checker logged it when the last one went down).
+            fail(status: 503, reason: "every server of upstream \"\(upstreamName)\" is down (failing its health checks)")
+            return
+        }
         fail(status: 502, reason: "no upstream server of \"\(upstreamName)\" accepted the connection")
     }
 

@@ -2,7 +2,8 @@ import Config
 import EventLoop
 
 /// One origin server as seen from one loop: its idle keep-alive connections, the number in use
-/// (least-connections) and when it may be tried again after failing (passive health).
+/// (least-connections), when it may be tried again after failing (passive health) and what the
+/// active health checks say about it (shared by every loop).
 public final class UpstreamServer {
     public let spec: SocketAddressSpec
     /// "host:port" for logs, made once.
@@ -13,9 +14,11 @@ public final class UpstreamServer {
     var idle: [UpstreamConnection] = []
     var active = 0
     var failedUntil: UInt64 = 0
+    public let health: ServerHealth
 
     init(spec: SocketAddressSpec, settings: Upstream, pool: UpstreamPool) {
         self.spec = spec; self.settings = settings; self.pool = pool
+        health = UpstreamHealth.shared.server(upstream: settings.name, spec)
         label = spec.description
         address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
     }
@@ -63,12 +66,14 @@ final class UpstreamGroup {
         servers = settings.servers.map { UpstreamServer(spec: $0, settings: settings, pool: pool) }
     }
 
-    /// The next server to try, skipping those in `exclude` and, while others remain, those marked failed.
+    /// The next server to try, skipping those in `exclude`, those failing their active health
+    /// checks and, while others remain, those marked failed. nil when none is left.
     func pick(excluding exclude: [UpstreamServer], now: UInt64) -> UpstreamServer? {
-        if exclude.isEmpty && servers.count == 1 { return servers[0] }
-        let candidates = servers.filter { s in !exclude.contains { $0 === s } }
+        if exclude.isEmpty && servers.count == 1 && servers[0].health.isUp { return servers[0] }
+        let candidates = servers.filter { s in s.health.isUp && !exclude.contains { $0 === s } }
         let healthy = candidates.filter { $0.failedUntil <= now }
-        // When every server is marked down, try them anyway: failing fast helps no one if one came back.
+        // When every server left is marked failed, try them anyway: failing fast helps no one if
+        // one came back. Not so for active checks: they probe on their own, so a request need not.
         let pool = healthy.isEmpty ? candidates : healthy
         guard !pool.isEmpty else { return nil }
         switch settings.balance {
@@ -126,6 +131,7 @@ public final class UpstreamPool {
         for g in groups.values { for s in g.servers { for c in s.idle { c.close() } } }
     }
 
+    /// nil when no server is left to try; with nothing excluded, that means every server fails its health checks.
     public func server(for upstream: String, excluding: [UpstreamServer]) -> UpstreamServer? {
         groups[upstream]?.pick(excluding: excluding, now: loop.now)
     }
@@ -138,6 +144,7 @@ public final class UpstreamPool {
             c.disarmTimer()
             c.delegate = delegate
             c.uses += 1
+            server.health.requestSent()
             return c
         }
         do throws(SystemError) {
@@ -147,6 +154,7 @@ public final class UpstreamPool {
             c.delegate = delegate
             c.uses = 1
             do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }
+            server.health.requestSent()
             return c
         } catch {
             server.active -= 1

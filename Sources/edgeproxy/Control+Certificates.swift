@@ -33,6 +33,7 @@ extension Control {
             && (new.tls.defaultName != settings.tls.defaultName || new.tls.strictSNI != settings.tls.strictSNI) {
             transaction.refreshSnapshot()
         }
+        health.apply(new.upstreams)  // before the loops take the new upstreams
         server?.apply(new)
         let directoryChanged = new.tls.certificateDirectory != settings.tls.certificateDirectory || new.tls.watch != settings.tls.watch
         reloadACME(settings.acme, new.acme)
@@ -52,7 +53,7 @@ extension Control {
             switch route {
             // Thread-safe state only, and never behind a reload or an etcd call on the control queue:
             // a load balancer's health check must not wait for etcd.
-            case .health, .metrics, .clusterStatus:
+            case .health, .metrics, .clusterStatus, .upstreams:
                 return handleAdmin(route, request)
             // A request to the CA: never on the control queue.
             case .acmeRevoke:
@@ -86,7 +87,8 @@ extension Control {
                 }
             }.sorted { $0.name < $1.name }
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                 body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics, cluster: clusterMetrics))
+                                 body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics, cluster: clusterMetrics,
+                                                             upstreams: upstreamMetrics))
         case .listCertificates:
             let list = transaction.read { catalog in
                 catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value) }
@@ -112,11 +114,13 @@ extension Control {
             return revokeACME(name, reason: reason)
         case .clusterStatus:
             return clusterStatusJSON()
+        case .upstreams:
+            return AdminResponse(status: 200, body: health.statusJSON())
         case .reload:
             let report = reloadConfiguration(trigger: "api")
             return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
         case .notFound:
-            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, POST /acme/revoke/NAME, GET /cluster, GET /healthz, GET /metrics)")
+            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /healthz, GET /metrics)")
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

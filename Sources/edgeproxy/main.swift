@@ -7,6 +7,7 @@ import EventLoop
 import Foundation
 import Front
 import Glibc
+import Health
 import TLS
 
 // edgeproxy run|check|cluster import|cluster reseal|acme revoke NAME --config FILE
@@ -78,6 +79,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var dns01: (provider: String, activity: DNS01Activity)?
     /// The etcd sync, membership and ACME storage (Control+Cluster.swift); nil: a single node.
     var cluster: ClusterParts?
+    /// Active health checks of the upstream servers (Control+Health.swift).
+    let health = HealthChecker()
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
@@ -175,6 +178,7 @@ if loaded.count == 0 {
 
 signal(SIGPIPE, SIG_IGN)
 let store = control.transaction.openStore(alpnChallenges: alpnChallenges, onDemand: control.onDemand)
+control.health.apply(settings.upstreams)  // before the loops build their pools
 let server = Server(settings: settings, store: store, challenges: httpChallenges)
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")

@@ -1,5 +1,6 @@
 import Testing
 @testable import Admin
+import Metrics
 
 @Suite struct AdminRouterTests {
     @Test func routes() {
@@ -16,6 +17,8 @@ import Testing
         #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/a.test") == .acmeRevoke("a.test", reason: nil))
         #expect(AdminRouter.route(method: "GET", path: "/acme/revoke/a.test") == .methodNotAllowed(allow: "POST"))
         #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/../x") == .notFound)
+        #expect(AdminRouter.route(method: "GET", path: "/upstreams") == .upstreams)
+        #expect(AdminRouter.route(method: "POST", path: "/upstreams") == .methodNotAllowed(allow: "GET"))
     }
 
     @Test func namesCannotEscapeTheDirectory() {
@@ -36,5 +39,22 @@ import Testing
     @Test func withoutATokenOnlyLoopbackIsServed() {
         #expect(AdminRouter.authorize(token: nil, authorization: nil, peerIsLoopback: true) == nil)
         #expect(AdminRouter.authorize(token: nil, authorization: nil, peerIsLoopback: false)?.status == 403)
+    }
+
+    @Test func upstreamServerFamilies() {
+        let text = PrometheusText.render(Metrics(), certificates: [], upstreams: [
+            PrometheusText.UpstreamServer(upstream: "app", server: "127.0.0.1:9000", up: false, checks: (passed: 5, failed: 3),
+                                          lastCheckSeconds: 0.0125, requests: 42),
+            PrometheusText.UpstreamServer(upstream: "app", server: "127.0.0.1:9001", up: true, checks: nil, lastCheckSeconds: nil, requests: 7),
+        ])
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        #expect(lines.contains(#"edgeproxy_upstream_server_up{upstream="app",server="127.0.0.1:9000"} 0"#))
+        #expect(lines.contains(#"edgeproxy_upstream_server_up{upstream="app",server="127.0.0.1:9001"} 1"#))
+        #expect(lines.contains(#"edgeproxy_upstream_health_checks_total{upstream="app",server="127.0.0.1:9000",result="passed"} 5"#))
+        #expect(lines.contains(#"edgeproxy_upstream_health_checks_total{upstream="app",server="127.0.0.1:9000",result="failed"} 3"#))
+        #expect(lines.contains(#"edgeproxy_upstream_health_check_seconds{upstream="app",server="127.0.0.1:9000"} 0.012500"#))
+        #expect(lines.contains(#"edgeproxy_upstream_requests_total{upstream="app",server="127.0.0.1:9001"} 7"#))
+        // An unchecked server has no check samples.
+        #expect(!text.contains(#"edgeproxy_upstream_health_checks_total{upstream="app",server="127.0.0.1:9001""#))
     }
 }

@@ -23,6 +23,36 @@ import Testing
         #expect(client.requestCount == 2)
     }
 
+    @Test func aHostHeaderReplacesTheURLsOnce() throws {
+        // Answers each request with its own head, lower-cased.
+        let server = try ScriptedServer { c in
+            while let request = c.readRequest() { c.send(Self.ok(request.lowercased())) }
+        }
+        let client = HTTPClient()
+        let named = try client.request(method: "GET", url: "http://127.0.0.1:\(server.port)/", headers: [HTTPField(name: "host", value: "app.example")])
+        let plain = try client.request(method: "GET", url: "http://127.0.0.1:\(server.port)/")
+        let namedHead = String(decoding: named.body, as: UTF8.self), plainHead = String(decoding: plain.body, as: UTF8.self)
+        #expect(namedHead.components(separatedBy: "host:").count == 2 && namedHead.contains("\r\nhost: app.example\r\n"))
+        #expect(plainHead.contains("\r\nhost: 127.0.0.1:\(server.port)\r\n"))
+    }
+
+    @Test func thePreambleOpensEveryNewConnection() throws {
+        // Answers each request with everything the connection carried before its request line.
+        let server = try ScriptedServer { c in
+            while let request = c.readRequest() {
+                let lead = request.components(separatedBy: "GET /").first ?? ""
+                c.send(Self.ok(lead, close: true))
+            }
+        }
+        var options = HTTPClient.Options()
+        options.preamble = Array("PROXY UNKNOWN\r\n".utf8)
+        let client = HTTPClient(options: options)
+        for _ in 0..<2 {  // the server closes: the second request is on a new connection, with its own preamble
+            let r = try client.request(method: "GET", url: "http://127.0.0.1:\(server.port)/")
+            #expect(String(decoding: r.body, as: UTF8.self) == "PROXY UNKNOWN\r\n")
+        }
+    }
+
     @Test func reconnectsOnceWhenTheIdleConnectionWasClosed() throws {
         // Answers one request per connection and closes without saying so.
         let server = try ScriptedServer { c in

@@ -380,13 +380,14 @@ def module_proxies(edgeproxy_bin, pki, tmp_path_factory):
 # ----- origins --------------------------------------------------------------------------------
 
 class OriginProc:
-    """origin.py in a subprocess. `.addr` is "127.0.0.1:PORT" for upstream server lists."""
+    """origin.py in a subprocess. `.addr` is "127.0.0.1:PORT" for upstream server lists; `port`
+    starts it on a given port (e.g. again where a stopped one was)."""
 
-    def __init__(self, name: str = "origin", host: str = "127.0.0.1"):
+    def __init__(self, name: str = "origin", host: str = "127.0.0.1", port: int = 0):
         self.name = name
         self.host = host
         self.proc = subprocess.Popen([sys.executable, str(HERE / "origin.py"), "--name", name, "--host", host,
-                                      "--exit-on-stdin-eof"],
+                                      "--port", str(port), "--exit-on-stdin-eof"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         ready, _, _ = select.select([self.proc.stdout], [], [], 15)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -431,8 +432,8 @@ class OriginFactory:
     def __init__(self):
         self.items: list[OriginProc] = []
 
-    def __call__(self, name: str = "origin", host: str = "127.0.0.1") -> OriginProc:
-        o = OriginProc(name, host)
+    def __call__(self, name: str = "origin", host: str = "127.0.0.1", port: int = 0) -> OriginProc:
+        o = OriginProc(name, host, port)
         self.items.append(o)
         return o
 
