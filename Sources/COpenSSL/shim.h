@@ -36,6 +36,8 @@ static inline int COpenSSL_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
 static inline int COpenSSL_CLIENT_HELLO_SUCCESS(void) { return SSL_CLIENT_HELLO_SUCCESS; }
 static inline int COpenSSL_CLIENT_HELLO_ERROR(void) { return SSL_CLIENT_HELLO_ERROR; }
 static inline int COpenSSL_CLIENT_HELLO_RETRY(void) { return SSL_CLIENT_HELLO_RETRY; }
+static inline long COpenSSL_SSL_set1_verify_cert_store(SSL *s, X509_STORE *st) { return SSL_set1_verify_cert_store(s, st); }
+static inline unsigned long COpenSSL_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
 static inline int COpenSSL_AD_UNRECOGNIZED_NAME(void) { return SSL_AD_UNRECOGNIZED_NAME; }
 static inline int COpenSSL_TLSEXT_ERR_OK(void) { return SSL_TLSEXT_ERR_OK; }
 static inline int COpenSSL_TLSEXT_ERR_NOACK(void) { return SSL_TLSEXT_ERR_NOACK; }

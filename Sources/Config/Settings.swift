@@ -65,6 +65,31 @@ public struct ProxyProtocolSettings: Sendable, Equatable {
     public init(from: [CIDR]) { self.from = from }
 }
 
+/// Mutual TLS: which clients must (or may) present a certificate from `ca`, and how the origin
+/// hears of it.
+public struct ClientAuthSettings: Sendable, Equatable {
+    /// PEM file of the CAs client certificates chain to.
+    public var ca: String
+    /// PEM CRL file(s) checked for every certificate of a client's chain; nil: none.
+    public var crl: String?
+    /// `required`: no verified certificate, no handshake. `optional`: the handshake goes on and
+    /// only a verified certificate is reported.
+    public var required = true
+    /// https listeners it applies to; empty: all.
+    public var listeners: [SocketAddressSpec] = []
+    /// Server names (exact or "*.name") it applies to; empty: every handshake on those listeners.
+    public var names: [String] = []
+    /// Request fields the verified certificate is forwarded in (nil: not forwarded). Copies a
+    /// client sent are always removed.
+    public var subjectHeader: String? = "X-Client-Cert-Subject"
+    public var sansHeader: String? = "X-Client-Cert-SANs"
+    public var fingerprintHeader: String? = "X-Client-Cert-SHA256"
+    public init(ca: String) { self.ca = ca }
+
+    /// The header names a client must never supply itself.
+    public var headerNames: [String] { [subjectHeader, sansHeader, fingerprintHeader].compactMap { $0 } }
+}
+
 public struct CertificateFiles: Sendable, Equatable {
     public var cert: String
     public var key: String
@@ -90,6 +115,8 @@ public struct TLSSettings: Sendable, Equatable {
     public var selfSignedNames: [String]
     /// Watch `certificateDirectory` with inotify and apply changes as they land.
     public var watch = true
+    /// Client certificates (mutual TLS); nil: none asked for.
+    public var clientAuth: ClientAuthSettings?
     public init(certificateDirectory: String?, certificates: [CertificateFiles], defaultName: String?,
                 strictSNI: Bool, minVersion: TLSVersion, sessionTickets: Int, ticketKeyRotation: Double,
                 selfSignedNames: [String]) {

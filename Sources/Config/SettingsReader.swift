@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import Yams
 
 /// Builds `Settings` section by section from the composed tree. Each section reader owns its
@@ -21,7 +22,7 @@ struct SettingsReader {
         var settings = Settings(
             workers: try workers(map["workers"]),
             listen: try listen(map["listen"]),
-            tls: try tls(map["tls"]),
+            tls: try tls(map["tls"], listen: try listen(map["listen"])),
             timeouts: try timeouts(map["timeouts"]),
             limits: try limits(map["limits"]),
             upstreams: upstreams,
@@ -139,9 +140,53 @@ struct SettingsReader {
     // MARK: - tls
 
     static let tlsKeys = ["certificate_dir", "certificates", "default", "strict_sni", "min_version",
-                          "session_tickets", "ticket_key_rotation", "self_signed", "watch"]
+                          "session_tickets", "ticket_key_rotation", "self_signed", "watch", "client_auth"]
 
-    func tls(_ node: Node?) throws(ConfigError) -> TLSSettings {
+    /// `tls.client_auth`: ca (required), crl, mode, listeners, names, headers.
+    func clientAuth(_ node: Node, listen: Listen) throws(ConfigError) -> ClientAuthSettings {
+        let map = try mapping(node, name: "tls.client_auth", keys: ["ca", "crl", "mode", "listeners", "names", "headers"])
+        guard let caNode = map["ca"] else {
+            throw source.error("tls.client_auth needs `ca`: a PEM file of the CAs that issue the client certificates", at: node)
+        }
+        func readable(_ value: Node, _ what: String) throws(ConfigError) -> String {
+            let path = try source.path(value)
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw source.error("tls.client_auth.\(what): cannot read \(quoted(path))", at: value)
+            }
+            return path
+        }
+        var settings = ClientAuthSettings(ca: try readable(caNode, "ca"))
+        if let value = map["crl"] { settings.crl = try readable(value, "crl") }
+        if let value = map["mode"] { settings.required = try source.choice(value, ["required", "optional"]) == "required" }
+        if let value = map["listeners"] {
+            for item in try source.list(value, of: "tls.client_auth.listeners") {
+                let address = try source.address(item)
+                guard listen.https.contains(address) else { throw source.error("\(quoted(address.description)) is not one of listen.https", at: item) }
+                settings.listeners.append(address)
+            }
+        }
+        if let value = map["names"] {
+            settings.names = try source.list(value, of: "tls.client_auth.names").map { (n) throws(ConfigError) in try source.hostPattern(n, wildcard: true) }
+        }
+        if let value = map["headers"] {
+            let headers = try mapping(value, name: "tls.client_auth.headers", keys: ["subject", "sans", "fingerprint"])
+            func name(_ key: String) throws(ConfigError) -> String? {
+                guard let n = headers[key] else { return nil }
+                if n.isNull { return nil }
+                let text = try source.string(n, expected: "a header name like X-Client-Cert-Subject, or null")
+                guard !text.isEmpty, text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }) else {
+                    throw source.error("expected a header name like X-Client-Cert-Subject, got \(n.foundDescription)", at: n)
+                }
+                return text
+            }
+            if headers["subject"] != nil { settings.subjectHeader = try name("subject") }
+            if headers["sans"] != nil { settings.sansHeader = try name("sans") }
+            if headers["fingerprint"] != nil { settings.fingerprintHeader = try name("fingerprint") }
+        }
+        return settings
+    }
+
+    func tls(_ node: Node?, listen: Listen) throws(ConfigError) -> TLSSettings {
         let map = try mapping(node, name: "tls", keys: Self.tlsKeys)
         var settings = TLSSettings(certificateDirectory: nil, certificates: [], defaultName: nil, strictSNI: false,
                                    minVersion: .tls12, sessionTickets: 2, ticketKeyRotation: 3600,
@@ -161,6 +206,7 @@ struct SettingsReader {
         if let value = map["session_tickets"] { settings.sessionTickets = try source.int(value, in: 0...16) }
         if let value = map["ticket_key_rotation"] { settings.ticketKeyRotation = try source.duration(value) }
         if let value = map["watch"] { settings.watch = try source.bool(value) }
+        if let value = map["client_auth"] { settings.clientAuth = try clientAuth(value, listen: listen) }
         if let value = map["self_signed"] {
             settings.selfSignedNames = []
             for item in try source.list(value, of: "tls.self_signed") {

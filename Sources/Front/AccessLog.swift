@@ -19,6 +19,8 @@ public final class AccessLog: Sendable {
     struct Entry {
         var client: String
         var sni: String?
+        /// SHA-256 of the client's verified certificate (mutual TLS).
+        var clientCertificate: String? = nil
         var host: String?
         var method: String
         var path: String
@@ -33,7 +35,8 @@ public final class AccessLog: Sendable {
 
     func write(_ e: Entry) {
         guard let fd else { return }
-        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(JSON.string(e.client)),\"sni\":\(JSON.string(e.sni)),\"host\":\(JSON.string(e.host)),"
+        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(JSON.string(e.client)),\"sni\":\(JSON.string(e.sni)),"
+            + (e.clientCertificate.map { "\"client_cert_sha256\":\(JSON.string($0))," } ?? "") + "\"host\":\(JSON.string(e.host)),"
         line += "\"method\":\(JSON.string(e.method)),\"path\":\(JSON.string(e.path)),\"status\":\(e.status),\"bytes_in\":\(e.bytesIn),"
         line += "\"bytes_out\":\(e.bytesOut),\"upstream\":\(JSON.string(e.upstream)),\"duration_ms\":\(ms(e.durationMS)),"
         line += "\"upstream_ms\":\(e.upstreamMS.map(ms) ?? "null"),\"protocol\":\(JSON.string(e.proto))}\n"

@@ -24,6 +24,8 @@ final class ClientConnection: Pollable, Downstream {
     private var heldForCertificate = false
     /// Set on listeners that expect a PROXY header ahead of the connection's own bytes.
     private let proxyHeader: ProxyHeaderReader?
+    /// The client's verified certificate (mutual TLS), read once after the handshake.
+    private(set) lazy var clientIdentity: ClientIdentity? = tls?.clientCertificate
     /// The address the client connected to (a PROXY header's destination when there was one):
     /// asked of the kernel only for upstreams that send a PROXY header themselves.
     private(set) lazy var local: SocketAddress? = Socket.localAddress(fd)
@@ -65,11 +67,12 @@ final class ClientConnection: Pollable, Downstream {
         var responseHeadSent = false
     }
 
-    init(fd: Int32, peer: SocketAddress, role: ListenerRole, proxyHeader: ProxyHeaderReader?, worker: Worker) throws {
-        self.fd = fd; self.peer = peer; self.role = role; self.proxyHeader = proxyHeader; self.worker = worker
+    /// `tls`: the listener's context (https), nil for the port-80 role.
+    init(fd: Int32, peer: SocketAddress, tls context: TLSContext?, proxyHeader: ProxyHeaderReader?, worker: Worker) throws {
+        self.fd = fd; self.peer = peer; self.role = context == nil ? .redirect : .https; self.proxyHeader = proxyHeader; self.worker = worker
         let limits = worker.config.settings.limits
         parser = RequestParser(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders)
-        tls = role == .https ? try TLSConnection(front: worker.front, fd: fd) : nil
+        tls = try context.map { context throws(TLSError) in try TLSConnection(front: context, fd: fd) }
         phase = proxyHeader != nil ? .proxyHeader : tls != nil ? .handshake : .http
         try worker.loop.register(fd, self)
     }
@@ -313,6 +316,7 @@ final class ClientConnection: Pollable, Downstream {
         var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
         fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
         if forwarded { RequestPolicy.addForwarded(&fields, client: clientHost, host: head.host) }
+        if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&fields, clientIdentity, auth) }
         let length: Int64?
         switch head.framing {
         case .none: length = 0
@@ -640,7 +644,8 @@ final class ClientConnection: Pollable, Downstream {
         let now = monotonicNanos()  // not the loop's cached clock: a local response ends in the wake-up it began
         let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }
         worker.accessLog.write(AccessLog.Entry(
-            client: peer.description, sni: tls?.serverName, host: r.head.host, method: r.head.method, path: r.head.target,
+            client: peer.description, sni: tls?.serverName, clientCertificate: worker.config.settings.tls.clientAuth == nil ? nil : clientIdentity?.sha256,
+            host: r.head.host, method: r.head.method, path: r.head.target,
             status: r.status, bytesIn: r.bodyBytes, bytesOut: r.bytesOut, upstream: r.exchange?.upstreamAddress,
             durationMS: Double(now - r.startedAt) / 1e6, upstreamMS: upstreamMS,
             proto: role == .https ? "HTTP/1.\(r.head.versionMinor)" : "HTTP/1.\(r.head.versionMinor) (plain)"))

@@ -1,6 +1,7 @@
 import Config
 import HTTP1
 import Proxy
+import TLS
 
 /// Request rules shared by the HTTP/1 and HTTP/2 fronts, so each is written once.
 enum RequestPolicy {
@@ -15,6 +16,19 @@ enum RequestPolicy {
         fields.removeAll { HTTPField.nameEquals($0.name, "x-forwarded-proto") || HTTPField.nameEquals($0.name, "x-forwarded-host") }
         fields.append(HTTPField(name: "X-Forwarded-Proto", value: "https"))
         if let host { fields.append(HTTPField(name: "X-Forwarded-Host", value: host)) }
+    }
+
+    /// Mutual TLS: copies of the identity fields a client sent are always dropped (a client must
+    /// not be able to claim a certificate), then the verified certificate's are added.
+    static func addClientCertificate(_ fields: inout [HTTPField], _ identity: ClientIdentity?, _ auth: ClientAuthSettings) {
+        let names = auth.headerNames
+        fields.removeAll { f in names.contains { HTTPField.nameEquals($0, f.name) } }
+        guard let identity else { return }
+        if let name = auth.subjectHeader { fields.append(HTTPField(name: name, value: identity.subject)) }
+        if let name = auth.sansHeader, !identity.subjectAltNames.isEmpty {
+            fields.append(HTTPField(name: name, value: identity.subjectAltNames.joined(separator: ", ")))
+        }
+        if let name = auth.fingerprintHeader { fields.append(HTTPField(name: name, value: identity.sha256)) }
     }
 
     /// The body limit for a route: its own, else the global one (0 = unlimited).

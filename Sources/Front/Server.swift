@@ -21,21 +21,29 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets,
                                  http2: settings.http2.enabled)
         let front = try TLSContext(front: store, options: options)
+        // Listeners asking for client certificates get a context of their own.
+        let mutual = try settings.tls.clientAuth.map { a in
+            try TLSContext(front: store, options: options,
+                           clientAuth: try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names))
+        }
         let accessLog = try AccessLog(settings.log.access)
         let config = RuntimeConfig(settings)
-        var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?)] = []
+        var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSContext?)] = []
         for (specs, role) in [(settings.listen.https, ListenerRole.https), (settings.listen.http, .redirect)] {
             for a in specs {
                 let proxyHeader = settings.listen.proxyProtocolSources(for: a).map(ProxyHeaderReader.init(trusted:))
-                addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), role, proxyHeader))
+                var context: TLSContext? = role == .https ? front : nil
+                if role == .https, let auth = settings.tls.clientAuth, auth.listeners.isEmpty || auth.listeners.contains(a) { context = mutual }
+                addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), role, proxyHeader, context))
             }
         }
         for i in 0..<settings.workers {
             let loop = try EventLoop(index: i)
             let worker = Worker(loop: loop, front: front, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
                                 config: config)
-            for (address, role, proxyHeader) in addresses {
-                worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, proxyHeader: proxyHeader, worker: worker))
+            for (address, role, proxyHeader, context) in addresses {
+                worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, proxyHeader: proxyHeader, tls: context,
+                                                     worker: worker))
             }
             workers.append(worker)
         }

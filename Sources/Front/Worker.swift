@@ -84,12 +84,14 @@ final class Listener: Pollable {
     let role: ListenerRole
     /// Set when connections here start with a PROXY header from a trusted balancer.
     let proxyHeader: ProxyHeaderReader?
+    /// The TLS context of this listener's connections (https only): client certificates differ per listener.
+    let tls: TLSContext?
     unowned let worker: Worker
     private var paused = false
     private var closed = false
 
-    init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, worker: Worker) throws(SystemError) {
-        self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.worker = worker
+    init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?, worker: Worker) throws(SystemError) {
+        self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.tls = tls; self.worker = worker
         try worker.loop.registerListener(fd, self)
     }
 
@@ -104,7 +106,7 @@ final class Listener: Pollable {
             guard let (client, peer) = accepted else { return }
             Socket.setNoDelay(client)
             do {
-                let c = try ClientConnection(fd: client, peer: peer, role: role, proxyHeader: proxyHeader, worker: worker)
+                let c = try ClientConnection(fd: client, peer: peer, tls: tls, proxyHeader: proxyHeader, worker: worker)
                 worker.opened(c)
                 c.start()
             } catch {

@@ -53,12 +53,16 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     let ctx: OpaquePointer
     /// Kept alive for as long as the context can call into it.
     private let selectorBox: Unmanaged<SelectorBox>
+    private let clientAuth: ClientCertificatePolicy?
 
-    public init(front selector: CertificateSelector, options: TLSOptions) throws(TLSError) {
+    /// `clientAuth`: client certificates asked of the handshakes it covers (nil: never).
+    public init(front selector: CertificateSelector, options: TLSOptions, clientAuth: ClientCertificatePolicy? = nil) throws(TLSError) {
         ctx = try Self.makeContext(options)
         let box = Unmanaged.passRetained(SelectorBox(selector))
         selectorBox = box
+        self.clientAuth = clientAuth
         SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
+        if let clientAuth { SSL_CTX_set_ex_data(ctx, TLSContext.clientAuthIndex, Unmanaged.passUnretained(clientAuth).toOpaque()) }
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
         SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
         if options.sessionTickets > 0 {
@@ -72,6 +76,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     }
 
     static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+    /// The context's `ClientCertificatePolicy`, when it has one (owned by the context).
+    static let clientAuthIndex = COpenSSL_SSL_CTX_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
     static let acmeChallengeIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that has waited for a certificate once.
@@ -133,7 +139,13 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
         alert?.pointee = COpenSSL_AD_INTERNAL_ERROR()
         return COpenSSL_CLIENT_HELLO_ERROR()
     }
-    if chosen.acmeChallenge { SSL_set_ex_data(ssl, TLSContext.acmeChallengeIndex, UnsafeMutableRawPointer(bitPattern: 1)) }
+    if chosen.acmeChallenge {
+        SSL_set_ex_data(ssl, TLSContext.acmeChallengeIndex, UnsafeMutableRawPointer(bitPattern: 1))
+    } else if let raw = SSL_CTX_get_ex_data(front, TLSContext.clientAuthIndex) {
+        // Never of a CA validating TLS-ALPN-01: it has no client certificate to give.
+        let policy = Unmanaged<ClientCertificatePolicy>.fromOpaque(raw).takeUnretainedValue()
+        if policy.covers(hello.serverName) { policy.request(on: ssl) }
+    }
     return COpenSSL_CLIENT_HELLO_SUCCESS()
 }
 

@@ -73,15 +73,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
 class TestPKI:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, name: str = "edgeproxy test CA"):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.datetime.now(datetime.timezone.utc)
         self.ca_cert = (
             x509.CertificateBuilder()
-            .subject_name(_name("edgeproxy test CA"))
-            .issuer_name(_name("edgeproxy test CA"))
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
             .public_key(self.ca_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -99,8 +99,9 @@ class TestPKI:
         self.ca_path.write_bytes(self.ca_pem)
 
     def issue(self, names: list[str], key_type: str = "ec", serial: int | None = None,
-              days: int = 30) -> Leaf:
-        """Mint a leaf for `names` (DNS SANs; IP literals become IP SANs) with a new serial."""
+              days: int = 30, client: bool = False) -> Leaf:
+        """Mint a leaf for `names` (DNS SANs; IP literals become IP SANs) with a new serial; `client`:
+        a client certificate (clientAuth) instead of a server one."""
         if key_type == "ec":
             key = ec.generate_private_key(ec.SECP256R1())
         elif key_type == "rsa":
@@ -125,7 +126,8 @@ class TestPKI:
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
                            critical=False)
             .sign(self.ca_key, hashes.SHA256())
@@ -151,3 +153,15 @@ def describe_der(der: bytes) -> dict:
 def describe_pem(pem: bytes) -> dict:
     cert = x509.load_pem_x509_certificate(pem)
     return describe_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def crl_pem(pki: TestPKI, revoked: list[int]) -> bytes:
+    """A CRL of `pki`'s CA listing these serials as revoked, PEM."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(pki.ca_cert.subject)
+               .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=1)))
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - datetime.timedelta(minutes=1)).build())
+    return builder.sign(pki.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
