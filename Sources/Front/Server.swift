@@ -39,7 +39,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         }
         for i in 0..<settings.workers {
             let loop = try EventLoop(index: i)
-            let worker = Worker(loop: loop, front: front, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
+            let worker = Worker(loop: loop, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
                                 config: config)
             for (address, role, proxyHeader, context) in addresses {
                 worker.listeners.append(try Listener(fd: try Socket.listen(address), role: role, proxyHeader: proxyHeader, tls: context,

@@ -16,7 +16,6 @@ final class RuntimeConfig: Sendable {
 /// runs on the loop's thread; other threads reach it only through `loop.execute`.
 final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let loop: EventLoop
-    let front: TLSContext
     let challenges: ChallengeTable
     /// Obtains certificates while handshakes for names without one wait; nil: off.
     let onDemand: CertificateOnDemand?
@@ -30,9 +29,9 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
-    init(loop: EventLoop, front: TLSContext, challenges: ChallengeTable, onDemand: CertificateOnDemand?, accessLog: AccessLog,
+    init(loop: EventLoop, challenges: ChallengeTable, onDemand: CertificateOnDemand?, accessLog: AccessLog,
          config: RuntimeConfig) {
-        self.loop = loop; self.front = front; self.challenges = challenges; self.onDemand = onDemand
+        self.loop = loop; self.challenges = challenges; self.onDemand = onDemand
         self.accessLog = accessLog; self.config = config
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
     }
