@@ -150,6 +150,9 @@ case .failure(let e):
 Log.setDebug(settings.log.level == "debug")
 if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
 if let revokeName { exit(ACMECommand.revoke(revokeName, reason: revokeReason, settings: settings)) }
+// A SIGHUP before its handler is installed (below, once serving) must not end the process, which
+// the default action would: a supervisor may reload as soon as the port answers.
+signal(SIGHUP, SIG_IGN)
 let control = Control(configPath: configPath, settings: settings)
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
