@@ -73,6 +73,10 @@ public struct TLSSettings: Sendable, Equatable {
     public var selfSignedNames: [String]
     /// Watch `certificateDirectory` with inotify and apply changes as they land.
     public var watch = true
+    /// Staple OCSP responses for certificates whose leaf names a responder.
+    public var ocspStapling = true
+    /// Where OCSP responses are kept across restarts (nil: not kept).
+    public var ocspCache: String?
     public init(certificateDirectory: String?, certificates: [CertificateFiles], defaultName: String?,
                 strictSNI: Bool, minVersion: TLSVersion, sessionTickets: Int, ticketKeyRotation: Double,
                 selfSignedNames: [String]) {

@@ -108,7 +108,8 @@ struct SettingsReader {
     // MARK: - tls
 
     static let tlsKeys = ["certificate_dir", "certificates", "default", "strict_sni", "min_version",
-                          "session_tickets", "ticket_key_rotation", "self_signed", "watch"]
+                          "session_tickets", "ticket_key_rotation", "self_signed", "watch",
+                          "ocsp_stapling", "ocsp_cache"]
 
     func tls(_ node: Node?) throws(ConfigError) -> TLSSettings {
         let map = try mapping(node, name: "tls", keys: Self.tlsKeys)
@@ -130,6 +131,9 @@ struct SettingsReader {
         if let value = map["session_tickets"] { settings.sessionTickets = try source.int(value, in: 0...16) }
         if let value = map["ticket_key_rotation"] { settings.ticketKeyRotation = try source.duration(value) }
         if let value = map["watch"] { settings.watch = try source.bool(value) }
+        if let value = map["ocsp_stapling"] { settings.ocspStapling = try source.bool(value) }
+        settings.ocspCache = source.resolve(path: "ocsp-cache")
+        if let value = map["ocsp_cache"] { settings.ocspCache = try source.path(value) }
         if let value = map["self_signed"] {
             settings.selfSignedNames = []
             for item in try source.list(value, of: "tls.self_signed") {

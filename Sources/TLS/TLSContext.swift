@@ -60,6 +60,7 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         selectorBox = box
         SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
+        _ = COpenSSL_SSL_CTX_set_tlsext_status_cb(ctx, ocspStatusCallback)
         SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
         if options.sessionTickets > 0 {
             COpenSSL_SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketKeyCallback)
@@ -134,6 +135,7 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
         return COpenSSL_CLIENT_HELLO_ERROR()
     }
     if chosen.acmeChallenge { SSL_set_ex_data(ssl, TLSContext.acmeChallengeIndex, UnsafeMutableRawPointer(bitPattern: 1)) }
+    chosen.staple(on: ssl)
     return COpenSSL_CLIENT_HELLO_SUCCESS()
 }
 

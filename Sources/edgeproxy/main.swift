@@ -7,6 +7,7 @@ import EventLoop
 import Foundation
 import Front
 import Glibc
+import OCSP
 import TLS
 
 // edgeproxy run|check|cluster import|cluster reseal|acme revoke NAME --config FILE
@@ -78,6 +79,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var dns01: (provider: String, activity: DNS01Activity)?
     /// The etcd sync, membership and ACME storage (Control+Cluster.swift); nil: a single node.
     var cluster: ClusterParts?
+    /// OCSP stapling (Control+OCSP.swift); nil: `tls.ocsp_stapling` off.
+    var ocsp: OCSPStapler?
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
@@ -148,6 +151,7 @@ Log.setDebug(settings.log.level == "debug")
 if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
 if let revokeName { exit(ACMECommand.revoke(revokeName, reason: revokeReason, settings: settings)) }
 let control = Control(configPath: configPath, settings: settings)
+if command == "run" { control.prepareOCSP() }
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
 do { try control.prepareCluster(http: httpChallenges, alpn: alpnChallenges) } catch {
@@ -188,6 +192,7 @@ do { try control.startAdmin() } catch {
 control.queue.sync { control.files.startWatcher() }
 control.installSignalsAndTimers()
 control.startWarmUp()
+control.startOCSP()
 control.startCluster()
 control.startOnDemand(store: store)
 control.acme?.manager.start()
