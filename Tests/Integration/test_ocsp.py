@@ -104,6 +104,20 @@ def stapled_good(out: str) -> bool:
     return "OCSP Response Status: successful" in out and "Cert Status: good" in out
 
 
+def assert_no_staple(p, name: str) -> None:
+    out = handshake(p, name)
+    assert "OCSP response: no response sent" in out and not stapled_good(out)
+
+
+def serve_until_fetched(proxies, name: str, leaf, result: str):
+    """A proxy serving `leaf`, once a responder answer counted as `result`; it staples nothing."""
+    admin = Admin(free_port())
+    p = serve(proxies, {name.split(".")[0]: leaf}, admin.port)
+    wait_until(lambda: metric(admin.metrics(), "edgeproxy_ocsp_fetches_total", result=result) >= 1, 20, 0.2, f"a fetch ({result})")
+    assert_no_staple(p, name)
+    return p, admin
+
+
 def ocsp_of(admin: Admin, name: str):
     status, listing = admin.json("GET", "/certificates")
     assert status == 200
@@ -146,11 +160,7 @@ def test_handshakes_carry_the_staple_kept_through_a_responder_outage_and_a_resta
 def test_a_responder_down_at_start_leaves_serving_unaffected_and_is_retried(pki, proxies, responders):
     port = free_port()
     leaf = pki.issue(["down.test"], ocsp_url=f"http://127.0.0.1:{port}/")
-    admin = Admin(free_port())
-    p = serve(proxies, {"down": leaf}, admin.port)
-    wait_until(lambda: metric(admin.metrics(), "edgeproxy_ocsp_fetches_total", result="error") >= 1, 20, 0.2, "a failed fetch")
-    out = handshake(p, "down.test")
-    assert "OCSP response: no response sent" in out and not stapled_good(out)
+    p, admin = serve_until_fetched(proxies, "down.test", leaf, "error")
     state = ocsp_of(admin, "down.test")
     assert state["status"] == "failed" and "no answer" in state["error"]
     # Retried with backoff (first retry after 30 s ± 20 %): once the responder answers, it staples.
@@ -178,8 +188,7 @@ def test_refreshed_before_next_update_and_dropped_once_it_passes(pki, proxies, r
     wait = (second - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
     assert 0 < wait < 60
     time.sleep(wait + 1.5)
-    out = handshake(p, "short.test")
-    assert "OCSP response: no response sent" in out and not stapled_good(out)
+    assert_no_staple(p, "short.test")
     assert ocsp_of(admin, "short.test")["status"] in ("expired", "failed")
     assert metric(admin.metrics(), "edgeproxy_ocsp_staples", state="good") == 0
 
@@ -188,11 +197,7 @@ def test_a_responder_signing_for_another_issuer_is_not_stapled(pki, proxies, res
     port = free_port()
     leaf = pki.issue(["foreign.test"], ocsp_url=f"http://127.0.0.1:{port}/")
     responders(pki, [(leaf, "V")], port=port, signer=TestPKI(tmp_path / "other-ca"))
-    admin = Admin(free_port())
-    p = serve(proxies, {"foreign": leaf}, admin.port)
-    wait_until(lambda: metric(admin.metrics(), "edgeproxy_ocsp_fetches_total", result="invalid") >= 1, 20, 0.2, "a refused response")
-    out = handshake(p, "foreign.test")
-    assert "OCSP response: no response sent" in out and not stapled_good(out)
+    p, admin = serve_until_fetched(proxies, "foreign.test", leaf, "invalid")
     state = ocsp_of(admin, "foreign.test")
     assert state["status"] == "failed" and "issuer" in state["error"]
     assert "response from" in p.stderr() and "refused" in p.stderr()
@@ -202,11 +207,7 @@ def test_a_revoked_certificate_is_not_stapled(pki, proxies, responders):
     port = free_port()
     leaf = pki.issue(["revoked.test"], ocsp_url=f"http://127.0.0.1:{port}/")
     responders(pki, [(leaf, "R")], port=port)
-    admin = Admin(free_port())
-    p = serve(proxies, {"revoked": leaf}, admin.port)
-    wait_until(lambda: metric(admin.metrics(), "edgeproxy_ocsp_fetches_total", result="revoked") >= 1, 20, 0.2, "a revoked answer")
-    out = handshake(p, "revoked.test")
-    assert "OCSP response: no response sent" in out and not stapled_good(out)
+    p, admin = serve_until_fetched(proxies, "revoked.test", leaf, "revoked")
     assert ocsp_of(admin, "revoked.test")["status"] == "revoked"
     assert metric(admin.metrics(), "edgeproxy_ocsp_staples", state="revoked") == 1
     assert "REVOKED" in p.stderr()
@@ -216,8 +217,7 @@ def test_a_certificate_without_an_ocsp_url_has_no_staple_and_no_fetch(pki, proxi
     leaf = pki.issue(["plain.test"])
     admin = Admin(free_port())
     p = serve(proxies, {"plain": leaf}, admin.port)
-    out = handshake(p, "plain.test")
-    assert "OCSP response: no response sent" in out
+    assert_no_staple(p, "plain.test")
     time.sleep(2)  # the stapler has long looked at it
     assert ocsp_of(admin, "plain.test") is None
     text = admin.metrics()
