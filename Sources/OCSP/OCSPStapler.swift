@@ -116,7 +116,7 @@ public final class OCSPStapler: @unchecked Sendable {  // `entries` and `client`
         }
         if let cache, let der = cache.load(request.certIDHash) {
             if case .good(let thisUpdate, let nextUpdate) = request.check(response: der) {
-                Log.info("OCSP: \(id): stapling the response kept from before (next update \(nextUpdate))")
+                Log.debug("OCSP: \(id): stapling the response kept from before (next update \(nextUpdate))")
                 accept(id, entry, der, thisUpdate: thisUpdate, nextUpdate: nextUpdate)
                 return
             }
