@@ -29,7 +29,7 @@ let package = Package(
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
         .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
-        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol"]),
+        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),

@@ -70,4 +70,7 @@ static inline int COpenSSL_sk_X509_push(STACK_OF(X509) *sk, X509 *x) { return sk
 static inline void COpenSSL_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
 static inline int COpenSSL_AD_INTERNAL_ERROR(void) { return SSL_AD_INTERNAL_ERROR; }
 static inline int COpenSSL_EVP_PKEY_KEYPAIR(void) { return EVP_PKEY_KEYPAIR; }
+
+// Upstream TLS (Sources/TLS/UpstreamTLSContext.swift): sessions handed to the new-session callback only.
+static inline long COpenSSL_SESS_CACHE_client_external(void) { return SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE; }
 #endif

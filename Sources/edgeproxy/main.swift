@@ -8,6 +8,7 @@ import Foundation
 import Front
 import Glibc
 import Health
+import Proxy
 import TLS
 
 // edgeproxy run|check|cluster import|cluster reseal|acme revoke NAME --config FILE
@@ -150,6 +151,11 @@ case .failure(let e):
 Log.setDebug(settings.log.level == "debug")
 if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
 if let revokeName { exit(ACMECommand.revoke(revokeName, reason: revokeReason, settings: settings)) }
+// TLS towards upstreams: a CA or client certificate OpenSSL refuses stops `check` and `run` here.
+do { try UpstreamTLSContexts.shared.apply(settings.upstreams) } catch {
+    Log.error("cannot start: \(error)")
+    exit(1)
+}
 let control = Control(configPath: configPath, settings: settings)
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
