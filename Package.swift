@@ -34,7 +34,7 @@ let package = Package(
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
-        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol"]),
+        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.

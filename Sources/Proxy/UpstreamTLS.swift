@@ -43,7 +43,7 @@ public final class UpstreamTLSContexts: Sendable {
     }
 
     /// The context now applied for `name`, to tell whether a pool's group still uses it.
-    func current(_ name: String) -> UpstreamTLSContext? { table.withLock { $0[name] } }
+    public func current(_ name: String) -> UpstreamTLSContext? { table.withLock { $0[name] } }
 
     private static func make(_ tls: UpstreamTLS) throws(TLSError) -> UpstreamTLSContext {
         try UpstreamTLSContext(caFile: tls.caFile, verify: tls.verify, clientCertificate: tls.clientCertificate, clientKey: tls.clientKey)

@@ -71,7 +71,8 @@ public final class TLSClientConnection {
             let error = verify == X509_V_OK ? TLSError("SSL_connect(\(host))", reason: Self.failure(ssl, rc), timedOut: Self.isTimeout(ssl, rc))
                 : TLSError("SSL_connect(\(host))", reason: "certificate verification: " + String(cString: X509_verify_cert_error_string(Int(verify))))
             ERR_clear_error()
-            SSL_free(ssl)
+            // Fully initialised, so deinit runs and frees the SSL; no shutdown after a failure.
+            closed = true
             throw error
         }
     }

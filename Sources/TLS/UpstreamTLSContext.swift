@@ -7,6 +7,9 @@ public final class UpstreamTLSContext: @unchecked Sendable {  // configured in i
     let client: TLSClientContext
     let verify: Bool
 
+    /// The same settings for blocking clients off the loops (health checks).
+    public var blockingClient: TLSClientContext { client }
+
     /// `caFile`: the only roots trusted (nil: the system store). `verify` false accepts any
     /// certificate. `clientCertificate` + `clientKey`: shown to servers that ask; both or neither.
     public init(caFile: String?, verify: Bool, clientCertificate: String?, clientKey: String?) throws(TLSError) {

@@ -91,6 +91,10 @@ def env(module_proxies, tmp_path_factory):
                                             "client_key": str(base / "client.key")}},
         "mtls-without": {"servers": [mtls], "tls": {"ca": ca}},
         "proxied": {"servers": [proxied], "proxy_protocol": "v1", "tls": {"ca": ca}},
+        "checked": {"servers": [plain], "tls": {"ca": ca, "server_name": "origin.test"},
+                    "health_check": {"path": "/check-ok", "interval": "1s", "rise": 1, "fall": 1}},
+        "checked-wrong": {"servers": [plain], "tls": {"ca": ca, "server_name": "wrong.test"},
+                          "health_check": {"path": "/check-wrong", "interval": "1s", "rise": 1, "fall": 1}},
     }
     config = {"workers": 1, "tls": standard_tls(), "upstreams": upstreams,
               "routes": [{"host": f"{name}.wild.test", "upstream": name} for name in upstreams]}
@@ -184,3 +188,16 @@ def test_proxy_header_goes_out_in_the_clear_before_the_handshake(env):
     assert r.status == 200, r.body
     [seen] = env.origin.seen("/proxied")
     assert seen["proxy"] == "127.0.0.1" and seen["sni"] == "-"
+
+
+def test_health_checks_of_a_tls_upstream_handshake_as_its_connections_do(env):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and get(env, "checked-wrong", "/after-check").status != 503:
+        time.sleep(0.3)
+    # The check with the wrong name fails verification: the server is taken out.
+    assert get(env, "checked-wrong", "/after-check").status == 503
+    assert env.origin.seen("/check-wrong") == []
+    # The other check reached the origin over TLS, with the configured name.
+    assert get(env, "checked", "/after-check").status == 200
+    checks = env.origin.seen("/check-ok")
+    assert checks and all(c["sni"] == "origin.test" for c in checks)
