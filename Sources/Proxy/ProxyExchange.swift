@@ -217,7 +217,7 @@ public final class ProxyExchange: UpstreamDelegate {
         if !connection.connected {
             connection.server.markFailed()
             connection.close()
-            Log.error("upstream \(upstreamName) server \(connection.address): connect timed out")
+            Log.error("upstream \(upstreamName) server \(connection.address): \(connection.handshaking ? "TLS handshake" : "connect") timed out")
             retryOrFail(status: 504, reason: "the upstream server did not accept the connection in time")
         } else if !tunnel {
             Log.error("upstream \(upstreamName) server \(connection.address): no response within \(timeouts.upstreamResponse)s")
