@@ -6,6 +6,7 @@ the PROXY header's client, so each case reads what the origin really saw.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -29,11 +30,15 @@ class Origin:
         leaf = pki.issue(["origin.test", "localhost", "127.0.0.1"])
         leaf.write(work, "origin")
         (work / "tmp").mkdir(exist_ok=True)
+        self.big = os.urandom(3 << 20)
+        (work / "big.bin").write_bytes(self.big)
         self.log = work / "access.log"
         tls = f"""ssl_certificate {work}/origin.crt; ssl_certificate_key {work}/origin.key;
         ssl_session_cache shared:s:1m; ssl_session_tickets on; access_log {self.log} tls;"""
         answer = 'location / { return 200 "origin $ssl_server_name $request_uri\\n"; }'
-        (work / "nginx.conf").write_text(f"""worker_processes 1;
+        # `user`: workers started by root keep root, so they can read the test's private temp dir.
+        user = "user root;" if os.geteuid() == 0 else ""
+        (work / "nginx.conf").write_text(f"""worker_processes 1; {user}
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/error.log info;
@@ -42,7 +47,8 @@ http {{
     client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
     uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
     log_format tls '$request_uri|$ssl_session_reused|$ssl_server_name|$ssl_alpn_protocol|$ssl_client_s_dn|$proxy_protocol_addr|$connection';
-    server {{ listen 127.0.0.1:{self.ports['plain']} ssl; {tls} {answer} }}
+    server {{ listen 127.0.0.1:{self.ports['plain']} ssl; {tls} {answer}
+              location = /big {{ alias {work}/big.bin; }} client_max_body_size 8m; }}
     server {{ listen 127.0.0.1:{self.ports['mtls']} ssl; {tls}
               ssl_client_certificate {client_ca.ca_path}; ssl_verify_client on; {answer} }}
     server {{ listen 127.0.0.1:{self.ports['proxied']} ssl proxy_protocol; {tls} {answer} }}
@@ -213,3 +219,12 @@ def test_a_failed_handshake_is_a_failed_connect_the_next_server_answers(env):
               if f"upstream failover server 127.0.0.1:{env.origin.ports['proxied']}:" in line]
     assert len(failed) == 1 and "during the TLS handshake" in failed[0], failed
     assert len(env.origin.seen("/failover")) == 4
+
+
+def test_large_bodies_both_ways(env):
+    # Many TLS records each way, with backpressure toward the client and the origin.
+    r = get(env, "named", "/big")
+    assert r.status == 200 and r.body == env.origin.big
+    with env.proxy.conn() as c:
+        r = c.request("POST", "/upload", host="named.wild.test", body=os.urandom(2 << 20))
+    assert r.status == 200 and r.body == b"origin origin.test /upload\n"
