@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, standard_tls, wait_for_port
+from reload_support import wait_until
 from httpclient import curl
 from pki import TestPKI
 
@@ -107,7 +108,7 @@ def env(module_proxies, tmp_path_factory):
     config = {"workers": 1, "tls": standard_tls(), "upstreams": upstreams,
               "routes": [{"host": f"{name}.wild.test", "upstream": name} for name in upstreams]}
     proxy = module_proxies(config, name="proxy-upstream-tls")
-    yield type("Env", (), {"proxy": proxy, "origin": origin})
+    yield type("Env", (), {"proxy": proxy, "origin": origin, "base": base, "ca": origin_pki.ca_pem, "stranger_ca": stranger.ca_pem})
     origin.stop()
 
 
@@ -228,3 +229,23 @@ def test_large_bodies_both_ways(env):
     with env.proxy.conn() as c:
         r = c.request("POST", "/upload", host="named.wild.test", body=os.urandom(2 << 20))
     assert r.status == 200 and r.body == b"origin origin.test /upload\n"
+
+
+def test_reload_reads_the_ca_file_again_and_refuses_one_that_is_unusable(env, proxies):
+    ca = env.base / "reload-ca.pem"
+    ca.write_bytes(env.stranger_ca)
+    p = proxies({"workers": 1, "tls": standard_tls(), "routes": [{"upstream": "app"}],
+                 "upstreams": {"app": {"servers": [f"localhost:{env.origin.ports['plain']}"], "tls": {"ca": str(ca)}}}})
+    with p.conn() as c:
+        assert c.request("GET", "/reload").status == 502
+    ca.write_bytes(env.ca)   # the same configuration, a renewed file
+    p.reload()
+    wait_until(lambda: "reloaded" in p.stderr(), 10, what="reload")
+    with p.conn() as c:
+        assert c.request("GET", "/reload").status == 200
+    ca.write_bytes(b"not a certificate\n")
+    p.reload()
+    wait_until(lambda: "reload refused" in p.stderr(), 10, what="refused reload")
+    assert "upstreams.app.tls failed" in p.stderr()
+    with p.conn() as c:
+        assert c.request("GET", "/reload").status == 200   # still the previous context
