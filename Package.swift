@@ -42,9 +42,11 @@ let package = Package(
         // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
         // ACME state, locks, membership.
         .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
+        // OCSP stapling: responses fetched, checked and refreshed off the loops, stapled by TLS.
+        .target(name: "OCSP", dependencies: ["TLS", "Certificates", "ControlClient", "HTTP1", "EventLoop"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP"]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "DNS", "TestSupport"]),
         .testTarget(name: "ControlClientTests", dependencies: ["ControlClient", "TLS", "HTTP1", "TestSupport"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "TestSupport"]),
+        .testTarget(name: "OCSPTests", dependencies: ["OCSP", "TLS", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME", "TestSupport"]),
     ]
 )

@@ -96,8 +96,17 @@ public enum PrometheusText {
         }
     }
 
+    /// OCSP stapling's part: nil when `tls.ocsp_stapling` is off (its families are left out).
+    public struct OCSP: Sendable {
+        /// Certificates with a responder by state: good, pending, failed, revoked, expired.
+        public var staples: [String: Int]
+        /// Responder answers by result: good, revoked, invalid, error.
+        public var fetches: [String: Int]
+        public init(staples: [String: Int], fetches: [String: Int]) { self.staples = staples; self.fetches = fetches }
+    }
+
     public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, cluster: Cluster? = nil,
-                              upstreams: [UpstreamServer] = [], now: Date = Date()) -> String {
+                              upstreams: [UpstreamServer] = [], ocsp: OCSP? = nil, now: Date = Date()) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -201,6 +210,12 @@ public enum PrometheusText {
         }
         family("edgeproxy_upstream_requests_total", "counter", "Requests sent to each server, from every event loop.")
         for s in upstreams { sample("edgeproxy_upstream_requests_total", server(s), s.requests) }
+        if let o = ocsp {
+            family("edgeproxy_ocsp_staples", "gauge", "Certificates naming an OCSP responder, by stapling state.")
+            for state in ["good", "pending", "failed", "revoked", "expired"] { sample("edgeproxy_ocsp_staples", [("state", state)], o.staples[state] ?? 0) }
+            family("edgeproxy_ocsp_fetches_total", "counter", "OCSP responder answers by result (invalid: refused by the checks).")
+            for result in ["good", "revoked", "invalid", "error"] { sample("edgeproxy_ocsp_fetches_total", [("result", result)], o.fetches[result] ?? 0) }
+        }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
         sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))
         sample("edgeproxy_http_responses_total", [("class", "2xx")], m.responses2xx.load(ordering: .relaxed))

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
+#include <openssl/ocsp.h>
 
 static inline long COpenSSL_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline long COpenSSL_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { return SSL_CTX_set_min_proto_version(ctx, v); }
@@ -73,4 +74,13 @@ static inline int COpenSSL_EVP_PKEY_KEYPAIR(void) { return EVP_PKEY_KEYPAIR; }
 
 // Upstream TLS (Sources/TLS/UpstreamTLSContext.swift): sessions handed to the new-session callback only.
 static inline long COpenSSL_SESS_CACHE_client_external(void) { return SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE; }
+// OCSP stapling (Sources/TLS/OCSPStapling.swift): the status callback and the response setter are macros;
+// the response handed over must come from OPENSSL_malloc (OpenSSL frees it with the connection).
+static inline long COpenSSL_SSL_CTX_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *)) {
+    return SSL_CTX_set_tlsext_status_cb(ctx, cb);
+}
+static inline long COpenSSL_SSL_set_tlsext_status_ocsp_resp(SSL *s, unsigned char *resp, long len) {
+    return SSL_set_tlsext_status_ocsp_resp(s, resp, len);
+}
+static inline void *COpenSSL_malloc(size_t n) { return OPENSSL_malloc(n); }
 #endif

@@ -117,6 +117,10 @@ public struct TLSSettings: Sendable, Equatable {
     public var watch = true
     /// Client certificates (mutual TLS); nil: none asked for.
     public var clientAuth: ClientAuthSettings?
+    /// Staple OCSP responses for certificates whose leaf names a responder.
+    public var ocspStapling = true
+    /// Where OCSP responses are kept across restarts (nil: not kept).
+    public var ocspCache: String?
     public init(certificateDirectory: String?, certificates: [CertificateFiles], defaultName: String?,
                 strictSNI: Bool, minVersion: TLSVersion, sessionTickets: Int, ticketKeyRotation: Double,
                 selfSignedNames: [String]) {

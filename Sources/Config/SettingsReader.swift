@@ -140,7 +140,8 @@ struct SettingsReader {
     // MARK: - tls
 
     static let tlsKeys = ["certificate_dir", "certificates", "default", "strict_sni", "min_version",
-                          "session_tickets", "ticket_key_rotation", "self_signed", "watch", "client_auth"]
+                          "session_tickets", "ticket_key_rotation", "self_signed", "watch", "client_auth",
+                          "ocsp_stapling", "ocsp_cache"]
 
     /// `tls.client_auth`: ca (required), crl, mode, listeners, names, headers.
     func clientAuth(_ node: Node, listen: Listen) throws(ConfigError) -> ClientAuthSettings {
@@ -207,6 +208,9 @@ struct SettingsReader {
         if let value = map["ticket_key_rotation"] { settings.ticketKeyRotation = try source.duration(value) }
         if let value = map["watch"] { settings.watch = try source.bool(value) }
         if let value = map["client_auth"] { settings.clientAuth = try clientAuth(value, listen: listen) }
+        if let value = map["ocsp_stapling"] { settings.ocspStapling = try source.bool(value) }
+        settings.ocspCache = source.resolve(path: "ocsp-cache")
+        if let value = map["ocsp_cache"] { settings.ocspCache = try source.path(value) }
         if let value = map["self_signed"] {
             settings.selfSignedNames = []
             for item in try source.list(value, of: "tls.self_signed") {

@@ -89,7 +89,7 @@ public final class X509Certificate: @unchecked Sendable {  // immutable after in
         return String(cString: line)
     }
 
-    private static func date(_ t: UnsafePointer<ASN1_TIME>?) -> Date {
+    static func date(_ t: UnsafePointer<ASN1_TIME>?) -> Date {
         var tm = tm()
         guard let t, ASN1_TIME_to_tm(t, &tm) == 1 else { return .distantPast }
         return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))

@@ -64,6 +64,7 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
         if let clientAuth { SSL_CTX_set_ex_data(ctx, TLSContext.clientAuthIndex, Unmanaged.passUnretained(clientAuth).toOpaque()) }
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
+        _ = COpenSSL_SSL_CTX_set_tlsext_status_cb(ctx, ocspStatusCallback)
         SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
         if options.sessionTickets > 0 {
             COpenSSL_SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketKeyCallback)
@@ -146,6 +147,7 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
         let policy = Unmanaged<ClientCertificatePolicy>.fromOpaque(raw).takeUnretainedValue()
         if policy.covers(hello.serverName) { policy.request(on: ssl) }
     }
+    chosen.staple(on: ssl)
     return COpenSSL_CLIENT_HELLO_SUCCESS()
 }
 

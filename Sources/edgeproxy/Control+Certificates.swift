@@ -42,6 +42,7 @@ extension Control {
         server?.apply(new)
         let directoryChanged = new.tls.certificateDirectory != settings.tls.certificateDirectory || new.tls.watch != settings.tls.watch
         reloadACME(settings.acme, new.acme)
+        reloadOCSP(settings.tls, new.tls)
         settings = new
         if directoryChanged { files.startWatcher() }
         Log.info("reloaded \(configPath): \(transaction.read { $0.count }) certificate(s) (\(report.applied) new or changed, "
@@ -93,10 +94,10 @@ extension Control {
             }.sorted { $0.name < $1.name }
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                  body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics, cluster: clusterMetrics,
-                                                             upstreams: upstreamMetrics))
+                                                             upstreams: upstreamMetrics, ocsp: ocspMetrics))
         case .listCertificates:
             let list = transaction.read { catalog in
-                catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value) }
+                catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value, ocsp: ocspListing($0.key)) }
             }
             return AdminResponse(status: 200, body: "[" + list.joined(separator: ",\n") + "]\n")
         case .putCertificate(let name):

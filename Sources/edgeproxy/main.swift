@@ -8,6 +8,7 @@ import Foundation
 import Front
 import Glibc
 import Health
+import OCSP
 import Proxy
 import TLS
 
@@ -82,6 +83,8 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     var cluster: ClusterParts?
     /// Active health checks of the upstream servers (Control+Health.swift).
     let health = HealthChecker()
+    /// OCSP stapling (Control+OCSP.swift); nil: `tls.ocsp_stapling` off.
+    var ocsp: OCSPStapler?
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
@@ -156,7 +159,11 @@ do { try UpstreamTLSContexts.shared.apply(settings.upstreams) } catch {
     Log.error("cannot start: \(error)")
     exit(1)
 }
+// A SIGHUP before its handler is installed (below, once serving) must not end the process, which
+// the default action would: a supervisor may reload as soon as the port answers.
+signal(SIGHUP, SIG_IGN)
 let control = Control(configPath: configPath, settings: settings)
+if command == "run" { control.prepareOCSP() }
 // One table of each kind, read by the listeners and filled by the ACME solvers.
 let httpChallenges = ChallengeTable(), alpnChallenges = ALPNChallengeTable()
 do { try control.prepareCluster(http: httpChallenges, alpn: alpnChallenges) } catch {
@@ -198,6 +205,7 @@ do { try control.startAdmin() } catch {
 control.queue.sync { control.files.startWatcher() }
 control.installSignalsAndTimers()
 control.startWarmUp()
+control.startOCSP()
 control.startCluster()
 control.startOnDemand(store: store)
 control.acme?.manager.start()

@@ -36,6 +36,9 @@ import Testing
         let defaults = try parse("")
         example.upstreams = defaults.upstreams
         example.routes = defaults.routes
+        // A default path resolves next to the file read, and the two files live apart.
+        #expect(example.tls.ocspCache == String(Self.examplePath.dropLast("edgeproxy.yaml".count)) + "ocsp-cache")
+        example.tls.ocspCache = defaults.tls.ocspCache
         #expect(example == defaults)
     }
 }
@@ -49,9 +52,10 @@ import Testing
         #expect(settings.listen.https == [SocketAddressSpec(host: "", port: 8443)])
         #expect(settings.listen.http == [SocketAddressSpec(host: "", port: 8080)])
         #expect(settings.listen.redirectPort == nil)
-        #expect(settings.tls == TLSSettings(certificateDirectory: nil, certificates: [], defaultName: nil,
-                                            strictSNI: false, minVersion: .tls12, sessionTickets: 2,
-                                            ticketKeyRotation: 3600, selfSignedNames: ["localhost"]))
+        var tls = TLSSettings(certificateDirectory: nil, certificates: [], defaultName: nil, strictSNI: false,
+                              minVersion: .tls12, sessionTickets: 2, ticketKeyRotation: 3600, selfSignedNames: ["localhost"])
+        tls.ocspCache = "/etc/edgeproxy/ocsp-cache"
+        #expect(settings.tls == tls)
         #expect(settings.timeouts == Timeouts(handshake: 10, header: 15, idle: 60, upstreamConnect: 5,
                                               upstreamResponse: 60, shutdown: 30))
         #expect(settings.limits == Limits(maxHeaderBytes: 16384, maxHeaders: 100, maxBodyBytes: 0,
@@ -131,11 +135,13 @@ import Testing
         #expect(settings.listen == Listen(https: [SocketAddressSpec(host: "127.0.0.1", port: 443),
                                                   SocketAddressSpec(host: "::1", port: 443)],
                                           http: [SocketAddressSpec(host: "", port: 80)], redirectPort: 443))
-        #expect(settings.tls == TLSSettings(
+        var tls = TLSSettings(
             certificateDirectory: "/etc/edgeproxy/certs",
             certificates: [CertificateFiles(cert: "/etc/edgeproxy/certs/example.crt", key: "/keys/example.key")],
             defaultName: "example.com", strictSNI: true, minVersion: .tls13, sessionTickets: 0,
-            ticketKeyRotation: 1800, selfSignedNames: ["localhost", "*.test"]))
+            ticketKeyRotation: 1800, selfSignedNames: ["localhost", "*.test"])
+        tls.ocspCache = "/etc/edgeproxy/ocsp-cache"
+        #expect(settings.tls == tls)
         #expect(settings.timeouts == Timeouts(handshake: 0.5, header: 2, idle: 60, upstreamConnect: 1,
                                               upstreamResponse: 7200, shutdown: 5))
         #expect(settings.limits == Limits(maxHeaderBytes: 32768, maxHeaders: 50, maxBodyBytes: 1 << 30,

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 
 def _name(cn: str) -> x509.Name:
@@ -99,9 +99,10 @@ class TestPKI:
         self.ca_path.write_bytes(self.ca_pem)
 
     def issue(self, names: list[str], key_type: str = "ec", serial: int | None = None,
-              days: int = 30, client: bool = False) -> Leaf:
+              days: int = 30, client: bool = False, ocsp_url: str | None = None) -> Leaf:
         """Mint a leaf for `names` (DNS SANs; IP literals become IP SANs) with a new serial; `client`:
-        a client certificate (clientAuth) instead of a server one."""
+        a client certificate (clientAuth) instead of a server one; `ocsp_url` names an OCSP responder
+        in its Authority Information Access extension."""
         if key_type == "ec":
             key = ec.generate_private_key(ec.SECP256R1())
         elif key_type == "rsa":
@@ -130,8 +131,12 @@ class TestPKI:
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
                            critical=False)
-            .sign(self.ca_key, hashes.SHA256())
         )
+        if ocsp_url:
+            cert = cert.add_extension(x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]),
+                critical=False)
+        cert = cert.sign(self.ca_key, hashes.SHA256())
         return Leaf(names=list(names), key_type=key_type, serial=serial,
                     cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key),
                     ca_pem=self.ca_pem)

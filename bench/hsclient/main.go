@@ -87,10 +87,22 @@ var (
 	hostHdr    = flag.String("host", "", "get mode: Host header (default: -sni)")
 	timeout    = flag.Duration("timeout", 10*time.Second, "per-connection I/O timeout")
 	proxyHdr   = flag.String("proxy", "", "send a PROXY protocol header (v1 or v2) before the handshake")
+	certFile   = flag.String("cert", "", "client certificate (PEM) for servers that ask for one")
+	keyFile    = flag.String("key", "", "the client certificate's key (PEM)")
 )
 
 func tlsConfig() *tls.Config {
+	var certs []tls.Certificate
+	if *certFile != "" {
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "client certificate: %v\n", err)
+			os.Exit(2)
+		}
+		certs = []tls.Certificate{pair}
+	}
 	return &tls.Config{
+		Certificates:       certs,
 		ServerName:         *serverName,
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS13,

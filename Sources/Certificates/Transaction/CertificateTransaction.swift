@@ -65,6 +65,8 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
     private var strictSNI = false
     /// nil until `openStore`: changes before it (start-up) only fill the catalog.
     private var store: CertificateStore?
+    /// Told about every applied change (start-up included), in order (see `observe`).
+    private var observers: [@Sendable (_ upserts: [(id: String, bundle: CertificateBundle)], _ removals: [String]) -> Void] = []
 
     public init() {}
 
@@ -99,6 +101,12 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
         lock.withLock { swapped = body }
     }
 
+    /// `body` learns of each applied change, in the order they apply. It runs with the
+    /// transaction's lock held, so it must only hand the change over (e.g. to its own queue).
+    public func observe(_ body: @escaping @Sendable (_ upserts: [(id: String, bundle: CertificateBundle)], _ removals: [String]) -> Void) {
+        lock.withLock { observers.append(body) }
+    }
+
     @discardableResult
     public func submit(_ change: CertificateChange) -> UpdateReport {
         let (report, notify) = lock.withLock { () -> (UpdateReport, (() -> Void)?) in
@@ -128,6 +136,7 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
         }
         guard !c.upserts.isEmpty || !c.removals.isEmpty else { return report }
         catalog.apply(upserts: c.upserts, removals: c.removals)
+        for observer in observers { observer(c.upserts.map { ($0.id, $0.bundle) }, c.removals) }
         store?.replace(with: makeSnapshot(), strictSNI: strictSNI)
         // The replaced certificates were freed with the old snapshot. After a large batch, hand
         // their free pages back: without it, repeated replace-alls kept growing the heap

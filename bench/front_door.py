@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""What a PROXY protocol header adds to a full TLS handshake, edgeproxy against nginx in one run.
+"""What a PROXY protocol header and a client certificate add to a full TLS handshake, edgeproxy
+against nginx in one run.
 
-    python3 bench/proxy_protocol.py [--bin .build/release/edgeproxy] [--duration 8] [--rounds 3] [--proxy v2]
+    python3 bench/front_door.py [--bin .build/release/edgeproxy] [--duration 8] [--rounds 3] [--proxy v2]
 
-Each server runs one worker pinned to CPU 0 with two TLS listeners on one P-256 certificate: a
-plain one and one that expects a PROXY header (nginx: `listen ... ssl proxy_protocol`; edgeproxy:
-`listen.proxy_protocol`). `hsclient -mode handshake` (full TLS 1.3 handshakes + close_notify, no
-session cache) pinned to CPU 1 drives each of the four targets in turn, the order alternating per
-round, with `-proxy` for the PROXY listeners. The figure is the server's own CPU time
+Each server runs one worker pinned to CPU 0 with three TLS listeners on one P-256 certificate: a
+plain one, one that expects a PROXY header (nginx: `listen ... ssl proxy_protocol`; edgeproxy:
+`listen.proxy_protocol`), and one that requires a client certificate (nginx: `ssl_verify_client
+on`; edgeproxy: `tls.client_auth`, P-256 client certificate from a P-256 CA). `hsclient -mode
+handshake` (full TLS 1.3 handshakes + close_notify, no session cache) pinned to CPU 1 drives each
+of the six targets in turn, the order alternating per round, with `-proxy` for the PROXY
+listeners and `-cert` for the client-certificate ones. The figure is the server's own CPU time
 (/proc/PID/stat utime+stime of every process of the server) per completed handshake, median over
 rounds; TLS 1.3 session tickets are off for both (nginx also gets an OPENSSL_CONF with
-NumTickets = 0, as bench/run.sh does). Results: stdout and bench/results/proxy-protocol-<date>.json.
+NumTickets = 0, as bench/run.sh does). Results: stdout and bench/results/front-door-<date>.json.
 """
 
 from __future__ import annotations
@@ -87,9 +90,18 @@ def main() -> int:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    # Client certificates: a P-256 CA and one client (clientAuth).
+    ca_key, ca_crt, cl_key, cl_csr, cl_crt = (work / n for n in ("ca.key", "ca.pem", "client.key", "client.csr", "client.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
+                    "-subj", "/CN=bench clients CA", "-keyout", str(ca_key), "-out", str(ca_crt)], check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-subj", "/CN=bench client", "-keyout", str(cl_key), "-out", str(cl_csr)], check=True, capture_output=True)
+    (work / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(cl_csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+                    "-days", "7", "-extfile", str(work / "client.ext"), "-out", str(cl_crt)], check=True, capture_output=True)
     (work / "notickets.cnf").write_text("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\n"
                                         "system_default = system_default_sect\n[system_default_sect]\nNumTickets = 0\n")
-    ports = {"nginx": free_port(), "nginx+proxy": free_port(), "edgeproxy": free_port(), "edgeproxy+proxy": free_port()}
+    ports = {t: free_port() for t in ("nginx", "nginx+proxy", "nginx+mtls", "edgeproxy", "edgeproxy+proxy", "edgeproxy+mtls")}
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / d).mkdir()
     (work / "nginx.conf").write_text(f"""worker_processes 1;
@@ -112,14 +124,29 @@ http {{
         ssl_session_tickets off;
         location / {{ return 200 "ok\\n"; }}
     }}
+    server {{
+        listen 127.0.0.1:{ports['nginx+mtls']} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519:prime256v1;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        ssl_verify_client on;
+        ssl_client_certificate {ca_crt};
+        location / {{ return 200 "ok\\n"; }}
+    }}
 }}
 """)
     (work / "edgeproxy.yaml").write_text(f"""workers: 1
 listen:
-  https: ["127.0.0.1:{ports['edgeproxy']}", "127.0.0.1:{ports['edgeproxy+proxy']}"]
+  https: ["127.0.0.1:{ports['edgeproxy']}", "127.0.0.1:{ports['edgeproxy+proxy']}", "127.0.0.1:{ports['edgeproxy+mtls']}"]
   http: []
   proxy_protocol: {{ from: ["127.0.0.1"], listeners: ["127.0.0.1:{ports['edgeproxy+proxy']}"] }}
-tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ], session_tickets: 0 }}
+tls:
+  certificates: [ {{ cert: {cert}, key: {key} }} ]
+  session_tickets: 0
+  client_auth: {{ ca: {ca_crt}, mode: required, listeners: ["127.0.0.1:{ports['edgeproxy+mtls']}"] }}
 log: {{ access: off }}
 """)
     procs = {
@@ -133,7 +160,9 @@ log: {{ access: off }}
                      "rounds": args.rounds, "conns": args.conns, "cpu_us_per_handshake": {t: [] for t in ports}}
     try:
         for peer, proc in procs.items():
-            wait_port(ports[peer], proc)
+            for target in ports:
+                if target.startswith(peer):
+                    wait_port(ports[target], proc)
         time.sleep(0.5)
         pids = {"nginx": children(procs["nginx"].pid), "edgeproxy": [procs["edgeproxy"].pid]}
         targets = list(ports)
@@ -145,6 +174,8 @@ log: {{ access: off }}
                        "-c", str(args.conns), "-d", f"{args.duration}s"]
                 if target.endswith("+proxy"):
                     cmd += ["-proxy", args.proxy]
+                if target.endswith("+mtls"):
+                    cmd += ["-cert", str(cl_crt), "-key", str(cl_key)]
                 before = cpu_ticks(pids[peer])
                 out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
                 used = (cpu_ticks(pids[peer]) - before) / TICK
@@ -156,10 +187,13 @@ log: {{ access: off }}
         med = {t: statistics.median(v) for t, v in results["cpu_us_per_handshake"].items()}
         results["median_us"] = med
         results["added_by_proxy_header_us"] = {p: round(med[f"{p}+proxy"] - med[p], 1) for p in ("edgeproxy", "nginx")}
+        results["added_by_client_certificate_us"] = {p: round(med[f"{p}+mtls"] - med[p], 1) for p in ("edgeproxy", "nginx")}
         results["ratio_edgeproxy_over_nginx"] = {"plain": round(med["edgeproxy"] / med["nginx"], 3),
-                                                 "with_proxy_header": round(med["edgeproxy+proxy"] / med["nginx+proxy"], 3)}
-        log(json.dumps({k: results[k] for k in ("median_us", "added_by_proxy_header_us", "ratio_edgeproxy_over_nginx")}, indent=1))
-        out = REPO / "bench" / "results" / f"proxy-protocol-{time.strftime('%Y%m%d-%H%M%S')}.json"
+                                                 "with_proxy_header": round(med["edgeproxy+proxy"] / med["nginx+proxy"], 3),
+                                                 "with_client_certificate": round(med["edgeproxy+mtls"] / med["nginx+mtls"], 3)}
+        keys = ("median_us", "added_by_proxy_header_us", "added_by_client_certificate_us", "ratio_edgeproxy_over_nginx")
+        log(json.dumps({k: results[k] for k in keys}, indent=1))
+        out = REPO / "bench" / "results" / f"front-door-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(results, indent=2) + "\n")
         log(f"written {out}")
         return 0
