@@ -29,12 +29,12 @@ let package = Package(
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
         .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
-        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol"]),
+        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
-        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol"]),
+        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
         .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.

@@ -72,6 +72,8 @@ static inline void COpenSSL_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_f
 static inline int COpenSSL_AD_INTERNAL_ERROR(void) { return SSL_AD_INTERNAL_ERROR; }
 static inline int COpenSSL_EVP_PKEY_KEYPAIR(void) { return EVP_PKEY_KEYPAIR; }
 
+// Upstream TLS (Sources/TLS/UpstreamTLSContext.swift): sessions handed to the new-session callback only.
+static inline long COpenSSL_SESS_CACHE_client_external(void) { return SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE; }
 // OCSP stapling (Sources/TLS/OCSPStapling.swift): the status callback and the response setter are macros;
 // the response handed over must come from OPENSSL_malloc (OpenSSL frees it with the connection).
 static inline long COpenSSL_SSL_CTX_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *)) {

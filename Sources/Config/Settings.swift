@@ -179,6 +179,8 @@ public struct Upstream: Sendable, Equatable {
     public var proxyProtocol: Int?
     /// Active health checks; nil: off (only passive health).
     public var healthCheck: HealthCheck? = nil
+    /// TLS towards the servers; nil: plain TCP.
+    public var tls: UpstreamTLS? = nil
     public init(name: String, servers: [SocketAddressSpec], balance: Balance, keepalive: Int,
                 keepaliveTimeout: Double, failTimeout: Double) {
         self.name = name; self.servers = servers; self.balance = balance; self.keepalive = keepalive

@@ -2,7 +2,7 @@ import Yams
 
 /// Upstreams and routes: the two sections that refer to each other.
 extension SettingsReader {
-    static let upstreamKeys = ["servers", "balance", "keepalive", "keepalive_timeout", "fail_timeout", "proxy_protocol", "health_check"]
+    static let upstreamKeys = ["servers", "balance", "keepalive", "keepalive_timeout", "fail_timeout", "proxy_protocol", "health_check", "tls"]
     static let routeKeys = ["host", "path", "upstream", "respond", "max_body", "forwarded_headers"]
 
     /// Returns the names in file order too, so "defined: …" lists them as the operator wrote them.
@@ -54,6 +54,7 @@ extension SettingsReader {
         if let value = map["fail_timeout"] { upstream.failTimeout = try source.duration(value, allowZero: true) }
         if let value = map["proxy_protocol"] { upstream.proxyProtocol = try source.choice(value, ["v1", "v2"]) == "v1" ? 1 : 2 }
         if let entry = map.entry("health_check") { upstream.healthCheck = try healthCheck(entry, upstream: name) }
+        if let value = map["tls"] { upstream.tls = try upstreamTLS(value, upstream: name) }
         return upstream
     }
 

@@ -18,6 +18,9 @@ public final class HTTPClient {
         /// Written first on every new connection, before TLS: e.g. the PROXY protocol header an
         /// origin behind one expects (health checks send v2 LOCAL).
         public var preamble: [UInt8] = []
+        /// https: the name sent as SNI and verified instead of the URL's host (which is then only
+        /// where to connect), e.g. a health check of one server of a TLS upstream.
+        public var serverName: String?
         public init() {}
     }
 
@@ -103,7 +106,7 @@ public final class HTTPClient {
         if let tlsContext { context = tlsContext } else {
             do { context = try TLSClientContext() } catch { tcp.close(); throw HTTPClientError(.tls, "\(error)") }
         }
-        return try TLSStream(tcp: tcp, host: origin.host, context: context)
+        return try TLSStream(tcp: tcp, host: options.serverName ?? origin.host, context: context)
     }
 
     private func requestBytes(method: String, origin: Origin, headers: [HTTPField], body: [UInt8], close: Bool) -> [UInt8] {

@@ -17,6 +17,8 @@ public final class HealthChecker: Sendable {
         var check: HealthCheck
         /// The upstream's `proxy_protocol`: checks open with a header too.
         var proxyProtocol: Int?
+        /// The upstream's `tls`: checks go over TLS with the same trust, name and client certificate.
+        var tls: UpstreamTLS?
         /// Changes with the check: a check started under an earlier configuration drops its result.
         var generation: Int
         var state: HealthState
@@ -53,9 +55,10 @@ public final class HealthChecker: Sendable {
                 let key = ObjectIdentifier(server)
                 var entry = table.entries[key] ?? Entry(server: server, check: check, proxyProtocol: upstream.proxyProtocol,
                                                         generation: 0, state: HealthState(rise: check.rise, fall: check.fall))
-                if entry.generation == 0 || entry.check != check || entry.proxyProtocol != upstream.proxyProtocol {
+                if entry.generation == 0 || entry.check != check || entry.proxyProtocol != upstream.proxyProtocol || entry.tls != upstream.tls {
                     entry.check = check
                     entry.proxyProtocol = upstream.proxyProtocol
+                    entry.tls = upstream.tls
                     entry.generation = table.generation
                     entry.state.rise = check.rise
                     entry.state.fall = check.fall
@@ -80,7 +83,8 @@ public final class HealthChecker: Sendable {
         // Removed or changed by a reload: that chain ends here.
         guard let current = table.withLock({ t in t.entries[key].flatMap { $0.generation == generation ? $0 : nil } }) else { return }
         let check = current.check
-        let result = HealthProbe.run(check, on: server.server, proxyProtocol: current.proxyProtocol)
+        let result = HealthProbe.run(check, on: server.server, proxyProtocol: current.proxyProtocol,
+                                     tls: current.tls.map { ($0, UpstreamTLSContexts.shared.current(server.upstream)) })
         let outcome: (change: HealthState.Change, allDown: Bool)? = table.withLock { t in
             guard var entry = t.entries[key], entry.generation == generation else { return nil }
             entry.checks += 1

@@ -3,6 +3,7 @@ import ControlClient
 import Foundation
 import HTTP1
 import ProxyProtocol
+import TLS
 
 /// One health check: a blocking HTTP/1.1 request to one server on a fresh connection (closed
 /// after, as HAProxy's checks do, so a listener that stopped accepting fails at once).
@@ -19,15 +20,21 @@ public enum HealthProbe {
 
     /// Never throws: a failure is a result. `proxyProtocol` (1, 2): the upstream's servers expect a
     /// PROXY header on each connection; a check sends the one that names no client (v2 LOCAL,
-    /// v1 UNKNOWN), as HAProxy's checks do.
-    static func run(_ check: HealthCheck, on server: SocketAddressSpec, proxyProtocol: Int?) -> Result {
+    /// v1 UNKNOWN), as HAProxy's checks do. `tls`: the upstream's settings and context (nil when
+    /// none could be built): the check handshakes as the proxy's own connections do.
+    static func run(_ check: HealthCheck, on server: SocketAddressSpec, proxyProtocol: Int?,
+                    tls: (settings: UpstreamTLS, context: UpstreamTLSContext?)? = nil) -> Result {
         var options = HTTPClient.Options()
         options.timeout = check.timeout
         options.keepAlive = false
         options.maxResponseBody = 1 << 20
         options.userAgent = "edgeproxy-health-check"
         options.preamble = proxyProtocol.map { $0 == 1 ? ProxyHeader.v1Unknown : ProxyHeader.v2Local } ?? []
-        let client = HTTPClient(options: options)
+        options.serverName = tls?.settings.serverName
+        if let tls, tls.context == nil {
+            return Result(at: Date(), passed: false, status: nil, latencySeconds: 0, detail: "no TLS context for this upstream")
+        }
+        let client = HTTPClient(tls: tls?.context?.blockingClient, options: options)
         defer { client.close() }
         let headers = check.host.map { [HTTPField(name: "Host", value: $0)] } ?? []
         let at = Date()
@@ -37,7 +44,7 @@ public enum HealthProbe {
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
         do {
-            let response = try client.request(method: check.method, url: "http://\(server)\(check.path)", headers: headers)
+            let response = try client.request(method: check.method, url: "\(tls == nil ? "http" : "https")://\(server)\(check.path)", headers: headers)
             let took = seconds()
             // The client's timeout bounds connect and each read; a slow trickle can outlast it.
             if took > check.timeout {

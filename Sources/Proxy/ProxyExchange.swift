@@ -150,7 +150,7 @@ public final class ProxyExchange: UpstreamDelegate {
                 let c = try pool.connection(to: server, delegate: self)
                 connection = c
                 upstreamAddress = server.label
-                if let version = server.settings.proxyProtocol, c.uses == 1 { c.send(proxyHeader(version: version)) }
+                if let version = server.settings.proxyProtocol, c.uses == 1 { c.sendInClear(proxyHeader(version: version)) }
                 if let replay { c.send(replay) }
                 if c.connected && requestHasBody { replay = nil }
                 c.armTimer(seconds: c.connected ? timeouts.upstreamResponse : timeouts.upstreamConnect)
@@ -217,7 +217,7 @@ public final class ProxyExchange: UpstreamDelegate {
         if !connection.connected {
             connection.server.markFailed()
             connection.close()
-            Log.error("upstream \(upstreamName) server \(connection.address): connect timed out")
+            Log.error("upstream \(upstreamName) server \(connection.address): \(connection.handshaking ? "TLS handshake" : "connect") timed out")
             retryOrFail(status: 504, reason: "the upstream server did not accept the connection in time")
         } else if !tunnel {
             Log.error("upstream \(upstreamName) server \(connection.address): no response within \(timeouts.upstreamResponse)s")
@@ -234,8 +234,9 @@ public final class ProxyExchange: UpstreamDelegate {
         }
         if !connection.connected {
             connection.server.markFailed()
-            Log.error("upstream \(upstreamName) server \(connection.address): \(error?.description ?? "connect failed")")
-            retryOrFail(status: 502, reason: "the upstream server refused the connection")
+            Log.error("upstream \(upstreamName) server \(connection.address): \(connection.failure ?? error?.description ?? "connect failed")")
+            retryOrFail(status: 502, reason: connection.failure == nil ? "the upstream server refused the connection"
+                                                                       : "the TLS handshake with the upstream server failed")
             return
         }
         if !responseStarted && connection.uses > 1 && !requestHasBody {
@@ -249,7 +250,7 @@ public final class ProxyExchange: UpstreamDelegate {
                 return
             }
         } catch {}
-        Log.error("upstream \(upstreamName) server \(connection.address): closed mid-response\(error.map { " (\($0))" } ?? "")")
+        Log.error("upstream \(upstreamName) server \(connection.address): closed mid-response\((connection.failure ?? error?.description).map { " (\($0))" } ?? "")")
         fail(status: 502, reason: "the upstream server closed the connection before a complete response")
     }
 

@@ -1,4 +1,5 @@
 import EventLoop
+import TLS
 
 /// What an upstream connection reports to the exchange using it.
 public protocol UpstreamDelegate: AnyObject {
@@ -13,8 +14,12 @@ public protocol UpstreamDelegate: AnyObject {
 
 /// One TCP connection to an origin server: a byte transport with a bounded write buffer, read
 /// pausing for backpressure, and one timer. It lives on one loop; the pool keeps it while idle.
+/// With TLS (`UpstreamConnection+TLS.swift`) it is `connected` once the handshake is done, and
+/// its bytes go through the TLS session instead of read/write.
 public final class UpstreamConnection: Pollable {
     public let fd: Int32
+    /// nil: plain TCP, whose path costs only this nil check.
+    let tls: TLSConnection?
     let loop: EventLoop
     unowned let server: UpstreamServer
     public weak var delegate: UpstreamDelegate?
@@ -22,8 +27,14 @@ public final class UpstreamConnection: Pollable {
     public private(set) var closed = false
     /// Requests this connection has carried (1 on the first): a failure on a reused connection may be a keep-alive race.
     public internal(set) var uses = 0
-    private var output: [UInt8] = []
-    private var outputSent = 0
+    var output: [UInt8] = []
+    var outputSent = 0
+    /// Leading bytes of `output` written in the clear before the TLS handshake (a PROXY header).
+    var clearPrefix = 0
+    /// TLS: the handshake has begun (the TCP connect completed).
+    var handshaking = false
+    /// Why the connection failed where no system error says (TLS), for the error log.
+    public internal(set) var failure: String?
     private var readPaused = false
     private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
@@ -31,8 +42,8 @@ public final class UpstreamConnection: Pollable {
     private lazy var timer = Timer { [weak self] in self?.timedOut() }
     var idleSince: UInt64 = 0
 
-    init(fd: Int32, loop: EventLoop, server: UpstreamServer) {
-        self.fd = fd; self.loop = loop; self.server = server
+    init(fd: Int32, loop: EventLoop, server: UpstreamServer, tls: TLSConnection?) {
+        self.fd = fd; self.loop = loop; self.server = server; self.tls = tls
     }
 
     public var address: String { server.label }
@@ -45,6 +56,12 @@ public final class UpstreamConnection: Pollable {
     }
 
     public func send(_ bytes: [UInt8]) { bytes.withUnsafeBytes { send($0) } }
+
+    /// Bytes that open a new connection ahead of TLS (a PROXY header); call before any `send`.
+    public func sendInClear(_ bytes: [UInt8]) {
+        if tls != nil { clearPrefix += bytes.count }
+        send(bytes)
+    }
 
     public func pauseReading() { readPaused = true }
 
@@ -59,17 +76,21 @@ public final class UpstreamConnection: Pollable {
 
     public func ready(_ events: UInt32) {
         if !connected {
-            if let error = Socket.pendingError(fd) { fail(error); return }
-            guard events & PollEvents.writable != 0 else { return }
+            if !handshaking {
+                if let error = Socket.pendingError(fd) { fail(error); return }
+                guard events & PollEvents.writable != 0 else { return }
+            }
+            if let tls, !handshake(tls) { return }
             connected = true
             delegate?.upstreamConnected(self)
             if closed { return }
             flush()
-        } else if events & (PollEvents.writable | PollEvents.error) != 0 {
-            flush()
+        } else if events & (PollEvents.writable | PollEvents.error) != 0 || (tls != nil && backlog > 0) {
+            flush()  // TLS: a write may wait on a read (a key update), so any event retries it
         }
         if closed { return }
-        if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
+        // TLS: a read may wait on a write, and records may be buffered, so any event retries it.
+        if tls != nil || events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
             readable = true
             if events & (PollEvents.hangup | PollEvents.error) != 0 { hangup = true }
             if !readPaused { readAvailable() }
@@ -78,6 +99,11 @@ public final class UpstreamConnection: Pollable {
 
     private func flush() {
         while outputSent < output.count {
+            if let tls {
+                guard let n = write(tls) else { return }
+                outputSent += n
+                continue
+            }
             let result: IOResult<Int>
             do { result = try Socket.write(fd, output, from: outputSent) } catch { fail(error); return }
             guard case .done(let n) = result else { return }
@@ -92,7 +118,12 @@ public final class UpstreamConnection: Pollable {
         let buffer = server.pool.scratch
         while !closed && !readPaused {
             let result: IOResult<Int>
-            do { result = try Socket.read(fd, into: buffer) } catch { fail(error); return }
+            if let tls {
+                guard let r = read(tls, into: buffer) else { return }
+                result = r
+            } else {
+                do { result = try Socket.read(fd, into: buffer) } catch { fail(error); return }
+            }
             switch result {
             case .wouldBlock:
                 readable = false
@@ -108,8 +139,9 @@ public final class UpstreamConnection: Pollable {
                 }
                 delegate.upstream(self, received: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 // A short read drained the socket: with edge triggering, new bytes bring a new
-                // event, so the EAGAIN read that would confirm it is skipped.
-                if n < buffer.count && !hangup { readable = false; return }
+                // event, so the EAGAIN read that would confirm it is skipped. Not so with TLS,
+                // which hands over one record per read and may hold more.
+                if n < buffer.count && !hangup && tls == nil { readable = false; return }
             }
         }
     }
@@ -118,7 +150,7 @@ public final class UpstreamConnection: Pollable {
         if let delegate { delegate.upstreamTimedOut(self) } else { close() }
     }
 
-    private func fail(_ error: SystemError?) {
+    func fail(_ error: SystemError?) {
         guard !closed else { return }
         let d = delegate
         close()
@@ -131,6 +163,7 @@ public final class UpstreamConnection: Pollable {
         closed = true
         loop.disarm(timer)
         loop.unregister(fd)
+        if connected && failure == nil { tls?.shutdown() }
         Socket.close(fd)
         server.forget(self)
         delegate = nil

@@ -1,5 +1,6 @@
 import Config
 import EventLoop
+import TLS
 
 /// One origin server as seen from one loop: its idle keep-alive connections, the number in use
 /// (least-connections), when it may be tried again after failing (passive health) and what the
@@ -15,9 +16,13 @@ public final class UpstreamServer {
     var active = 0
     var failedUntil: UInt64 = 0
     public let health: ServerHealth
+    /// TLS towards this server (nil: plain, or its context failed), and the last session it gave.
+    let tls: UpstreamTLSContext?
+    let sessions: TLSSessionCache?
 
-    init(spec: SocketAddressSpec, settings: Upstream, pool: UpstreamPool) {
-        self.spec = spec; self.settings = settings; self.pool = pool
+    init(spec: SocketAddressSpec, settings: Upstream, pool: UpstreamPool, tls: UpstreamTLSContext?) {
+        self.spec = spec; self.settings = settings; self.pool = pool; self.tls = tls
+        sessions = settings.tls?.sessionReuse == true ? TLSSessionCache() : nil
         health = UpstreamHealth.shared.server(upstream: settings.name, spec)
         label = spec.description
         address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
@@ -59,11 +64,14 @@ public final class UpstreamServer {
 final class UpstreamGroup {
     let settings: Upstream
     let servers: [UpstreamServer]
+    let tls: UpstreamTLSContext?
     var next = 0
 
     init(settings: Upstream, pool: UpstreamPool) {
         self.settings = settings
-        servers = settings.servers.map { UpstreamServer(spec: $0, settings: settings, pool: pool) }
+        let tls = UpstreamTLSContexts.shared.context(for: settings)
+        self.tls = tls
+        servers = settings.servers.map { UpstreamServer(spec: $0, settings: settings, pool: pool, tls: tls) }
     }
 
     /// The next server to try, skipping those in `exclude`, those failing their active health
@@ -107,7 +115,7 @@ public final class UpstreamPool {
     public func apply(_ upstreams: [String: Upstream]) {
         var next: [String: UpstreamGroup] = [:]
         for (name, settings) in upstreams {
-            if let old = groups[name], old.settings == settings { next[name] = old } else { next[name] = UpstreamGroup(settings: settings, pool: self) }
+            if let old = groups[name], old.settings == settings, old.tls === UpstreamTLSContexts.shared.current(name) { next[name] = old } else { next[name] = UpstreamGroup(settings: settings, pool: self) }
         }
         for (name, old) in groups where next[name] !== old {
             for s in old.servers { for c in s.idle { c.close() } }
@@ -150,7 +158,9 @@ public final class UpstreamPool {
         do throws(SystemError) {
             guard let address = server.address else { throw SystemError("resolve \(server.spec)", errno: 22) }
             let fd = try Socket.connect(address)
-            let c = UpstreamConnection(fd: fd, loop: loop, server: server)
+            let tls: TLSConnection?
+            do { tls = try server.startTLS(on: fd) } catch { Socket.close(fd); throw error }
+            let c = UpstreamConnection(fd: fd, loop: loop, server: server, tls: tls)
             c.delegate = delegate
             c.uses = 1
             do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }

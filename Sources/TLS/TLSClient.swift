@@ -64,20 +64,15 @@ public final class TLSClientConnection {
         guard let ssl = SSL_new(context.ctx) else { throw TLSError("SSL_new") }
         self.ssl = ssl
         SSL_set_fd(ssl, fd)
-        if Self.isIPLiteral(host) {
-            // No SNI for addresses (RFC 6066 §3); verify the IP SAN instead of a DNS name.
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-        } else {
-            _ = COpenSSL_SSL_set_tlsext_host_name(ssl, host)
-            SSL_set1_host(ssl, host)
-        }
+        expectPeer(named: host, on: ssl)
         let rc = SSL_connect(ssl)
         guard rc == 1 else {
             let verify = SSL_get_verify_result(ssl)
             let error = verify == X509_V_OK ? TLSError("SSL_connect(\(host))", reason: Self.failure(ssl, rc), timedOut: Self.isTimeout(ssl, rc))
                 : TLSError("SSL_connect(\(host))", reason: "certificate verification: " + String(cString: X509_verify_cert_error_string(Int(verify))))
             ERR_clear_error()
-            SSL_free(ssl)
+            // Fully initialised, so deinit runs and frees the SSL; no shutdown after a failure.
+            closed = true
             throw error
         }
     }

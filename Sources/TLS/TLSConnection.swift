@@ -24,6 +24,9 @@ public final class TLSConnection {
         SSL_set_accept_state(ssl)
     }
 
+    /// Takes ownership of `ssl` (client connections: `TLSConnection+Upstream.swift`).
+    init(owning ssl: OpaquePointer) { self.ssl = ssl }
+
     deinit { SSL_free(ssl) }
 
     public func handshake() -> TLSStatus { status(SSL_do_handshake(ssl), moved: 0) }

@@ -4,6 +4,7 @@ import Config
 import EventLoop
 import Foundation
 import Metrics
+import Proxy
 
 extension Control {
     /// Start-up: everything from disk (in parallel), then the first snapshot. With `deferBuild`,
@@ -25,6 +26,10 @@ extension Control {
             Log.error("reload refused, still running the previous configuration: \(e)")
             return UpdateReport(configError: "\(e)")
         case .success(let s): new = s
+        }
+        do { try UpstreamTLSContexts.shared.apply(new.upstreams) } catch {
+            Log.error("reload refused, still running the previous configuration: \(error)")
+            return UpdateReport(configError: "\(error)")
         }
         transaction.configure(defaultName: new.tls.defaultName, strictSNI: new.tls.strictSNI)
         let report = files.refreshAll(new.tls, acme: new.acme != nil, source: trigger)

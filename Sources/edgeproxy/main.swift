@@ -9,6 +9,7 @@ import Front
 import Glibc
 import Health
 import OCSP
+import Proxy
 import TLS
 
 // edgeproxy run|check|cluster import|cluster reseal|acme revoke NAME --config FILE
@@ -153,6 +154,11 @@ case .failure(let e):
 Log.setDebug(settings.log.level == "debug")
 if let clusterCommand { exit(ClusterCommand.run(clusterCommand, settings: settings)) }
 if let revokeName { exit(ACMECommand.revoke(revokeName, reason: revokeReason, settings: settings)) }
+// TLS towards upstreams: a CA or client certificate OpenSSL refuses stops `check` and `run` here.
+do { try UpstreamTLSContexts.shared.apply(settings.upstreams) } catch {
+    Log.error("cannot start: \(error)")
+    exit(1)
+}
 // A SIGHUP before its handler is installed (below, once serving) must not end the process, which
 // the default action would: a supervisor may reload as soon as the port answers.
 signal(SIGHUP, SIG_IGN)
