@@ -51,6 +51,7 @@ let package = Package(
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Config", "EventLoop"]),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),

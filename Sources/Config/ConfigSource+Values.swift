@@ -77,10 +77,12 @@ extension ConfigSource {
         }
     }
 
-    func address(_ node: Node) throws(ConfigError) -> SocketAddressSpec {
-        let expected = "an address like \":8443\", \"127.0.0.1:8443\" or \"[::1]:8443\""
+    /// `names`: a host name is allowed before the port (upstream servers, resolved in the background).
+    func address(_ node: Node, names: Bool = false) throws(ConfigError) -> SocketAddressSpec {
+        let expected = names ? "an address like \"127.0.0.1:9000\", \"[::1]:9000\" or \"app.internal:9000\""
+                             : "an address like \":8443\", \"127.0.0.1:8443\" or \"[::1]:8443\""
         let text = try scalar(node, expected: expected)
-        switch ValueSyntax.address(text) {
+        switch ValueSyntax.address(text, names: names) {
         case .success(let address):
             return address
         case .failure(.syntax):
@@ -88,7 +90,7 @@ extension ConfigSource {
         case .failure(.port(let port)):
             throw error("port \(port) in \(quoted(text)) is out of range (expected 1 to 65535)", at: node)
         case .failure(.host(let host)):
-            throw error("expected an IP address or \"localhost\" before the port, got \(quoted(host)) in \(quoted(text))",
+            throw error("expected an IP address\(names ? ", a host name" : "") or \"localhost\" before the port, got \(quoted(host)) in \(quoted(text))",
                         at: node)
         }
     }

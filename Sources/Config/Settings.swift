@@ -29,7 +29,7 @@ public struct Settings: Sendable, Equatable {
 }
 
 /// "host:port"; host may be an IPv4 literal, `[IPv6]`, `*` / empty (all addresses), or `localhost`.
-public struct SocketAddressSpec: Sendable, Equatable, CustomStringConvertible {
+public struct SocketAddressSpec: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: UInt16
     public init(host: String, port: UInt16) { self.host = host; self.port = port }
@@ -177,6 +177,8 @@ public struct Upstream: Sendable, Equatable {
     public var failTimeout: Double
     /// PROXY protocol header (1 or 2) written first on each connection to a server; nil: none.
     public var proxyProtocol: Int?
+    /// Servers given by name are resolved again this often (in the background).
+    public var resolveInterval: Double = 30
     /// Active health checks; nil: off (only passive health).
     public var healthCheck: HealthCheck? = nil
     /// TLS towards the servers; nil: plain TCP.

@@ -2,7 +2,7 @@ import Yams
 
 /// Upstreams and routes: the two sections that refer to each other.
 extension SettingsReader {
-    static let upstreamKeys = ["servers", "balance", "keepalive", "keepalive_timeout", "fail_timeout", "proxy_protocol", "health_check", "tls"]
+    static let upstreamKeys = ["servers", "balance", "keepalive", "keepalive_timeout", "fail_timeout", "proxy_protocol", "resolve_interval", "health_check", "tls"]
     static let routeKeys = ["host", "path", "upstream", "respond", "max_body", "forwarded_headers"]
 
     /// Returns the names in file order too, so "defined: …" lists them as the operator wrote them.
@@ -35,7 +35,7 @@ extension SettingsReader {
         }
         var servers: [SocketAddressSpec] = []
         for item in try source.list(serversNode, of: "servers") {
-            let server = try source.address(item)
+            let server = try source.address(item, names: true)
             if server.host.isEmpty {
                 throw source.error("an upstream server needs a host, like \"127.0.0.1:\(server.port)\"", at: item)
             }
@@ -53,6 +53,7 @@ extension SettingsReader {
         // 0 is meaningful here: never skip a failed server (passive health checks off).
         if let value = map["fail_timeout"] { upstream.failTimeout = try source.duration(value, allowZero: true) }
         if let value = map["proxy_protocol"] { upstream.proxyProtocol = try source.choice(value, ["v1", "v2"]) == "v1" ? 1 : 2 }
+        if let value = map["resolve_interval"] { upstream.resolveInterval = try source.duration(value) }
         if let entry = map.entry("health_check") { upstream.healthCheck = try healthCheck(entry, upstream: name) }
         if let value = map["tls"] { upstream.tls = try upstreamTLS(value, upstream: name) }
         return upstream

@@ -49,7 +49,8 @@ enum ValueSyntax {
 
     /// `host:port`, `:port`, `*:port`, `[v6]:port`, or a bare port. An empty host means every
     /// address (`*` is normalised to it, so duplicates compare equal).
-    static func address(_ text: String) -> Result<SocketAddressSpec, AddressProblem> {
+    /// `names`: a host name (RFC 1123) is allowed too, for servers resolved later (upstreams).
+    static func address(_ text: String, names: Bool = false) -> Result<SocketAddressSpec, AddressProblem> {
         var host: Substring
         var port: Substring
         if text.hasPrefix("[") {
@@ -64,7 +65,8 @@ enum ValueSyntax {
             port = text[text.index(after: colon)...]
             if host.contains(":") { return .failure(.syntax) }  // an IPv6 literal without brackets
             if host == "*" { host = "" }
-            guard host.isEmpty || host == "localhost" || isIPv4(String(host)) else {
+            guard host.isEmpty || host == "localhost" || isIPv4(String(host))
+                    || (names && isHostPattern(host.lowercased(), wildcard: false)) else {
                 return .failure(.host(String(host)))
             }
         } else {

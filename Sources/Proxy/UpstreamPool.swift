@@ -9,7 +9,6 @@ public final class UpstreamServer {
     public let spec: SocketAddressSpec
     /// "host:port" for logs, made once.
     public let label: String
-    let address: SocketAddress?
     unowned let pool: UpstreamPool
     let settings: Upstream
     var idle: [UpstreamConnection] = []
@@ -25,8 +24,10 @@ public final class UpstreamServer {
         sessions = settings.tls?.sessionReuse == true ? TLSSessionCache() : nil
         health = UpstreamHealth.shared.server(upstream: settings.name, spec)
         label = spec.description
-        address = try? SocketAddress.resolve(host: spec.host, port: spec.port)
     }
+
+    /// Where to connect now: a literal, or the name's last resolution (never looked up here).
+    var address: SocketAddress? { UpstreamAddresses.shared.address(spec) }
 
     /// Past `keepalive`, what a burst leaves idle is kept for a moment and trimmed by half every
     /// `UpstreamPool.purgeInterval` (HAProxy's pool-purge-delay): closing at once only to connect
@@ -156,7 +157,9 @@ public final class UpstreamPool {
             return c
         }
         do throws(SystemError) {
-            guard let address = server.address else { throw SystemError("resolve \(server.spec)", errno: 22) }
+            guard let address = server.address else {
+                throw SystemError("\(server.spec) does not resolve (yet)", errno: 113)  // EHOSTUNREACH
+            }
             let fd = try Socket.connect(address)
             let tls: TLSConnection?
             do { tls = try server.startTLS(on: fd) } catch { Socket.close(fd); throw error }

@@ -39,6 +39,7 @@ extension Control {
             transaction.refreshSnapshot()
         }
         health.apply(new.upstreams)  // before the loops take the new upstreams
+        UpstreamAddresses.shared.apply(new.upstreams)
         server?.apply(new)
         let directoryChanged = new.tls.certificateDirectory != settings.tls.certificateDirectory || new.tls.watch != settings.tls.watch
         reloadACME(settings.acme, new.acme)

@@ -192,6 +192,7 @@ if loaded.count == 0 {
 signal(SIGPIPE, SIG_IGN)
 let store = control.transaction.openStore(alpnChallenges: alpnChallenges, onDemand: control.onDemand)
 control.health.apply(settings.upstreams)  // before the loops build their pools
+UpstreamAddresses.shared.apply(settings.upstreams)  // names resolved here, never on a loop
 let server = Server(settings: settings, store: store, challenges: httpChallenges)
 do { try server.start() } catch {
     Log.error("cannot start: \(error)")

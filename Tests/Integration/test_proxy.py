@@ -509,3 +509,18 @@ def test_idle_pool_keeps_a_burst_then_trims_to_keepalive(proxies, origins):
         assert time.monotonic() < deadline, o.stats()
         time.sleep(0.1)
     assert o.stats()["active"] == 2
+
+
+def test_an_upstream_server_given_by_name_is_resolved_off_the_loops(proxies, origins):
+    a = origins("A")
+    p = proxies({"tls": standard_tls(), "upstreams": {"named": {"servers": [f"localhost:{a.port}"], "resolve_interval": "1s"}},
+                 "routes": [{"upstream": "named"}]})
+    for _ in range(3):
+        r = https_get(p.https_port, "/echo", sni="a.test")
+        assert r.status == 200 and r.header("x-origin") == "A"
+        time.sleep(0.6)   # across a background re-resolution
+    # A name that does not resolve fails its requests with 502 and a clear reason, and nothing else.
+    p2 = proxies({"tls": standard_tls(), "upstreams": {"nowhere": {"servers": ["nowhere.invalid:80"]}},
+                  "routes": [{"upstream": "nowhere"}]}, name="unresolvable")
+    assert https_get(p2.https_port, "/", sni="a.test").status == 502
+    assert "nowhere.invalid:80: the name does not resolve" in p2.stderr() and "does not resolve (yet)" in p2.stderr()
