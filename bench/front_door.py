@@ -10,7 +10,13 @@ plain one, one that expects a PROXY header (nginx: `listen ... ssl proxy_protoco
 on`; edgeproxy: `tls.client_auth`, P-256 client certificate from a P-256 CA). `hsclient -mode
 handshake` (full TLS 1.3 handshakes + close_notify, no session cache) pinned to CPU 1 drives each
 of the six targets in turn, the order alternating per round, with `-proxy` for the PROXY
-listeners and `-cert` for the client-certificate ones. The figure is the server's own CPU time
+listeners and `-cert` for the client-certificate ones.
+
+Then keep-alive requests to a TLS origin: both servers proxy to one nginx TLS origin on CPU 1
+(`return 200` with 1 KiB), verifying its certificate and name and resuming its sessions (nginx:
+`proxy_ssl_verify on`, `proxy_ssl_session_reuse on`, upstream keepalive 64; edgeproxy:
+`upstreams.NAME.tls`, keepalive 64); `wrk -t1 -c64` on CPU 1 drives each in turn; the figure is the
+server's CPU time per request. The figure is the server's own CPU time
 (/proc/PID/stat utime+stime of every process of the server) per completed handshake, median over
 rounds; TLS 1.3 session tickets are off for both (nginx also gets an OPENSSL_CONF with
 NumTickets = 0, as bench/run.sh does). Results: stdout and bench/results/front-door-<date>.json.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -102,6 +109,32 @@ def main() -> int:
     (work / "notickets.cnf").write_text("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\n"
                                         "system_default = system_default_sect\n[system_default_sect]\nNumTickets = 0\n")
     ports = {t: free_port() for t in ("nginx", "nginx+proxy", "nginx+mtls", "edgeproxy", "edgeproxy+proxy", "edgeproxy+mtls")}
+    ka = {"nginx": free_port(), "edgeproxy": free_port()}
+    origin_port = free_port()
+    (work / "origin").mkdir()
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / "origin" / d).mkdir()
+    o = work / "origin"
+    (o / "nginx.conf").write_text(f"""worker_processes 1;
+daemon off;
+pid {o}/nginx.pid;
+error_log {o}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {o}/body; proxy_temp_path {o}/proxy; fastcgi_temp_path {o}/fastcgi;
+    uwsgi_temp_path {o}/uwsgi; scgi_temp_path {o}/scgi;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    server {{
+        listen 127.0.0.1:{origin_port} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache shared:origin:10m;
+        location / {{ return 200 "{'x' * 1023}\\n"; }}
+    }}
+}}
+""")
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / d).mkdir()
     (work / "nginx.conf").write_text(f"""worker_processes 1;
@@ -136,19 +169,48 @@ http {{
         ssl_client_certificate {ca_crt};
         location / {{ return 200 "ok\\n"; }}
     }}
+    upstream tls_origin {{
+        server 127.0.0.1:{origin_port};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }}
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    server {{
+        listen 127.0.0.1:{ka['nginx']} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        location / {{
+            proxy_pass https://tls_origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_server_name on;
+            proxy_ssl_name localhost;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {cert};
+            proxy_ssl_session_reuse on;
+        }}
+    }}
 }}
 """)
     (work / "edgeproxy.yaml").write_text(f"""workers: 1
 listen:
-  https: ["127.0.0.1:{ports['edgeproxy']}", "127.0.0.1:{ports['edgeproxy+proxy']}", "127.0.0.1:{ports['edgeproxy+mtls']}"]
+  https: ["127.0.0.1:{ports['edgeproxy']}", "127.0.0.1:{ports['edgeproxy+proxy']}", "127.0.0.1:{ports['edgeproxy+mtls']}",
+          "127.0.0.1:{ka['edgeproxy']}"]
   http: []
   proxy_protocol: {{ from: ["127.0.0.1"], listeners: ["127.0.0.1:{ports['edgeproxy+proxy']}"] }}
 tls:
   certificates: [ {{ cert: {cert}, key: {key} }} ]
   session_tickets: 0
   client_auth: {{ ca: {ca_crt}, mode: required, listeners: ["127.0.0.1:{ports['edgeproxy+mtls']}"] }}
+upstreams: {{ origin: {{ servers: ["127.0.0.1:{origin_port}"], keepalive: 64, tls: {{ ca: {cert}, server_name: localhost }} }} }}
+routes: [ {{ upstream: origin }} ]
 log: {{ access: off }}
 """)
+    origin = subprocess.Popen(["taskset", "-c", "1", "/usr/sbin/nginx", "-c", str(o / "nginx.conf"), "-p", str(o)],
+                              stdout=subprocess.DEVNULL, stderr=open(o / "nginx.out", "w"))
     procs = {
         "nginx": subprocess.Popen(["taskset", "-c", "0", "/usr/sbin/nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
                                   env={**os.environ, "OPENSSL_CONF": str(work / "notickets.cnf")},
@@ -191,16 +253,36 @@ log: {{ access: off }}
         results["ratio_edgeproxy_over_nginx"] = {"plain": round(med["edgeproxy"] / med["nginx"], 3),
                                                  "with_proxy_header": round(med["edgeproxy+proxy"] / med["nginx+proxy"], 3),
                                                  "with_client_certificate": round(med["edgeproxy+mtls"] / med["nginx+mtls"], 3)}
-        keys = ("median_us", "added_by_proxy_header_us", "added_by_client_certificate_us", "ratio_edgeproxy_over_nginx")
+        # Keep-alive requests through each server to the TLS origin.
+        results["keepalive_tls_origin_cpu_us_per_request"] = {p: [] for p in ka}
+        results["keepalive_tls_origin_requests_per_s"] = {p: [] for p in ka}
+        for r in range(args.rounds):
+            for peer in (list(ka) if r % 2 == 0 else list(ka)[::-1]):
+                before = cpu_ticks(pids[peer])
+                out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{int(args.duration)}s",
+                                      f"https://127.0.0.1:{ka[peer]}/"], capture_output=True, text=True, check=True).stdout
+                used = (cpu_ticks(pids[peer]) - before) / TICK
+                total = int(re.search(r"(\d+) requests in", out).group(1))
+                if "Non-2xx" in out or "Socket errors" in out or total == 0:
+                    raise RuntimeError(f"{peer} through the TLS origin: {out}")
+                us = used / total * 1e6
+                results["keepalive_tls_origin_cpu_us_per_request"][peer].append(round(us, 1))
+                results["keepalive_tls_origin_requests_per_s"][peer].append(round(total / args.duration))
+                log(f"round {r + 1} {peer} keep-alive to the TLS origin: {total} requests, {us:.1f} µs server CPU each")
+        kam = {p: statistics.median(v) for p, v in results["keepalive_tls_origin_cpu_us_per_request"].items()}
+        results["ratio_edgeproxy_over_nginx"]["keepalive_to_tls_origin"] = round(kam["edgeproxy"] / kam["nginx"], 3)
+        results["keepalive_tls_origin_median_us"] = kam
+        keys = ("median_us", "added_by_proxy_header_us", "added_by_client_certificate_us", "keepalive_tls_origin_median_us",
+                "ratio_edgeproxy_over_nginx")
         log(json.dumps({k: results[k] for k in keys}, indent=1))
         out = REPO / "bench" / "results" / f"front-door-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(results, indent=2) + "\n")
         log(f"written {out}")
         return 0
     finally:
-        for proc in procs.values():
+        for proc in list(procs.values()) + [origin]:
             proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
+        for proc in list(procs.values()) + [origin]:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

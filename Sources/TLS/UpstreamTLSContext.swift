@@ -17,8 +17,9 @@ public final class UpstreamTLSContext: @unchecked Sendable {  // configured in i
         self.verify = verify
         let ctx = client.ctx
         SSL_CTX_set_options(ctx, COpenSSL_OP_defaults())
-        // Idle pooled connections give their buffers back; the write buffer may move between retries.
-        _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_defaults())
+        // The write buffer may move between retries; pooled connections keep their read/write
+        // buffers (few connections, many exchanges each).
+        _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_pooled())
         if !verify { SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil) }
         // The pool speaks HTTP/1.1 only: an origin that would pick h2 must not (RFC 7301 §3.1 wire form).
         let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
