@@ -21,7 +21,9 @@ public final class UpstreamConnection: Pollable {
     /// nil: plain TCP, whose path costs only this nil check.
     let tls: TLSConnection?
     let loop: EventLoop
-    unowned let server: UpstreamServer
+    /// Strong: a connection in flight when a reload replaces its group keeps its server (and the
+    /// server's TLS session cache) alive; `close` ends the cycle through the idle list.
+    let server: UpstreamServer
     public weak var delegate: UpstreamDelegate?
     public private(set) var connected = false
     public private(set) var closed = false

@@ -14,6 +14,8 @@ public final class UpstreamServer {
     var idle: [UpstreamConnection] = []
     var active = 0
     var failedUntil: UInt64 = 0
+    /// Its group was replaced by a reload: connections finishing here close instead of pooling.
+    var retired = false
     public let health: ServerHealth
     /// TLS towards this server (nil: plain, or its context failed), and the last session it gave.
     let tls: UpstreamTLSContext?
@@ -35,7 +37,7 @@ public final class UpstreamServer {
     /// HTTP/2 clients fan out many streams.
     func keepIdle(_ c: UpstreamConnection) {
         // A connection that began with one client's PROXY header never carries another client's request.
-        guard settings.keepalive > 0, settings.proxyProtocol == nil, !pool.closing else { c.close(); return }
+        guard settings.keepalive > 0, settings.proxyProtocol == nil, !pool.closing, !retired else { c.close(); return }
         active -= 1
         c.idleSince = pool.loop.now
         idle.append(c)
@@ -119,7 +121,10 @@ public final class UpstreamPool {
             if let old = groups[name], old.settings == settings, old.tls === UpstreamTLSContexts.shared.current(name) { next[name] = old } else { next[name] = UpstreamGroup(settings: settings, pool: self) }
         }
         for (name, old) in groups where next[name] !== old {
-            for s in old.servers { for c in s.idle { c.close() } }
+            for s in old.servers {
+                s.retired = true
+                for c in s.idle { c.close() }
+            }
         }
         groups = next
     }

@@ -524,3 +524,27 @@ def test_an_upstream_server_given_by_name_is_resolved_off_the_loops(proxies, ori
                   "routes": [{"upstream": "nowhere"}]}, name="unresolvable")
     assert https_get(p2.https_port, "/", sni="a.test").status == 502
     assert "nowhere.invalid:80: the name does not resolve" in p2.stderr() and "does not resolve (yet)" in p2.stderr()
+
+
+def test_a_request_in_flight_across_a_reload_that_replaces_its_upstream(proxies, origins):
+    """The reload replaces the upstream's servers while a response is on its way: the connection
+    it used finishes, is closed instead of pooled, and nothing touches the replaced server later."""
+    a = origins("A")
+    config = {"workers": 1, "tls": standard_tls(), "routes": [{"upstream": "app"}],
+              "upstreams": {"app": {"servers": [a.addr], "keepalive_timeout": "1s"}}}
+    p = proxies(config)
+    done = {}
+
+    def slow():
+        done["r"] = https_get(p.https_port, "/slow?ms=800", sni="a.test")
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    config["upstreams"]["app"]["keepalive_timeout"] = "2s"   # a changed group: rebuilt by the reload
+    p.write_config(config)
+    p.reload()
+    t.join()
+    assert done["r"].status == 200
+    time.sleep(2.5)                                          # past both keep-alive timeouts
+    assert p.alive()
+    assert https_get(p.https_port, "/echo", sni="a.test").status == 200
