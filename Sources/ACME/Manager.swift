@@ -146,13 +146,24 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             throw ACMEError(.protocolViolation, "\(primary) is not managed by ACME here (GET /acme lists the names)")
         }
         let names = status.names
-        // The CA that issued it (when known here), on a connection of its own.
-        let ca = workers[0][status.issuedBy ?? 0]
-        let issuer = try Issuer(configuration: ca.configuration, storage: ca.storage, solvers: [])
-        guard let (certificate, leaf) = try issuer.stored(names) else {
+        guard let (certificate, leaf) = try workers[0][0].stored(names) else {
             throw ACMEError(.storage, "no stored certificate for \(primary) to revoke")
         }
-        try issuer.revoke(certificate, leaf: leaf, reason: reason)
+        // The CA that issued it when known here; after a restart each CA in order, on a
+        // connection of its own, until one accepts (another CA refuses a serial it never issued).
+        let candidates = status.issuedBy.map { [$0] } ?? Array(workers[0].indices)
+        var refusals: [String] = []
+        for index in candidates {
+            let ca = workers[0][index]
+            do {
+                try Issuer(configuration: ca.configuration, storage: ca.storage, solvers: []).revoke(certificate, leaf: leaf, reason: reason)
+                refusals = []
+                break
+            } catch {
+                refusals.append("\(ca.configuration.directoryURL): \(error)")
+            }
+        }
+        guard refusals.isEmpty else { throw ACMEError(.problem, "no CA revoked \(primary): " + refusals.joined(separator: "; ")) }
         emit(.revoked, names: names, certificate: leaf)
         Log.info("ACME: \(primary) serial \(leaf.serialHex) revoked (\(reason.name)); obtaining a replacement now")
         state.withLock { s in

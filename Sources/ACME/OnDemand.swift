@@ -22,6 +22,8 @@ public final class OnDemandIssuance: CertificateOnDemand, @unchecked Sendable { 
     private let manager: ACMEManager
     private let storage: ACMEStorage
     private let queue = DispatchQueue(label: "edgeproxy.acme.on-demand", attributes: .concurrent)
+    /// Trust for an https `ask` endpoint, loaded once (the system store takes milliseconds to parse).
+    private let askTrust: TLSClientContext?
     /// Names looked at (storage, ask) at once; past it, handshakes for more new names do not wait.
     static let maxLookups = 32
     /// Ask answers kept; past it, expired ones are dropped and then the oldest.
@@ -53,6 +55,7 @@ public final class OnDemandIssuance: CertificateOnDemand, @unchecked Sendable { 
         self.settings = settings
         self.manager = manager
         self.storage = storage
+        askTrust = settings.ask?.hasPrefix("https:") == true ? try? TLSClientContext(trustRootsPEMFile: nil) : nil
         manager.onAttended { [weak self] primary, succeeded in self?.attended(primary, succeeded) }
     }
 
@@ -156,7 +159,7 @@ public final class OnDemandIssuance: CertificateOnDemand, @unchecked Sendable { 
         let url = ask + (ask.contains("?") ? "&" : "?") + "domain=" + (name.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? name)
         let allowed: Bool
         do {
-            let response = try HTTPClient(tls: ask.hasPrefix("https:") ? try TLSClientContext(trustRootsPEMFile: nil) : nil, options: options)
+            let response = try HTTPClient(tls: askTrust, options: options)
                 .request(method: "GET", url: url)
             allowed = response.status == 200
             if !allowed { Log.info("ACME on demand: \(name) refused by \(ask) (status \(response.status))") }

@@ -24,6 +24,12 @@ final class ClientConnection: Pollable, Downstream {
     private var heldForCertificate = false
     /// Set on listeners that expect a PROXY header ahead of the connection's own bytes.
     private let proxyHeader: ProxyHeaderReader?
+    /// The listener's client-certificate policy: requests for a name it covers must come over a
+    /// handshake that was asked for a certificate.
+    let clientAuth: ClientCertificatePolicy?
+    /// Why a request for `host` must not be served on this connection (421), if it must not.
+    func misdirected(host: String?) -> String? { RequestPolicy.misdirected(host: host, clientAuth: clientAuth, tls: tls) }
+
     /// The client's verified certificate (mutual TLS), read once after the handshake.
     private(set) lazy var clientIdentity: ClientIdentity? = tls?.clientCertificate
     /// The address the client connected to (a PROXY header's destination when there was one):
@@ -70,6 +76,7 @@ final class ClientConnection: Pollable, Downstream {
     /// `tls`: the listener's context (https), nil for the port-80 role.
     init(fd: Int32, peer: SocketAddress, tls context: TLSContext?, proxyHeader: ProxyHeaderReader?, worker: Worker) throws {
         self.fd = fd; self.peer = peer; self.role = context == nil ? .redirect : .https; self.proxyHeader = proxyHeader; self.worker = worker
+        clientAuth = context?.clientAuth
         let limits = worker.config.settings.limits
         parser = RequestParser(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders)
         tls = try context.map { context throws(TLSError) in try TLSConnection(front: context, fd: fd) }
@@ -138,7 +145,9 @@ final class ClientConnection: Pollable, Downstream {
         case .done:
             Metrics.shared.handshakeCompleted(version: tls.protocolVersion)
             phase = .http
-            if draining { close(); return }
+            // A TLS-ALPN-01 validation is over once its handshake is (RFC 8737 §3): no requests
+            // ride on a connection that was never asked for a client certificate.
+            if draining || tls.alpn == "acme-tls/1" { close(); return }
             // ALPN dispatch happens here, in one place: h2 goes to the HTTP/2 front, http/1.1 (or
             // none) is served below.
             worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
@@ -294,6 +303,10 @@ final class ClientConnection: Pollable, Downstream {
         request = state
 
         if role == .redirect { answerPlainPort(head); return }
+        if let reason = misdirected(host: head.host) {
+            refuse(status: 421, reason: reason)
+            return
+        }
 
         var declared: Int64? = nil
         if case .length(let n) = head.framing { declared = n }

@@ -200,6 +200,10 @@ final class HTTP2Stream: Downstream {
             refuse(status: 431, reason: "request header fields exceed the configured limits")
             return
         }
+        if let reason = front.connection.misdirected(host: host) {
+            refuse(status: 421, reason: reason)
+            return
+        }
         if method == "CONNECT" {
             // RFC 8441 §4: only extended CONNECT for websockets; plain CONNECT (a TCP tunnel) is not offered.
             guard connectProtocol?.lowercased() == "websocket" else {
@@ -244,7 +248,8 @@ final class HTTP2Stream: Downstream {
 
     func body(_ bytes: UnsafeRawBufferPointer) {
         bytesIn += Int64(bytes.count)
-        if bodyLimit > 0 && bytesIn > bodyLimit && !discardBody {
+        // A websocket's bytes are not a request body: no body limit applies (as HTTP/1 tunnels).
+        if bodyLimit > 0 && bytesIn > bodyLimit && !discardBody && !websocket {
             refuse(status: 413, reason: "request body exceeds the limit of \(bodyLimit)")
         }
         guard !discardBody, let e = exchange else {

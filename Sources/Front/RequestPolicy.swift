@@ -31,6 +31,14 @@ enum RequestPolicy {
         if let name = auth.fingerprintHeader { fields.append(HTTPField(name: name, value: identity.sha256)) }
     }
 
+    /// A request for a name the listener's client-certificate policy covers, over a handshake
+    /// that was not asked for one (no SNI, another name sharing the certificate, or HTTP/2
+    /// connection reuse): 421, so the client connects again with that name (nginx does the same).
+    static func misdirected(host: String?, clientAuth: ClientCertificatePolicy?, tls: TLSConnection?) -> String? {
+        guard let clientAuth, let tls, !tls.askedForClientCertificate, clientAuth.covers(host.map(Router.hostName)) else { return nil }
+        return "this host requires a client certificate: connect with its name in SNI"
+    }
+
     /// The body limit for a route: its own, else the global one (0 = unlimited).
     static func bodyLimit(route: Route, limits: Limits) -> Int64 { route.maxBodyBytes ?? limits.maxBodyBytes }
 

@@ -57,7 +57,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
     /// running; each request uses the configuration current when it started.
     public func apply(_ new: Settings) {
         if new.listen != settings.listen || new.workers != settings.workers || new.tls.sessionTickets != settings.tls.sessionTickets
-            || new.tls.minVersion != settings.tls.minVersion || new.log != settings.log {
+            || new.tls.minVersion != settings.tls.minVersion || new.log != settings.log || new.tls.clientAuth != settings.tls.clientAuth {
             Log.warning("listeners, workers, TLS protocol settings and logs change only on restart; the rest was applied")
         }
         var kept = new

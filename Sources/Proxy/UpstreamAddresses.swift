@@ -14,7 +14,7 @@ public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behin
     /// The name lookup (getaddrinfo by default; tests replace it).
     public typealias Resolve = @Sendable (_ host: String, _ port: UInt16) -> SocketAddress?
 
-    private let table = Mutex<[String: SocketAddress]>([:])
+    private let table = Mutex<[SocketAddressSpec: SocketAddress]>([:])
     private let lookup: Resolve
     private let queue = DispatchQueue(label: "edgeproxy.resolver", qos: .utility)
     private var names: [SocketAddressSpec: Double] = [:]
@@ -26,9 +26,11 @@ public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behin
 
     /// The address to connect to now; nil when the name never resolved.
     public func address(_ spec: SocketAddressSpec) -> SocketAddress? {
-        if let literal = Self.literal(spec) { return literal }
-        return table.withLock { $0[spec.description] }
+        Self.literal(spec) ?? resolved(spec)
     }
+
+    /// A name's last resolution (servers keep their literal themselves).
+    func resolved(_ spec: SocketAddressSpec) -> SocketAddress? { table.withLock { $0[spec] } }
 
     /// Resolves the names of `upstreams` not known yet (blocking; call off the loops), then keeps
     /// each re-resolved every `resolve_interval`.
@@ -39,7 +41,7 @@ public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behin
                 wanted[spec] = min(wanted[spec] ?? .infinity, upstream.resolveInterval)
             }
         }
-        let unknown = table.withLock { t in wanted.keys.filter { t[$0.description] == nil } }
+        let unknown = table.withLock { t in wanted.keys.filter { t[$0] == nil } }
         for spec in unknown { refresh(spec) }
         queue.sync {
             names = wanted
@@ -55,20 +57,20 @@ public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behin
                 timers[interval] = timer
             }
         }
-        table.withLock { t in t = t.filter { key, _ in wanted.keys.contains { $0.description == key } } }
+        table.withLock { t in t = t.filter { key, _ in wanted[key] != nil } }
     }
 
     /// Looks `spec` up again; a failure keeps what it resolved to before.
     public func refresh(_ spec: SocketAddressSpec) {
         guard let found = lookup(spec.host, spec.port) else {
-            let known = table.withLock { $0[spec.description] }
+            let known = table.withLock { $0[spec] }
             Log.warning("upstream server \(spec): the name does not resolve"
                         + (known.map { "; keeping \($0.host)" } ?? "; connects to it fail until it does"))
             return
         }
         let before = table.withLock { t -> SocketAddress? in
-            let old = t[spec.description]
-            t[spec.description] = found
+            let old = t[spec]
+            t[spec] = found
             return old
         }
         if let before, before.host != found.host { Log.info("upstream server \(spec) now resolves to \(found.host)") }

@@ -26,10 +26,14 @@ public final class UpstreamServer {
         sessions = settings.tls?.sessionReuse == true ? TLSSessionCache() : nil
         health = UpstreamHealth.shared.server(upstream: settings.name, spec)
         label = spec.description
+        literal = UpstreamAddresses.literal(spec)
     }
 
+    /// An IP literal's address, parsed once.
+    private let literal: SocketAddress?
+
     /// Where to connect now: a literal, or the name's last resolution (never looked up here).
-    var address: SocketAddress? { UpstreamAddresses.shared.address(spec) }
+    var address: SocketAddress? { literal ?? UpstreamAddresses.shared.resolved(spec) }
 
     /// Past `keepalive`, what a burst leaves idle is kept for a moment and trimmed by half every
     /// `UpstreamPool.purgeInterval` (HAProxy's pool-purge-delay): closing at once only to connect

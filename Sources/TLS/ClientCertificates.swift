@@ -18,7 +18,20 @@ public final class ClientCertificatePolicy: @unchecked Sendable {  // immutable 
         self.store = store
         self.required = required
         self.names = Set(names.map { $0.lowercased() })
-        sessionContext = Array("edgeproxy-mtls:\(caFile):\(crlFile ?? ""):\(required)".utf8.suffix(32))
+        // From the files' contents, not their names: a session from before a CA or CRL change
+        // (from any node: ticket keys are shared) never resumes past the new check.
+        var material = Array("edgeproxy-mtls:\(required):\(names.sorted().joined(separator: ","))".utf8)
+        for file in [caFile] + (crlFile.map { [$0] } ?? []) {
+            guard let bio = BIO_new_file(file, "r") else { throw TLSError("BIO_new_file(\(file))") }
+            defer { BIO_free(bio) }
+            var chunk = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = BIO_read(bio, &chunk, Int32(chunk.count))
+                if n <= 0 { break }
+                material += chunk.prefix(Int(n))
+            }
+        }
+        sessionContext = Digest.sha256(material)
         guard X509_STORE_load_file(store, caFile) == 1 else { throw TLSError("X509_STORE_load_file(\(caFile))") }
         if let crlFile {
             guard let bio = BIO_new_file(crlFile, "r") else { throw TLSError("BIO_new_file(\(crlFile))") }
@@ -38,7 +51,8 @@ public final class ClientCertificatePolicy: @unchecked Sendable {  // immutable 
 
     deinit { X509_STORE_free(store) }
 
-    func covers(_ serverName: String?) -> Bool {
+    /// Whether handshakes (by SNI) and requests (by Host) for this name need a client certificate.
+    public func covers(_ serverName: String?) -> Bool {
         guard !names.isEmpty else { return true }
         guard let name = serverName else { return false }
         if names.contains(name) { return true }
@@ -75,6 +89,9 @@ public struct ClientIdentity: Sendable, Equatable {
 }
 
 extension TLSConnection {
+    /// Whether this handshake was asked for a client certificate (its name is covered by the policy).
+    public var askedForClientCertificate: Bool { SSL_get_ex_data(ssl, TLSContext.clientAuthAskedIndex) != nil }
+
     /// The client's certificate when it sent one that verified; nil otherwise.
     public var clientCertificate: ClientIdentity? {
         guard SSL_get_verify_result(ssl) == X509_V_OK, let peer = SSL_get1_peer_certificate(ssl) else { return nil }
@@ -116,11 +133,14 @@ extension X509Certificate {
             guard let bytes = ASN1_STRING_get0_data(str) else { continue }
             let buffer = UnsafeBufferPointer(start: bytes, count: Int(ASN1_STRING_length(str)))
             if gn.pointee.type == GEN_IPADD {
+                guard buffer.count == 4 || buffer.count == 16 else { continue }
                 out.append(prefix + (buffer.count == 4 ? buffer.map(String.init).joined(separator: ".")
-                                     : stride(from: 0, to: buffer.count, by: 2).map { String(UInt16(buffer[$0]) << 8 | UInt16(buffer[$0 + 1]), radix: 16) }
+                                     : stride(from: 0, to: 16, by: 2).map { String(UInt16(buffer[$0]) << 8 | UInt16(buffer[$0 + 1]), radix: 16) }
                                         .joined(separator: ":")))
             } else {
-                out.append(prefix + String(decoding: buffer, as: UTF8.self))
+                // Only printable ASCII reaches a request field: a CR or LF in a name must not
+                // start a field of its own towards the origin.
+                out.append(prefix + String(decoding: buffer.map { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") ? $0 : UInt8(ascii: "?") }, as: UTF8.self))
             }
         }
         return out

@@ -53,7 +53,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     let ctx: OpaquePointer
     /// Kept alive for as long as the context can call into it.
     private let selectorBox: Unmanaged<SelectorBox>
-    private let clientAuth: ClientCertificatePolicy?
+    /// The listener's client-certificate policy, when it has one.
+    public let clientAuth: ClientCertificatePolicy?
 
     /// `clientAuth`: client certificates asked of the handshakes it covers (nil: never).
     public init(front selector: CertificateSelector, options: TLSOptions, clientAuth: ClientCertificatePolicy? = nil) throws(TLSError) {
@@ -79,6 +80,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
     /// The context's `ClientCertificatePolicy`, when it has one (owned by the context).
     static let clientAuthIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+    /// Set (to any non-nil pointer) on a connection whose handshake was asked for a client certificate.
+    static let clientAuthAskedIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
     static let acmeChallengeIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that has waited for a certificate once.
@@ -145,7 +148,10 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
     } else if let raw = SSL_CTX_get_ex_data(front, TLSContext.clientAuthIndex) {
         // Never of a CA validating TLS-ALPN-01: it has no client certificate to give.
         let policy = Unmanaged<ClientCertificatePolicy>.fromOpaque(raw).takeUnretainedValue()
-        if policy.covers(hello.serverName) { policy.request(on: ssl) }
+        if policy.covers(hello.serverName) {
+            policy.request(on: ssl)
+            SSL_set_ex_data(ssl, TLSContext.clientAuthAskedIndex, UnsafeMutableRawPointer(bitPattern: 1))
+        }
     }
     chosen.staple(on: ssl)
     return COpenSSL_CLIENT_HELLO_SUCCESS()

@@ -105,6 +105,12 @@ def test_client_certificates_only_for_the_names_listed(mtls, clients):
     assert r.rc != 0
     r = curl(p.url("/echo", host="secure.wild.test"), resolve=p.resolve("secure.wild.test"), extra=["-k"] + cert_args(clients, "alice"))
     assert r.status == 200 and echoed(r)["x-client-cert-subject"] == "CN=alice.clients.test"
+    # The covered name asked for over a handshake that was not (no SNI, or another name's SNI,
+    # HTTP/1 or HTTP/2): 421, never the protected upstream.
+    for url, extra in ((f"https://127.0.0.1:{p.https_port}/echo", []), (p.url("/echo"), ["--resolve", f"a.test:{p.https_port}:127.0.0.1"]),
+                       (p.url("/echo"), ["--http2", "--resolve", f"a.test:{p.https_port}:127.0.0.1"])):
+        r = curl(url, extra=["-k", "-H", "Host: secure.wild.test"] + extra)
+        assert r.status == 421 and b"client certificate" in r.body, (url, extra, r.status, r.body)
 
 
 def test_client_auth_configuration_errors(tmp_path, edgeproxy_bin):
