@@ -42,6 +42,7 @@ from certs100k import cpu_s, rss_mib  # noqa: E402
 from conftest import Proxy, free_port  # noqa: E402
 from httpclient import client_context, handshake_cert  # noqa: E402
 from named import Named  # noqa: E402
+from parts import run_parts  # noqa: E402
 from pebble import Pebble  # noqa: E402
 from reload_support import Admin, percentile  # noqa: E402
 
@@ -225,27 +226,10 @@ def main() -> int:
         ap.error(f"unknown part(s) {sorted(unknown)}: choose from {', '.join(PARTS)}")
     if not Path(args.bin).is_file():
         ap.error(f"no binary at {args.bin}")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     bench = Bench(args)
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "binary": str(bench.bin), "cores": os.cpu_count(),
                      "args": {k: getattr(args, k) for k in ("rounds", "names", "on_demand", "only")}}
-    failed = []
-    for part in parts:
-        log(f"--- {part} ---")
-        t = time.monotonic()
-        try:
-            results[part] = getattr(bench, f"part_{part}")()
-        except KeyboardInterrupt:
-            results[part] = {"error": "interrupted"}
-            failed.append(part)
-            break
-        except Exception as e:  # noqa: BLE001 — record it, run the other parts
-            import traceback
-            traceback.print_exc()
-            results[part] = {"error": f"{type(e).__name__}: {e}"[:2000]}
-            failed.append(part)
-        results[part]["part_s"] = r(time.monotonic() - t, 1)
-        log(f"{part}: {json.dumps(results[part], indent=1)}")
+    failed = run_parts(bench, parts, results, log)
     out = REPO / "bench" / "results" / f"acme-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     log(f"written {out}")

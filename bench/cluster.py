@@ -51,6 +51,7 @@ from conftest import Proxy, free_port, wait_for_port  # noqa: E402
 from etcd import EtcdCluster  # noqa: E402
 from httpclient import client_context  # noqa: E402
 from loadbalancer import LoadBalancer  # noqa: E402
+from parts import run_parts  # noqa: E402
 from pebble import Pebble  # noqa: E402
 from pki import TestPKI  # noqa: E402
 from reload_support import Admin, metric, percentile  # noqa: E402
@@ -787,32 +788,14 @@ def main() -> int:
         ap.error(f"unknown part(s) {sorted(unknown)}: choose from {', '.join(PARTS)}")
     if not Path(args.bin).is_file():
         ap.error(f"no binary at {args.bin}")
-    # SIGTERM runs the same clean-up as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     bench = Bench(args)
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "binary": str(bench.bin), "cores": os.cpu_count(),
                      "args": {k: getattr(args, k) for k in ("updates", "certs", "outage", "only")},
                      "node_settings": {"lease_ttl": LEASE_TTL, "request_timeout": REQUEST_TIMEOUT},
                      "etcd": subprocess.run(["/usr/bin/etcd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]}
-    failed = []
     t_all = time.monotonic()
-    for part in parts:
-        log(f"--- {part} ---")
-        t = time.monotonic()
-        try:
-            results[part] = getattr(bench, f"part_{part}")()
-        except KeyboardInterrupt:
-            results[part] = {"error": "interrupted"}
-            failed.append(part)
-            break
-        except Exception as e:  # noqa: BLE001 — record it, run the other parts
-            import traceback
-            traceback.print_exc()
-            results[part] = {"error": f"{type(e).__name__}: {e}"[:2000]}
-            failed.append(part)
-        results[part]["part_s"] = r(time.monotonic() - t, 1)
-        log(f"{part}: {json.dumps(results[part], indent=1)}")
+    failed = run_parts(bench, parts, results, log)
     results["total_s"] = r(time.monotonic() - t_all, 1)
     out = REPO / "bench" / "results" / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
