@@ -7,9 +7,10 @@ CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
 APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils
 PIP_TEST   := pytest cryptography h2
+APT_BENCH  := $(APT_TEST) golang-go
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test unit integration deps-run deps-test bench clean
+.PHONY: run build release test unit integration deps-run deps-test deps-bench bench clean
 
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
@@ -30,7 +31,7 @@ unit:
 integration:
 	EDGEPROXY_BIN=$(CURDIR)/.build/debug/edgeproxy $(PYTHON) -m pytest -q Tests/Integration
 
-bench: deps-test release
+bench: deps-bench release
 	bench/run.sh
 
 # Installs only what is missing, so a prepared machine pays nothing.
@@ -44,6 +45,12 @@ deps-test:
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	@$(PYTHON) -c 'import pytest, cryptography, h2' 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST)
+
+# The benchmarks' own client (bench/hsclient) is built with Go.
+deps-bench: deps-test
+	@missing=$$(for p in $(APT_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 clean:
 	rm -rf .build
