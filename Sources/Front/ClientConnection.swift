@@ -30,6 +30,9 @@ final class ClientConnection: Pollable, Downstream {
     /// Why a request for `host` must not be served on this connection (421), if it must not.
     func misdirected(host: String?) -> String? { RequestPolicy.misdirected(host: host, clientAuth: clientAuth, tls: tls) }
 
+    /// Set once a request used a PROXY-protocol upstream: its connections are this client's own.
+    var hasPrivateUpstreams = false
+
     /// The client's verified certificate (mutual TLS), read once after the handshake.
     private(set) lazy var clientIdentity: ClientIdentity? = tls?.clientCertificate
     /// The address the client connected to (a PROXY header's destination when there was one):
@@ -339,7 +342,11 @@ final class ClientConnection: Pollable, Downstream {
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
         var proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
                                    bodyLength: length, upgrade: upgrade, clientAddress: clientHost, scheme: "https")
-        if worker.config.settings.upstreams[upstream]?.proxyProtocol != nil { proxied.connection = (peer, local) }
+        if worker.config.settings.upstreams[upstream]?.proxyProtocol != nil {
+            proxied.connection = (peer, local)
+            proxied.owner = ObjectIdentifier(self)
+            hasPrivateUpstreams = true
+        }
         let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied,
                                      timeouts: worker.config.settings.timeouts, downstream: self)
         request?.exchange = exchange
@@ -646,6 +653,7 @@ final class ClientConnection: Pollable, Downstream {
         tls?.shutdown()
         worker.loop.unregister(fd)
         Socket.close(fd)
+        if hasPrivateUpstreams { worker.pool.closePrivate(owner: ObjectIdentifier(self)) }
         pending = []
         output = []
         worker.closed(self)

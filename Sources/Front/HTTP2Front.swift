@@ -238,7 +238,11 @@ final class HTTP2Stream: Downstream {
             var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
                                        bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.clientHost,
                                        scheme: "https")
-            if settings.upstreams[upstream]?.proxyProtocol != nil { request.connection = (front.connection.peer, front.connection.local) }
+            if settings.upstreams[upstream]?.proxyProtocol != nil {
+                request.connection = (front.connection.peer, front.connection.local)
+                request.owner = ObjectIdentifier(front.connection)
+                front.connection.hasPrivateUpstreams = true
+            }
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
                                   timeouts: settings.timeouts, downstream: self)
             exchange = e

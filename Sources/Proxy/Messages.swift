@@ -19,6 +19,8 @@ public struct ProxyRequest: Sendable {
     /// The client and the address it connected to, for a PROXY header towards the origin (set
     /// only when the upstream sends one).
     public var connection: (client: SocketAddress, local: SocketAddress?)?
+    /// The client connection (for PROXY-protocol upstreams, whose connections are private to it).
+    public var owner: ObjectIdentifier?
 
     public init(method: String, target: String, host: String?, fields: [HTTPField], bodyLength: Int64?,
                 upgrade: String?, clientAddress: String, scheme: String) {

@@ -147,7 +147,7 @@ public final class ProxyExchange: UpstreamDelegate {
         while let server = pool.server(for: upstreamName, excluding: tried) {
             tried.append(server)
             do {
-                let c = try pool.connection(to: server, delegate: self)
+                let c = try pool.connection(to: server, delegate: self, owner: request.owner)
                 connection = c
                 upstreamAddress = server.label
                 if let version = server.settings.proxyProtocol, c.uses == 1 { c.sendInClear(proxyHeader(version: version)) }

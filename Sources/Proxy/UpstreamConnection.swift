@@ -43,6 +43,9 @@ public final class UpstreamConnection: Pollable {
     private var hangup = false
     private lazy var timer = Timer { [weak self] in self?.timedOut() }
     var idleSince: UInt64 = 0
+    /// The client connection this one belongs to when it opened with that client's PROXY header:
+    /// only that client's later requests may use it.
+    var owner: ObjectIdentifier?
 
     init(fd: Int32, loop: EventLoop, server: UpstreamServer, tls: TLSConnection?) {
         self.fd = fd; self.loop = loop; self.server = server; self.tls = tls

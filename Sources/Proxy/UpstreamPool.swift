@@ -40,8 +40,8 @@ public final class UpstreamServer {
     /// again for the next burst costs a connect, a close and two epoll_ctl per request when
     /// HTTP/2 clients fan out many streams.
     func keepIdle(_ c: UpstreamConnection) {
-        // A connection that began with one client's PROXY header never carries another client's request.
-        guard settings.keepalive > 0, settings.proxyProtocol == nil, !pool.closing, !retired else { c.close(); return }
+        // A connection that began with one client's PROXY header is kept for that client only.
+        guard settings.keepalive > 0, settings.proxyProtocol == nil || c.owner != nil, !pool.closing, !retired else { c.close(); return }
         active -= 1
         c.idleSince = pool.loop.now
         idle.append(c)
@@ -143,6 +143,13 @@ public final class UpstreamPool {
         if left { loop.arm(purgeTimer, seconds: Self.purgeInterval) }
     }
 
+    /// A client connection closed: the upstream connections that opened with its PROXY header go too.
+    public func closePrivate(owner: ObjectIdentifier) {
+        for g in groups.values where g.settings.proxyProtocol != nil {
+            for s in g.servers { for c in s.idle where c.owner == owner { c.close() } }
+        }
+    }
+
     /// Closes every idle connection (graceful shutdown).
     public func closeIdle() {
         closing = true
@@ -156,9 +163,13 @@ public final class UpstreamPool {
 
     /// An idle connection to `server` if one is kept, else a new one (connecting). Throws when the
     /// connect fails at once (e.g. no route); a refused connect shows up later via the delegate.
-    public func connection(to server: UpstreamServer, delegate: UpstreamDelegate) throws(SystemError) -> UpstreamConnection {
+    /// `owner`: for PROXY-protocol upstreams, the client connection; only its own idle connections
+    /// are reused.
+    public func connection(to server: UpstreamServer, delegate: UpstreamDelegate, owner: ObjectIdentifier? = nil) throws(SystemError) -> UpstreamConnection {
         server.active += 1
-        if let c = server.idle.popLast() {
+        let reusable = server.settings.proxyProtocol == nil ? server.idle.indices.last : server.idle.lastIndex { $0.owner == owner && owner != nil }
+        if let i = reusable {
+            let c = server.idle.remove(at: i)
             c.disarmTimer()
             c.delegate = delegate
             c.uses += 1
@@ -173,6 +184,7 @@ public final class UpstreamPool {
             let tls: TLSConnection?
             do { tls = try server.startTLS(on: fd) } catch { Socket.close(fd); throw error }
             let c = UpstreamConnection(fd: fd, loop: loop, server: server, tls: tls)
+            c.owner = server.settings.proxyProtocol == nil ? nil : owner
             c.delegate = delegate
             c.uses = 1
             do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }

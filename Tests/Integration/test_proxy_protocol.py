@@ -224,6 +224,18 @@ class ProxyOrigin:
         self.sock.close()
 
 
+def read_response(sock) -> bytes:
+    """One response with a Content-Length body from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_proxy_out_tells_the_origin_who_the_client_is(proxies, version):
     origin = ProxyOrigin()
@@ -241,5 +253,12 @@ def test_proxy_out_tells_the_origin_who_the_client_is(proxies, version):
                 assert socket.inet_ntoa(header[16:20]) == source and int.from_bytes(header[26:28], "big") == p.https_port
         # Each client connection got a connection of its own: a header never speaks for another client.
         assert len(origin.headers) == 2 and origin.headers[0] != origin.headers[1]
+        # A keep-alive client keeps its own upstream connection: one header for all its requests.
+        raw = socket.create_connection(("127.0.0.1", p.https_port), timeout=10, source_address=("127.0.0.4", 0))
+        with client_context().wrap_socket(raw, server_hostname="a.test") as t:
+            for _ in range(3):
+                t.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                assert read_response(t).startswith(b"HTTP/1.1 200")
+        assert len(origin.headers) == 3, origin.headers
     finally:
         origin.close()
