@@ -31,13 +31,31 @@ final class ClientConnection: Pollable, Downstream {
     func misdirected(host: String?) -> String? { RequestPolicy.misdirected(host: host, clientAuth: clientAuth, tls: tls) }
 
     /// Set once a request used a PROXY-protocol upstream: its connections are this client's own.
-    var hasPrivateUpstreams = false
+    private var hasPrivateUpstreams = false
+
+    /// What a request forwarded from this connection carries of the connection itself, whichever
+    /// front built it: the verified client certificate (mutual TLS; client copies dropped), and,
+    /// for an upstream that sends PROXY headers, the connection's ends and its ownership.
+    func personalize(_ request: inout ProxyRequest, upstream: String) {
+        let config = worker.config
+        if let auth = config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&request.fields, clientIdentity, auth) }
+        if !config.proxyHeaderUpstreams.isEmpty && config.proxyHeaderUpstreams.contains(upstream) {
+            request.connection = (peer, local)
+            request.owner = ObjectIdentifier(self)
+            hasPrivateUpstreams = true
+        }
+    }
+
+    /// The access log's certificate field: the verified client certificate's SHA-256, when asked for.
+    var loggedClientCertificate: String? {
+        worker.config.settings.tls.clientAuth == nil ? nil : clientIdentity?.sha256
+    }
 
     /// The client's verified certificate (mutual TLS), read once after the handshake.
-    private(set) lazy var clientIdentity: ClientIdentity? = tls?.clientCertificate
+    private lazy var clientIdentity: ClientIdentity? = tls?.clientCertificate
     /// The address the client connected to (a PROXY header's destination when there was one):
     /// asked of the kernel only for upstreams that send a PROXY header themselves.
-    private(set) lazy var local: SocketAddress? = Socket.localAddress(fd)
+    private lazy var local: SocketAddress? = Socket.localAddress(fd)
     private var parser: RequestParser
     private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
@@ -332,7 +350,6 @@ final class ClientConnection: Pollable, Downstream {
         var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
         fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
         if forwarded { RequestPolicy.addForwarded(&fields, client: clientHost, host: head.host) }
-        if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&fields, clientIdentity, auth) }
         let length: Int64?
         switch head.framing {
         case .none: length = 0
@@ -342,11 +359,7 @@ final class ClientConnection: Pollable, Downstream {
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
         var proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
                                    bodyLength: length, upgrade: upgrade, clientAddress: clientHost, scheme: "https")
-        if worker.config.settings.upstreams[upstream]?.proxyProtocol != nil {
-            proxied.connection = (peer, local)
-            proxied.owner = ObjectIdentifier(self)
-            hasPrivateUpstreams = true
-        }
+        personalize(&proxied, upstream: upstream)
         let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied,
                                      timeouts: worker.config.settings.timeouts, downstream: self)
         request?.exchange = exchange
@@ -665,7 +678,7 @@ final class ClientConnection: Pollable, Downstream {
         let now = monotonicNanos()  // not the loop's cached clock: a local response ends in the wake-up it began
         let upstreamMS: Double? = r.exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }
         worker.accessLog.write(AccessLog.Entry(
-            client: peer.description, sni: tls?.serverName, clientCertificate: worker.config.settings.tls.clientAuth == nil ? nil : clientIdentity?.sha256,
+            client: peer.description, sni: tls?.serverName, clientCertificate: loggedClientCertificate,
             host: r.head.host, method: r.head.method, path: r.head.target,
             status: r.status, bytesIn: r.bodyBytes, bytesOut: r.bytesOut, upstream: r.exchange?.upstreamAddress,
             durationMS: Double(now - r.startedAt) / 1e6, upstreamMS: upstreamMS,

@@ -229,7 +229,6 @@ final class HTTP2Stream: Downstream {
             bodyLimit = limit
             var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
             if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
-            if let auth = settings.tls.clientAuth { RequestPolicy.addClientCertificate(&forwarded, front.connection.clientIdentity, auth) }
             if websocket {
                 // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
@@ -238,11 +237,7 @@ final class HTTP2Stream: Downstream {
             var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
                                        bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.clientHost,
                                        scheme: "https")
-            if settings.upstreams[upstream]?.proxyProtocol != nil {
-                request.connection = (front.connection.peer, front.connection.local)
-                request.owner = ObjectIdentifier(front.connection)
-                front.connection.hasPrivateUpstreams = true
-            }
+            front.connection.personalize(&request, upstream: upstream)
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
                                   timeouts: settings.timeouts, downstream: self)
             exchange = e
@@ -301,7 +296,7 @@ final class HTTP2Stream: Downstream {
         guard front.worker.accessLog.enabled else { return }
         let c = front.connection
         front.log(AccessLog.Entry(
-            client: c.peer.description, sni: c.serverName, clientCertificate: settings.tls.clientAuth == nil ? nil : c.clientIdentity?.sha256,
+            client: c.peer.description, sni: c.serverName, clientCertificate: c.loggedClientCertificate,
             host: host, method: method, path: target,
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstream: upstreamAddress,
             durationMS: Double(monotonicNanos() - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2"))

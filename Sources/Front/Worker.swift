@@ -9,7 +9,13 @@ import TLS
 final class RuntimeConfig: Sendable {
     let settings: Settings
     let router: Router
-    init(_ settings: Settings) { self.settings = settings; router = Router(settings.routes) }
+    /// Upstreams that open their connections with a PROXY header (usually none: then no request looks).
+    let proxyHeaderUpstreams: Set<String>
+    init(_ settings: Settings) {
+        self.settings = settings
+        router = Router(settings.routes)
+        proxyHeaderUpstreams = Set(settings.upstreams.values.filter { $0.proxyProtocol != nil }.map(\.name))
+    }
 }
 
 /// One event loop with its listeners, client connections and upstream pool. Everything here
