@@ -686,13 +686,6 @@ final class ClientConnection: Pollable, Downstream {
     }
 }
 
-extension RequestHead {
-    /// Stands in for a head that never parsed, so a refusal can be logged and answered.
-    static let placeholder = RequestHead(method: "-", target: "-", versionMinor: 1, fields: [], host: nil,
-                                         framing: .none, keepAlive: false, expectContinue: false, upgrade: nil,
-                                         connectionTokens: [])
-}
-
 /// Carries a loop-confined object through a `@Sendable` closure that runs on that same loop.
 private struct LoopBound<T: AnyObject>: @unchecked Sendable {  // only touched on the owning loop
     let value: T
