@@ -18,7 +18,8 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
 
-        // accept → handshake (SNI → certificate) → HTTP/1 → route → upstream pool → response
+        // accept → (PROXY header) → handshake (SNI → certificate) → ALPN → HTTP/1 or HTTP/2 session → route →
+        // upstream pool → response
         .target(name: "EventLoop", dependencies: ["CSystem"]),
         .target(name: "HTTP1"),
         // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.

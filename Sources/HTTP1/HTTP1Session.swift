@@ -38,9 +38,10 @@ public struct HTTP1Session: Sendable {
         fileprivate var discardBody = false
         fileprivate var chunked = false
 
-        fileprivate init(head: RequestHead, keepAlive: Bool) {
+        fileprivate init(head: RequestHead, keepAlive: Bool, bodyLimit: Int64) {
             self.head = head
             self.keepAlive = keepAlive
+            self.bodyLimit = bodyLimit
         }
     }
 
@@ -86,8 +87,12 @@ public struct HTTP1Session: Sendable {
     /// The client half-closed after its request: the response finishes, then the connection closes.
     private var peerDone = false
 
-    public init(maxHeaderBytes: Int, maxHeaders: Int) {
+    /// Every request's body limit until routing sets its own (0: none).
+    private let maxBodyBytes: Int64
+
+    public init(maxHeaderBytes: Int, maxHeaders: Int, maxBodyBytes: Int64 = 0) {
         parser = RequestParser(maxHeaderBytes: maxHeaderBytes, maxHeaders: maxHeaders)
+        self.maxBodyBytes = maxBodyBytes
     }
 
     // MARK: Input
@@ -114,7 +119,7 @@ public struct HTTP1Session: Sendable {
             case .needMore:
                 return (offset, .needMore)
             case .head(let head):
-                request = Request(head: head, keepAlive: head.keepAlive && !draining)
+                request = Request(head: head, keepAlive: head.keepAlive && !draining, bodyLimit: maxBodyBytes)
                 return (offset, .head(head))
             case .body(let range):
                 guard request != nil else { continue }
@@ -153,12 +158,13 @@ public struct HTTP1Session: Sendable {
         }
     }
 
-    /// A complete response made here; the request body, if any, is read (within `bodyLimit`) and dropped.
+    /// A complete response made here; the request body, if any, is read (within `bodyLimit`, when
+    /// given: the route's) and dropped.
     public mutating func respond(status: Int, body: String, contentType: String = "text/plain; charset=utf-8",
-                                 extra: [HTTPField] = [], bodyLimit: Int64 = 0, into out: inout [UInt8]) -> Next {
+                                 extra: [HTTPField] = [], bodyLimit: Int64? = nil, into out: inout [UInt8]) -> Next {
         guard request != nil else { return .carryOn }
         request!.discardBody = true
-        if bodyLimit > 0 { request!.bodyLimit = bodyLimit }
+        if let bodyLimit { request!.bodyLimit = bodyLimit }
         let bytes = Array(body.utf8)
         var fields = [HTTPField(name: "Content-Type", value: contentType),
                       HTTPField(name: "Content-Length", value: String(bytes.count))] + extra
@@ -177,7 +183,7 @@ public struct HTTP1Session: Sendable {
     /// further (the request is never forwarded). Once a response began, only closing can say so.
     public mutating func refuse(status: Int, reason: String, into out: inout [UInt8]) -> Next {
         if request?.responseStarted == true { return .closeNow }
-        var r = request ?? Request(head: .placeholder, keepAlive: false)
+        var r = request ?? Request(head: .placeholder, keepAlive: false, bodyLimit: 0)
         r.keepAlive = false
         r.bodyDone = true
         request = r

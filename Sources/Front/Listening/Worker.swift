@@ -31,7 +31,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     /// Shared read buffer: a connection keeps only the bytes it could not consume yet.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     var listeners: [Listener] = []
-    var connections: [ObjectIdentifier: ClientConnection] = [:]
+    var connections: [ObjectIdentifier: ClientTransport] = [:]
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
@@ -47,7 +47,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         pool.apply(config.settings.upstreams)
     }
 
-    func opened(_ c: ClientConnection) {
+    func opened(_ c: ClientTransport) {
         connections[ObjectIdentifier(c)] = c
         Metrics.shared.connectionOpened()
         if connections.count >= config.settings.limits.maxConnectionsPerWorker {
@@ -55,7 +55,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         }
     }
 
-    func closed(_ c: ClientConnection) {
+    func closed(_ c: ClientTransport) {
         if connections.removeValue(forKey: ObjectIdentifier(c)) != nil { Metrics.shared.connectionClosed() }
         if draining {
             if connections.isEmpty { onDrained?(); onDrained = nil }
@@ -78,65 +78,5 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     /// Drain deadline passed: cut whatever is left.
     func closeAll() {
         for c in Array(connections.values) { c.close() }
-    }
-}
-
-enum ListenerRole { case https, redirect }
-
-/// A listening socket of one loop (each loop has its own, bound with SO_REUSEPORT).
-final class Listener: Pollable {
-    let fd: Int32
-    let role: ListenerRole
-    /// Set when connections here start with a PROXY header from a trusted balancer.
-    let proxyHeader: ProxyHeaderReader?
-    /// The TLS context of this listener's connections (https only): client certificates differ per listener.
-    let tls: TLSContext?
-    unowned let worker: Worker
-    private var paused = false
-    private var closed = false
-
-    init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?, worker: Worker) throws(SystemError) {
-        self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.tls = tls; self.worker = worker
-        try worker.loop.registerListener(fd, self)
-    }
-
-    func ready(_ events: UInt32) {
-        while !paused && !closed {
-            let accepted: (fd: Int32, peer: SocketAddress)?
-            do { accepted = try Socket.accept(fd) } catch {
-                // EMFILE/ENFILE/ECONNABORTED: log and wait for the next readiness.
-                Log.error("accept on \(role): \(error)")
-                return
-            }
-            guard let (client, peer) = accepted else { return }
-            Socket.setNoDelay(client)
-            do {
-                let c = try ClientConnection(fd: client, peer: peer, tls: tls, proxyHeader: proxyHeader, worker: worker)
-                worker.opened(c)
-                c.start()
-            } catch {
-                Log.error("connection from \(peer): \(error)")
-                Socket.close(client)
-            }
-        }
-    }
-
-    func pause() {
-        guard !paused, !closed else { return }
-        paused = true
-        worker.loop.unregister(fd)
-    }
-
-    func resume() {
-        guard paused, !closed else { return }
-        paused = false
-        try? worker.loop.registerListener(fd, self)
-    }
-
-    func close() {
-        guard !closed else { return }
-        closed = true
-        worker.loop.unregister(fd)
-        Socket.close(fd)
     }
 }

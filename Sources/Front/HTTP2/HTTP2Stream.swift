@@ -6,137 +6,6 @@ import HTTP2
 import Metrics
 import Proxy
 
-/// The HTTP/2 protocol of one client connection (ALPN h2). The connection keeps the transport
-/// (TLS, write buffer, timer); this object feeds it bytes from nghttp2 and turns each stream into
-/// a ProxyExchange through `HTTP2Stream`.
-final class HTTP2Front: HTTP2SessionDelegate {
-    /// Frames produced ahead of the socket: past this the session keeps them (and its streams'
-    /// data) until the client reads, so a slow client pauses the upstreams instead of growing this.
-    static let outputLimit = 64 * 1024
-
-    unowned let connection: ClientConnection
-    unowned let worker: Worker
-    let session: HTTP2Session
-    /// The client's address as X-Forwarded-For shows it, formatted once per connection.
-    private(set) lazy var clientHost = connection.peer.host
-    private var streams: [Int32: HTTP2Stream] = [:]
-    private var frames: [UInt8] = []
-    private var pumping = false
-    private var again = false
-    private(set) var closed = false
-
-    init(connection: ClientConnection, worker: Worker) throws {
-        self.connection = connection
-        self.worker = worker
-        let s = worker.config.settings
-        var h = HTTP2Settings()
-        h.maxConcurrentStreams = s.http2.maxConcurrentStreams
-        h.initialWindowSize = s.http2.initialWindowSize
-        h.connectionWindowSize = s.http2.connectionWindowSize
-        h.maxHeaderListSize = s.limits.maxHeaderBytes
-        h.maxHeaders = s.limits.maxHeaders
-        h.rapidResetThreshold = s.http2.rapidResetLimit
-        h.controlFramesPerSecond = s.http2.controlFramesPerSecond
-        h.controlFrameBurst = 2 * s.http2.controlFramesPerSecond
-        session = try HTTP2Session(role: .server, settings: h, delegate: nil)
-        session.delegate = self
-    }
-
-    /// Our SETTINGS go out right after the handshake, before the client's preface arrives.
-    func start() { pump() }
-
-    func received(_ bytes: UnsafeRawBufferPointer) {
-        guard !closed else { return }
-        if !session.receive(bytes, now: worker.loop.now), let why = session.abuse {
-            Log.warning("h2 connection from \(connection.peer) closed: \(why)")
-        }
-        pump()
-    }
-
-    /// Moves frames from the session to the connection while the connection's queue is short,
-    /// then lets drained streams read their upstream again. Re-entrant calls (a flush that
-    /// drained, a stream that got data) only ask for one more round.
-    func pump() {
-        if pumping { again = true; return }
-        pumping = true
-        defer { pumping = false }
-        repeat {
-            again = false
-            let room = Self.outputLimit - connection.outputBacklog
-            if room > 0 {
-                session.produce(into: &frames, limit: room)
-                if !frames.isEmpty {
-                    let out = frames
-                    frames.removeAll(keepingCapacity: true)
-                    connection.enqueue(out)
-                }
-            }
-            if closed { return }
-            session.notifyDrained()
-        } while again && !closed
-        // After GOAWAY (ours or the client's) with no stream left, nghttp2 wants nothing more.
-        if !session.wantsRead && !session.wantsWrite { connection.closeAfterFlush() }
-    }
-
-    /// The connection wrote everything it had.
-    func transportDrained() { pump() }
-
-    /// Graceful shutdown: GOAWAY; open streams finish, new ones are refused.
-    func drain() {
-        session.goAway()
-        pump()
-    }
-
-    /// The idle timer fired. Waiting on upstreams is theirs to time out; an idle connection or a
-    /// client that stopped reading is closed.
-    func timedOut() {
-        if !streams.isEmpty && connection.outputBacklog == 0 {
-            worker.loop.arm(connection.timer, seconds: worker.config.settings.timeouts.idle)
-            return
-        }
-        connection.close()
-    }
-
-    /// The connection closed under us: every stream still running is logged and its upstream dropped.
-    func connectionClosed() {
-        closed = true
-        for stream in streams.values { stream.finish(error: HTTP2Error.cancel.rawValue) }
-        streams = [:]
-    }
-
-    // MARK: HTTP2SessionDelegate
-
-    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool) {
-        let s = HTTP2Stream(id: stream, front: self, startedAt: worker.loop.now)
-        streams[stream] = s
-        s.begin(fields, endStream: endStream, oversized: oversized)
-    }
-
-    func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32) {
-        guard let s = streams[stream] else {
-            session.consume(stream: stream, count: data.count)
-            return
-        }
-        s.body(data)
-    }
-
-    func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField]) {
-        streams[stream]?.bodyEnded(trailers)
-    }
-
-    func http2(_ session: HTTP2Session, closed stream: Int32, error: UInt32) {
-        streams.removeValue(forKey: stream)?.finish(error: error)
-    }
-
-    func http2(_ session: HTTP2Session, drained stream: Int32) {
-        streams[stream]?.exchange?.downstreamDrained()
-    }
-
-    func log(_ entry: AccessLog.Entry) {
-        worker.accessLog.write(entry)
-    }
-}
-
 /// One request/response on an HTTP/2 connection: the same routing, limits, forwarding and access
 /// log as an HTTP/1 request, with the stream's flow control as its backpressure.
 final class HTTP2Stream: Downstream {
@@ -200,7 +69,7 @@ final class HTTP2Stream: Downstream {
             refuse(status: 431, reason: "request header fields exceed the configured limits")
             return
         }
-        if let reason = front.connection.misdirected(host: host) {
+        if let reason = front.transport.misdirected(host: host) {
             refuse(status: 421, reason: reason)
             return
         }
@@ -228,16 +97,16 @@ final class HTTP2Stream: Downstream {
         case .proxy(let upstream, let forwardedHeaders, let limit):
             bodyLimit = limit
             var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
-            if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.clientHost, host: host) }
+            if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.transport.clientHost, host: host) }
             if websocket {
                 // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
                 forwarded.append(HTTPField(name: "sec-websocket-key", value: Data(nonce).base64EncodedString()))
             }
             var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
-                                       bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.clientHost,
+                                       bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.transport.clientHost,
                                        scheme: "https")
-            front.connection.personalize(&request, upstream: upstream)
+            front.transport.personalize(&request, upstream: upstream)
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
                                   timeouts: settings.timeouts, downstream: self)
             exchange = e
@@ -294,7 +163,7 @@ final class HTTP2Stream: Downstream {
         guard status != 0 else { return }
         Metrics.shared.response(status: status, http2: true)
         guard front.worker.accessLog.enabled else { return }
-        let c = front.connection
+        let c = front.transport
         front.log(AccessLog.Entry(
             client: c.peer.description, sni: c.serverName, clientCertificate: c.loggedClientCertificate,
             host: host, method: method, path: target,
@@ -323,7 +192,7 @@ final class HTTP2Stream: Downstream {
     }
 
     private func refuse(status: Int, reason: String) {
-        Log.debug("refused h2 request from \(front.connection.peer): \(status) \(reason)")
+        Log.debug("refused h2 request from \(front.transport.peer): \(status) \(reason)")
         if let e = exchange {
             upstreamAddress = e.upstreamAddress
             e.abort()

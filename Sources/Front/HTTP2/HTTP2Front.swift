@@ -1,0 +1,143 @@
+import Foundation
+import Config
+import EventLoop
+import HTTP1
+import HTTP2
+import Metrics
+import Proxy
+
+/// HTTP/2 on a client connection (ALPN h2): feeds what the transport reads to nghttp2 through
+/// `HTTP2Session`, hands the frames it produces back to the transport, and turns each stream into
+/// a ProxyExchange through `HTTP2Stream`.
+final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
+    /// Frames produced ahead of the socket: past this the session keeps them (and its streams'
+    /// data) until the client reads, so a slow client pauses the upstreams instead of growing this.
+    static let outputLimit = 64 * 1024
+
+    unowned let transport: ClientTransport
+    let session: HTTP2Session
+    var worker: Worker { transport.worker }
+    private var streams: [Int32: HTTP2Stream] = [:]
+    private var frames: [UInt8] = []
+    private var pumping = false
+    private var again = false
+    private(set) var closed = false
+
+    init(transport: ClientTransport) throws {
+        self.transport = transport
+        let s = transport.worker.config.settings
+        var h = HTTP2Settings()
+        h.maxConcurrentStreams = s.http2.maxConcurrentStreams
+        h.initialWindowSize = s.http2.initialWindowSize
+        h.connectionWindowSize = s.http2.connectionWindowSize
+        h.maxHeaderListSize = s.limits.maxHeaderBytes
+        h.maxHeaders = s.limits.maxHeaders
+        h.rapidResetThreshold = s.http2.rapidResetLimit
+        h.controlFramesPerSecond = s.http2.controlFramesPerSecond
+        h.controlFrameBurst = 2 * s.http2.controlFramesPerSecond
+        session = try HTTP2Session(role: .server, settings: h, delegate: nil)
+        session.delegate = self
+    }
+
+    /// Our SETTINGS go out right after the handshake, before the client's preface arrives.
+    func start() { pump() }
+
+    func received(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard !closed else { return bytes.count }
+        worker.loop.arm(transport.timer, seconds: worker.config.settings.timeouts.idle)
+        if !session.receive(bytes, now: worker.loop.now), let why = session.abuse {
+            Log.warning("h2 connection from \(transport.peer) closed: \(why)")
+        }
+        pump()
+        return bytes.count
+    }
+
+    /// Moves frames from the session to the transport while the transport's queue is short,
+    /// then lets drained streams read their upstream again. Re-entrant calls (a flush that
+    /// drained, a stream that got data) only ask for one more round.
+    func pump() {
+        if pumping { again = true; return }
+        pumping = true
+        defer { pumping = false }
+        repeat {
+            again = false
+            let room = Self.outputLimit - transport.outputBacklog
+            if room > 0 {
+                session.produce(into: &frames, limit: room)
+                if !frames.isEmpty {
+                    let out = frames
+                    frames.removeAll(keepingCapacity: true)
+                    transport.enqueue(out)
+                }
+            }
+            if closed { return }
+            session.notifyDrained()
+        } while again && !closed
+        // After GOAWAY (ours or the client's) with no stream left, nghttp2 wants nothing more.
+        if !session.wantsRead && !session.wantsWrite { transport.closeAfterFlush() }
+    }
+
+    /// The transport wrote everything it had.
+    func transportDrained() { pump() }
+
+    /// Graceful shutdown: GOAWAY; open streams finish, new ones are refused (the connection closes
+    /// once nghttp2 wants nothing more).
+    func drain() -> Bool {
+        session.goAway()
+        pump()
+        return false
+    }
+
+    /// A client that half-closes has nothing more to say, and no response can be read after it.
+    func peerClosed() -> Bool { false }
+
+    /// The idle timer fired. Waiting on upstreams is theirs to time out; an idle connection or a
+    /// client that stopped reading is closed.
+    func timedOut() {
+        if !streams.isEmpty && transport.outputBacklog == 0 {
+            worker.loop.arm(transport.timer, seconds: worker.config.settings.timeouts.idle)
+            return
+        }
+        transport.close()
+    }
+
+    /// The connection closed under us: every stream still running is logged and its upstream dropped.
+    func transportClosed() {
+        closed = true
+        for stream in streams.values { stream.finish(error: HTTP2Error.cancel.rawValue) }
+        streams = [:]
+    }
+
+    // MARK: HTTP2SessionDelegate
+
+    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool) {
+        let s = HTTP2Stream(id: stream, front: self, startedAt: worker.loop.now)
+        streams[stream] = s
+        s.begin(fields, endStream: endStream, oversized: oversized)
+    }
+
+    func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32) {
+        guard let s = streams[stream] else {
+            session.consume(stream: stream, count: data.count)
+            return
+        }
+        s.body(data)
+    }
+
+    func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField]) {
+        streams[stream]?.bodyEnded(trailers)
+    }
+
+    func http2(_ session: HTTP2Session, closed stream: Int32, error: UInt32) {
+        streams.removeValue(forKey: stream)?.finish(error: error)
+    }
+
+    func http2(_ session: HTTP2Session, drained stream: Int32) {
+        streams[stream]?.exchange?.downstreamDrained()
+    }
+
+    func log(_ entry: AccessLog.Entry) {
+        worker.accessLog.write(entry)
+    }
+}
+

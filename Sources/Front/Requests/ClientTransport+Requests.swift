@@ -1,0 +1,27 @@
+import Proxy
+
+/// What a request carries of the connection it came on, the same for both protocol fronts.
+extension ClientTransport {
+    /// Why a request for `host` must not be served on this connection (421), if it must not.
+    func misdirected(host: String?) -> String? { RequestPolicy.misdirected(host: host, clientAuth: clientAuth, tls: tls) }
+
+    /// The verified client certificate (mutual TLS; client copies dropped), and, for an upstream
+    /// that sends PROXY headers, the connection's ends and its ownership.
+    func personalize(_ request: inout ProxyRequest, upstream: String) {
+        let config = worker.config
+        if let auth = config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&request.fields, clientIdentity, auth) }
+        if !config.proxyHeaderUpstreams.isEmpty && config.proxyHeaderUpstreams.contains(upstream) {
+            request.connection = (peer, local)
+            request.owner = ObjectIdentifier(self)
+            hasPrivateUpstreams = true
+        }
+    }
+
+    /// The access log's certificate field: the verified client certificate's SHA-256, when asked for.
+    var loggedClientCertificate: String? {
+        worker.config.settings.tls.clientAuth == nil ? nil : clientIdentity?.sha256
+    }
+
+    /// The TLS server name the client asked for (nil on port 80).
+    var serverName: String? { tls?.serverName }
+}
