@@ -228,12 +228,13 @@ public struct HTTP1Session: Sendable {
 
     public mutating func responseBody(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         guard request != nil else { return }
-        request!.bytesOut += Int64(bytes.count)
+        let before = out.count
         if request!.chunked && phase != .tunnel {
             HTTP1Writer.appendChunk(bytes, into: &out)
         } else {
             out.append(contentsOf: bytes)
         }
+        request!.bytesOut += Int64(out.count - before)
     }
 
     public mutating func responseEnd(trailers: [HTTPField], into out: inout [UInt8]) -> Next {
@@ -247,7 +248,11 @@ public struct HTTP1Session: Sendable {
             phase = .closing
             return .finished(r, close: true)
         }
-        if request!.chunked { HTTP1Writer.appendLastChunk(trailers: trailers, into: &out) }
+        if request!.chunked {
+            let before = out.count
+            HTTP1Writer.appendLastChunk(trailers: trailers, into: &out)
+            request!.bytesOut += Int64(out.count - before)
+        }
         request!.responseDone = true
         if !request!.bodyDone {
             // The origin answered before the body ended: the rest is dropped, as nginx does.
