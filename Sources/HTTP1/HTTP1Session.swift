@@ -145,13 +145,13 @@ public struct HTTP1Session: Sendable {
 
     /// The current request goes to an origin: its body comes as `.body` events, at most `bodyLimit`
     /// bytes (0: no limit). A client waiting for "100 Continue" gets it now, since the body will be
-    /// read (RFC 9110 §10.1.1).
+    /// read (RFC 9110 §10.1.1). An HTTP/1.0 client's expectation is ignored (ibid.): it gets no 1xx.
     public mutating func forward(bodyLimit: Int64, into out: inout [UInt8]) {
         guard request != nil else { return }
         request!.forwarded = true
         request!.bodyLimit = bodyLimit
         let head = request!.head
-        if head.expectContinue && head.framing != .none && head.framing != .length(0) {
+        if head.expectContinue && head.versionMinor >= 1 && head.framing != .none && head.framing != .length(0) {
             let before = out.count
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
             request!.bytesOut += Int64(out.count - before)
@@ -196,9 +196,12 @@ public struct HTTP1Session: Sendable {
 
     /// A response head from the origin (end-to-end fields only): framed with Content-Length when its
     /// length is known, else chunked for HTTP/1.1 clients, else by closing the connection (HTTP/1.0).
+    /// Interim (1xx) responses are not sent to HTTP/1.0 clients (RFC 9110 §15.2); 101 cannot arise
+    /// for them, as their requests carry no upgrade.
     public mutating func responseHead(status: Int, reason: String?, fields: [HTTPField], bodyLength: Int64?,
                                       hasBody: Bool, into out: inout [UInt8]) {
         guard var r = request else { return }
+        if status < 200 && status != 101 && r.head.versionMinor == 0 { return }
         var fields = fields
         if status >= 200 {
             r.status = status
@@ -231,12 +234,13 @@ public struct HTTP1Session: Sendable {
 
     public mutating func responseBody(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         guard request != nil else { return }
-        request!.bytesOut += Int64(bytes.count)
+        let before = out.count
         if request!.chunked && phase != .tunnel {
             HTTP1Writer.appendChunk(bytes, into: &out)
         } else {
             out.append(contentsOf: bytes)
         }
+        request!.bytesOut += Int64(out.count - before)
     }
 
     public mutating func responseEnd(trailers: [HTTPField], into out: inout [UInt8]) -> Next {
@@ -250,7 +254,11 @@ public struct HTTP1Session: Sendable {
             phase = .closing
             return .finished(r, close: true)
         }
-        if request!.chunked { HTTP1Writer.appendLastChunk(trailers: trailers, into: &out) }
+        if request!.chunked {
+            let before = out.count
+            HTTP1Writer.appendLastChunk(trailers: trailers, into: &out)
+            request!.bytesOut += Int64(out.count - before)
+        }
         request!.responseDone = true
         if !request!.bodyDone {
             // The origin answered before the body ended: the rest is dropped, as nginx does.
