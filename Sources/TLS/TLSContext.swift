@@ -96,13 +96,16 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_defaults())
         _ = COpenSSL_SSL_CTX_set_min_proto_version(ctx, options.minVersion13 ? COpenSSL_TLS1_3_VERSION() : COpenSSL_TLS1_2_VERSION())
         _ = COpenSSL_SSL_CTX_set_max_proto_version(ctx, COpenSSL_TLS1_3_VERSION())
-        // AEAD only; ECDSA first. TLS 1.3's defaults are all AEAD already.
+        // AEAD only; ECDSA first. Our order decides (SSL_OP_CIPHER_SERVER_PREFERENCE), in TLS 1.3
+        // too: AES-128-GCM first, as Go and BoringSSL servers choose. OpenSSL's default 1.3 list
+        // starts with AES-256-GCM, whose SHA-384 transcript and key schedule cost more.
         let tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:" +
                     "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"
-        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1,
+        let tls13 = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"  // RFC 8446 §B.4
+        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1, SSL_CTX_set_ciphersuites(ctx, tls13) == 1,
               COpenSSL_SSL_CTX_set1_groups_list(ctx, "X25519:P-256") == 1 else {
             SSL_CTX_free(ctx)
-            throw TLSError("SSL_CTX_set_cipher_list/groups")
+            throw TLSError("SSL_CTX_set_cipher_list/ciphersuites/groups")
         }
         // No server-side session cache: resumption is by ticket only, so nothing is shared between loops.
         _ = COpenSSL_SSL_CTX_set_session_cache_mode(ctx, 0)

@@ -142,6 +142,18 @@ def test_tls12_and_tls13_accepted(tls_proxy, version, name):
     assert r.status == 200 and r.body == b"hello\n"
 
 
+@pytest.mark.parametrize("offer,chosen", [
+    (None, "TLS_AES_128_GCM_SHA256"),
+    ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
+], ids=["openssl-default", "aes256+chacha20"])
+def test_tls13_cipher_follows_proxy_preference(tls_proxy, offer, chosen):
+    """TLS 1.3: the proxy's order (AES-128-GCM, ChaCha20, AES-256-GCM) wins over the client's, whose
+    default list starts with AES-256-GCM."""
+    args = ["-servername", "a.test", "-tls1_3"] + (["-ciphersuites", offer] if offer else [])
+    out = openssl_s_client(tls_proxy.https_port, args)
+    assert f"Cipher is {chosen}" in out, out[-2000:]
+
+
 def _old_version_ctx(version):
     return client_context(min_version=version, max_version=version, ciphers="DEFAULT:@SECLEVEL=0", alpn=None)
 
