@@ -74,6 +74,9 @@ import Testing
         let toA = try Self.handshake(front, sni: "a.test", alpn: ["http/1.1"])
         #expect(toA.ok && toA.serial == a.serialHex && toA.alpn == "http/1.1")
         #expect(!(try Self.handshake(front, sni: "unknown.test", alpn: [])).ok)
+        // Names compare case-insensitively, and an absolute name (trailing dot) is the same name.
+        let shouting = try Self.handshake(front, sni: "B.Test.", alpn: ["http/1.1"])
+        #expect(shouting.ok && shouting.serial == b.serialHex && shouting.alpn == "http/1.1")
     }
 
     /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which
@@ -101,6 +104,8 @@ import Testing
 
         let validator = try Self.handshake(front, sni: "v.test", alpn: ["acme-tls/1"])
         #expect(validator.ok && validator.serial == answer.serialHex && validator.alpn == "acme-tls/1")
+        let upper = try Self.handshake(front, sni: "V.TEST.", alpn: ["acme-tls/1"])
+        #expect(upper.ok && upper.serial == answer.serialHex && upper.alpn == "acme-tls/1")
         let browser = try Self.handshake(front, sni: "v.test", alpn: ["h2", "http/1.1"])
         #expect(browser.ok && browser.serial == site.serialHex && browser.alpn == "h2")
         // The flag is per connection: the next ordinary handshake is not held to acme-tls/1.

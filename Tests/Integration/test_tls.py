@@ -84,6 +84,13 @@ def test_no_sni_with_openssl_s_client(tls_proxy, pki):
     assert served_cert_from_s_client(out)["serial"] == pki.leaves["default"].serial
 
 
+@pytest.mark.parametrize("sent", ["B.Test", "b.test.", "B.TEST."])
+def test_sni_ignores_case_and_a_trailing_dot(tls_proxy, pki, sent):
+    """SNI compares case-insensitively, and an absolute name (trailing dot) is the same name."""
+    out = openssl_s_client(tls_proxy.https_port, ["-servername", sent, "-showcerts"])
+    assert served_cert_from_s_client(out)["serial"] == pki.leaves["b"].serial
+
+
 def test_strict_sni_rejects_unknown_names(proxies, pki):
     """With strict_sni: true an unknown SNI fails the handshake (alert), known names still work."""
     p = proxies(tls_config(strict_sni=True))
