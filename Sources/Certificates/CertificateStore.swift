@@ -29,7 +29,7 @@ public final class CertificateStore: CertificateSelector {
     }
 
     public func select(_ hello: ClientHello) -> CertificateSelection {
-        if let name = hello.serverName, hello.alpn.contains(ALPNChallengeCertificate.alpnProtocol),
+        if hello.offersACMETLS, let name = hello.serverName,
            let challenge = alpnChallenges.entry(for: name) {
             Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
             return .certificate(challenge.certifiedKey)

@@ -5,7 +5,7 @@ import Synchronization
 /// ClientHello offers ALPN "acme-tls/1" for a name under validation.
 public enum ALPNChallengeCertificate {
     /// The ALPN protocol the validator offers (RFC 8737 §6.2); the handshake must select it.
-    public static let alpnProtocol = "acme-tls/1"
+    public static let alpnProtocol: StaticString = "acme-tls/1"
     /// id-pe-acmeIdentifier (RFC 8737 §6.1).
     public static let acmeIdentifierOID = "1.3.6.1.5.5.7.1.31"
 

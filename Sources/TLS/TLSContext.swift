@@ -12,19 +12,6 @@ public struct TLSOptions: Sendable, Equatable {
     }
 }
 
-/// What the ClientHello callback learnt, handed to the certificate selector.
-public struct ClientHello {
-    public var serverName: String?
-    /// The client offered ecdsa_secp256r1_sha256 among its signature algorithms.
-    public var offersECDSA: Bool
-    public var alpn: [String]
-    /// False once this handshake has waited for a certificate: it takes what there is now.
-    public var mayWait: Bool
-    public init(serverName: String?, offersECDSA: Bool, alpn: [String], mayWait: Bool = false) {
-        self.serverName = serverName; self.offersECDSA = offersECDSA; self.alpn = alpn; self.mayWait = mayWait
-    }
-}
-
 /// What the selector decided for one ClientHello.
 public enum CertificateSelection {
     case certificate(CertifiedKey)
@@ -96,13 +83,16 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_defaults())
         _ = COpenSSL_SSL_CTX_set_min_proto_version(ctx, options.minVersion13 ? COpenSSL_TLS1_3_VERSION() : COpenSSL_TLS1_2_VERSION())
         _ = COpenSSL_SSL_CTX_set_max_proto_version(ctx, COpenSSL_TLS1_3_VERSION())
-        // AEAD only; ECDSA first. TLS 1.3's defaults are all AEAD already.
+        // AEAD only; ECDSA first. Our order decides (SSL_OP_CIPHER_SERVER_PREFERENCE), in TLS 1.3
+        // too: AES-128-GCM first, as Go and BoringSSL servers choose. OpenSSL's default 1.3 list
+        // starts with AES-256-GCM, whose SHA-384 transcript and key schedule cost more.
         let tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:" +
                     "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"
-        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1,
+        let tls13 = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"  // RFC 8446 §B.4
+        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1, SSL_CTX_set_ciphersuites(ctx, tls13) == 1,
               COpenSSL_SSL_CTX_set1_groups_list(ctx, "X25519:P-256") == 1 else {
             SSL_CTX_free(ctx)
-            throw TLSError("SSL_CTX_set_cipher_list/groups")
+            throw TLSError("SSL_CTX_set_cipher_list/ciphersuites/groups")
         }
         // No server-side session cache: resumption is by ticket only, so nothing is shared between loops.
         _ = COpenSSL_SSL_CTX_set_session_cache_mode(ctx, 0)
@@ -121,14 +111,14 @@ final class SelectorBox {
 
 private let extServerName: UInt32 = 0       // RFC 6066 §3
 private let extSignatureAlgorithms: UInt32 = 13  // RFC 8446 §4.2.3
-private let extALPN: UInt32 = 16            // RFC 7301
+private let extALPN: UInt32 = 16            // RFC 7301 §3.1
 private let ecdsaP256SHA256: UInt16 = 0x0403
 
 private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
     guard let ssl, let front = SSL_get_SSL_CTX(ssl),
           let raw = SSL_CTX_get_ex_data(front, TLSContext.selectorIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
     let box = Unmanaged<SelectorBox>.fromOpaque(raw).takeUnretainedValue()
-    let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), alpn: readALPN(ssl),
+    let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), offersACMETLS: offersACMETLS(ssl),
                             mayWait: SSL_get_ex_data(ssl, TLSContext.waitedIndex) == nil)
     let chosen: CertifiedKey
     switch box.selector.select(hello) {
@@ -164,14 +154,9 @@ private func extensionBytes(_ ssl: OpaquePointer, _ type: UInt32) -> UnsafeBuffe
     return UnsafeBufferPointer(start: data, count: len)
 }
 
-/// server_name: list length (2), then entries of type (1) + length (2) + name; only host_name (0).
 func readServerName(_ ssl: OpaquePointer) -> String? {
-    guard let b = extensionBytes(ssl, extServerName), b.count >= 5, b[2] == 0 else { return nil }
-    let len = Int(b[3]) << 8 | Int(b[4])
-    guard len > 0, 5 + len <= b.count else { return nil }
-    var name = String(decoding: UnsafeBufferPointer(rebasing: b[5..<(5 + len)]), as: UTF8.self).lowercased()
-    if name.hasSuffix(".") { name.removeLast() }
-    return name
+    guard let b = extensionBytes(ssl, extServerName) else { return nil }
+    return ClientHelloBytes.serverName(b)
 }
 
 func offersECDSA(_ ssl: OpaquePointer) -> Bool {
@@ -185,30 +170,9 @@ func offersECDSA(_ ssl: OpaquePointer) -> Bool {
     return false
 }
 
-func readALPN(_ ssl: OpaquePointer) -> [String] {
-    guard let b = extensionBytes(ssl, extALPN), b.count >= 2 else { return [] }
-    var out: [String] = []
-    var i = 2
-    while i < b.count {
-        let n = Int(b[i])
-        guard i + 1 + n <= b.count else { break }
-        out.append(String(decoding: UnsafeBufferPointer(rebasing: b[(i + 1)..<(i + 1 + n)]), as: UTF8.self))
-        i += 1 + n
-    }
-    return out
-}
-
-/// Where `name` starts inside a client's ALPN list (length-prefixed names), or nil.
-private func findProtocol(_ name: StaticString, in input: UnsafePointer<UInt8>, count: Int) -> Int? {
-    let length = name.utf8CodeUnitCount
-    var i = 0
-    while i < count {
-        let n = Int(input[i])
-        guard i + 1 + n <= count else { return nil }
-        if n == length && memcmp(input + i + 1, name.utf8Start, length) == 0 { return i + 1 }
-        i += 1 + n
-    }
-    return nil
+func offersACMETLS(_ ssl: OpaquePointer) -> Bool {
+    guard let b = extensionBytes(ssl, extALPN) else { return false }
+    return ClientHelloBytes.offers(ALPNChallengeCertificate.alpnProtocol, alpn: b)
 }
 
 /// Picks h2 when offered and enabled, else http/1.1 (RFC 7301 §3.2: the server's preference wins,
@@ -221,12 +185,12 @@ private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<U
         return selectACME(out, outlen, input, Int(inlen))
     }
     let count = Int(inlen)
-    if h2 != nil, let at = findProtocol("h2", in: input, count: count) {
+    if h2 != nil, let at = ClientHelloBytes.findProtocol("h2", in: input, count: count) {
         out.pointee = input + at
         outlen.pointee = 2
         return COpenSSL_TLSEXT_ERR_OK()
     }
-    guard let at = findProtocol("http/1.1", in: input, count: count) else { return COpenSSL_TLSEXT_ERR_NOACK() }
+    guard let at = ClientHelloBytes.findProtocol("http/1.1", in: input, count: count) else { return COpenSSL_TLSEXT_ERR_NOACK() }
     out.pointee = input + at
     outlen.pointee = 8
     return COpenSSL_TLSEXT_ERR_OK()
@@ -236,8 +200,9 @@ private let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<U
 /// refuse the handshake (no_application_protocol) when a client got the answer without offering it.
 private func selectACME(_ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>, _ outlen: UnsafeMutablePointer<UInt8>,
                         _ input: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
-    guard let at = findProtocol("acme-tls/1", in: input, count: count) else { return COpenSSL_TLSEXT_ERR_ALERT_FATAL() }
+    let acme = ALPNChallengeCertificate.alpnProtocol
+    guard let at = ClientHelloBytes.findProtocol(acme, in: input, count: count) else { return COpenSSL_TLSEXT_ERR_ALERT_FATAL() }
     out.pointee = input + at
-    outlen.pointee = 10
+    outlen.pointee = UInt8(acme.utf8CodeUnitCount)
     return COpenSSL_TLSEXT_ERR_OK()
 }

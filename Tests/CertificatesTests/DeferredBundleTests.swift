@@ -10,9 +10,9 @@ import Testing
         let bundle = try #require(CertificateLoader.deferredBundle(chainPEM: pair.certPEM, keyPEM: pair.keyPEM, source: "d"))
         #expect(bundle.isDeferred && bundle.isPending && bundle.names == ["d.test"] && bundle.serialHex == pair.cert.serialHex)
         let store = CertificateStore(Snapshot([bundle], defaultName: nil), strictSNI: true)
-        let first = try #require(store.select(ClientHello(serverName: "d.test", offersECDSA: true, alpn: [])).certifiedKey)
+        let first = try #require(store.select(ClientHello(serverName: "d.test", offersECDSA: true)).certifiedKey)
         #expect(bundle.isDeferred && !bundle.isPending && first.leaf.serialHex == pair.cert.serialHex)
-        #expect(store.select(ClientHello(serverName: "d.test", offersECDSA: true, alpn: [])).certifiedKey === first)
+        #expect(store.select(ClientHello(serverName: "d.test", offersECDSA: true)).certifiedKey === first)
         guard case .success(let built)? = bundle.build() else { Issue.record("build failed"); return }
         #expect(built.certified === first && built.names == bundle.names)
 

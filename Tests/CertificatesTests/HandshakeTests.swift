@@ -11,11 +11,15 @@ import Testing
         var ok: Bool
         var serial: String?
         var alpn: String?
+        var version: String?
+        var cipher: String?
     }
 
-    /// Handshakes a client offering `sni` and `alpn` with a server on `front`. When the server
-    /// holds the handshake for a certificate, `held` runs, then the handshake resumes.
-    static func handshake(_ front: TLSContext, sni: String?, alpn: [String], held: (String?) -> Void = { _ in }) throws -> Outcome {
+    /// Handshakes a client offering `sni`, `alpn` and the TLS 1.3 `suites` (nil: OpenSSL's default
+    /// list) with a server on `front`. When the server holds the handshake for a certificate,
+    /// `held` runs, then the handshake resumes.
+    static func handshake(_ front: TLSContext, sni: String?, alpn: [String], suites: String? = nil,
+                          held: (String?) -> Void = { _ in }) throws -> Outcome {
         var fds: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
@@ -23,6 +27,7 @@ import Testing
         let server = try TLSConnection(front: front, fd: fds[0])
         let clientCtx = SSL_CTX_new(TLS_client_method())!
         defer { SSL_CTX_free(clientCtx) }
+        if let suites { #expect(SSL_CTX_set_ciphersuites(clientCtx, suites) == 1) }
         let client = SSL_new(clientCtx)!
         defer { SSL_free(client) }
         SSL_set_fd(client, fds[1])
@@ -54,7 +59,8 @@ import Testing
         ERR_clear_error()
         guard serverDone && clientDone else { return Outcome(ok: false) }
         let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
-        return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn)
+        return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn, version: server.protocolVersion,
+                       cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) })
     }
 
     static func cert(_ name: String) throws -> CertificateBundle { try CertificateLoader.selfSigned(names: [name]) }
@@ -68,6 +74,23 @@ import Testing
         let toA = try Self.handshake(front, sni: "a.test", alpn: ["http/1.1"])
         #expect(toA.ok && toA.serial == a.serialHex && toA.alpn == "http/1.1")
         #expect(!(try Self.handshake(front, sni: "unknown.test", alpn: [])).ok)
+        // Names compare case-insensitively, and an absolute name (trailing dot) is the same name.
+        let shouting = try Self.handshake(front, sni: "B.Test.", alpn: ["http/1.1"])
+        #expect(shouting.ok && shouting.serial == b.serialHex && shouting.alpn == "http/1.1")
+    }
+
+    /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which
+    /// starts with AES-256-GCM), ChaCha20 over AES-256-GCM when the client lists AES-256 first.
+    @Test func tls13CipherFollowsTheServersPreference() throws {
+        let store = CertificateStore(Snapshot([try Self.cert("a.test")], defaultName: nil), strictSNI: true)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        let byDefault = try Self.handshake(front, sni: "a.test", alpn: [])
+        #expect(byDefault.ok && byDefault.version == "TLSv1.3" && byDefault.cipher == "TLS_AES_128_GCM_SHA256")
+        let noAES128 = try Self.handshake(front, sni: "a.test", alpn: [],
+                                          suites: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
+        #expect(noAES128.ok && noAES128.version == "TLSv1.3" && noAES128.cipher == "TLS_CHACHA20_POLY1305_SHA256")
+        let only256 = try Self.handshake(front, sni: "a.test", alpn: [], suites: "TLS_AES_256_GCM_SHA384")
+        #expect(only256.ok && only256.cipher == "TLS_AES_256_GCM_SHA384")
     }
 
     @Test func acmeTLS1GetsTheChallengeAnswerAndNothingElseDoes() throws {
@@ -81,6 +104,8 @@ import Testing
 
         let validator = try Self.handshake(front, sni: "v.test", alpn: ["acme-tls/1"])
         #expect(validator.ok && validator.serial == answer.serialHex && validator.alpn == "acme-tls/1")
+        let upper = try Self.handshake(front, sni: "V.TEST.", alpn: ["acme-tls/1"])
+        #expect(upper.ok && upper.serial == answer.serialHex && upper.alpn == "acme-tls/1")
         let browser = try Self.handshake(front, sni: "v.test", alpn: ["h2", "http/1.1"])
         #expect(browser.ok && browser.serial == site.serialHex && browser.alpn == "h2")
         // The flag is per connection: the next ordinary handshake is not held to acme-tls/1.

@@ -60,7 +60,7 @@ import TLS
     @Test func storeSwapsWholeSnapshots() throws {
         let a = try Self.cert("a.test"), b = try Self.cert("a.test")
         let store = CertificateStore(Snapshot([a], defaultName: nil), strictSNI: false)
-        let hello = ClientHello(serverName: "a.test", offersECDSA: true, alpn: [])
+        let hello = ClientHello(serverName: "a.test", offersECDSA: true)
         #expect(store.select(hello).certifiedKey === a.certified)
         store.replace(with: Snapshot([b], defaultName: nil), strictSNI: false)
         #expect(store.select(hello).certifiedKey === b.certified)

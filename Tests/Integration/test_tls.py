@@ -84,6 +84,13 @@ def test_no_sni_with_openssl_s_client(tls_proxy, pki):
     assert served_cert_from_s_client(out)["serial"] == pki.leaves["default"].serial
 
 
+@pytest.mark.parametrize("sent", ["B.Test", "b.test.", "B.TEST."])
+def test_sni_ignores_case_and_a_trailing_dot(tls_proxy, pki, sent):
+    """SNI compares case-insensitively, and an absolute name (trailing dot) is the same name."""
+    out = openssl_s_client(tls_proxy.https_port, ["-servername", sent, "-showcerts"])
+    assert served_cert_from_s_client(out)["serial"] == pki.leaves["b"].serial
+
+
 def test_strict_sni_rejects_unknown_names(proxies, pki):
     """With strict_sni: true an unknown SNI fails the handshake (alert), known names still work."""
     p = proxies(tls_config(strict_sni=True))
@@ -140,6 +147,18 @@ def test_tls12_and_tls13_accepted(tls_proxy, version, name):
         assert s.version() == name
     r = https_get(tls_proxy.https_port, "/", ctx=ctx)
     assert r.status == 200 and r.body == b"hello\n"
+
+
+@pytest.mark.parametrize("offer,chosen", [
+    (None, "TLS_AES_128_GCM_SHA256"),
+    ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
+], ids=["openssl-default", "aes256+chacha20"])
+def test_tls13_cipher_follows_proxy_preference(tls_proxy, offer, chosen):
+    """TLS 1.3: the proxy's order (AES-128-GCM, ChaCha20, AES-256-GCM) wins over the client's, whose
+    default list starts with AES-256-GCM."""
+    args = ["-servername", "a.test", "-tls1_3"] + (["-ciphersuites", offer] if offer else [])
+    out = openssl_s_client(tls_proxy.https_port, args)
+    assert f"Cipher is {chosen}" in out, out[-2000:]
 
 
 def _old_version_ctx(version):
