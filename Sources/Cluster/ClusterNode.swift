@@ -50,7 +50,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
             Log.warning("cluster: \(sync.layout.node(sync.node)) is registered under another lease; if this node did not just "
                         + "restart, another node uses the name \(sync.node): give each node its own cluster.node")
         }
-        try? register(granted)
+        _ = try? register(granted)
         return granted
     }
     private let granting = NSLock()

@@ -124,7 +124,8 @@ extension SettingsReader {
     func fixedResponse(_ node: Node) throws(ConfigError) -> FixedResponse {
         let map = try mapping(node, name: "respond", keys: ["status", "body", "content_type"])
         var response = FixedResponse(status: 200, body: "", contentType: "text/plain")
-        if let value = map["status"] { response.status = try source.int(value, in: 100...599) }
+        // A final status: an interim (1xx) one is not a response of its own (RFC 9110 §15.2).
+        if let value = map["status"] { response.status = try source.int(value, in: 200...599) }
         if let value = map["body"] { response.body = value.isNull ? "" : try source.string(value) }
         if let value = map["content_type"] {
             let expected = "a media type like \"text/plain\""

@@ -165,9 +165,11 @@ public struct HTTP1Session: Sendable {
         guard request != nil else { return .carryOn }
         request!.discardBody = true
         if let bodyLimit { request!.bodyLimit = bodyLimit }
-        let bytes = Array(body.utf8)
-        var fields = [HTTPField(name: "Content-Type", value: contentType),
-                      HTTPField(name: "Content-Length", value: String(bytes.count))] + extra
+        // 204 and 304 have no content and no Content-Length (RFC 9110 §6.4.1, §8.6).
+        let bodyless = status == 204 || status == 304
+        let bytes = bodyless ? [] : Array(body.utf8)
+        var fields = bodyless ? extra : [HTTPField(name: "Content-Type", value: contentType),
+                                         HTTPField(name: "Content-Length", value: String(bytes.count))] + extra
         if !request!.keepAlive || draining { fields.append(HTTPField(name: "Connection", value: "close")) }
         let before = out.count
         HTTP1Writer.appendResponseHead(status: status, reason: nil, fields: fields, into: &out)
@@ -273,7 +275,7 @@ public struct HTTP1Session: Sendable {
         guard let r = request else { return .carryOn }
         if r.responseStarted || phase == .tunnel { return .closeNow }
         // A request without a body can fail before its end is parsed (every server down: 503 at once).
-        request!.keepAlive = r.keepAlive && (r.bodyDone || r.head.framing == .none)
+        request!.keepAlive = r.keepAlive && (r.bodyDone || r.head.framing == .none || r.head.framing == .length(0))
         return respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n", into: &out)
     }
 

@@ -239,7 +239,9 @@ import Testing
 
     @Test func respondStatusOutOfRange() {
         expectError("routes: [{ respond: { status: 600 } }]", line: 1, column: 31,
-                    #"expected an integer from 100 to 599, got "600""#)
+                    #"expected an integer from 200 to 599, got "600""#)
+        expectError("routes: [{ respond: { status: 101 } }]", line: 1, column: 31,
+                    #"expected an integer from 200 to 599, got "101""#)
     }
 
     @Test func upstreamWithoutServers() {

@@ -478,6 +478,16 @@ final class HTTP1SessionTests: XCTestCase {
         XCTAssertEqual(d.finished.first?.bytesIn, 10)
     }
 
+    func testLocalResponsesWithoutContentHaveNoBodyOrLength() {
+        for status in [204, 304] {
+            let d = SessionDriver()
+            d.route = { d, _ in d.respond(status, "ignored\n", extra: [field("X-A", "1")]) }
+            d.feed(get("/a"))
+            XCTAssertEqual(d.log, [.head("GET /a"), .finished(status: status, close: false)])
+            XCTAssertEqual(d.output, "HTTP/1.1 \(status) \(HTTP1Writer.reasonPhrase(status))\r\nX-A: 1\r\n\r\n")
+        }
+    }
+
     func testLocalResponseToHeadHasTheLengthButNoBody() {
         let d = SessionDriver()
         d.route = { d, _ in d.respond(404, "no route\n") }
@@ -704,6 +714,14 @@ final class HTTP1SessionTests: XCTestCase {
                                .finished(status: 503, close: false)])
         XCTAssertEqual(d.output, local(503, "Service Unavailable", "Service Unavailable: no server available\n")
                                  + local(503, "Service Unavailable", "Service Unavailable: no server available\n"))
+    }
+
+    func testFailureAtOnceBeforeTheEndOfAnEmptyBodyKeepsTheConnection() {
+        let d = SessionDriver()
+        d.route = { d, _ in d.forward(); d.responseFailed(503, "no server available") }
+        d.feed(post("/a", "") + get("/b"))
+        XCTAssertEqual(d.log, [.head("POST /a"), .finished(status: 503, close: false), .head("GET /b"),
+                               .finished(status: 503, close: false)])
     }
 
     func testFailureDuringTheRequestBodyClosesAfterIt() {

@@ -1,5 +1,4 @@
 import CSystem
-import Certificates
 import Dispatch
 import Foundation
 import Glibc
