@@ -7,9 +7,11 @@ public final class Timer {
     var queuedAt: UInt64 = 0       // deadline of this timer's heap entry; 0: none
     let fire: () -> Void
 
-    /// `fire` runs on the loop thread. Capture the owner `weak`: the owner holds the timer, and a
-    /// disarmed timer may sit in the heap until its old deadline, so an `unowned` capture would
-    /// keep every closed connection's memory allocated that long.
+    /// `fire` runs on the loop thread. A connection captures itself `unowned(unsafe)` and disarms
+    /// the timer when it closes, before it can go away (the loop holds it until then): a disarmed
+    /// timer never fires, and may sit in the heap until its old deadline without keeping the
+    /// connection's memory (`unowned` would) or giving it a weak-reference side table, which makes
+    /// every retain and release of the object take the runtime's slow path (`weak` would).
     public init(fire: @escaping () -> Void) { self.fire = fire }
 
     public var isArmed: Bool { deadline != 0 }

@@ -24,7 +24,9 @@ public final class HTTP2Session {
     let session: OpaquePointer
     public let role: Role
     public let settings: HTTP2Settings
-    public weak var delegate: HTTP2SessionDelegate?
+    /// The owner of this session (`unowned`: it outlives the session, and a weak reference would put
+    /// its reference counts on the runtime's slow path).
+    public unowned var delegate: HTTP2SessionDelegate?
     /// Why a protection closed the session, for the error log.
     public private(set) var abuse: String?
 
@@ -44,7 +46,9 @@ public final class HTTP2Session {
         var trailers = false
     }
 
-    struct Outbound {
+    /// A stream's response body waiting for its flow-control window. A class, so the buffer is
+    /// mutated in place (a struct read out of the dictionary would copy it on every change).
+    final class Outbound {
         var buffer: [UInt8] = []
         var offset = 0
         var ended = false
@@ -52,6 +56,11 @@ public final class HTTP2Session {
         var deferred = false
         var count: Int { buffer.count - offset }
     }
+
+    /// Where frames go while `produce` runs: the caller's buffer, moved in for the call, so DATA
+    /// frames are written straight from the stream buffers into it (NGHTTP2_DATA_FLAG_NO_COPY).
+    private var sink: [UInt8] = []
+    private var sinkLimit = 0
 
     public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate?) throws(HTTP2SessionError) {
         self.role = role
@@ -67,6 +76,7 @@ public final class HTTP2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_send_data_callback(callbacks, onSendData)
 
         var option: OpaquePointer?
         guard nghttp2_option_new(&option) == 0, let option else { throw HTTP2SessionError("nghttp2_option_new") }
@@ -124,13 +134,17 @@ public final class HTTP2Session {
         return abuse == nil
     }
 
-    /// Appends frames ready to go until `out` holds at least `limit` bytes.
+    /// Appends frames ready to go until `out` holds at least `limit` bytes: control and HEADERS
+    /// frames as nghttp2 serialised them, DATA frames copied once, from the stream's buffer.
     public func produce(into out: inout [UInt8], limit: Int) {
-        while out.count < limit {
+        swap(&out, &sink)
+        defer { swap(&out, &sink) }
+        sinkLimit = limit
+        while sink.count < limit {
             var p: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &p)
             guard n > 0, let p else { break }
-            out.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
+            sink.append(contentsOf: UnsafeBufferPointer(start: p, count: n))
         }
     }
 
@@ -186,17 +200,17 @@ public final class HTTP2Session {
 
     /// Body bytes for a stream whose head was submitted with a body.
     public func sendData(stream: Int32, _ bytes: UnsafeRawBufferPointer) {
-        guard outbound[stream] != nil, !bytes.isEmpty else { return }
-        outbound[stream]!.buffer.append(contentsOf: bytes)
-        resume(stream)
+        guard let o = outbound[stream], !bytes.isEmpty else { return }
+        o.buffer.append(contentsOf: bytes)
+        resume(o, stream)
     }
 
     /// The body is complete; non-empty trailers go in a final HEADERS frame.
     public func finishData(stream: Int32, trailers: [HTTPField] = []) {
-        guard outbound[stream] != nil else { return }
-        outbound[stream]!.ended = true
-        outbound[stream]!.trailers = trailers
-        resume(stream)
+        guard let o = outbound[stream] else { return }
+        o.ended = true
+        o.trailers = trailers
+        resume(o, stream)
     }
 
     /// Bytes of `stream` waiting for the peer's flow-control window (or our produce call).
@@ -224,9 +238,9 @@ public final class HTTP2Session {
         _ = nghttp2_session_terminate_session(session, error.rawValue)
     }
 
-    private func resume(_ stream: Int32) {
-        guard outbound[stream]?.deferred == true else { return }
-        outbound[stream]!.deferred = false
+    private func resume(_ o: Outbound, _ stream: Int32) {
+        guard o.deferred else { return }
+        o.deferred = false
         _ = nghttp2_session_resume_data(session, stream)
     }
 
@@ -352,16 +366,34 @@ public final class HTTP2Session {
         delegate?.http2(self, closed: stream, error: error)
     }
 
-    fileprivate func readBody(_ stream: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
-                              flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard var o = outbound[stream] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let before = o.count
-        let n = min(length, before)
-        if n > 0 {
-            o.buffer.withUnsafeBytes { src in
-                UnsafeMutableRawPointer(buf).copyMemory(from: src.baseAddress! + o.offset, byteCount: n)
+    /// How much of the stream's buffer the next DATA frame carries; `sendData` writes it.
+    fileprivate func readBody(_ stream: Int32, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let o = outbound[stream] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let n = min(length, o.count)
+        if n == 0 && !o.ended {
+            o.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        if n == o.count && o.ended {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            if !o.trailers.isEmpty {
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                _ = Self.withNV(o.trailers) { nghttp2_submit_trailer(session, stream, $0, $1) }
             }
-            o.offset += n
+        }
+        return n
+    }
+
+    /// Writes one DATA frame (its 9-byte header, then `length` bytes of the stream's buffer; no
+    /// padding is ever asked for) into the output `produce` is filling.
+    fileprivate func sendData(_ stream: Int32, header: UnsafePointer<UInt8>, length: Int) -> Int32 {
+        guard let o = outbound[stream], length <= o.count else { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+        let before = o.count
+        sink.append(contentsOf: UnsafeBufferPointer(start: header, count: 9))
+        if length > 0 {
+            o.buffer.withUnsafeBufferPointer { sink.append(contentsOf: $0[o.offset..<(o.offset + length)]) }
+            o.offset += length
             if o.offset == o.buffer.count {
                 o.buffer.removeAll(keepingCapacity: o.buffer.capacity <= 256 * 1024)
                 o.offset = 0
@@ -371,23 +403,13 @@ public final class HTTP2Session {
             }
         }
         if o.count == 0 && o.ended {
-            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            if !o.trailers.isEmpty {
-                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                _ = Self.withNV(o.trailers) { nghttp2_submit_trailer(session, stream, $0, $1) }
-            }
-            outbound[stream] = nil
-            return n
+            outbound[stream] = nil   // that was the body's last frame
+        } else {
+            let mark = settings.streamHighWater / 2
+            if before >= mark && o.count < mark { drainedStreams.append(stream) }
         }
-        if n == 0 {
-            o.deferred = true
-            outbound[stream] = o
-            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
-        }
-        outbound[stream] = o
-        let mark = settings.streamHighWater / 2
-        if before >= mark && o.count < mark { drainedStreams.append(stream) }
-        return n
+        // Past the caller's limit, mem_send returns instead of writing further frames.
+        return sink.count >= sinkLimit ? NGHTTP2_ERR_PAUSE.rawValue : 0
     }
 }
 
@@ -431,7 +453,12 @@ private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, error
     return 0
 }
 
-private let onReadBody: nghttp2_data_source_read_callback = { _, stream, buf, length, flags, _, user in
-    guard let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return owner(user).readBody(stream, into: buf, length: length, flags: flags)
+private let onReadBody: nghttp2_data_source_read_callback = { _, stream, _, length, flags, _, user in
+    guard let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return owner(user).readBody(stream, length: length, flags: flags)
+}
+
+private let onSendData: nghttp2_send_data_callback = { _, frame, header, length, _, user in
+    guard let frame, let header else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+    return owner(user).sendData(frame.pointee.hd.stream_id, header: header, length: length)
 }

@@ -31,7 +31,10 @@ public final class ProxyExchange: UpstreamDelegate {
     private let upstreamName: String
     private let request: ProxyRequest
     private let timeouts: Timeouts
-    private weak var downstream: Downstream?
+    /// The front that owns this exchange and aborts it (or sees it finish) before letting go.
+    /// `unowned`, not weak: a weak reference would put the front's reference counts on the
+    /// runtime's slow path for every retain and release.
+    private unowned var downstream: Downstream?
     private var connection: UpstreamConnection?
     private var tried: [UpstreamServer] = []
     /// Everything sent so far, kept for a retry until it can no longer be replayed.
@@ -57,6 +60,9 @@ public final class ProxyExchange: UpstreamDelegate {
         chunkedUpstream = request.bodyLength == nil
         parser.expect(requestMethod: request.method)
     }
+
+    /// A connection still attached goes with the exchange: it must never call a delegate that is gone.
+    deinit { connection?.close() }
 
     // MARK: From the front
 
@@ -106,10 +112,18 @@ public final class ProxyExchange: UpstreamDelegate {
 
     /// The client went away: drop the upstream connection (its state is unknown).
     public func abort() {
+        downstream = nil
         guard !finished else { return }
         finished = true
         connection?.close()
         connection = nil
+    }
+
+    /// The front, for the last time: once told the response is over (or failed), it may let go of
+    /// this exchange and be gone, so nothing after may reach it.
+    private func lastCallToDownstream() -> Downstream? {
+        defer { downstream = nil }
+        return downstream
     }
 
     // MARK: Upstream
@@ -199,7 +213,7 @@ public final class ProxyExchange: UpstreamDelegate {
         finished = true
         connection?.close()
         connection = nil
-        downstream?.responseFailed(status: status, reason: reason)
+        lastCallToDownstream()?.responseFailed(status: status, reason: reason)
     }
 
     public func upstreamConnected(_ connection: UpstreamConnection) {
@@ -229,7 +243,7 @@ public final class ProxyExchange: UpstreamDelegate {
         self.connection = nil
         if tunnel {
             finished = true
-            downstream?.responseEnd(trailers: [])
+            lastCallToDownstream()?.responseEnd(trailers: [])
             return
         }
         if !connection.connected {
@@ -370,7 +384,7 @@ public final class ProxyExchange: UpstreamDelegate {
         } else {
             finishIfDone()
         }
-        downstream?.responseEnd(trailers: trailers)
+        lastCallToDownstream()?.responseEnd(trailers: trailers)
     }
 
     /// Completes the exchange once both directions are done; returns whether it did.

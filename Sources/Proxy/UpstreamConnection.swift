@@ -24,7 +24,9 @@ public final class UpstreamConnection: Pollable {
     /// Strong: a connection in flight when a reload replaces its group keeps its server (and the
     /// server's TLS session cache) alive; `close` ends the cycle through the idle list.
     let server: UpstreamServer
-    public weak var delegate: UpstreamDelegate?
+    /// The exchange using this connection, which closes or releases it before it goes (`unowned`:
+    /// a weak reference would put the exchange's reference counts on the runtime's slow path).
+    public unowned var delegate: UpstreamDelegate?
     public private(set) var connected = false
     public private(set) var closed = false
     /// Requests this connection has carried (1 on the first): a failure on a reused connection may be a keep-alive race.
@@ -41,7 +43,8 @@ public final class UpstreamConnection: Pollable {
     private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
     private var hangup = false
-    private lazy var timer = Timer { [weak self] in self?.timedOut() }
+    /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
+    private lazy var timer = Timer { [unowned(unsafe) self] in self.timedOut() }
     var idleSince: UInt64 = 0
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.

@@ -18,7 +18,6 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
     let session: HTTP2Session
     var worker: Worker { transport.worker }
     private var streams: [Int32: HTTP2Stream] = [:]
-    private var frames: [UInt8] = []
     private var pumping = false
     private var again = false
     private(set) var closed = false
@@ -63,12 +62,10 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
             again = false
             let room = Self.outputLimit - transport.outputBacklog
             if room > 0 {
-                session.produce(into: &frames, limit: room)
-                if !frames.isEmpty {
-                    let out = frames
-                    frames.removeAll(keepingCapacity: true)
-                    transport.enqueue(out)
-                }
+                // Frames go straight into the transport's output and out in one write.
+                let queued = transport.output.count
+                session.produce(into: &transport.output, limit: queued + room)
+                if transport.output.count > queued { transport.flush() }
             }
             if closed { return }
             session.notifyDrained()

@@ -29,7 +29,8 @@ final class ClientTransport: Pollable {
     /// What speaks HTTP once the transport is up, chosen by ALPN.
     private var front: ProtocolFront?
 
-    private(set) lazy var timer = Timer { [weak self] in self?.timedOut() }
+    /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
+    private(set) lazy var timer = Timer { [unowned(unsafe) self] in self.timedOut() }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
     private(set) lazy var clientHost = peer.host
     /// The client's verified certificate (mutual TLS), read once after the handshake.
