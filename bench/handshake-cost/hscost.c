@@ -592,7 +592,8 @@ int main(int argc, char **argv) {
                 alt_v[s][r] = (now_us() - t0) / n;
             }
         }
-        for (int v = 0; v < NSSL; v++) {
+        for (int k = 0; k < NSSL; k++) {
+            int v = (k + r) % NSSL; /* the variants' order rotates from run to run */
             if (!do_ssl[v]) continue;
             if (v == SSL_PREFETCH) prefetch_hold();
             sctx = v == SSL_SIGALGS ? sctx_sigalgs : sctx_plain;
