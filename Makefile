@@ -7,7 +7,7 @@ CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
 APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils
 PIP_TEST   := pytest cryptography h2
-APT_BENCH  := $(APT_TEST) golang-go
+APT_BENCH  := $(APT_TEST) golang-go h2o
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run build release test unit integration deps-run deps-test deps-bench bench clean
@@ -46,7 +46,7 @@ deps-test:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	@$(PYTHON) -c 'import pytest, cryptography, h2' 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST)
 
-# The benchmarks' own client (bench/hsclient) is built with Go.
+# The benchmarks' own client (bench/hsclient) is built with Go; h2o is one of the peers.
 deps-bench: deps-test
 	@missing=$$(for p in $(APT_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \

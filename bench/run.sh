@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# edgeproxy benchmark harness: edgeproxy vs nginx as TLS-terminating reverse proxies.
-# See bench/README.md. Loopback only (127.0.0.1). Needs: nginx, wrk, openssl, go, python3,
-# taskset, ss.
+# edgeproxy benchmark harness: edgeproxy vs nginx, HAProxy and h2o as TLS-terminating reverse
+# proxies. See bench/README.md. Loopback only (127.0.0.1). Needs: nginx, haproxy, h2o, wrk,
+# h2load (H2=1), curl, openssl, go, python3, taskset, ss.
+# Variants: WORKERS=2 (two workers per server, clients on the same two cores), ACCESS_LOG=1
+# (every peer also runs with its access log written to a file: keep-alive cost log on vs off),
+# H2=1 (HTTP/2 with h2load; bench/h2.sh sets it).
 set -euo pipefail
 shopt -s nullglob
 
@@ -9,22 +12,47 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 
 # ---------------------------------------------------------------- settings
-PEERS=${PEERS:-"edgeproxy nginx"}
+PEERS=${PEERS:-"edgeproxy nginx haproxy h2o"}
+WORKERS=${WORKERS:-1}               # workers/threads per server (1 or more)
+ACCESS_LOG=${ACCESS_LOG:-0}         # 1: each peer also runs as PEER+log, access log to a file
+H2=${H2:-0}                         # 1: HTTP/2 test (h2load) instead of the HTTP/1.1 tests
+if [[ $H2 == 1 ]]; then DEFAULT_TESTS="h2"
+elif [[ $ACCESS_LOG == 1 ]]; then DEFAULT_TESTS="ka"
+elif [[ $WORKERS != 1 ]]; then DEFAULT_TESTS="hs ka"
+else DEFAULT_TESTS="hs hsget ka idle"; fi
+TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle h2, run in this order
 DURATION=${DURATION:-10}            # seconds per measurement
 ROUNDS=${ROUNDS:-3}                 # rounds; peer order alternates per test and per round
 WARMUP=${WARMUP:-1}                 # seconds of unmeasured handshakes after each server start
 HS_CONNS=${HS_CONNS:-16}            # hsclient goroutines for (a) and (b)
-WRK_THREADS=${WRK_THREADS:-1}
+WRK_THREADS=${WRK_THREADS:-$WORKERS}
 WRK_CONNS=${WRK_CONNS:-64}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 IDLE_SETTLE=${IDLE_SETTLE:-2}       # seconds between "all open" and the RSS sample
-SERVER_CPU=${SERVER_CPU:-0}         # taskset CPU list for the server under test
-CLIENT_CPU=${CLIENT_CPU:-1}         # taskset CPU list for clients and the origin
+H2_THREADS=${H2_THREADS:-$WORKERS}  # h2load -t
+H2_CONNS=${H2_CONNS:-32}            # h2load -c
+H2_STREAMS=${H2_STREAMS:-16}        # h2load -m
+if [[ $WORKERS == 1 ]]; then
+    SERVER_CPU=${SERVER_CPU:-0}     # taskset CPU list for the server under test
+    CLIENT_CPU=${CLIENT_CPU:-1}     # taskset CPU list for clients and the origin
+else                                # 2 workers: servers and clients share both cores
+    SERVER_CPU=${SERVER_CPU:-0,1}
+    CLIENT_CPU=${CLIENT_CPU:-0,1}
+fi
 ORIGIN_PORT=${ORIGIN_PORT:-18080}
 EDGEPROXY_PORT=${EDGEPROXY_PORT:-18443}
 NGINX_PORT=${NGINX_PORT:-18444}
+HAPROXY_PORT=${HAPROXY_PORT:-18445}
+H2O_PORT=${H2O_PORT:-18446}
+LOG_PORT_OFFSET=${LOG_PORT_OFFSET:-10}   # PEER+log listens on the peer's port + this
 SNI=${SNI:-localhost}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
+H2O_BIN=${H2O_BIN:-/usr/bin/h2o}
+# TLS 1.3 suites, in edgeproxy's (fixed) server order; every peer is given the same order with
+# server preference, so every peer negotiates the same suite with every client.
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384
+EXPECT_CIPHER=${EXPECT_CIPHER:-TLS_AES_128_GCM_SHA256}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-.build/release/edgeproxy}
 REQUIRE_NO_TICKETS=${REQUIRE_NO_TICKETS:-1}   # fail if a peer sends TLS 1.3 session tickets
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
@@ -131,6 +159,8 @@ now() { date +%s.%N; }
 cpustat() {  # "busy steal" clock ticks of CPU $1 from /proc/stat (busy = user+nice+system)
     awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4, $9 }' /proc/stat
 }
+SHARED_CORES=0   # 1 when the server's CPUs and the clients' CPUs overlap
+for c in ${SERVER_CPU//,/ }; do [[ ,$CLIENT_CPU, == *,$c,* ]] && SHARED_CORES=1; done
 SINGLE_SERVER_CPU=0
 [[ $SERVER_CPU =~ ^[0-9]+$ ]] && SINGLE_SERVER_CPU=1
 snap_begin() {  # server ticks, wall clock and CPU-0 counters at the start of a measurement
@@ -179,30 +209,71 @@ count_tickets() {
     printf '%s\n' "$out" >"$WORK/s_client-$port.log"
     TICKET_CHECK_STATUS=$(printf '%s\n' "$out" | grep -m1 -o 'HTTP/1\.[01] [0-9]*' || echo "no HTTP response")
     TICKETS=$(printf '%s\n' "$out" | grep -c '<<< .*NewSessionTicket' || true)
+    # negotiated with OpenSSL's default client offer (what wrk and h2load offer)
+    SCLIENT_CIPHER=$(printf '%s\n' "$out" | sed -nE 's/.*Cipher is ([A-Z0-9_]+).*/\1/p' | head -1)
+    SCLIENT_GROUP=$(printf '%s\n' "$out" | sed -nE 's/^Server Temp Key: ([A-Za-z0-9-]+).*/\1/p' | head -1)
+}
+
+# GET / through the proxy with curl: must be the origin's 200 with its 1,024-byte body
+# (HTTP/2 when H2=1). Sets BODY_CHECK to "STATUS BYTES HTTP_VERSION".
+check_body() {
+    local port=$1 ver=--http1.1
+    [[ $H2 == 1 ]] && ver=--http2
+    BODY_CHECK=$(curl -sk $ver --resolve "$SNI:$port:127.0.0.1" -o /dev/null \
+        -w '%{http_code} %{size_download} %{http_version}' "https://$SNI:$port/" 2>&1) || true
 }
 
 # ---------------------------------------------------------------- preflight
-for t in "$NGINX_BIN" wrk openssl python3 taskset ss go; do
+for t in "$NGINX_BIN" openssl curl python3 taskset ss go; do
     command -v "$t" >/dev/null || die "$t not found"
+done
+for t in $TESTS; do
+    case $t in
+        hs|hsget|idle) ;;
+        ka) command -v wrk >/dev/null || die "wrk not found" ;;
+        h2) command -v h2load >/dev/null || die "h2load not found (Debian nghttp2-client)" ;;
+        *) die "unknown test '$t' (known: hs hsget ka idle h2)" ;;
+    esac
 done
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "DURATION must be a whole number of seconds"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be >= 1"
+[[ $WORKERS =~ ^[0-9]+$ && $WORKERS -ge 1 ]] || die "WORKERS must be >= 1"
 for p in $PEERS; do
     case $p in
         nginx) ;;
-        edgeproxy) [[ -x $EDGEPROXY_BIN ]] || die "edgeproxy binary not found at $EDGEPROXY_BIN (build it: swift build -c release, or set EDGEPROXY_BIN; or run with PEERS=nginx)" ;;
-        *) die "unknown peer '$p' (known: edgeproxy nginx)" ;;
+        haproxy) [[ -x $HAPROXY_BIN ]] || die "haproxy not found at $HAPROXY_BIN (apt-get install haproxy)" ;;
+        h2o) [[ -x $H2O_BIN ]] || die "h2o not found at $H2O_BIN (apt-get install h2o)" ;;
+        edgeproxy) [[ -x $EDGEPROXY_BIN ]] || die "edgeproxy binary not found at $EDGEPROXY_BIN (build it: swift build -c release, or set EDGEPROXY_BIN; or run with PEERS='nginx haproxy h2o')" ;;
+        *) die "unknown peer '$p' (known: edgeproxy nginx haproxy h2o)" ;;
     esac
 done
 ncpu=$(nproc --all)
-(( SERVER_CPU < ncpu && CLIENT_CPU < ncpu )) 2>/dev/null || log "warning: check SERVER_CPU/CLIENT_CPU against $ncpu CPUs"
+for c in ${SERVER_CPU//,/ } ${CLIENT_CPU//,/ }; do
+    (( c < ncpu )) 2>/dev/null || log "warning: check SERVER_CPU/CLIENT_CPU against $ncpu CPUs"
+done
+
+# Instances: every peer, and with ACCESS_LOG=1 also PEER+log (same config plus an access log
+# to a file, on its own port), so that log on and log off are measured side by side.
+INSTANCES=""
+for p in $PEERS; do
+    INSTANCES+="$p "
+    [[ $ACCESS_LOG == 1 ]] && INSTANCES+="$p+log "
+done
+INSTANCES=${INSTANCES% }
+inst_peer() { echo "${1%+log}"; }
+inst_logs() { [[ $1 == *+log ]]; }
+inst_port() {
+    local base
+    case $(inst_peer "$1") in
+        edgeproxy) base=$EDGEPROXY_PORT ;; nginx) base=$NGINX_PORT ;;
+        haproxy) base=$HAPROXY_PORT ;; h2o) base=$H2O_PORT ;;
+    esac
+    if inst_logs "$1"; then echo $((base + LOG_PORT_OFFSET)); else echo "$base"; fi
+}
 
 check_port_free "$ORIGIN_PORT" ORIGIN_PORT
-for p in $PEERS; do
-    case $p in
-        nginx) check_port_free "$NGINX_PORT" NGINX_PORT ;;
-        edgeproxy) check_port_free "$EDGEPROXY_PORT" EDGEPROXY_PORT ;;
-    esac
+for i in $INSTANCES; do
+    check_port_free "$(inst_port "$i")" "the $(inst_peer "$i" | tr a-z A-Z)_PORT (or LOG_PORT_OFFSET)"
 done
 
 # Raise our fd limit (inherited by servers and clients): 2,000 idle connections need it.
@@ -232,9 +303,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$KEY" -out "$CERT" 2>"$WORK/openssl-req.log" || { cat "$WORK/openssl-req.log" >&2; die "cert generation failed"; }
 record_cmd "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 -subj /CN=$SNI -addext subjectAltName=DNS:$SNI,IP:127.0.0.1 -keyout KEY -out CERT"
 
-# OpenSSL config that forces NumTickets = 0 for OpenSSL-based peers (nginx sends two TLS 1.3
-# tickets even with ssl_session_tickets off).
-cat >"$WORK/openssl-notickets.cnf" <<'EOF'
+cat "$CERT" "$KEY" >"$WORK/cert+key.pem"   # HAProxy's crt wants both in one file
+
+# OpenSSL config for the peers whose own settings cannot do it (nginx, HAProxy and h2o send two
+# TLS 1.3 tickets even with tickets and the session cache off, and none has a ticket-count
+# setting; h2o 2.2 has no TLS 1.3 suite setting): NumTickets = 0, and edgeproxy's TLS 1.3 suite
+# order with server preference (nginx and HAProxy also set both in their own configs). nginx,
+# HAProxy and h2o get it (OPENSSL_CONF in their environment); edgeproxy gets none: its own
+# `session_tickets: 0` is what is tested.
+cat >"$WORK/openssl-notickets.cnf" <<EOF
 openssl_conf = openssl_init
 [openssl_init]
 ssl_conf = ssl_sect
@@ -242,6 +319,8 @@ ssl_conf = ssl_sect
 system_default = system_default_sect
 [system_default_sect]
 NumTickets = 0
+Ciphersuites = $TLS13_SUITES
+Options = ServerPreference
 EOF
 
 # ---------------------------------------------------------------- origin (nginx, plain HTTP)
@@ -281,18 +360,22 @@ obytes=$(exec 3<>"/dev/tcp/127.0.0.1/$ORIGIN_PORT"; printf 'GET / HTTP/1.0\r\n\r
 log "origin up on 127.0.0.1:$ORIGIN_PORT (pid $ORIGIN_PID, 1 KiB body)"
 
 # ---------------------------------------------------------------- peers
-write_nginx_conf() {
-    local d=$WORK/nginx
-    mkdir -p "$d"
+# Every peer: $WORKERS worker(s)/thread(s), access log off (or to $dir/access.log for PEER+log),
+# upstream keep-alive to the origin, TLS 1.2 + 1.3 with X25519 and P-256, no session cache,
+# zero TLS 1.3 tickets, TLS 1.3 suites in one order with server preference.
+write_nginx_conf() {  # instance dir port
+    local inst=$1 d=$2 port=$3 alog="access_log off;" h2=""
+    inst_logs "$inst" && alog="access_log $d/access.log;"   # default "combined" format
+    [[ $H2 == 1 ]] && h2=" http2"
     cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $WORKERS;
 daemon off;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
 worker_rlimit_nofile 20000;
 events { worker_connections 10000; }
 http {
-    access_log off;
+    $alog
 $(nginx_temp_paths "$d")
     keepalive_timeout 300s;
     keepalive_requests 100000000;
@@ -303,11 +386,12 @@ $(nginx_temp_paths "$d")
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT ssl backlog=4096;
+        listen 127.0.0.1:$port ssl$h2 backlog=4096;
         ssl_certificate $CERT;
         ssl_certificate_key $KEY;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ecdh_curve X25519:prime256v1;
+        ssl_prefer_server_ciphers on;
         ssl_session_cache off;
         ssl_session_tickets off;
         location / {
@@ -320,60 +404,149 @@ $(nginx_temp_paths "$d")
 EOF
 }
 
-write_edgeproxy_conf() {
-    local d=$WORK/edgeproxy
-    mkdir -p "$d"
+write_edgeproxy_conf() {  # instance dir port
+    local inst=$1 d=$2 port=$3 alog=off
+    inst_logs "$inst" && alog=$d/access.log
     cat >"$d/edgeproxy.yaml" <<EOF
-workers: 1
-listen: { https: ["127.0.0.1:$EDGEPROXY_PORT"], http: [] }
+workers: $WORKERS
+listen: { https: ["127.0.0.1:$port"], http: [] }
 tls: { certificates: [ { cert: $CERT, key: $KEY } ], session_tickets: 0 }
 upstreams: { origin: { servers: ["127.0.0.1:$ORIGIN_PORT"], keepalive: 64 } }
 routes: [ { upstream: origin } ]
-log: { access: off }
+log: { access: $alog }
+EOF
+}
+
+# HAProxy: one process (no master-worker), in the foreground. Its log goes to syslog or stdout
+# only; PEER+log uses "log stdout" and stdout is redirected to $d/access.log (httplog format).
+write_haproxy_conf() {  # instance dir port
+    local inst=$1 d=$2 port=$3 glog="" dlog=""
+    if inst_logs "$inst"; then
+        glog="    log stdout format raw local0"
+        dlog=$'    log global\n    option httplog'
+    fi
+    cat >"$d/haproxy.cfg" <<EOF
+global
+    nbthread $WORKERS
+    maxconn 9000
+$glog
+    tune.ssl.cachesize 0
+    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
+    ssl-default-bind-curves X25519:P-256
+    ssl-default-bind-ciphersuites $TLS13_SUITES
+defaults
+    mode http
+    maxconn 9000
+$dlog
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+frontend fe
+    bind 127.0.0.1:$port ssl crt $WORK/cert+key.pem alpn h2,http/1.1
+    default_backend origin
+backend origin
+    http-reuse always
+    server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+}
+
+write_h2o_conf() {  # instance dir port
+    local inst=$1 d=$2 port=$3 alog=""
+    inst_logs "$inst" && alog="access-log: $d/access.log"   # h2o's default (combined) format
+    cat >"$d/h2o.yaml" <<EOF
+$([[ $(id -u) == 0 ]] && echo "user: root")
+num-threads: $WORKERS
+max-connections: 10000
+pid-file: $d/h2o.pid
+error-log: $d/error.log
+http1-request-timeout: 300
+proxy.timeout.keepalive: 300000
+ssl-session-resumption:
+  mode: off
+$alog
+listen:
+  host: 127.0.0.1
+  port: $port
+  ssl:
+    certificate-file: $CERT
+    key-file: $KEY
+    minimum-version: TLSv1.2
+    cipher-preference: server
+    ocsp-update-interval: 0
+hosts:
+  default:
+    paths:
+      /:
+        proxy.reverse.url: http://127.0.0.1:$ORIGIN_PORT/
 EOF
 }
 
 SERVER_PID="" SERVER_PORT="" SERVER_LOG="" SERVER_PIDS=()
-declare -A PEER_PID PEER_PORT PEER_LOG PEER_PIDS
-select_peer() {  # make $1 the current server for the measurement functions
+declare -A PEER_PID PEER_PORT PEER_LOG PEER_PIDS PEER_PROCS
+select_peer() {  # make instance $1 the current server for the measurement functions
     SERVER_PID=${PEER_PID[$1]} SERVER_PORT=${PEER_PORT[$1]} SERVER_LOG=${PEER_LOG[$1]}
     read -r -a SERVER_PIDS <<<"${PEER_PIDS[$1]}"
 }
-start_peer() {
-    local peer=$1 cmd
+start_peer() {  # instance
+    local inst=$1 peer d cmd stdout
+    peer=$(inst_peer "$inst") d=$WORK/$inst
+    mkdir -p "$d"
+    SERVER_PORT=$(inst_port "$inst") SERVER_LOG=$d/error.log stdout=$d/stdout.log
     case $peer in
         nginx)
-            write_nginx_conf
-            SERVER_PORT=$NGINX_PORT SERVER_LOG=$WORK/nginx/error.log
-            cmd="taskset -c $SERVER_CPU $NGINX_BIN -e $WORK/nginx/error.log -p $WORK/nginx -c $WORK/nginx/nginx.conf"
+            write_nginx_conf "$inst" "$d" "$SERVER_PORT"
+            cmd="taskset -c $SERVER_CPU $NGINX_BIN -e $d/error.log -p $d -c $d/nginx.conf"
             record_cmd "OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd"
-            OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >"$WORK/nginx/stdout.log" 2>&1 &
+            OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >"$stdout" 2>&1 &
             ;;
         edgeproxy)
-            write_edgeproxy_conf
-            SERVER_PORT=$EDGEPROXY_PORT SERVER_LOG=$WORK/edgeproxy/output.log
-            cmd="taskset -c $SERVER_CPU $EDGEPROXY_BIN run --config $WORK/edgeproxy/edgeproxy.yaml"
+            write_edgeproxy_conf "$inst" "$d" "$SERVER_PORT"
+            SERVER_LOG=$d/output.log
+            cmd="taskset -c $SERVER_CPU $EDGEPROXY_BIN run --config $d/edgeproxy.yaml"
             record_cmd "$cmd"
             $cmd >"$SERVER_LOG" 2>&1 &
+            ;;
+        haproxy)
+            write_haproxy_conf "$inst" "$d" "$SERVER_PORT"
+            inst_logs "$inst" && stdout=$d/access.log
+            cmd="taskset -c $SERVER_CPU $HAPROXY_BIN -db -f $d/haproxy.cfg"
+            record_cmd "OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >(access.log or stdout.log) 2>error.log"
+            OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >"$stdout" 2>"$SERVER_LOG" &
+            ;;
+        h2o)
+            write_h2o_conf "$inst" "$d" "$SERVER_PORT"
+            cmd="taskset -c $SERVER_CPU $H2O_BIN -c $d/h2o.yaml"
+            record_cmd "OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd"
+            OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >"$stdout" 2>&1 &
             ;;
     esac
     SERVER_PID=$!
     STARTED_PIDS+=("$SERVER_PID")
     wait_listen "$SERVER_PORT" "$SERVER_PID" "$SERVER_LOG"
-    # nginx forks its worker after the master listens: wait until the tree is complete
+    # nginx forks its workers after the master listens: wait until the tree is complete
     if [[ $peer == nginx ]]; then
-        for _ in $(seq 50); do [[ $(descendants "$SERVER_PID" | wc -l) -ge 2 ]] && break; sleep 0.1; done
+        for _ in $(seq 50); do [[ $(descendants "$SERVER_PID" | wc -l) -ge $((WORKERS + 1)) ]] && break; sleep 0.1; done
     fi
     sleep 0.3
+    # every process of the server counts (nginx master + workers; h2o's helper processes)
     mapfile -t SERVER_PIDS < <(descendants "$SERVER_PID")
-    PEER_PID[$peer]=$SERVER_PID PEER_PORT[$peer]=$SERVER_PORT PEER_LOG[$peer]=$SERVER_LOG
-    PEER_PIDS[$peer]="${SERVER_PIDS[*]}"
-    log "$peer up on 127.0.0.1:$SERVER_PORT (pids ${SERVER_PIDS[*]})"
+    PEER_PID[$inst]=$SERVER_PID PEER_PORT[$inst]=$SERVER_PORT PEER_LOG[$inst]=$SERVER_LOG
+    PEER_PIDS[$inst]="${SERVER_PIDS[*]}"
+    local threads=0 p
+    for p in "${SERVER_PIDS[@]}"; do threads=$((threads + $(awk '/^Threads:/ {print $2}' "/proc/$p/status"))); done
+    PEER_PROCS[$inst]="${#SERVER_PIDS[@]} processes, $threads threads"
+    log "$inst up on 127.0.0.1:$SERVER_PORT (pids ${SERVER_PIDS[*]}; $threads threads)"
 }
 
 stop_peer() {
     select_peer "$1"
+    local pids=("${SERVER_PIDS[@]}") p
     stop_pid "$SERVER_PID"
+    for p in "${pids[@]}"; do   # helper processes (h2o) follow their parent
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+    done
     SERVER_PID=""
     for _ in $(seq 50); do port_in_use "$SERVER_PORT" || break; sleep 0.1; done
     port_in_use "$SERVER_PORT" && die "port $SERVER_PORT still in use after stopping the server"
@@ -412,6 +585,9 @@ measure_hs() {
     raw "$peer" "${key}_util" "$(util "$DT" "$WALL" "$CLK_TCK")"
     raw "$peer" "${key}_errors" "$err"
     raw "$peer" "resumed" "$res"
+    raw "$peer" "${key}_ciphers" "$(python3 -c 'import json,sys; print(",".join(f"{k}:{v}" for k,v in sorted(json.loads(sys.argv[1]).get("ciphers",{}).items())))' "$out")"
+    python3 -c 'import json,sys; c=json.loads(sys.argv[1]).get("ciphers",{}); sys.exit(0 if set(c) <= {sys.argv[2]} else 1)' "$out" "$EXPECT_CIPHER" ||
+        die "$peer negotiated another suite than $EXPECT_CIPHER with hsclient: $out"
     [[ $(jget "$out" not_tls13) == 0 ]] || die "$peer negotiated something other than TLS 1.3: $out"
     if [[ $res != 0 ]]; then die "$peer: client saw $res resumed handshakes (must be 0): $out"; fi
     if [[ $err != 0 ]]; then log "WARNING: $peer $mode: $err errors: $out"; ERRORS_NOTE+="$peer $mode round $ROUND: $err errors; "; fi
@@ -424,6 +600,8 @@ measure_ka() {
     select_peer "$peer"
     cmd="taskset -c $CLIENT_CPU wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s https://127.0.0.1:$SERVER_PORT/"
     record_cmd "$cmd"
+    LOGLINES0=0 LOGBYTES0=0
+    if inst_logs "$peer"; then LOGLINES0=$(wc -l <"$WORK/$peer/access.log"); LOGBYTES0=$(stat -c %s "$WORK/$peer/access.log"); fi
     snap_begin
     out=$($cmd 2>&1) || die "wrk failed: $out"
     snap_end
@@ -439,8 +617,46 @@ measure_ka() {
     raw "$peer" ka_us "$(us_per "$DT" "$reqs" "$CLK_TCK")"
     raw "$peer" ka_util "$(util "$DT" "$WALL" "$CLK_TCK")"
     raw "$peer" ka_errors $((errs + non2xx))
+    if inst_logs "$peer"; then   # the access log must really have been written: lines per request
+        sleep 0.5
+        local lines; lines=$(wc -l <"$WORK/$peer/access.log")
+        raw "$peer" ka_loglines "$(python3 -c "print(f'{($lines-${LOGLINES0:-0})/$reqs:.3f}')")"
+        raw "$peer" ka_logbytes "$(python3 -c "print(f'{($(stat -c %s "$WORK/$peer/access.log")-$LOGBYTES0)/$reqs:.1f}')")"
+        log "$peer: $((lines - ${LOGLINES0:-0})) access log lines for $reqs requests"
+    fi
     if (( errs + non2xx > 0 )); then log "WARNING: $peer wrk: $errs socket errors, $non2xx non-2xx"; ERRORS_NOTE+="$peer wrk round $ROUND: $errs socket errors, $non2xx non-2xx; "; fi
     log "$peer keep-alive GET: $rps req/s, server $(us_per "$DT" "$reqs" "$CLK_TCK") µs/req, $(util "$DT" "$WALL" "$CLK_TCK")% CPU, other load on CPU $SERVER_CPU ${OTHER}%"
+}
+
+# (e): HTTP/2 proxied GET with h2load (H2=1)
+measure_h2() {
+    local peer=$1 cmd out reqs rps failed errored ok2xx cipher proto
+    select_peer "$peer"
+    cmd="taskset -c $CLIENT_CPU h2load -t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS -D $DURATION https://127.0.0.1:$SERVER_PORT/"
+    record_cmd "$cmd"
+    snap_begin
+    out=$($cmd 2>&1) || die "h2load failed: $out"
+    snap_end
+    check_alive "$peer h2load"
+    note_other "$peer" h2
+    printf '%s\n%s\n' "== $peer round $ROUND" "$out" >>"$WORK/h2load.log"
+    reqs=$(sed -nE 's/^requests: [0-9]+ total, [0-9]+ started, ([0-9]+) done.*/\1/p' <<<"$out")
+    failed=$(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored.*/\1/p' <<<"$out")
+    errored=$(sed -nE 's/^requests: .* ([0-9]+) failed, ([0-9]+) errored.*/\2/p' <<<"$out")
+    ok2xx=$(sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p' <<<"$out")
+    rps=$(sed -nE 's/^finished in .*, ([0-9.]+) req\/s.*/\1/p' <<<"$out")
+    cipher=$(sed -nE 's/^Cipher: (.*)/\1/p' <<<"$out")
+    proto=$(sed -nE 's/^Application protocol: (.*)/\1/p' <<<"$out")
+    [[ -n $reqs && -n $rps && -n $ok2xx ]] || die "could not parse h2load output: $out"
+    [[ $proto == h2 ]] || die "$peer: h2load negotiated '$proto', not h2"
+    [[ $cipher == "$EXPECT_CIPHER" ]] || die "$peer: h2load negotiated $cipher, expected $EXPECT_CIPHER"
+    raw "$peer" h2_rate "$rps"
+    raw "$peer" h2_us "$(us_per "$DT" "$ok2xx" "$CLK_TCK")"
+    raw "$peer" h2_util "$(util "$DT" "$WALL" "$CLK_TCK")"
+    raw "$peer" h2_errors $((failed + errored + reqs - ok2xx))
+    raw "$peer" h2_ciphers "$cipher"
+    if (( failed + errored + reqs - ok2xx > 0 )); then log "WARNING: $peer h2load: $failed failed, $errored errored, $((reqs - ok2xx)) not 2xx"; ERRORS_NOTE+="$peer h2load round $ROUND: $failed failed, $errored errored, $((reqs - ok2xx)) not 2xx; "; fi
+    log "$peer HTTP/2 GET: $rps req/s, server $(us_per "$DT" "$ok2xx" "$CLK_TCK") µs/req, $(util "$DT" "$WALL" "$CLK_TCK")% CPU, other load on CPU $SERVER_CPU ${OTHER}%"
 }
 
 # (d): memory per idle TLS connection
@@ -479,23 +695,35 @@ prepare_peer() {  # start, check tickets and the proxied path, warm up
     local peer=$1
     start_peer "$peer"
     count_tickets "$SERVER_PORT"
-    log "$peer: $TICKETS TLS 1.3 session tickets per handshake (s_client), response: $TICKET_CHECK_STATUS"
+    log "$peer: $TICKETS TLS 1.3 session tickets per handshake (s_client), response: $TICKET_CHECK_STATUS, $SCLIENT_CIPHER, $SCLIENT_GROUP"
     raw "$peer" tickets "$TICKETS"
+    raw "$peer" sclient_cipher "$SCLIENT_CIPHER/$SCLIENT_GROUP"
+    [[ $SCLIENT_CIPHER == "$EXPECT_CIPHER" ]] || die "$peer negotiated $SCLIENT_CIPHER with openssl s_client, expected $EXPECT_CIPHER"
+    check_body "$SERVER_PORT"
+    log "$peer: curl GET /: $BODY_CHECK (status, body bytes, HTTP version)"
+    raw "$peer" body_check "${BODY_CHECK// /_}"
+    local want="200 1024 1.1"
+    [[ $H2 == 1 ]] && want="200 1024 2"
+    [[ $BODY_CHECK == "$want" ]] || die "$peer: GET / gave '$BODY_CHECK' (status, body bytes, HTTP version), expected '$want'"
     [[ $TICKET_CHECK_STATUS == *" 200" ]] || die "$peer: proxied GET via openssl s_client did not return 200 ($TICKET_CHECK_STATUS); s_client output: $WORK/s_client-$SERVER_PORT.log, server log: $SERVER_LOG"
     if [[ $TICKETS != 0 && $REQUIRE_NO_TICKETS == 1 ]]; then
         die "$peer sent $TICKETS session tickets per handshake; tickets must be 0 for a fair full-handshake comparison (REQUIRE_NO_TICKETS=0 to continue anyway)"
     fi
     # warm-up (unmeasured)
-    taskset -c "$CLIENT_CPU" "$HSCLIENT" -addr "127.0.0.1:$SERVER_PORT" -sni "$SNI" -mode get -c "$HS_CONNS" -d "${WARMUP}s" >/dev/null
+    if [[ $H2 == 1 ]]; then
+        taskset -c "$CLIENT_CPU" h2load -t"$H2_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$WARMUP" "https://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
+    else
+        taskset -c "$CLIENT_CPU" "$HSCLIENT" -addr "127.0.0.1:$SERVER_PORT" -sni "$SNI" -mode get -c "$HS_CONNS" -d "${WARMUP}s" >/dev/null
+    fi
 }
 
 # Each round starts every peer afresh, then runs each test on every peer back to back, so
 # that compared figures are taken seconds apart (this machine drifts). The peer order
 # alternates from test to test and from round to round (ABBA...).
-read -r -a PEER_LIST <<<"$PEERS"
+read -r -a PEER_LIST <<<"$INSTANCES"
 REVERSED=()
 for ((i = ${#PEER_LIST[@]} - 1; i >= 0; i--)); do REVERSED+=("${PEER_LIST[i]}"); done
-TESTS=("hs" "hsget" "ka" "idle")
+read -r -a TESTS <<<"$TESTS"
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
     for peer in "${PEER_LIST[@]}"; do prepare_peer "$peer"; done
@@ -507,6 +735,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
                 hsget) measure_hs "$peer" get hsget ;;
                 ka) measure_ka "$peer" ;;
                 idle) measure_idle "$peer" ;;
+                h2) measure_h2 "$peer" ;;
             esac
         done
     done
@@ -517,62 +746,117 @@ done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$RESULTS_DIR"
 STAMP=$(date +%Y-%m-%d_%H%M%S)
-REPORT=$RESULTS_DIR/$STAMP.md
-TABLE=$(python3 - "$RAW" "$PEERS" <<'PY'
+SUFFIX=""
+[[ $H2 == 1 ]] && SUFFIX+="-h2"
+[[ $WORKERS != 1 ]] && SUFFIX+="-${WORKERS}workers"
+[[ $ACCESS_LOG == 1 ]] && SUFFIX+="-accesslog"
+REPORT=$RESULTS_DIR/$STAMP$SUFFIX.md
+TABLE=$(python3 - "$RAW" "$PEERS" "$ACCESS_LOG" <<'PY'
 import csv, statistics, sys
-raw, peers = sys.argv[1], sys.argv[2].split()
-vals = {}
-rounds = {}
+raw, peers, access_log = sys.argv[1], sys.argv[2].split(), sys.argv[3] == '1'
+vals, rounds, text = {}, {}, {}
 for row in csv.DictReader(open(raw), delimiter='\t'):
+    k = (row['peer'], row['metric'])
+    text.setdefault(k, []).append(row['value'])
     try:
         v = float(row['value'])
     except ValueError:
         continue
-    vals.setdefault((row['peer'], row['metric']), []).append(v)
-    rounds.setdefault((row['peer'], row['metric']), []).append((int(row['round']), v))
+    vals.setdefault(k, []).append(v)
+    rounds.setdefault(k, []).append((int(row['round']), v))
 metrics = [
     ('hs_rate', 'full handshakes/s', 'higher', '{:.0f}'),
     ('hs_us', 'server CPU µs per full handshake', 'lower', '{:.1f}'),
     ('hsget_rate', 'full handshake + proxied GET /s', 'higher', '{:.0f}'),
     ('hsget_us', 'server CPU µs per handshake + proxied GET', 'lower', '{:.1f}'),
-    ('ka_rate', f'keep-alive proxied GET 1 KiB, req/s', 'higher', '{:.0f}'),
+    ('ka_rate', 'keep-alive proxied GET 1 KiB, req/s', 'higher', '{:.0f}'),
     ('ka_us', 'server CPU µs per keep-alive proxied GET', 'lower', '{:.1f}'),
+    ('h2_rate', 'HTTP/2 proxied GET 1 KiB, req/s', 'higher', '{:.0f}'),
+    ('h2_us', 'server CPU µs per HTTP/2 proxied GET', 'lower', '{:.1f}'),
     ('idle_kib', 'KiB per idle TLS connection (ΔRSS)', 'lower', '{:.1f}'),
 ]
 med = lambda k: statistics.median(vals[k]) if k in vals else None
+groups = [('', 'access log off')] + ([('+log', 'access log on')] if access_log else [])
+others = [p for p in peers if p != 'edgeproxy']
+has_e = 'edgeproxy' in peers
 hdr = '| metric (median) | better | ' + ' | '.join(peers)
-if 'edgeproxy' in peers and 'nginx' in peers:
-    hdr += ' | edgeproxy/nginx'
+if has_e and others:
+    hdr += ' | best other peer | edgeproxy / best | ' + ' | '.join(f'edgeproxy / {p}' for p in others)
 print(hdr + ' |')
-print('|' + '---|' * (hdr.count('|')))
+print('|' + '---|' * (hdr.count('|') - 1))
 for key, name, better, fmt in metrics:
-    cells = []
-    for p in peers:
-        m = med((p, key))
-        cells.append(fmt.format(m) if m is not None else '—')
-    line = f'| {name} | {better} | ' + ' | '.join(cells)
-    if 'edgeproxy' in peers and 'nginx' in peers:
-        e, n = med(('edgeproxy', key)), med(('nginx', key))
-        line += ' | ' + (f'{e / n:.2f}×' if e is not None and n else '—')
-    print(line + ' |')
+    for suf, gname in groups:
+        if not any((p + suf, key) in vals for p in peers):
+            continue
+        label = name + (f' ({gname})' if access_log else '')
+        cells = [fmt.format(med((p + suf, key))) if med((p + suf, key)) is not None else '—' for p in peers]
+        line = f'| {label} | {better} | ' + ' | '.join(cells)
+        if has_e and others:
+            e = med(('edgeproxy' + suf, key))
+            cand = [(med((p + suf, key)), p) for p in others if med((p + suf, key)) is not None]
+            if cand and e is not None:
+                b, bp = (min if better == 'lower' else max)(cand)
+                line += f' | {bp} ({fmt.format(b)}) | ' + (f'{e / b:.2f}×' if b else '—')
+            else:
+                line += ' | — | —'
+            for p in others:
+                o = med((p + suf, key))
+                line += ' | ' + (f'{e / o:.2f}×' if e is not None and o else '—')
+        print(line + ' |')
 print()
+print('Ratios are edgeproxy\'s median divided by the other peer\'s median (CPU µs and KiB: < 1 means edgeproxy '
+      'uses less; rates: > 1 means edgeproxy is faster). "best other peer" is the best of the other peers for that metric in this run.')
+if access_log:
+    print()
+    print('Access log cost, keep-alive proxied GET 1 KiB (server CPU µs per request, median; PEER+log is the same '
+          'server with its access log written to a file on local disk):')
+    print()
+    print('| peer | log off µs | log on µs | Δ µs per request | on / off | req/s off | req/s on | log lines per request | log bytes per request |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for p in peers:
+        off, on = med((p, 'ka_us')), med((p + '+log', 'ka_us'))
+        roff, ron = med((p, 'ka_rate')), med((p + '+log', 'ka_rate'))
+        ll = med((p + '+log', 'ka_loglines'))
+        lb = med((p + '+log', 'ka_logbytes'))
+        f = lambda x, s='{:.1f}': s.format(x) if x is not None else '—'
+        d = (on - off) if on is not None and off is not None else None
+        r = (on / off) if on is not None and off else None
+        # bytes per request: final file size / lines (one line per request)
+        print(f'| {p} | {f(off)} | {f(on)} | {f(d, "{:+.1f}")} | {f(r, "{:.2f}×")} | {f(roff, "{:.0f}")} | {f(ron, "{:.0f}")} | {f(ll, "{:.3f}")} | {f(lb, "{:.0f}")} |')
+print()
+inst = [p + suf for p in peers for suf, _ in groups]
+util_keys = [k for k in ('hs_util', 'hsget_util', 'ka_util', 'h2_util') if any((p, k) in vals for p in inst)]
+other_keys = [k.replace('util', 'other') for k in util_keys]
 print('Server CPU utilisation during each test (median, % of one core): ' + '; '.join(
-    f"{p}: " + ', '.join(f"{k.split('_')[0]} {med((p, k)):.0f}%" for k in ('hs_util', 'hsget_util', 'ka_util') if med((p, k)) is not None)
-    for p in peers))
-print(f'Other processes on the server core during the tests (median %; >10 means a busy machine): ' + '; '.join(
-    f"{p}: " + ', '.join(f"{k.split('_')[0]} {med((p, k)):.0f}%" for k in ('hs_other', 'hsget_other', 'ka_other') if med((p, k)) is not None and med((p, k)) == med((p, k)))
-    for p in peers))
+    f"{p}: " + ', '.join(f"{k.split('_')[0]} {med((p, k)):.0f}%" for k in util_keys if med((p, k)) is not None)
+    for p in inst))
+ok_other = lambda p, k: med((p, k)) is not None and med((p, k)) == med((p, k))
+if any(ok_other(p, k) for p in inst for k in other_keys):
+    print('Other processes on the server core during the tests (median %; >10 means a busy machine): ' + '; '.join(
+        f"{p}: " + ', '.join(f"{k.split('_')[0]} {med((p, k)):.0f}%" for k in other_keys if ok_other(p, k))
+        for p in inst))
+else:
+    print('Other processes on the server cores: not measured (the server runs on several cores).')
 print('Errors (sum over rounds): ' + '; '.join(
-    f"{p}: " + ', '.join(f"{k.split('_')[0]} {sum(vals.get((p, k), [0])):.0f}" for k in ('hs_errors', 'hsget_errors', 'ka_errors'))
-    for p in peers))
-print('Client-side resumed handshakes (must be 0): ' + '; '.join(f"{p}: {sum(vals.get((p, 'resumed'), [0])):.0f}" for p in peers))
+    f"{p}: " + ', '.join(f"{k.split('_')[0]} {sum(vals.get((p, k.replace('util', 'errors')), [0])):.0f}" for k in util_keys)
+    for p in inst))
+if any((p, 'resumed') in vals for p in inst):
+    print('Client-side resumed handshakes (hsclient; must be 0): ' + '; '.join(f"{p}: {sum(vals.get((p, 'resumed'), [0])):.0f}" for p in inst))
 print('TLS 1.3 session tickets sent per handshake (openssl s_client -msg; 0 means no resumption possible): ' + '; '.join(
-    f"{p}: {max(vals.get((p, 'tickets'), [float('nan')])):.0f}" for p in peers))
+    f"{p}: {max(vals.get((p, 'tickets'), [float('nan')])):.0f}" for p in inst))
+print('Negotiated suite/group with OpenSSL\'s default client offer (s_client, as wrk and h2load): ' + '; '.join(
+    f"{p}: {', '.join(sorted(set(text.get((p, 'sclient_cipher'), ['—']))))}" for p in inst))
+ck = [k for k in ('hs_ciphers', 'hsget_ciphers', 'h2_ciphers') if any((p, k) in text for p in inst)]
+if ck:
+    print('Negotiated suites in the load tests (hsclient: suite:handshakes; h2load: suite; per round): ' + '; '.join(
+        f"{p}: " + ' '.join(f"{k.split('_')[0]}[{' '.join(text.get((p, k), []))}]" for k in ck) for p in inst))
+print('GET / through each peer (curl: status, body bytes, HTTP version): ' + '; '.join(
+    f"{p}: {', '.join(sorted(set(text.get((p, 'body_check'), ['—']))))}" for p in inst))
 print()
 print('Per-round values (round: value):')
 print()
-for key, name, better, fmt in metrics:
-    for p in peers:
+for key, name, better, fmt in metrics + [('ka_loglines', 'access log lines per request', '', '{:.3f}')]:
+    for p in inst:
         if (p, key) in rounds:
             print(f'- {p} {key}: ' + ', '.join(f'r{r}: ' + fmt.format(v) for r, v in rounds[(p, key)]))
 PY
@@ -581,13 +865,22 @@ PY
 {
     echo "# edgeproxy benchmark — $STAMP"
     echo
-    echo "Peers: $PEERS. DURATION=${DURATION}s, ROUNDS=$ROUNDS (all peers up together; each test run on every peer back to back, order alternating ABBA), WARMUP=${WARMUP}s,"
-    echo "HS_CONNS=$HS_CONNS, wrk -t$WRK_THREADS -c$WRK_CONNS, IDLE_CONNS=$IDLE_CONNS. Server pinned to CPU $SERVER_CPU, clients and origin"
-    echo "to CPU $CLIENT_CPU. TLS 1.3, X25519, P-256 certificate, full handshakes only (hsclient has no session cache)."
+    echo "Peers: $PEERS$([[ $ACCESS_LOG == 1 ]] && echo ", each also as PEER+log (access log written to a file)"). Tests: ${TESTS[*]}."
+    echo "WORKERS=$WORKERS (workers/threads per server), DURATION=${DURATION}s, ROUNDS=$ROUNDS (all peers up together; each test run on every peer back to back, order alternating ABBA), WARMUP=${WARMUP}s,"
+    echo "HS_CONNS=$HS_CONNS, wrk -t$WRK_THREADS -c$WRK_CONNS, h2load -t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS, IDLE_CONNS=$IDLE_CONNS. Server pinned to CPU $SERVER_CPU, clients and origin"
+    echo "to CPU $CLIENT_CPU. TLS 1.3, X25519, P-256 certificate, $EXPECT_CIPHER for every peer (checked), full handshakes only (hsclient has no session cache, every peer sends 0 tickets)."
     echo "CPU per operation = Δ(utime+stime) of all server processes / completed operations (clock tick $CLK_TCK Hz)."
+    if (( SHARED_CORES )); then
+        echo
+        echo "**Client and server share cores here** (server on CPUs $SERVER_CPU, clients and origin on CPUs $CLIENT_CPU): rates are what the"
+        echo "whole machine does with client, origin and server competing; the server CPU µs per operation stay comparable between peers,"
+        echo "but include some contention effects (cache, scheduling). The 'other processes on the server core' check does not apply."
+    fi
     echo "Load average at start: $LOAD_START; at end: $LOAD_END."
     echo
     echo "$TABLE"
+    echo
+    echo "Server processes and threads after start-up (last round): $(for i in $INSTANCES; do printf '%s: %s; ' "$i" "${PEER_PROCS[$i]}"; done)"
     echo
     [[ -n $ERRORS_NOTE ]] && { echo "**Errors:** $ERRORS_NOTE"; echo; }
     echo "Compare only within this run; absolute figures drift on this machine (see /work/shared/facts.md)."
@@ -597,6 +890,9 @@ PY
     echo '```'
     echo "uname -a: $(uname -a)"
     echo "nginx: $("$NGINX_BIN" -V 2>&1 | head -2 | tr '\n' ' ')"
+    [[ " $PEERS " == *" haproxy "* ]] && echo "haproxy: $("$HAPROXY_BIN" -v 2>&1 | head -1)"
+    [[ " $PEERS " == *" h2o "* ]] && echo "h2o: $("$H2O_BIN" -v 2>&1 | head -2 | tr '\n' ' ')"
+    [[ $H2 == 1 ]] && echo "h2load: $(h2load --version 2>&1 | head -1)"
     echo "openssl: $(openssl version)"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "go: $(go version)"
@@ -611,11 +907,16 @@ PY
     echo
     echo '```'
     awk '!seen[$0]++' "$CMDLOG" | sed "s#$WORK#\$WORK#g"
-    echo "# all servers (re)started each round; before the measurements: openssl s_client -tls1_3 -groups X25519 -msg -ign_eof (ticket count + one GET), then ${WARMUP}s of hsclient -mode get warm-up"
+    echo "# all servers (re)started each round; before the measurements: openssl s_client -tls1_3 -groups X25519 -msg -ign_eof (ticket count, negotiated suite + one GET),"
+    echo "# curl -k $([[ $H2 == 1 ]] && echo --http2 || echo --http1.1) https://$SNI:PORT/ (status 200 and the 1,024-byte body), then ${WARMUP}s of $([[ $H2 == 1 ]] && echo h2load || echo 'hsclient -mode get') warm-up"
     echo '```'
     echo
     echo "## Configurations"
-    for f in "$WORK/origin/nginx.conf" "$WORK/nginx/nginx.conf" "$WORK/openssl-notickets.cnf" "$WORK/edgeproxy/edgeproxy.yaml"; do
+    confs=("$WORK/origin/nginx.conf" "$WORK/openssl-notickets.cnf")
+    for i in $INSTANCES; do
+        confs+=("$WORK/$i/nginx.conf" "$WORK/$i/edgeproxy.yaml" "$WORK/$i/haproxy.cfg" "$WORK/$i/h2o.yaml")
+    done
+    for f in "${confs[@]}"; do
         [[ -f $f ]] || continue
         echo
         echo "\`${f#"$WORK"/}\`:"

@@ -33,19 +33,20 @@ import (
 )
 
 type result struct {
-	Mode        string   `json:"mode"`
-	Addr        string   `json:"addr"`
-	Conns       int      `json:"conns"`
-	DurationS   float64  `json:"duration_s"`
-	OK          int64    `json:"ok"`
-	Errors      int64    `json:"errors"`
-	Resumed     int64    `json:"resumed"`
-	NotTLS13    int64    `json:"not_tls13"`
-	BadStatus   int64    `json:"bad_status,omitempty"`
-	BodyBytes   int64    `json:"body_bytes,omitempty"`
-	Rate        float64  `json:"rate"`
-	Open        int      `json:"open,omitempty"`
-	ErrorSample []string `json:"error_samples,omitempty"`
+	Mode        string           `json:"mode"`
+	Addr        string           `json:"addr"`
+	Conns       int              `json:"conns"`
+	DurationS   float64          `json:"duration_s"`
+	OK          int64            `json:"ok"`
+	Errors      int64            `json:"errors"`
+	Resumed     int64            `json:"resumed"`
+	NotTLS13    int64            `json:"not_tls13"`
+	BadStatus   int64            `json:"bad_status,omitempty"`
+	BodyBytes   int64            `json:"body_bytes,omitempty"`
+	Rate        float64          `json:"rate"`
+	Open        int              `json:"open,omitempty"`
+	Ciphers     map[string]int64 `json:"ciphers,omitempty"` // negotiated TLS 1.3 suite -> handshakes
+	ErrorSample []string         `json:"error_samples,omitempty"`
 }
 
 type errLog struct {
@@ -166,6 +167,8 @@ func runLoad() {
 	cfg := tlsConfig()
 	var ok, nerr, resumed, not13, badStatus, bodyBytes int64
 	var elog errLog
+	// negotiated suites, counted per TLS 1.3 suite ID (0x1301..0x1305) without a lock
+	var suites [6]int64
 	req := []byte(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hsclient\r\nConnection: close\r\n\r\n", *path, *hostHdr))
 	start := time.Now()
 	deadline := start.Add(*duration)
@@ -189,6 +192,9 @@ func runLoad() {
 				}
 				if st.Version != tls.VersionTLS13 {
 					atomic.AddInt64(&not13, 1)
+				}
+				if i := int(st.CipherSuite) - 0x1300; i > 0 && i < len(suites) {
+					atomic.AddInt64(&suites[i], 1)
 				}
 				if *mode == "handshake" {
 					c.Close() // sends close_notify
@@ -228,11 +234,17 @@ func runLoad() {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	ciphers := map[string]int64{}
+	for i, c := range suites {
+		if c > 0 {
+			ciphers[tls.CipherSuiteName(uint16(0x1300+i))] = c
+		}
+	}
 	out := result{
 		Mode: *mode, Addr: *addr, Conns: *conns, DurationS: el,
 		OK: ok, Errors: nerr, Resumed: resumed, NotTLS13: not13,
 		BadStatus: badStatus, BodyBytes: bodyBytes,
-		Rate: float64(ok) / el, ErrorSample: elog.list(),
+		Rate: float64(ok) / el, ErrorSample: elog.list(), Ciphers: ciphers,
 	}
 	emit(out)
 }
