@@ -5,7 +5,7 @@ SWIFT      ?= swift
 PYTHON     ?= python3
 CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
-APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils
+APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc
 PIP_TEST   := pytest cryptography h2
 APT_BENCH  := $(APT_TEST) golang-go h2o
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -21,15 +21,18 @@ release:
 build:
 	$(SWIFT) build
 
+# The release binary too: allocation counts are checked in what ships (test_allocations.py).
 test: deps-test
 	$(SWIFT) build --build-tests
+	$(SWIFT) build -c release --product edgeproxy
 	$(MAKE) unit integration
 
 unit:
 	$(SWIFT) test --skip-build
 
 integration:
-	EDGEPROXY_BIN=$(CURDIR)/.build/debug/edgeproxy $(PYTHON) -m pytest -q Tests/Integration
+	EDGEPROXY_BIN=$(CURDIR)/.build/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
+	  $(PYTHON) -m pytest -q Tests/Integration
 
 bench: deps-bench release
 	bench/run.sh
