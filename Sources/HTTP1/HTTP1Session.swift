@@ -204,32 +204,38 @@ public struct HTTP1Session: Sendable {
                                       hasBody: Bool, into out: inout [UInt8]) {
         guard var r = request else { return }
         if status < 200 && status != 101 && r.head.versionMinor == 0 { return }
-        var fields = fields
+        // The framing fields are written after the origin's, on the way (no new field list).
+        var length: Int64?
+        var close = false
         if status >= 200 {
             r.status = status
             r.responseStarted = true
             if hasBody {
                 if let n = bodyLength {
-                    fields.append(HTTPField(name: "Content-Length", value: String(n)))
+                    length = n
                 } else if r.head.versionMinor >= 1 {
-                    fields.append(HTTPField(name: "Transfer-Encoding", value: "chunked"))
                     r.chunked = true
                 } else {
                     r.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
                 }
-            } else if let n = bodyLength {
-                fields.append(HTTPField(name: "Content-Length", value: String(n)))
+            } else {
+                length = bodyLength
             }
             if !r.keepAlive || draining {
                 r.keepAlive = false
-                fields.append(HTTPField(name: "Connection", value: "close"))
+                close = true
             }
         } else if status == 101 {
             r.status = 101
             r.responseStarted = true
         }
         let before = out.count
-        HTTP1Writer.appendResponseHead(status: status, reason: reason, fields: fields, into: &out)
+        HTTP1Writer.appendStatusLine(status: status, reason: reason, room: HTTP1Writer.size(of: fields) + 64, into: &out)
+        HTTP1Writer.appendFields(fields, into: &out)
+        if let length { HTTP1Writer.appendContentLength(length, into: &out) }
+        if r.chunked { HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &out) }
+        if close { HTTP1Writer.appendField("Connection", "close", into: &out) }
+        HTTP1Writer.appendHeadEnd(into: &out)
         r.bytesOut += Int64(out.count - before)
         request = r
     }

@@ -36,7 +36,11 @@ public final class ProxyExchange: UpstreamDelegate {
     /// runtime's slow path for every retain and release.
     private unowned var downstream: Downstream?
     private var connection: UpstreamConnection?
-    private var tried: [UpstreamServer] = []
+    /// Servers this request went to, so a retry picks another; the first is kept apart so that a
+    /// request needing no retry allocates no list.
+    private var firstTried: UpstreamServer?
+    private var moreTried: [UpstreamServer] = []
+    private var tried: [UpstreamServer] { firstTried.map { [$0] + moreTried } ?? [] }
     /// Everything sent so far, kept for a retry until it can no longer be replayed.
     private var replay: [UInt8]? = []
     private var chunkedUpstream: Bool
@@ -68,9 +72,7 @@ public final class ProxyExchange: UpstreamDelegate {
 
     public func start() {
         upstreamStart = pool.loop.now
-        var head: [UInt8] = []
-        HTTP1Writer.appendRequestHead(method: request.method, target: request.target, fields: upstreamFields(), into: &head)
-        replay = head
+        replay = upstreamHead()
         // Nothing to stream up: the request is complete once the head is sent (an upgrade's
         // bytes only flow once it is a tunnel).
         if request.bodyLength == 0 && request.upgrade == nil { requestDone = true }
@@ -128,23 +130,28 @@ public final class ProxyExchange: UpstreamDelegate {
 
     // MARK: Upstream
 
-    private func upstreamFields() -> [HTTPField] {
-        var fields = request.fields
-        fields.reserveCapacity(fields.count + 3)  // one copy with room, not a copy then a growth
-        if let host = request.host, !fields.contains(where: { HTTPField.nameEquals($0.name, "host") }) {
-            fields.insert(HTTPField(name: "Host", value: host), at: 0)
+    /// The request head toward the origin, written in one pass: Host first when the client gave
+    /// it only as the authority (HTTP/2), the end-to-end fields, then this hop's framing.
+    private func upstreamHead() -> [UInt8] {
+        var head: [UInt8] = []
+        HTTP1Writer.appendRequestLine(method: request.method, target: request.target,
+                                      room: HTTP1Writer.size(of: request.fields) + 96, into: &head)
+        if let host = request.host, !request.fields.contains(where: { HTTPField.nameEquals($0.name, "host") }) {
+            HTTP1Writer.appendField("Host", host, into: &head)
         }
+        HTTP1Writer.appendFields(request.fields, into: &head)
         if let upgrade = request.upgrade {
-            fields.append(HTTPField(name: "Connection", value: "upgrade"))
-            fields.append(HTTPField(name: "Upgrade", value: upgrade))
+            HTTP1Writer.appendField("Connection", "upgrade", into: &head)
+            HTTP1Writer.appendField("Upgrade", upgrade, into: &head)
         } else if let length = request.bodyLength {
-            if length > 0 || ["POST", "PUT", "PATCH"].contains(request.method) {
-                fields.append(HTTPField(name: "Content-Length", value: String(length)))
+            if length > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
+                HTTP1Writer.appendContentLength(length, into: &head)
             }
         } else {
-            fields.append(HTTPField(name: "Transfer-Encoding", value: "chunked"))
+            HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &head)
         }
-        return fields
+        HTTP1Writer.appendHeadEnd(into: &head)
+        return head
     }
 
     /// Body bytes toward the origin. They stay replayable only while the connection has not
@@ -159,7 +166,7 @@ public final class ProxyExchange: UpstreamDelegate {
     private func connect() {
         guard downstream != nil, !finished else { return }
         while let server = pool.server(for: upstreamName, excluding: tried) {
-            tried.append(server)
+            if firstTried == nil { firstTried = server } else { moreTried.append(server) }
             do {
                 let c = try pool.connection(to: server, delegate: self, owner: request.owner)
                 connection = c
@@ -174,7 +181,7 @@ public final class ProxyExchange: UpstreamDelegate {
                 Log.error("upstream \(upstreamName) server \(server.spec): \(error)")
             }
         }
-        if tried.isEmpty {
+        if firstTried == nil {
             // Every server fails its health checks: answer now rather than wait on a connect
             // (the checker logged it when the last one went down).
             fail(status: 503, reason: "every server of upstream \"\(upstreamName)\" is down (failing its health checks)")

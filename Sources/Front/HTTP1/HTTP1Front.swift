@@ -23,11 +23,12 @@ final class HTTP1Front: ProtocolFront, Downstream {
     private var inReceive = false
     private(set) var closed = false
 
-    var worker: Worker { transport.worker }
+    unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var timeouts: Timeouts { worker.config.settings.timeouts }
 
     init(transport: ClientTransport) {
         self.transport = transport
+        worker = transport.worker
         let limits = transport.worker.config.settings.limits
         session = HTTP1Session(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders,
                                maxBodyBytes: limits.maxBodyBytes)

@@ -16,7 +16,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
 
     unowned let transport: ClientTransport
     let session: HTTP2Session
-    var worker: Worker { transport.worker }
+    unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var streams: [Int32: HTTP2Stream] = [:]
     private var pumping = false
     private var again = false
@@ -24,6 +24,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
 
     init(transport: ClientTransport) throws {
         self.transport = transport
+        worker = transport.worker
         let s = transport.worker.config.settings
         var h = HTTP2Settings()
         h.maxConcurrentStreams = s.http2.maxConcurrentStreams

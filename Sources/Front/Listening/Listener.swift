@@ -12,7 +12,7 @@ final class Listener: Pollable {
     let proxyHeader: ProxyHeaderReader?
     /// The TLS context of this listener's connections (https only): client certificates differ per listener.
     let tls: TLSContext?
-    unowned let worker: Worker
+    unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var paused = false
     private var closed = false
 

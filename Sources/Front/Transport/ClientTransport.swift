@@ -16,7 +16,8 @@ final class ClientTransport: Pollable {
     /// The client: the socket's peer, or the address a trusted PROXY header gave.
     private(set) var peer: SocketAddress
     let role: ListenerRole
-    unowned let worker: Worker
+    /// The worker lives as long as its loop: no reference counting on the way to it.
+    unowned(unsafe) let worker: Worker
     let tls: TLSConnection?
     private var phase: Phase
     /// Set on listeners that expect a PROXY header ahead of the connection's own bytes.
