@@ -170,13 +170,12 @@ public final class HTTP2Session {
     /// A response head; with `hasBody` the body follows through `sendData` / `finishData`.
     @discardableResult
     public func submitResponse(stream: Int32, status: Int, fields: [HTTPField], hasBody: Bool) -> Bool {
-        let all = [HTTPField(name: ":status", value: String(status))] + fields
         if !hasBody {
-            return Self.withNV(all) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
+            return Self.withNV(status: status, fields) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
         }
         outbound[stream] = Outbound()
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
-        let rc = Self.withNV(all) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
+        let rc = Self.withNV(status: status, fields) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
         if rc != 0 { outbound[stream] = nil }
         return rc == 0
     }
@@ -185,8 +184,7 @@ public final class HTTP2Session {
     /// neither ends the stream nor counts as the final response (RFC 9113 §8.1).
     @discardableResult
     public func submitInterim(stream: Int32, status: Int, fields: [HTTPField]) -> Bool {
-        let all = [HTTPField(name: ":status", value: String(status))] + fields
-        return Self.withNV(all) { nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, nil, $0, $1, nil) } >= 0
+        return Self.withNV(status: status, fields) { nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, nil, $0, $1, nil) } >= 0
     }
 
     /// A request (client role, for tests and tools): returns the stream id, or -1.
@@ -244,28 +242,44 @@ public final class HTTP2Session {
         _ = nghttp2_session_resume_data(session, stream)
     }
 
-    /// nghttp2 copies names and values when a frame is submitted, so they only live for the call.
-    /// Names go out lower-case (RFC 9113 §8.2.1).
-    static func withNV<R>(_ fields: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
-        var storage: [UInt8] = []
-        storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
-        var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
-        spans.reserveCapacity(fields.count)
-        for f in fields {
-            let n0 = storage.count
-            for b in f.name.utf8 { storage.append(b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
-            let v0 = storage.count
-            storage.append(contentsOf: f.value.utf8)
-            spans.append((n0, v0 - n0, v0, storage.count - v0))
-        }
-        storage.append(0)   // never empty, so the base address exists
-        return storage.withUnsafeMutableBufferPointer { buf in
-            let base = buf.baseAddress!
-            let nva = spans.map { s in
-                nghttp2_nv(name: base + s.name, value: base + s.value, namelen: s.nameLength, valuelen: s.valueLength,
-                           flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+    /// nghttp2 copies names and values when a frame is submitted, so they only live for the call:
+    /// they are laid out in scratch memory on the stack (heap only for unusually large heads),
+    /// with `:status` first when given. Names go out lower-case (RFC 9113 §8.2.1).
+    static func withNV<R>(status: Int? = nil, _ fields: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        let statusName: StaticString = ":status"
+        var size = status == nil ? 0 : statusName.utf8CodeUnitCount + 3
+        for f in fields { size += f.name.utf8.count + f.value.utf8.count }
+        let count = fields.count + (status == nil ? 0 : 1)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(size, 1)) { bytes in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(count, 1)) { nva in
+                let base = bytes.baseAddress!
+                var at = 0
+                var i = 0
+                func add(nameAt: Int, valueAt: Int) {
+                    nva.initializeElement(at: i, to: nghttp2_nv(name: base + nameAt, value: base + valueAt, namelen: valueAt - nameAt,
+                                                                 valuelen: at - valueAt, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                    i += 1
+                }
+                if let status {
+                    precondition((100...999).contains(status), "status code must be three digits (RFC 9110 §15)")
+                    UnsafeMutableRawPointer(base).copyMemory(from: statusName.utf8Start, byteCount: statusName.utf8CodeUnitCount)
+                    at = statusName.utf8CodeUnitCount
+                    base[at] = UInt8(0x30 + status / 100)
+                    base[at + 1] = UInt8(0x30 + status / 10 % 10)
+                    base[at + 2] = UInt8(0x30 + status % 10)
+                    at += 3
+                    add(nameAt: 0, valueAt: statusName.utf8CodeUnitCount)
+                }
+                for f in fields {
+                    let nameAt = at
+                    for b in f.name.utf8 { base[at] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b; at += 1 }
+                    let valueAt = at
+                    for b in f.value.utf8 { base[at] = b; at += 1 }
+                    add(nameAt: nameAt, valueAt: valueAt)
+                }
+                defer { nva.baseAddress!.deinitialize(count: i) }
+                return body(UnsafePointer(nva.baseAddress!), count)
             }
-            return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
     }
 
