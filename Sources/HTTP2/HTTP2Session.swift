@@ -288,21 +288,24 @@ public final class HTTP2Session {
     fileprivate func beginHeaders(_ stream: Int32, category: UInt32) {
         var entry = Inbound()
         entry.trailers = category == NGHTTP2_HCAT_HEADERS.rawValue
+        entry.fields.reserveCapacity(16)   // one allocation for a usual request's fields
         inbound[stream] = entry
     }
 
     fileprivate func header(_ stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
         guard inbound[stream] != nil else { return 0 }
         inbound[stream]!.size += name.count + value.count + 32
-        let entry = inbound[stream]!
-        if entry.size > settings.maxHeaderListSize * 4 {
+        // Read what is needed, not a copy of the entry: a copy alive at the append below would
+        // make it copy the whole field list.
+        let (size, count, oversized) = (inbound[stream]!.size, inbound[stream]!.fields.count, inbound[stream]!.oversized)
+        if size > settings.maxHeaderListSize * 4 {
             // HPACK bomb: a small block that decodes into far more than we advertised. Decoding
             // it further costs CPU for nothing; drop the connection.
             abuse = "header list decoded past 4x max_header_list_size (HPACK bomb)"
             return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
         }
-        if entry.oversized { return 0 }
-        if entry.size > settings.maxHeaderListSize || entry.fields.count >= settings.maxHeaders {
+        if oversized { return 0 }
+        if size > settings.maxHeaderListSize || count >= settings.maxHeaders {
             inbound[stream]!.oversized = true
             inbound[stream]!.fields = []
             return 0
