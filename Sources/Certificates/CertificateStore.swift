@@ -31,7 +31,7 @@ public final class CertificateStore: CertificateSelector {
     public func select(_ hello: ClientHello) -> CertificateSelection {
         if hello.offersACMETLS, let name = hello.serverName,
            let challenge = alpnChallenges.entry(for: name) {
-            Metrics.shared.acmeChallengeHandshakes.wrappingAdd(1, ordering: .relaxed)
+            Metrics.shared.count(.acmeChallengeHandshakes)
             return .certificate(challenge.certifiedKey)
         }
         let snap = current.withLock { $0 }
@@ -41,12 +41,11 @@ public final class CertificateStore: CertificateSelector {
            onDemand.shouldWait(for: name) {
             return .wait
         }
-        let m = Metrics.shared
         switch match {
-        case .exact: m.sniExact.wrappingAdd(1, ordering: .relaxed)
-        case .wildcard: m.sniWildcard.wrappingAdd(1, ordering: .relaxed)
-        case .fallback: m.sniDefault.wrappingAdd(1, ordering: .relaxed)
-        case .rejected: m.sniRejected.wrappingAdd(1, ordering: .relaxed)
+        case .exact: Metrics.shared.count(.sniExact)
+        case .wildcard: Metrics.shared.count(.sniWildcard)
+        case .fallback: Metrics.shared.count(.sniDefault)
+        case .rejected: Metrics.shared.count(.sniRejected)
         }
         return bundle?.certified.map { .certificate($0) } ?? .reject
     }

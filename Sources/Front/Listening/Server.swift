@@ -2,6 +2,7 @@ import Certificates
 import Config
 import EventLoop
 import Foundation
+import Metrics
 import TLS
 
 /// The running proxy: one worker per loop, each with its own listening sockets (SO_REUSEPORT).
@@ -47,7 +48,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
             }
             workers.append(worker)
         }
-        for w in workers { w.loop.start(name: "edgeproxy-loop-\(w.loop.index)") }
+        for w in workers { w.loop.start(name: "edgeproxy-loop-\(w.loop.index)") { Metrics.shared.registerCurrentThread() } }
         let https = settings.listen.https.map(\.description).joined(separator: ", ")
         let http = settings.listen.http.map(\.description).joined(separator: ", ")
         Log.info("serving https on \(https)\(http.isEmpty ? "" : ", http on \(http)") with \(workers.count) event loop(s)")
