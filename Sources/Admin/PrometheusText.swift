@@ -228,6 +228,8 @@ public enum PrometheusText {
         sample("edgeproxy_http_requests_total", [("protocol", "HTTP/2")], t[.requestsHTTP2])
         family("edgeproxy_upstream_errors_total", "counter", "Requests whose upstream failed (connect, reset, timeout).")
         sample("edgeproxy_upstream_errors_total", [], t[.upstreamErrors])
+        family("edgeproxy_access_log_dropped_total", "counter", "Access-log lines dropped because the log writer fell behind.")
+        sample("edgeproxy_access_log_dropped_total", [], t[.accessLogDropped])
         family("edgeproxy_open_connections", "gauge", "Client connections open now.")
         sample("edgeproxy_open_connections", [], t[.openConnections])
         return out

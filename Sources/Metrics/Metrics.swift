@@ -24,6 +24,8 @@ public final class Metrics: Sendable {
         /// PROXY headers read: with a client address, LOCAL/UNKNOWN (the balancer's own), and the
         /// connections closed for an untrusted source or a missing or malformed header.
         case proxyHeadersAccepted, proxyHeadersLocal, proxyHeadersUntrusted, proxyHeadersInvalid
+        /// Access-log lines dropped because the writer fell behind.
+        case accessLogDropped
     }
 
     /// Never reused, unlike an object address: tells this instance's shards from another's.

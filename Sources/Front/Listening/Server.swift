@@ -10,6 +10,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
     private var workers: [Worker] = []
     private var settings: Settings
     private let store: CertificateStore
+    private var accessLog: AccessLog?
     public let challenges: ChallengeTable
 
     public init(settings: Settings, store: CertificateStore, challenges: ChallengeTable) {
@@ -28,6 +29,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
                            clientAuth: try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names))
         }
         let accessLog = try AccessLog(settings.log.access)
+        self.accessLog = accessLog
         let config = RuntimeConfig(settings)
         var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSContext?)] = []
         for (specs, role) in [(settings.listen.https, ListenerRole.https), (settings.listen.http, .redirect)] {
@@ -68,10 +70,13 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         for w in workers { w.loop.execute { w.apply(config) } }
     }
 
-    /// Graceful drain: stop accepting, finish in-flight requests, then `done` (on any thread).
-    /// Past `deadline` seconds whatever is left is cut.
+    /// Graceful drain: stop accepting, finish in-flight requests, write out the access log, then
+    /// `done` (on any thread). Past `deadline` seconds whatever is left is cut.
     public func shutdown(deadline: Double, done: @escaping @Sendable () -> Void) {
-        let remaining = Remaining(workers.count, done)
+        let remaining = Remaining(workers.count) { [accessLog] in
+            accessLog?.flush()
+            done()
+        }
         if workers.isEmpty { done(); return }
         for w in workers {
             w.loop.execute {
