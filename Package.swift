@@ -60,6 +60,7 @@ let package = Package(
         .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "DNS", "TestSupport"]),
