@@ -142,7 +142,7 @@ final class AccessLogBuffer {
 
     init(_ log: AccessLog, loop: EventLoop) {
         self.log = log; self.loop = loop
-        bytes.reserveCapacity(AccessLog.bufferBytes + 1024)
+        if log.enabled { bytes.reserveCapacity(AccessLog.bufferBytes + 1024) }
     }
 
     var enabled: Bool { log.enabled }
