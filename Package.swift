@@ -25,8 +25,8 @@ let package = Package(
         // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.
         .target(name: "ProxyProtocol"),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
-        .target(name: "TLS", dependencies: ["COpenSSL"]),
-        .target(name: "Metrics"),
+        .target(name: "TLS", dependencies: ["COpenSSL", "CSystem"]),
+        .target(name: "Metrics", dependencies: ["CSystem"]),
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
         .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
@@ -59,6 +59,8 @@ let package = Package(
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "DNS", "TestSupport"]),

@@ -108,6 +108,7 @@ public enum PrometheusText {
     public static func render(_ m: Metrics, certificates: [CertificateExpiry], acme: ACME? = nil, cluster: Cluster? = nil,
                               upstreams: [UpstreamServer] = [], ocsp: OCSP? = nil, now: Date = Date()) -> String {
         var out = ""
+        let t = m.totals()
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
         }
@@ -116,20 +117,20 @@ public enum PrometheusText {
             out += "\(name)\(l) \(value)\n"
         }
         family("edgeproxy_tls_handshakes_total", "counter", "TLS handshakes by outcome and protocol version.")
-        sample("edgeproxy_tls_handshakes_total", [("outcome", "ok"), ("version", "TLSv1.3")], m.handshakesTLS13.load(ordering: .relaxed))
-        sample("edgeproxy_tls_handshakes_total", [("outcome", "ok"), ("version", "TLSv1.2")], m.handshakesTLS12.load(ordering: .relaxed))
-        sample("edgeproxy_tls_handshakes_total", [("outcome", "failed"), ("version", "")], m.handshakesFailed.load(ordering: .relaxed))
-        sample("edgeproxy_tls_handshakes_total", [("outcome", "aborted"), ("version", "")], m.handshakesAborted.load(ordering: .relaxed))
+        sample("edgeproxy_tls_handshakes_total", [("outcome", "ok"), ("version", "TLSv1.3")], t[.handshakesTLS13])
+        sample("edgeproxy_tls_handshakes_total", [("outcome", "ok"), ("version", "TLSv1.2")], t[.handshakesTLS12])
+        sample("edgeproxy_tls_handshakes_total", [("outcome", "failed"), ("version", "")], t[.handshakesFailed])
+        sample("edgeproxy_tls_handshakes_total", [("outcome", "aborted"), ("version", "")], t[.handshakesAborted])
         family("edgeproxy_proxy_protocol_headers_total", "counter", "PROXY headers read, and connections closed for one, by outcome.")
-        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "accepted")], m.proxyHeadersAccepted.load(ordering: .relaxed))
-        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "local")], m.proxyHeadersLocal.load(ordering: .relaxed))
-        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "untrusted")], m.proxyHeadersUntrusted.load(ordering: .relaxed))
-        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "invalid")], m.proxyHeadersInvalid.load(ordering: .relaxed))
+        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "accepted")], t[.proxyHeadersAccepted])
+        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "local")], t[.proxyHeadersLocal])
+        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "untrusted")], t[.proxyHeadersUntrusted])
+        sample("edgeproxy_proxy_protocol_headers_total", [("outcome", "invalid")], t[.proxyHeadersInvalid])
         family("edgeproxy_sni_total", "counter", "Certificate selections by how the SNI name matched.")
-        sample("edgeproxy_sni_total", [("match", "exact")], m.sniExact.load(ordering: .relaxed))
-        sample("edgeproxy_sni_total", [("match", "wildcard")], m.sniWildcard.load(ordering: .relaxed))
-        sample("edgeproxy_sni_total", [("match", "default")], m.sniDefault.load(ordering: .relaxed))
-        sample("edgeproxy_sni_total", [("match", "rejected")], m.sniRejected.load(ordering: .relaxed))
+        sample("edgeproxy_sni_total", [("match", "exact")], t[.sniExact])
+        sample("edgeproxy_sni_total", [("match", "wildcard")], t[.sniWildcard])
+        sample("edgeproxy_sni_total", [("match", "default")], t[.sniDefault])
+        sample("edgeproxy_sni_total", [("match", "rejected")], t[.sniRejected])
         family("edgeproxy_certificate_reloads_total", "counter", "Certificates installed or replaced, by source.")
         for (source, n) in m.certificateReloads.sorted(by: { $0.key < $1.key }) { sample("edgeproxy_certificate_reloads_total", [("source", source)], n) }
         family("edgeproxy_certificate_refusals_total", "counter", "Certificates refused by validation, by source.")
@@ -151,7 +152,7 @@ public enum PrometheusText {
             sample("edgeproxy_acme_challenges_pending", [("type", "http-01")], acme.pendingHTTP01)
             sample("edgeproxy_acme_challenges_pending", [("type", "tls-alpn-01")], acme.pendingTLSALPN01)
             family("edgeproxy_acme_challenge_handshakes_total", "counter", "Handshakes answered with a TLS-ALPN-01 certificate.")
-            sample("edgeproxy_acme_challenge_handshakes_total", [], m.acmeChallengeHandshakes.load(ordering: .relaxed))
+            sample("edgeproxy_acme_challenge_handshakes_total", [], t[.acmeChallengeHandshakes])
             if let o = acme.onDemand {
                 family("edgeproxy_acme_on_demand_handshakes_waiting", "gauge", "Handshakes held now while their certificate is obtained.")
                 sample("edgeproxy_acme_on_demand_handshakes_waiting", [], o.waiting)
@@ -217,18 +218,20 @@ public enum PrometheusText {
             for result in ["good", "revoked", "invalid", "error"] { sample("edgeproxy_ocsp_fetches_total", [("result", result)], o.fetches[result] ?? 0) }
         }
         family("edgeproxy_http_responses_total", "counter", "Responses by status class.")
-        sample("edgeproxy_http_responses_total", [("class", "1xx")], m.responses1xx.load(ordering: .relaxed))
-        sample("edgeproxy_http_responses_total", [("class", "2xx")], m.responses2xx.load(ordering: .relaxed))
-        sample("edgeproxy_http_responses_total", [("class", "3xx")], m.responses3xx.load(ordering: .relaxed))
-        sample("edgeproxy_http_responses_total", [("class", "4xx")], m.responses4xx.load(ordering: .relaxed))
-        sample("edgeproxy_http_responses_total", [("class", "5xx")], m.responses5xx.load(ordering: .relaxed))
+        sample("edgeproxy_http_responses_total", [("class", "1xx")], t[.responses1xx])
+        sample("edgeproxy_http_responses_total", [("class", "2xx")], t[.responses2xx])
+        sample("edgeproxy_http_responses_total", [("class", "3xx")], t[.responses3xx])
+        sample("edgeproxy_http_responses_total", [("class", "4xx")], t[.responses4xx])
+        sample("edgeproxy_http_responses_total", [("class", "5xx")], t[.responses5xx])
         family("edgeproxy_http_requests_total", "counter", "Requests answered, by the protocol the client spoke.")
-        sample("edgeproxy_http_requests_total", [("protocol", "HTTP/1.1")], m.requestsHTTP1.load(ordering: .relaxed))
-        sample("edgeproxy_http_requests_total", [("protocol", "HTTP/2")], m.requestsHTTP2.load(ordering: .relaxed))
+        sample("edgeproxy_http_requests_total", [("protocol", "HTTP/1.1")], t[.requestsHTTP1])
+        sample("edgeproxy_http_requests_total", [("protocol", "HTTP/2")], t[.requestsHTTP2])
         family("edgeproxy_upstream_errors_total", "counter", "Requests whose upstream failed (connect, reset, timeout).")
-        sample("edgeproxy_upstream_errors_total", [], m.upstreamErrors.load(ordering: .relaxed))
+        sample("edgeproxy_upstream_errors_total", [], t[.upstreamErrors])
+        family("edgeproxy_access_log_dropped_total", "counter", "Access-log lines dropped because the log writer fell behind.")
+        sample("edgeproxy_access_log_dropped_total", [], t[.accessLogDropped])
         family("edgeproxy_open_connections", "gauge", "Client connections open now.")
-        sample("edgeproxy_open_connections", [], m.openConnections.load(ordering: .relaxed))
+        sample("edgeproxy_open_connections", [], t[.openConnections])
         return out
     }
 

@@ -5,3 +5,5 @@
 int CSystem_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return accept4(fd, addr, len, flags);
 }
+
+_Thread_local void *CSystem_threadSlots[CSystem_slotCount];

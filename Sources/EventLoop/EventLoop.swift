@@ -130,8 +130,12 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
 
     // MARK: Running
 
-    public func start(name: String) {
-        let thread = Thread { [self] in self.run() }
+    /// `prepare` runs first on the loop's own thread (per-thread state such as a metrics shard).
+    public func start(name: String, prepare: @escaping @Sendable () -> Void = {}) {
+        let thread = Thread { [self] in
+            prepare()
+            self.run()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         self.thread = thread

@@ -1,81 +1,110 @@
+import CSystem
 import Synchronization
 
-/// Process-wide counters for `GET /metrics`. Hot-path updates are one relaxed atomic add each
-/// (handshakes, SNI outcomes, requests, connections); reload bookkeeping is rare and takes a lock.
-/// Values are read only when the endpoint is scraped, so relaxed ordering is enough.
+/// Counters for `GET /metrics`. Each event loop registers a shard of its own at start
+/// (`registerCurrentThread`), so a hot-path event is a plain load and store on a cache line no
+/// other thread writes; threads without a shard (control threads, tests) share one fallback shard
+/// updated with atomic adds. A scrape sums every shard. Reload bookkeeping is rare and takes a lock.
 public final class Metrics: Sendable {
     public static let shared = Metrics()
 
-    public let handshakesTLS13 = Atomic<Int>(0)
-    public let handshakesTLS12 = Atomic<Int>(0)
-    public let handshakesFailed = Atomic<Int>(0)
-    /// The peer went away before the handshake finished (no TLS error to blame).
-    public let handshakesAborted = Atomic<Int>(0)
+    /// What is counted. All are sums over shards; `openConnections` is a gauge kept as +1/-1 per
+    /// shard, so only the sum is meaningful (a shard may go negative).
+    public enum Counter: Int, CaseIterable, Sendable {
+        case handshakesTLS13, handshakesTLS12, handshakesFailed
+        /// The peer went away before the handshake finished (no TLS error to blame).
+        case handshakesAborted
+        case sniExact, sniWildcard, sniDefault, sniRejected
+        /// Handshakes answered with a TLS-ALPN-01 challenge certificate (the CA's validator).
+        case acmeChallengeHandshakes
+        case responses1xx, responses2xx, responses3xx, responses4xx, responses5xx
+        /// Requests answered, by the protocol the client spoke.
+        case requestsHTTP1, requestsHTTP2
+        case upstreamErrors, openConnections
+        /// PROXY headers read: with a client address, LOCAL/UNKNOWN (the balancer's own), and the
+        /// connections closed for an untrusted source or a missing or malformed header.
+        case proxyHeadersAccepted, proxyHeadersLocal, proxyHeadersUntrusted, proxyHeadersInvalid
+        /// Access-log lines dropped because the writer fell behind.
+        case accessLogDropped
+    }
 
-    public let sniExact = Atomic<Int>(0)
-    public let sniWildcard = Atomic<Int>(0)
-    public let sniDefault = Atomic<Int>(0)
-    public let sniRejected = Atomic<Int>(0)
-    /// Handshakes answered with a TLS-ALPN-01 challenge certificate (the CA's validator).
-    public let acmeChallengeHandshakes = Atomic<Int>(0)
-
-    public let responses1xx = Atomic<Int>(0)
-    public let responses2xx = Atomic<Int>(0)
-    public let responses3xx = Atomic<Int>(0)
-    public let responses4xx = Atomic<Int>(0)
-    public let responses5xx = Atomic<Int>(0)
-    /// Requests answered, by the protocol the client spoke.
-    public let requestsHTTP1 = Atomic<Int>(0)
-    public let requestsHTTP2 = Atomic<Int>(0)
-
-    public let upstreamErrors = Atomic<Int>(0)
-    public let openConnections = Atomic<Int>(0)
-
-    /// PROXY headers read: with a client address, LOCAL/UNKNOWN (the balancer's own), and the
-    /// connections closed for an untrusted source or a missing or malformed header.
-    public let proxyHeadersAccepted = Atomic<Int>(0)
-    public let proxyHeadersLocal = Atomic<Int>(0)
-    public let proxyHeadersUntrusted = Atomic<Int>(0)
-    public let proxyHeadersInvalid = Atomic<Int>(0)
+    /// Never reused, unlike an object address: tells this instance's shards from another's.
+    private static let instances = Atomic<Int>(0)
+    @usableFromInline let id: Int
+    @usableFromInline let fallback: MetricsShard
+    private let shards = Mutex<[MetricsShard]>([])
 
     /// Certificate updates applied / refused, by source ("file", "signal", "api", "startup").
     private let reloads = Mutex<[String: Int]>([:])
     private let refusals = Mutex<[String: Int]>([:])
 
-    public init() {}
+    public init() {
+        id = Self.instances.wrappingAdd(1, ordering: .relaxed).newValue
+        fallback = MetricsShard(owner: id)
+    }
+
+    /// Gives the calling thread a shard of its own; its events stop touching shared lines. Call
+    /// once on each event loop's thread, before it serves. The thread keeps the shard for its life.
+    public func registerCurrentThread() {
+        let slot = Int32(CSystem_slotMetrics)
+        if let raw = CSystem_threadSlot(slot) {
+            if Unmanaged<MetricsShard>.fromOpaque(raw).takeUnretainedValue().owner == id { return }
+            Unmanaged<MetricsShard>.fromOpaque(raw).release()
+        }
+        let shard = MetricsShard(owner: id)
+        shards.withLock { $0.append(shard) }
+        CSystem_setThreadSlot(slot, Unmanaged.passRetained(shard).toOpaque())
+    }
+
+    /// Adds `n` to `counter` in the calling thread's shard, or the shared one.
+    @inlinable public func count(_ counter: Counter, _ n: Int = 1) {
+        if let raw = CSystem_threadSlot(Int32(CSystem_slotMetrics)) {
+            // Guaranteed: the slot holds a reference, so no retain/release touches the shard.
+            let mine = Unmanaged<MetricsShard>.fromOpaque(raw)._withUnsafeGuaranteedRef { shard in
+                guard shard.owner == id else { return false }
+                shard.addSingleWriter(counter, n)
+                return true
+            }
+            if mine { return }
+        }
+        fallback.add(counter, n)
+    }
+
+    /// Every shard summed. Each counter is read once, relaxed: a scrape racing events may be a
+    /// few events behind on some counters, never torn.
+    public func totals() -> Totals {
+        var sum = fallback.values()
+        for shard in shards.withLock({ $0 }) {
+            for (i, v) in shard.values().enumerated() { sum[i] &+= v }
+        }
+        return Totals(values: sum)
+    }
+
+    public struct Totals: Sendable {
+        let values: [Int]
+        public subscript(_ counter: Counter) -> Int { values[counter.rawValue] }
+    }
 
     @inlinable public func handshakeCompleted(version: String) {
-        if version == "TLSv1.3" {
-            handshakesTLS13.wrappingAdd(1, ordering: .relaxed)
-        } else {
-            handshakesTLS12.wrappingAdd(1, ordering: .relaxed)
-        }
+        count(version == "TLSv1.3" ? .handshakesTLS13 : .handshakesTLS12)
     }
 
-    public func proxyHeaderAccepted(local: Bool) {
-        if local { proxyHeadersLocal.wrappingAdd(1, ordering: .relaxed) } else { proxyHeadersAccepted.wrappingAdd(1, ordering: .relaxed) }
-    }
-    public func proxyHeaderRefused(untrusted: Bool) {
-        if untrusted { proxyHeadersUntrusted.wrappingAdd(1, ordering: .relaxed) } else { proxyHeadersInvalid.wrappingAdd(1, ordering: .relaxed) }
-    }
-    @inlinable public func handshakeFailed() { handshakesFailed.wrappingAdd(1, ordering: .relaxed) }
-    @inlinable public func handshakeAborted() { handshakesAborted.wrappingAdd(1, ordering: .relaxed) }
-    @inlinable public func upstreamError() { upstreamErrors.wrappingAdd(1, ordering: .relaxed) }
-    @inlinable public func connectionOpened() { openConnections.wrappingAdd(1, ordering: .relaxed) }
-    @inlinable public func connectionClosed() { openConnections.wrappingSubtract(1, ordering: .relaxed) }
+    public func proxyHeaderAccepted(local: Bool) { count(local ? .proxyHeadersLocal : .proxyHeadersAccepted) }
+    public func proxyHeaderRefused(untrusted: Bool) { count(untrusted ? .proxyHeadersUntrusted : .proxyHeadersInvalid) }
+    @inlinable public func handshakeFailed() { count(.handshakesFailed) }
+    @inlinable public func handshakeAborted() { count(.handshakesAborted) }
+    @inlinable public func upstreamError() { count(.upstreamErrors) }
+    @inlinable public func connectionOpened() { count(.openConnections) }
+    @inlinable public func connectionClosed() { count(.openConnections, -1) }
 
     @inlinable public func response(status: Int, http2: Bool) {
-        if http2 {
-            requestsHTTP2.wrappingAdd(1, ordering: .relaxed)
-        } else {
-            requestsHTTP1.wrappingAdd(1, ordering: .relaxed)
-        }
+        count(http2 ? .requestsHTTP2 : .requestsHTTP1)
         switch status {
-        case ..<200: responses1xx.wrappingAdd(1, ordering: .relaxed)
-        case ..<300: responses2xx.wrappingAdd(1, ordering: .relaxed)
-        case ..<400: responses3xx.wrappingAdd(1, ordering: .relaxed)
-        case ..<500: responses4xx.wrappingAdd(1, ordering: .relaxed)
-        default: responses5xx.wrappingAdd(1, ordering: .relaxed)
+        case ..<200: count(.responses1xx)
+        case ..<300: count(.responses2xx)
+        case ..<400: count(.responses3xx)
+        case ..<500: count(.responses4xx)
+        default: count(.responses5xx)
         }
     }
 
@@ -86,4 +115,40 @@ public final class Metrics: Sendable {
 
     public var certificateReloads: [String: Int] { reloads.withLock { $0 } }
     public var certificateRefusals: [String: Int] { refusals.withLock { $0 } }
+}
+
+/// One thread's counters, on cache lines of their own: the allocation is 128-byte aligned (two
+/// lines: adjacent-line prefetch pairs them) and rounded up to whole 128-byte blocks, so no two
+/// shards, and no shard and the object header, share a line.
+public final class MetricsShard: @unchecked Sendable {  // counters are atomics; the rest is immutable
+    @usableFromInline let owner: Int
+    @usableFromInline let counters: UnsafeMutablePointer<Atomic<Int>>
+    private static let count = Metrics.Counter.allCases.count
+
+    init(owner: Int) {
+        self.owner = owner
+        let bytes = (Self.count * MemoryLayout<Int>.stride + 127) / 128 * 128
+        counters = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128)
+            .bindMemory(to: Atomic<Int>.self, capacity: Self.count)
+        for i in 0..<Self.count { (counters + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        counters.deinitialize(count: Self.count)
+        UnsafeMutableRawPointer(counters).deallocate()
+    }
+
+    /// Only the owning thread writes: a relaxed load and store, no locked instruction. Readers
+    /// on other threads see either value, never a torn one.
+    @inlinable func addSingleWriter(_ c: Metrics.Counter, _ n: Int) {
+        let counter = counters + c.rawValue
+        counter.pointee.store(counter.pointee.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
+
+    /// Any thread may write (the fallback shard).
+    @inlinable func add(_ c: Metrics.Counter, _ n: Int) {
+        counters[c.rawValue].wrappingAdd(n, ordering: .relaxed)
+    }
+
+    func values() -> [Int] { (0..<Self.count).map { counters[$0].load(ordering: .relaxed) } }
 }

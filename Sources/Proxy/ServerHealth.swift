@@ -2,13 +2,16 @@ import Config
 import Synchronization
 
 /// What every loop's pool shares about one upstream server: whether active health checks allow
-/// it (written by the checker, read by each request choosing a server) and how many requests it
-/// was sent. Both are single relaxed atomics, so the request path takes no lock.
+/// it (written by the checker, read by each request choosing a server: a line written only by
+/// the checker) and how many requests it was sent, counted per loop so a request writes only its
+/// own loop's counter (summed when read, by the admin API and metrics).
 public final class ServerHealth: Sendable {
     public let upstream: String
     public let server: SocketAddressSpec
     private let allowed = Atomic<Bool>(true)
-    private let sent = Atomic<Int>(0)
+    /// By loop index; made when a loop's pool first builds this server (start, reload), kept for
+    /// good so a rebuilt group keeps counting where it left off.
+    private let sent = Mutex<[Int: LoopCounter]>([:])
 
     init(upstream: String, server: SocketAddressSpec) { self.upstream = upstream; self.server = server }
 
@@ -17,8 +20,37 @@ public final class ServerHealth: Sendable {
     public func publish(up: Bool) { allowed.store(up, ordering: .relaxed) }
 
     /// Requests handed a connection to this server, from every loop.
-    public var requests: Int { sent.load(ordering: .relaxed) }
-    @inline(__always) func requestSent() { sent.wrappingAdd(1, ordering: .relaxed) }
+    public var requests: Int { sent.withLock { $0.values.reduce(0) { $0 + $1.value } } }
+
+    /// The counter loop `index` bumps for each request to this server (one thread per index).
+    func requestCounter(loop index: Int) -> LoopCounter {
+        sent.withLock { counters in
+            if let known = counters[index] { return known }
+            let made = LoopCounter()
+            counters[index] = made
+            return made
+        }
+    }
+}
+
+/// One loop's count, alone on a 128-byte block (two cache lines: adjacent-line prefetch pairs
+/// them) so counters of different loops never share a line. One writer: a relaxed load and store.
+final class LoopCounter: @unchecked Sendable {  // the count is an atomic; the pointer is immutable
+    private let count: UnsafeMutablePointer<Atomic<Int>>
+
+    init() {
+        count = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128).bindMemory(to: Atomic<Int>.self, capacity: 1)
+        count.initialize(to: Atomic(0))
+    }
+
+    deinit {
+        count.deinitialize(count: 1)
+        UnsafeMutableRawPointer(count).deallocate()
+    }
+
+    /// From the owning loop only.
+    @inline(__always) func increment() { count.pointee.store(count.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
+    var value: Int { count.pointee.load(ordering: .relaxed) }
 }
 
 /// Every upstream server's `ServerHealth`, by upstream name and address. Process-wide like

@@ -17,6 +17,8 @@ public final class UpstreamServer {
     /// Its group was replaced by a reload: connections finishing here close instead of pooling.
     var retired = false
     public let health: ServerHealth
+    /// This loop's count of requests sent to the server (summed in `health.requests`).
+    let requestsSent: LoopCounter
     /// TLS towards this server (nil: plain, or its context failed), and the last session it gave.
     let tls: UpstreamTLSContext?
     let sessions: TLSSessionCache?
@@ -25,6 +27,7 @@ public final class UpstreamServer {
         self.spec = spec; self.settings = settings; self.pool = pool; self.tls = tls
         sessions = settings.tls?.sessionReuse == true ? TLSSessionCache() : nil
         health = UpstreamHealth.shared.server(upstream: settings.name, spec)
+        requestsSent = health.requestCounter(loop: pool.loop.index)
         label = spec.description
         literal = UpstreamAddresses.literal(spec)
     }
@@ -173,7 +176,7 @@ public final class UpstreamPool {
             c.disarmTimer()
             c.delegate = delegate
             c.uses += 1
-            server.health.requestSent()
+            server.requestsSent.increment()
             return c
         }
         do throws(SystemError) {
@@ -188,7 +191,7 @@ public final class UpstreamPool {
             c.delegate = delegate
             c.uses = 1
             do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }
-            server.health.requestSent()
+            server.requestsSent.increment()
             return c
         } catch {
             server.active -= 1

@@ -48,7 +48,7 @@ import Testing
         let a = SocketAddressSpec(host: "127.0.0.1", port: 1), b = SocketAddressSpec(host: "127.0.0.1", port: 2)
         board.apply(Self.upstream("app", [a, b], check: nil))
         let kept = board.server(upstream: "app", a)
-        kept.requestSent()
+        kept.requestCounter(loop: 0).increment()
         board.apply(Self.upstream("app", [a], check: nil))
         #expect(board.server(upstream: "app", a) === kept && kept.requests == 1)
         #expect(board.all.map(\.server) == [a])

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from conftest import free_port, standard_tls
 from httpclient import curl
 from pki import TestPKI, crl_pem
+from reload_support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,8 @@ def test_required_client_certificates(mtls, clients):
     for who in (None, "mallory", "revoked"):
         r = get(p, clients, who)
         assert r.rc != 0 and r.status == 0, (who, r.rc, r.stderr)
+    # Written off the loops within a flush interval: both successful requests (HTTP/1.1, HTTP/2).
+    wait_until(lambda: access.exists() and access.read_text().count("\n") >= 2, 5, what="access log lines")
     lines = [json.loads(line) for line in access.read_text().splitlines()]
     assert lines and all(line["client_cert_sha256"] == fingerprint(clients.leaf["alice"]) for line in lines), lines
 

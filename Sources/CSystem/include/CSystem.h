@@ -11,4 +11,12 @@
 #include <malloc.h>
 
 int CSystem_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+// Per-thread pointers for what each event loop keeps to itself (its metrics shard, its copies of
+// the certificate snapshot and ticket keys), so the hot path touches no line another loop writes.
+// Swift cannot declare a thread-local; these inline accessors compile to one %fs-relative load.
+enum { CSystem_slotMetrics = 0, CSystem_slotCertificates = 1, CSystem_slotTicketKeys = 2, CSystem_slotCount = 4 };
+extern _Thread_local void *CSystem_threadSlots[CSystem_slotCount];
+static inline void *CSystem_threadSlot(int slot) { return CSystem_threadSlots[slot]; }
+static inline void CSystem_setThreadSlot(int slot, void *value) { CSystem_threadSlots[slot] = value; }
 #endif

@@ -2,6 +2,7 @@ import Certificates
 import Config
 import EventLoop
 import Foundation
+import Metrics
 import TLS
 
 /// The running proxy: one worker per loop, each with its own listening sockets (SO_REUSEPORT).
@@ -9,6 +10,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
     private var workers: [Worker] = []
     private var settings: Settings
     private let store: CertificateStore
+    private var accessLog: AccessLog?
     public let challenges: ChallengeTable
 
     public init(settings: Settings, store: CertificateStore, challenges: ChallengeTable) {
@@ -27,6 +29,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
                            clientAuth: try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names))
         }
         let accessLog = try AccessLog(settings.log.access)
+        self.accessLog = accessLog
         let config = RuntimeConfig(settings)
         var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSContext?)] = []
         for (specs, role) in [(settings.listen.https, ListenerRole.https), (settings.listen.http, .redirect)] {
@@ -47,7 +50,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
             }
             workers.append(worker)
         }
-        for w in workers { w.loop.start(name: "edgeproxy-loop-\(w.loop.index)") }
+        for w in workers { w.loop.start(name: "edgeproxy-loop-\(w.loop.index)") { Metrics.shared.registerCurrentThread() } }
         let https = settings.listen.https.map(\.description).joined(separator: ", ")
         let http = settings.listen.http.map(\.description).joined(separator: ", ")
         Log.info("serving https on \(https)\(http.isEmpty ? "" : ", http on \(http)") with \(workers.count) event loop(s)")
@@ -67,10 +70,13 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         for w in workers { w.loop.execute { w.apply(config) } }
     }
 
-    /// Graceful drain: stop accepting, finish in-flight requests, then `done` (on any thread).
-    /// Past `deadline` seconds whatever is left is cut.
+    /// Graceful drain: stop accepting, finish in-flight requests, write out the access log, then
+    /// `done` (on any thread). Past `deadline` seconds whatever is left is cut.
     public func shutdown(deadline: Double, done: @escaping @Sendable () -> Void) {
-        let remaining = Remaining(workers.count, done)
+        let remaining = Remaining(workers.count) { [accessLog] in
+            accessLog?.flush()
+            done()
+        }
         if workers.isEmpty { done(); return }
         for w in workers {
             w.loop.execute {

@@ -25,7 +25,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let challenges: ChallengeTable
     /// Obtains certificates while handshakes for names without one wait; nil: off.
     let onDemand: CertificateOnDemand?
-    let accessLog: AccessLog
+    /// This loop's lines, handed to the shared writer in buffers.
+    let accessLog: AccessLogBuffer
     var config: RuntimeConfig
     let pool: UpstreamPool
     /// Shared read buffer: a connection keeps only the bytes it could not consume yet.
@@ -38,7 +39,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     init(loop: EventLoop, challenges: ChallengeTable, onDemand: CertificateOnDemand?, accessLog: AccessLog,
          config: RuntimeConfig) {
         self.loop = loop; self.challenges = challenges; self.onDemand = onDemand
-        self.accessLog = accessLog; self.config = config
+        self.accessLog = AccessLogBuffer(accessLog, loop: loop); self.config = config
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
     }
 
@@ -65,9 +66,10 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     }
 
     /// Stops accepting, closes idle connections, lets the others finish their current request.
+    /// `done` runs once the last connection closed and this loop's log lines were handed over.
     func drain(then done: @escaping () -> Void) {
         draining = true
-        onDrained = done
+        onDrained = { [accessLog] in accessLog.handOff(); done() }
         for l in listeners { l.close() }
         listeners = []
         pool.closeIdle()

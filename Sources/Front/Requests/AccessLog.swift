@@ -1,9 +1,29 @@
 import EventLoop
+import Foundation
 import Glibc
+import Metrics
 
-/// One JSON object per request, one write(2) per line (atomic for pipes and O_APPEND files).
-public final class AccessLog: Sendable {
+/// Where access-log lines end up: "stdout", "off", or a file opened for appending. Loops never
+/// write(2) here: each formats its lines into its own `AccessLogBuffer` and hands whole buffers
+/// over; one background thread writes them in order. Lines are never split across writes.
+///
+/// When the writer falls behind (a slow disk, a stdout pipe nobody reads) by more than
+/// `maxQueuedBytes`, further buffers are dropped and their lines counted in
+/// `edgeproxy_access_log_dropped_total`. nginx instead blocks the worker in write(2), stalling
+/// every connection of that worker on the log; here the log gives way, not the traffic.
+public final class AccessLog: @unchecked Sendable {  // queue state is guarded by `condition`
+    /// What a loop gathers before handing over, and how long a line may wait on the loop.
+    static let bufferBytes = 32 * 1024
+    static let flushInterval = 0.1
+    /// Formatted lines waiting for the writer, beyond which buffers are dropped.
+    static let maxQueuedBytes = 8 << 20
+
     private let fd: Int32?
+    private let maxQueued: Int
+    private let condition = NSCondition()
+    private var queue: [[UInt8]] = []
+    private var queuedBytes = 0
+    private var writing = false
 
     /// "stdout", "off", or a file path (opened for appending).
     public init(_ target: String) throws(SystemError) {
@@ -12,6 +32,14 @@ public final class AccessLog: Sendable {
         case "stdout": fd = 1
         default: fd = try syscallValue("open(\(target))") { open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }
         }
+        maxQueued = Self.maxQueuedBytes
+        if fd != nil { startWriter() }
+    }
+
+    /// A writer to `fd` (tests: a pipe) with a queue bound of `maxQueuedBytes`.
+    init(fd: Int32, maxQueuedBytes: Int) {
+        self.fd = fd; maxQueued = maxQueuedBytes
+        startWriter()
     }
 
     var enabled: Bool { fd != nil }
@@ -33,15 +61,195 @@ public final class AccessLog: Sendable {
         var proto: String
     }
 
-    func write(_ e: Entry) {
-        guard let fd else { return }
-        var line = "{\"time\":\"\(Log.timestamp())\",\"client\":\(JSON.string(e.client)),\"sni\":\(JSON.string(e.sni)),"
-            + (e.clientCertificate.map { "\"client_cert_sha256\":\(JSON.string($0))," } ?? "") + "\"host\":\(JSON.string(e.host)),"
-        line += "\"method\":\(JSON.string(e.method)),\"path\":\(JSON.string(e.path)),\"status\":\(e.status),\"bytes_in\":\(e.bytesIn),"
-        line += "\"bytes_out\":\(e.bytesOut),\"upstream\":\(JSON.string(e.upstream)),\"duration_ms\":\(ms(e.durationMS)),"
-        line += "\"upstream_ms\":\(e.upstreamMS.map(ms) ?? "null"),\"protocol\":\(JSON.string(e.proto))}\n"
-        line.withUTF8 { _ = Glibc.write(fd, $0.baseAddress, $0.count) }
+    /// From a loop: queues `bytes` (`lines` whole lines) for the writer, or drops and counts them
+    /// when the queue is full. One lock per buffer, not per line.
+    func submit(_ bytes: [UInt8], lines: Int) {
+        condition.lock()
+        guard queuedBytes + bytes.count <= maxQueued else {
+            condition.unlock()
+            Metrics.shared.count(.accessLogDropped, lines)
+            return
+        }
+        queue.append(bytes)
+        queuedBytes += bytes.count
+        condition.signal()
+        condition.unlock()
     }
 
-    private func ms(_ v: Double) -> String { String(Double(Int(v * 1000)) / 1000) }
+    /// Blocks until everything submitted so far is written (shutdown, after the loops handed over).
+    public func flush() {
+        condition.lock()
+        while !queue.isEmpty || writing { condition.wait() }
+        condition.unlock()
+    }
+
+    private func startWriter() {
+        let writer = Thread { [self] in self.runWriter() }
+        writer.name = "edgeproxy-access-log"
+        writer.start()
+    }
+
+    private func runWriter() {
+        guard let fd else { return }
+        while true {
+            condition.lock()
+            while queue.isEmpty { condition.wait() }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            writing = true
+            condition.unlock()
+            for bytes in batch { Self.writeAll(fd, bytes) }
+            condition.lock()
+            queuedBytes -= batch.reduce(0) { $0 + $1.count }
+            writing = false
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The whole buffer, across short writes; a failing descriptor loses it (and says so once).
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n > 0 { done += n; continue }
+                if n < 0 && errno == EINTR { continue }
+                reportFailure(errno)
+                return
+            }
+        }
+    }
+
+    nonisolated(unsafe) private static var failureReported = false  // the writer thread's own
+    private static func reportFailure(_ code: Int32) {
+        if failureReported { return }
+        failureReported = true
+        Log.error("access log: write failed: \(SystemError("write", errno: code)); lines are lost while it fails")
+    }
+}
+
+/// One loop's access-log lines, formatted straight into bytes and handed to the `AccessLog`
+/// writer when `bufferBytes` gather or `flushInterval` after the first line, whichever is first.
+/// Loop thread only.
+final class AccessLogBuffer {
+    private let log: AccessLog
+    private let loop: EventLoop
+    private var bytes: [UInt8] = []
+    private var lines = 0
+    private lazy var timer = Timer { [weak self] in self?.handOff() }
+    private var clock = LogClock()
+
+    init(_ log: AccessLog, loop: EventLoop) {
+        self.log = log; self.loop = loop
+        if log.enabled { bytes.reserveCapacity(AccessLog.bufferBytes + 1024) }
+    }
+
+    var enabled: Bool { log.enabled }
+
+    func write(_ e: AccessLog.Entry) {
+        guard log.enabled else { return }
+        e.appendJSONLine(to: &bytes, time: clock.now())
+        lines += 1
+        if bytes.count >= AccessLog.bufferBytes {
+            handOff()
+        } else if !timer.isArmed {
+            loop.arm(timer, seconds: AccessLog.flushInterval)
+        }
+    }
+
+    /// Gives what is buffered to the writer (the timer, a full buffer, the drain at shutdown).
+    func handOff() {
+        loop.disarm(timer)
+        guard !bytes.isEmpty else { return }
+        log.submit(bytes, lines: lines)
+        bytes = []
+        bytes.reserveCapacity(AccessLog.bufferBytes + 1024)
+        lines = 0
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, the date and time part recomputed only when the second changes.
+struct LogClock {
+    private var second = -1
+    private var prefix: [UInt8] = []  // "2026-11-23T10:00:00."
+
+    mutating func now() -> (prefix: [UInt8], millis: Int) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        if ts.tv_sec != second {
+            second = ts.tv_sec
+            var t = ts.tv_sec
+            var parts = tm()
+            gmtime_r(&t, &parts)
+            var p: [UInt8] = []
+            func digits(_ v: Int32, _ width: Int) { p.appendDigits(Int(v), width: width) }
+            digits(parts.tm_year + 1900, 4); p.append(UInt8(ascii: "-")); digits(parts.tm_mon + 1, 2)
+            p.append(UInt8(ascii: "-")); digits(parts.tm_mday, 2); p.append(UInt8(ascii: "T"))
+            digits(parts.tm_hour, 2); p.append(UInt8(ascii: ":")); digits(parts.tm_min, 2)
+            p.append(UInt8(ascii: ":")); digits(parts.tm_sec, 2); p.append(UInt8(ascii: "."))
+            prefix = p
+        }
+        return (prefix, ts.tv_nsec / 1_000_000)
+    }
+}
+
+extension AccessLog.Entry {
+    /// One JSON object and a newline, appended to `out` without intermediate strings.
+    func appendJSONLine(to out: inout [UInt8], time: (prefix: [UInt8], millis: Int)) {
+        out.append(contentsOf: #"{"time":""#.utf8)
+        out.append(contentsOf: time.prefix)
+        out.appendDigits(time.millis, width: 3)
+        out.append(contentsOf: #"Z","client":"#.utf8); out.appendJSON(client)
+        out.append(contentsOf: #","sni":"#.utf8); out.appendJSON(sni)
+        if let clientCertificate { out.append(contentsOf: #","client_cert_sha256":"#.utf8); out.appendJSON(clientCertificate) }
+        out.append(contentsOf: #","host":"#.utf8); out.appendJSON(host)
+        out.append(contentsOf: #","method":"#.utf8); out.appendJSON(method)
+        out.append(contentsOf: #","path":"#.utf8); out.appendJSON(path)
+        out.append(contentsOf: #","status":"#.utf8); out.appendDigits(status)
+        out.append(contentsOf: #","bytes_in":"#.utf8); out.appendDigits(Int(bytesIn))
+        out.append(contentsOf: #","bytes_out":"#.utf8); out.appendDigits(Int(bytesOut))
+        out.append(contentsOf: #","upstream":"#.utf8); out.appendJSON(upstream)
+        out.append(contentsOf: #","duration_ms":"#.utf8); out.appendMillis(durationMS)
+        out.append(contentsOf: #","upstream_ms":"#.utf8)
+        if let upstreamMS { out.appendMillis(upstreamMS) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: #","protocol":"#.utf8); out.appendJSON(proto)
+        out.append(contentsOf: "}\n".utf8)
+    }
+}
+
+extension [UInt8] {
+    /// A JSON string literal (RFC 8259 §7), the same escapes as `JSON.string`; nil is `null`.
+    mutating func appendJSON(_ s: String?) {
+        guard let s else { append(contentsOf: "null".utf8); return }
+        append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): append(UInt8(ascii: "\\")); append(b)
+            case UInt8(ascii: "\\"): append(UInt8(ascii: "\\")); append(b)
+            case UInt8(ascii: "\n"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7f:
+                func hex(_ n: UInt8) -> UInt8 { n < 10 ? UInt8(ascii: "0") + n : UInt8(ascii: "a") + n - 10 }
+                append(contentsOf: #"\u00"#.utf8); append(hex(b >> 4)); append(hex(b & 0xf))
+            default: append(b)
+            }
+        }
+        append(UInt8(ascii: "\""))
+    }
+
+    /// Decimal digits of `v`, zero-padded to `width`.
+    mutating func appendDigits(_ v: Int, width: Int = 1) {
+        if v < 0 { append(UInt8(ascii: "-")); appendDigits(0 &- v, width: width); return }
+        var divisor = 1, count = 1
+        while v / divisor >= 10 { divisor *= 10; count += 1 }
+        for _ in count..<Swift.max(width, count) { append(UInt8(ascii: "0")) }
+        while divisor > 0 { append(UInt8(ascii: "0") + UInt8(v / divisor % 10)); divisor /= 10 }
+    }
+
+    /// Milliseconds truncated to microseconds, as before: the shortest decimal (`12.0`, `0.125`).
+    mutating func appendMillis(_ v: Double) {
+        append(contentsOf: String(Double(Int(v * 1000)) / 1000).utf8)
+    }
 }
