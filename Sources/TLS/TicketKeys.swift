@@ -1,7 +1,6 @@
 import COpenSSL
 import CSystem
 import Glibc
-import Synchronization
 
 /// Session-ticket keys, shared by every loop (each reads its own copy): the newest usable one encrypts, the others still
 /// decrypt (and ask for a fresh ticket), so a rotation never turns a resumption into a failure.
@@ -37,64 +36,34 @@ public final class TicketKeys: Sendable {
     public static let shared = TicketKeys()
     /// The encrypting key first (`rotate` puts a new one at the front; `install` sorts the fleet's by
     /// `notBefore`, newest first); never empty.
-    private let keys = Mutex<[Key]>([Key.random()])
-    /// Bumped (releasing) after every change; a ticket operation loads it (acquiring) and takes
-    /// the lock only when it moved, so loops read their own copy and share no written line.
-    private let generation = Atomic<UInt64>(1)
-    /// Never reused, unlike an object address: tells these keys' per-thread copy from another's.
-    private static let instances = Atomic<Int>(0)
-    private let id = TicketKeys.instances.wrappingAdd(1, ordering: .relaxed).newValue
+    private let keys = PerThreadCopy<[Key]>([Key.random()], threadSlot: Int32(CSystem_slotTicketKeys))
 
     public init() {}
 
     /// Makes a new encryption key; keeps the one before it for decryption only.
     public func rotate() {
-        keys.withLock { k in
+        keys.update { k in
             k.insert(.random(), at: 0)
             if k.count > 2 { k.removeLast(k.count - 2) }
         }
-        generation.wrappingAdd(1, ordering: .releasing)
     }
 
     /// The fleet's keys replace this node's own (none: unchanged).
     public func install(_ fleet: [Key]) {
         guard !fleet.isEmpty else { return }
-        keys.withLock { $0 = fleet.sorted { $0.notBefore > $1.notBefore } }
-        generation.wrappingAdd(1, ordering: .releasing)
+        keys.update { $0 = fleet.sorted { $0.notBefore > $1.notBefore } }
     }
 
     /// The keys as this thread last copied them, refreshed when a change happened since.
-    func local() -> [Key] {
-        let slot = Int32(CSystem_slotTicketKeys)
-        let copy: LocalKeys
-        if let raw = CSystem_threadSlot(slot) {
-            copy = Unmanaged<LocalKeys>.fromOpaque(raw).takeUnretainedValue()
-        } else {
-            copy = LocalKeys()
-            CSystem_setThreadSlot(slot, Unmanaged.passRetained(copy).toOpaque())  // kept for the thread's life
-        }
-        let now = generation.load(ordering: .acquiring)
-        if copy.owner != id || copy.generation != now {
-            copy.keys = keys.withLock { $0 }
-            copy.owner = id; copy.generation = now
-        }
-        return copy.keys
-    }
+    func local() -> [Key] { keys.local() }
 
     /// Names of the keys held, newest first (for tests and the admin API).
-    public var names: [[UInt8]] { keys.withLock { $0.map(\.name) } }
+    public var names: [[UInt8]] { keys.current.map(\.name) }
 
     /// The key that encrypts at `now`: the newest already valid, else the oldest held.
     static func encrypting(_ keys: [Key], now: Double) -> Key {
         keys.first { $0.notBefore <= now } ?? keys[keys.count - 1]
     }
-}
-
-/// One thread's copy of a `TicketKeys`; touched only by that thread.
-private final class LocalKeys {
-    var owner = -1
-    var generation: UInt64 = 0
-    var keys: [TicketKeys.Key] = []
 }
 
 /// RFC 5077-style ticket protection with AES-256-CBC + HMAC-SHA256, keyed from `TicketKeys.shared`.
