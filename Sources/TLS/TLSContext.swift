@@ -74,6 +74,9 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     /// Set (to any non-nil pointer) on a connection that has waited for a certificate once.
     static let waitedIndex = COpenSSL_SSL_get_ex_new_index()
 
+    /// TLS 1.3 suites in the order we prefer them, as a server and as a client (RFC 8446 §B.4).
+    static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+
     private static func makeContext(_ options: TLSOptions) throws(TLSError) -> OpaquePointer {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError("SSL_CTX_new") }
@@ -88,8 +91,7 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         // starts with AES-256-GCM, whose SHA-384 transcript and key schedule cost more.
         let tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:" +
                     "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384"
-        let tls13 = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"  // RFC 8446 §B.4
-        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1, SSL_CTX_set_ciphersuites(ctx, tls13) == 1,
+        guard SSL_CTX_set_cipher_list(ctx, tls12) == 1, SSL_CTX_set_ciphersuites(ctx, TLSContext.tls13Suites) == 1,
               COpenSSL_SSL_CTX_set1_groups_list(ctx, "X25519:P-256") == 1 else {
             SSL_CTX_free(ctx)
             throw TLSError("SSL_CTX_set_cipher_list/ciphersuites/groups")

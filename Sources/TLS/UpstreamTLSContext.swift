@@ -21,6 +21,14 @@ public final class UpstreamTLSContext: @unchecked Sendable {  // configured in i
         // buffers (few connections, many exchanges each).
         _ = COpenSSL_SSL_CTX_set_mode(ctx, COpenSSL_MODE_pooled())
         if !verify { SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil) }
+        // Origins that follow the client's order (nginx's default) get AES-128-GCM, as our front
+        // prefers, instead of OpenSSL's default first choice, AES-256-GCM; for TLS 1.2 the rest of
+        // OpenSSL's default list follows, so an origin that speaks only older suites still connects.
+        let tls12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:" +
+                    "ECDHE-RSA-CHACHA20-POLY1305:DEFAULT"
+        guard SSL_CTX_set_ciphersuites(ctx, TLSContext.tls13Suites) == 1, SSL_CTX_set_cipher_list(ctx, tls12) == 1 else {
+            throw TLSError("SSL_CTX_set_ciphersuites/cipher_list")
+        }
         // The pool speaks HTTP/1.1 only: an origin that would pick h2 must not (RFC 7301 §3.1 wire form).
         let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
         guard SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count)) == 0 else { throw TLSError("SSL_CTX_set_alpn_protos") }
