@@ -108,7 +108,7 @@ public struct HTTP1Session: Sendable {
             case .open: break
             }
             // The next request's head is read only once the current response is complete.
-            if let r = request, r.bodyDone { return (offset, .waitForResponse) }
+            if request?.bodyDone == true { return (offset, .waitForResponse) }
             let base = offset
             let step: (consumed: Int, event: RequestEvent)
             do { step = try parser.parse(UnsafeRawBufferPointer(rebasing: input[base...])) } catch {
@@ -202,42 +202,42 @@ public struct HTTP1Session: Sendable {
     /// for them, as their requests carry no upgrade.
     public mutating func responseHead(status: Int, reason: String?, fields: [HTTPField], bodyLength: Int64?,
                                       hasBody: Bool, into out: inout [UInt8]) {
-        guard var r = request else { return }
-        if status < 200 && status != 101 && r.head.versionMinor == 0 { return }
+        guard request != nil else { return }
+        // Changed in place: a copy of the request (its head's strings and lists) costs a retain each.
+        if status < 200 && status != 101 && request!.head.versionMinor == 0 { return }
         // The framing fields are written after the origin's, on the way (no new field list).
         var length: Int64?
         var close = false
         if status >= 200 {
-            r.status = status
-            r.responseStarted = true
+            request!.status = status
+            request!.responseStarted = true
             if hasBody {
                 if let n = bodyLength {
                     length = n
-                } else if r.head.versionMinor >= 1 {
-                    r.chunked = true
+                } else if request!.head.versionMinor >= 1 {
+                    request!.chunked = true
                 } else {
-                    r.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
+                    request!.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
                 }
             } else {
                 length = bodyLength
             }
-            if !r.keepAlive || draining {
-                r.keepAlive = false
+            if !request!.keepAlive || draining {
+                request!.keepAlive = false
                 close = true
             }
         } else if status == 101 {
-            r.status = 101
-            r.responseStarted = true
+            request!.status = 101
+            request!.responseStarted = true
         }
         let before = out.count
         HTTP1Writer.appendStatusLine(status: status, reason: reason, room: HTTP1Writer.size(of: fields) + 64, into: &out)
         HTTP1Writer.appendFields(fields, into: &out)
         if let length { HTTP1Writer.appendContentLength(length, into: &out) }
-        if r.chunked { HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &out) }
+        if request!.chunked { HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &out) }
         if close { HTTP1Writer.appendField("Connection", "close", into: &out) }
         HTTP1Writer.appendHeadEnd(into: &out)
-        r.bytesOut += Int64(out.count - before)
-        request = r
+        request!.bytesOut += Int64(out.count - before)
     }
 
     public mutating func responseBody(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
@@ -317,7 +317,8 @@ public struct HTTP1Session: Sendable {
 
     /// Both halves done: the request is over, and the connection carries on unless it must not.
     private mutating func finishIfDone() -> Next {
-        guard let r = request, r.bodyDone, r.responseDone else { return .carryOn }
+        guard request?.bodyDone == true, request?.responseDone == true else { return .carryOn }
+        let r = request!
         request = nil
         let close = !r.keepAlive || draining || peerDone || phase == .closing
         if close { phase = .closing }

@@ -54,10 +54,25 @@ public enum HopByHop {
     public static func endToEnd(_ fields: [HTTPField], connectionTokens: [String]) -> [HTTPField] {
         var kept: [HTTPField] = []
         kept.reserveCapacity(fields.count + 6)
-        for f in fields where !names.contains(where: { HTTPField.nameEquals($0, f.name) })
-            && !connectionTokens.contains(where: { HTTPField.nameEquals($0, f.name) }) {
+        for f in fields where !isHopByHop(f.name)
+            && (connectionTokens.isEmpty || !connectionTokens.contains(where: { HTTPField.nameEquals($0, f.name) })) {
             kept.append(f)
         }
         return kept
+    }
+
+    /// Whether `name` is one of `names` (any case), picked by length first: no list is walked per field.
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: return HTTPField.nameEquals(name, "te")
+        case 7: return HTTPField.nameEquals(name, "upgrade") || HTTPField.nameEquals(name, "trailer")
+        case 10: return HTTPField.nameEquals(name, "connection") || HTTPField.nameEquals(name, "keep-alive")
+        case 14: return HTTPField.nameEquals(name, "content-length")
+        case 16: return HTTPField.nameEquals(name, "proxy-connection")
+        case 17: return HTTPField.nameEquals(name, "transfer-encoding")
+        case 18: return HTTPField.nameEquals(name, "proxy-authenticate")
+        case 19: return HTTPField.nameEquals(name, "proxy-authorization")
+        default: return false
+        }
     }
 }

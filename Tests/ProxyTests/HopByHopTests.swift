@@ -1,0 +1,30 @@
+import HTTP1
+import Testing
+@testable import Proxy
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) never reach the next hop, whatever their case.
+@Suite struct HopByHopTests {
+    @Test func everyListedNameIsHopByHopInAnyCase() {
+        for name in HopByHop.names {
+            #expect(HopByHop.isHopByHop(name))
+            #expect(HopByHop.isHopByHop(name.uppercased()))
+            #expect(HopByHop.isHopByHop(String(name.prefix(1)).uppercased() + name.dropFirst()))
+        }
+    }
+
+    @Test func endToEndFieldsAndNearMissesAreKept() {
+        for name in ["host", "content-type", "upgrade-insecure-requests", "tes", "t", "connections", "keep-alive2",
+                     "content-lengt", "x-transfer-encoding", "proxy-authorizatio", "trailers", ""] {
+            #expect(!HopByHop.isHopByHop(name), "\(name)")
+        }
+    }
+
+    @Test func endToEndDropsHopByHopAndConnectionNamedFields() {
+        let fields = [HTTPField(name: "Host", value: "a"), HTTPField(name: "Connection", value: "close, x-private"),
+                      HTTPField(name: "X-Private", value: "1"), HTTPField(name: "TE", value: "trailers"),
+                      HTTPField(name: "Content-Length", value: "3"), HTTPField(name: "Accept", value: "*/*")]
+        let kept = HopByHop.endToEnd(fields, connectionTokens: ["close", "x-private"])
+        #expect(kept.map(\.name) == ["Host", "Accept"])
+        #expect(HopByHop.endToEnd(fields, connectionTokens: []).map(\.name) == ["Host", "X-Private", "Accept"])
+    }
+}
