@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+import nginx
 from conftest import REPO, ProxyFactory, free_port, standard_tls, wait_for_port
 
 HERE = Path(__file__).resolve().parent
@@ -87,22 +88,11 @@ def origin(tmp_path_factory):
     need(NGINX, "nginx-light")
     work = tmp_path_factory.mktemp("alloc-origin")
     port = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
     body = "x" * 1023      # + nginx's "\n" below = 1024 bytes
-    (work / "nginx.conf").write_text(f"""worker_processes 1; {user}
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};
-    uwsgi_temp_path {work}; scgi_temp_path {work};
+    nginx.write_config(work, f"""    access_log off;
     keepalive_requests 100000000; keepalive_timeout 300s;
     default_type text/plain;
-    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "{body}\\n"; }} }}
-}}
-""")
+    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "{body}\\n"; }} }}""")
     proc = subprocess.Popen([NGINX, "-e", str(work / "error.log"), "-c", str(work / "nginx.conf"), "-p", str(work)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import nginx
 from conftest import free_port, standard_tls, wait_for_port
 from reload_support import wait_until
 from httpclient import curl
@@ -30,31 +31,18 @@ class Origin:
         self.ports = {"plain": free_port(), "mtls": free_port(), "proxied": free_port()}
         leaf = pki.issue(["origin.test", "localhost", "127.0.0.1"])
         leaf.write(work, "origin")
-        (work / "tmp").mkdir(exist_ok=True)
         self.big = os.urandom(3 << 20)
         (work / "big.bin").write_bytes(self.big)
         self.log = work / "access.log"
         tls = f"""ssl_certificate {work}/origin.crt; ssl_certificate_key {work}/origin.key;
         ssl_session_cache shared:s:1m; ssl_session_tickets on; access_log {self.log} tls;"""
         answer = 'location / { return 200 "origin $ssl_server_name $request_uri\\n"; }'
-        # `user`: workers started by root keep root, so they can read the test's private temp dir.
-        user = "user root;" if os.geteuid() == 0 else ""
-        (work / "nginx.conf").write_text(f"""worker_processes 1; {user}
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
-    log_format tls '$request_uri|$ssl_session_reused|$ssl_server_name|$ssl_alpn_protocol|$ssl_client_s_dn|$proxy_protocol_addr|$connection|$ssl_cipher';
+        nginx.write_config(work, error_log_level="info", http=f"""    log_format tls '$request_uri|$ssl_session_reused|$ssl_server_name|$ssl_alpn_protocol|$ssl_client_s_dn|$proxy_protocol_addr|$connection|$ssl_cipher';
     server {{ listen 127.0.0.1:{self.ports['plain']} ssl; {tls} {answer}
               location = /big {{ alias {work}/big.bin; }} client_max_body_size 8m; }}
     server {{ listen 127.0.0.1:{self.ports['mtls']} ssl; {tls}
               ssl_client_certificate {client_ca.ca_path}; ssl_verify_client on; {answer} }}
-    server {{ listen 127.0.0.1:{self.ports['proxied']} ssl proxy_protocol; {tls} {answer} }}
-}}
-""")
+    server {{ listen 127.0.0.1:{self.ports['proxied']} ssl proxy_protocol; {tls} {answer} }}""")
         self.proc = subprocess.Popen([NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
                                      stdout=subprocess.DEVNULL, stderr=open(work / "nginx.out", "w"))
         for port in self.ports.values():
