@@ -30,7 +30,7 @@ let package = Package(
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
         .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
-        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS"]),
+        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, metrics text (off the hot path).
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
@@ -52,12 +52,12 @@ let package = Package(
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Config", "EventLoop"]),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Config", "EventLoop", "Metrics"]),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP1"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "TestSupport"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "Metrics", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),

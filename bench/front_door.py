@@ -137,6 +137,9 @@ http {{
 """)
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / d).mkdir()
+    # The same TLS for both servers: no session cache, no tickets (full handshakes only).
+    tls = (f"ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3; "
+           "ssl_ecdh_curve X25519:prime256v1; ssl_session_cache off; ssl_session_tickets off;")
     (work / "nginx.conf").write_text(f"""worker_processes 1;
 daemon off;
 pid {work}/nginx.pid;
@@ -149,22 +152,12 @@ http {{
     server {{
         listen 127.0.0.1:{ports['nginx']} ssl backlog=4096;
         listen 127.0.0.1:{ports['nginx+proxy']} ssl proxy_protocol backlog=4096;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ecdh_curve X25519:prime256v1;
-        ssl_session_cache off;
-        ssl_session_tickets off;
+        {tls}
         location / {{ return 200 "ok\\n"; }}
     }}
     server {{
         listen 127.0.0.1:{ports['nginx+mtls']} ssl backlog=4096;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ecdh_curve X25519:prime256v1;
-        ssl_session_cache off;
-        ssl_session_tickets off;
+        {tls}
         ssl_verify_client on;
         ssl_client_certificate {ca_crt};
         location / {{ return 200 "ok\\n"; }}

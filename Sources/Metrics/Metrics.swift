@@ -31,8 +31,8 @@ public final class Metrics: Sendable {
     /// Never reused, unlike an object address: tells this instance's shards from another's.
     private static let instances = Atomic<Int>(0)
     @usableFromInline let id: Int
-    @usableFromInline let fallback: MetricsShard
-    private let shards = Mutex<[MetricsShard]>([])
+    @usableFromInline let fallback: CounterBlock
+    private let shards = Mutex<[CounterBlock]>([])
 
     /// Certificate updates applied / refused, by source ("file", "signal", "api", "startup").
     private let reloads = Mutex<[String: Int]>([:])
@@ -40,7 +40,7 @@ public final class Metrics: Sendable {
 
     public init() {
         id = Self.instances.wrappingAdd(1, ordering: .relaxed).newValue
-        fallback = MetricsShard(owner: id)
+        fallback = CounterBlock(count: Counter.allCases.count, owner: id)
     }
 
     /// Gives the calling thread a shard of its own; its events stop touching shared lines. Call
@@ -48,10 +48,10 @@ public final class Metrics: Sendable {
     public func registerCurrentThread() {
         let slot = Int32(CSystem_slotMetrics)
         if let raw = CSystem_threadSlot(slot) {
-            if Unmanaged<MetricsShard>.fromOpaque(raw).takeUnretainedValue().owner == id { return }
-            Unmanaged<MetricsShard>.fromOpaque(raw).release()
+            if Unmanaged<CounterBlock>.fromOpaque(raw).takeUnretainedValue().owner == id { return }
+            Unmanaged<CounterBlock>.fromOpaque(raw).release()
         }
-        let shard = MetricsShard(owner: id)
+        let shard = CounterBlock(count: Counter.allCases.count, owner: id)
         shards.withLock { $0.append(shard) }
         CSystem_setThreadSlot(slot, Unmanaged.passRetained(shard).toOpaque())
     }
@@ -60,14 +60,14 @@ public final class Metrics: Sendable {
     @inlinable public func count(_ counter: Counter, _ n: Int = 1) {
         if let raw = CSystem_threadSlot(Int32(CSystem_slotMetrics)) {
             // Guaranteed: the slot holds a reference, so no retain/release touches the shard.
-            let mine = Unmanaged<MetricsShard>.fromOpaque(raw)._withUnsafeGuaranteedRef { shard in
+            let mine = Unmanaged<CounterBlock>.fromOpaque(raw)._withUnsafeGuaranteedRef { shard in
                 guard shard.owner == id else { return false }
-                shard.addSingleWriter(counter, n)
+                shard.addSingleWriter(counter.rawValue, n)
                 return true
             }
             if mine { return }
         }
-        fallback.add(counter, n)
+        fallback.add(counter.rawValue, n)
     }
 
     /// Every shard summed. Each counter is read once, relaxed: a scrape racing events may be a
@@ -115,40 +115,4 @@ public final class Metrics: Sendable {
 
     public var certificateReloads: [String: Int] { reloads.withLock { $0 } }
     public var certificateRefusals: [String: Int] { refusals.withLock { $0 } }
-}
-
-/// One thread's counters, on cache lines of their own: the allocation is 128-byte aligned (two
-/// lines: adjacent-line prefetch pairs them) and rounded up to whole 128-byte blocks, so no two
-/// shards, and no shard and the object header, share a line.
-public final class MetricsShard: @unchecked Sendable {  // counters are atomics; the rest is immutable
-    @usableFromInline let owner: Int
-    @usableFromInline let counters: UnsafeMutablePointer<Atomic<Int>>
-    private static let count = Metrics.Counter.allCases.count
-
-    init(owner: Int) {
-        self.owner = owner
-        let bytes = (Self.count * MemoryLayout<Int>.stride + 127) / 128 * 128
-        counters = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128)
-            .bindMemory(to: Atomic<Int>.self, capacity: Self.count)
-        for i in 0..<Self.count { (counters + i).initialize(to: Atomic(0)) }
-    }
-
-    deinit {
-        counters.deinitialize(count: Self.count)
-        UnsafeMutableRawPointer(counters).deallocate()
-    }
-
-    /// Only the owning thread writes: a relaxed load and store, no locked instruction. Readers
-    /// on other threads see either value, never a torn one.
-    @inlinable func addSingleWriter(_ c: Metrics.Counter, _ n: Int) {
-        let counter = counters + c.rawValue
-        counter.pointee.store(counter.pointee.load(ordering: .relaxed) &+ n, ordering: .relaxed)
-    }
-
-    /// Any thread may write (the fallback shard).
-    @inlinable func add(_ c: Metrics.Counter, _ n: Int) {
-        counters[c.rawValue].wrappingAdd(n, ordering: .relaxed)
-    }
-
-    func values() -> [Int] { (0..<Self.count).map { counters[$0].load(ordering: .relaxed) } }
 }

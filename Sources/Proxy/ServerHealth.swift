@@ -1,4 +1,5 @@
 import Config
+import Metrics
 import Synchronization
 
 /// What every loop's pool shares about one upstream server: whether active health checks allow
@@ -11,7 +12,7 @@ public final class ServerHealth: Sendable {
     private let allowed = Atomic<Bool>(true)
     /// By loop index; made when a loop's pool first builds this server (start, reload), kept for
     /// good so a rebuilt group keeps counting where it left off.
-    private let sent = Mutex<[Int: LoopCounter]>([:])
+    private let sent = Mutex<[Int: CounterBlock]>([:])
 
     init(upstream: String, server: SocketAddressSpec) { self.upstream = upstream; self.server = server }
 
@@ -20,37 +21,18 @@ public final class ServerHealth: Sendable {
     public func publish(up: Bool) { allowed.store(up, ordering: .relaxed) }
 
     /// Requests handed a connection to this server, from every loop.
-    public var requests: Int { sent.withLock { $0.values.reduce(0) { $0 + $1.value } } }
+    public var requests: Int { sent.withLock { $0.values.reduce(0) { $0 + $1.value(0) } } }
 
-    /// The counter loop `index` bumps for each request to this server (one thread per index).
-    func requestCounter(loop index: Int) -> LoopCounter {
+    /// The counter loop `index` bumps for each request to this server (one thread per index: its
+    /// own cache lines, written with `addSingleWriter(0)`).
+    func requestCounter(loop index: Int) -> CounterBlock {
         sent.withLock { counters in
             if let known = counters[index] { return known }
-            let made = LoopCounter()
+            let made = CounterBlock(count: 1)
             counters[index] = made
             return made
         }
     }
-}
-
-/// One loop's count, alone on a 128-byte block (two cache lines: adjacent-line prefetch pairs
-/// them) so counters of different loops never share a line. One writer: a relaxed load and store.
-final class LoopCounter: @unchecked Sendable {  // the count is an atomic; the pointer is immutable
-    private let count: UnsafeMutablePointer<Atomic<Int>>
-
-    init() {
-        count = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128).bindMemory(to: Atomic<Int>.self, capacity: 1)
-        count.initialize(to: Atomic(0))
-    }
-
-    deinit {
-        count.deinitialize(count: 1)
-        UnsafeMutableRawPointer(count).deallocate()
-    }
-
-    /// From the owning loop only.
-    @inline(__always) func increment() { count.pointee.store(count.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
-    var value: Int { count.pointee.load(ordering: .relaxed) }
 }
 
 /// Every upstream server's `ServerHealth`, by upstream name and address. Process-wide like

@@ -1,5 +1,6 @@
 import Config
 import EventLoop
+import Metrics
 import TLS
 
 /// One origin server as seen from one loop: its idle keep-alive connections, the number in use
@@ -18,7 +19,7 @@ public final class UpstreamServer {
     var retired = false
     public let health: ServerHealth
     /// This loop's count of requests sent to the server (summed in `health.requests`).
-    let requestsSent: LoopCounter
+    let requestsSent: CounterBlock
     /// TLS towards this server (nil: plain, or its context failed), and the last session it gave.
     let tls: UpstreamTLSContext?
     let sessions: TLSSessionCache?
@@ -176,7 +177,7 @@ public final class UpstreamPool {
             c.disarmTimer()
             c.delegate = delegate
             c.uses += 1
-            server.requestsSent.increment()
+            server.requestsSent.addSingleWriter(0)
             return c
         }
         do throws(SystemError) {
@@ -191,7 +192,7 @@ public final class UpstreamPool {
             c.delegate = delegate
             c.uses = 1
             do { try loop.register(fd, c) } catch { Socket.close(fd); throw error }
-            server.requestsSent.increment()
+            server.requestsSent.addSingleWriter(0)
             return c
         } catch {
             server.active -= 1

@@ -1,6 +1,7 @@
 import Config
 import Foundation
 import Glibc
+import Metrics
 import TestSupport
 import Testing
 @testable import Health
@@ -48,7 +49,7 @@ import Testing
         let a = SocketAddressSpec(host: "127.0.0.1", port: 1), b = SocketAddressSpec(host: "127.0.0.1", port: 2)
         board.apply(Self.upstream("app", [a, b], check: nil))
         let kept = board.server(upstream: "app", a)
-        kept.requestCounter(loop: 0).increment()
+        kept.requestCounter(loop: 0).addSingleWriter(0)
         board.apply(Self.upstream("app", [a], check: nil))
         #expect(board.server(upstream: "app", a) === kept && kept.requests == 1)
         #expect(board.all.map(\.server) == [a])

@@ -137,7 +137,8 @@ final class AccessLogBuffer {
     private let loop: EventLoop
     private var bytes: [UInt8] = []
     private var lines = 0
-    private lazy var timer = Timer { [weak self] in self?.handOff() }
+    /// The buffer lives as long as its loop (see `Timer`).
+    private lazy var timer = Timer { [unowned(unsafe) self] in self.handOff() }
     private var clock = LogClock()
 
     init(_ log: AccessLog, loop: EventLoop) {
@@ -219,25 +220,8 @@ extension AccessLog.Entry {
 }
 
 extension [UInt8] {
-    /// A JSON string literal (RFC 8259 §7), the same escapes as `JSON.string`; nil is `null`.
-    mutating func appendJSON(_ s: String?) {
-        guard let s else { append(contentsOf: "null".utf8); return }
-        append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): append(UInt8(ascii: "\\")); append(b)
-            case UInt8(ascii: "\\"): append(UInt8(ascii: "\\")); append(b)
-            case UInt8(ascii: "\n"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "n"))
-            case UInt8(ascii: "\r"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "r"))
-            case UInt8(ascii: "\t"): append(UInt8(ascii: "\\")); append(UInt8(ascii: "t"))
-            case 0..<0x20, 0x7f:
-                func hex(_ n: UInt8) -> UInt8 { n < 10 ? UInt8(ascii: "0") + n : UInt8(ascii: "a") + n - 10 }
-                append(contentsOf: #"\u00"#.utf8); append(hex(b >> 4)); append(hex(b & 0xf))
-            default: append(b)
-            }
-        }
-        append(UInt8(ascii: "\""))
-    }
+    /// A JSON string literal (RFC 8259 §7); nil is `null`.
+    mutating func appendJSON(_ s: String?) { JSON.append(s, to: &self) }
 
     /// Decimal digits of `v`, zero-padded to `width`.
     mutating func appendDigits(_ v: Int, width: Int = 1) {

@@ -271,11 +271,6 @@ final class ClientTransport: Pollable {
 
     // MARK: Writing
 
-    func enqueue(_ bytes: [UInt8]) {
-        output += bytes
-        flush()
-    }
-
     /// Bytes queued for the client and not yet written.
     var outputBacklog: Int { output.count - outputSent }
 
