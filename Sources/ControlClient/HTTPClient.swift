@@ -81,7 +81,7 @@ public final class HTTPClient {
             try stream.write(bytes)
             var reader = ResponseReader(method: method, stream: stream)
             guard let head = try reader.readHead() else { return }
-            guard onHead(HTTPResponseHead(status: head.status, headers: head.fields)) else { return }
+            guard onHead(HTTPResponseHead(status: head.status, headers: Array(head.fields))) else { return }
             TCPConnection.setTimeout(stream.fd, SO_RCVTIMEO, idleTimeout)
             while let piece = try reader.readBody() {
                 if !piece.isEmpty && !onData(piece) { return }
@@ -142,7 +142,7 @@ public final class HTTPClient {
             }
         }
         if !options.keepAlive || !head.keepAlive || reader.endedByEOF { drop() }
-        return HTTPResponse(status: head.status, headers: head.fields, body: body)
+        return HTTPResponse(status: head.status, headers: Array(head.fields), body: body)
     }
 
     private func drop() {

@@ -62,7 +62,7 @@ extension UnsafeRawBufferPointer {
     func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self[range]) }
 
     /// ASCII case-insensitive comparison with a lower-case literal.
-    func equalsLowercased(_ literal: StaticString) -> Bool {
+    public func equalsLowercased(_ literal: StaticString) -> Bool {
         guard count == literal.utf8CodeUnitCount else { return false }
         let l = literal.utf8Start
         for i in 0..<count where ASCII.lower(self[i]) != l[i] { return false }

@@ -200,7 +200,7 @@ public struct HTTP1Session: Sendable {
     /// length is known, else chunked for HTTP/1.1 clients, else by closing the connection (HTTP/1.0).
     /// Interim (1xx) responses are not sent to HTTP/1.0 clients (RFC 9110 §15.2); 101 cannot arise
     /// for them, as their requests carry no upgrade.
-    public mutating func responseHead(status: Int, reason: String?, fields: [HTTPField], bodyLength: Int64?,
+    public mutating func responseHead(status: Int, reason: String?, fields: HTTPFields, bodyLength: Int64?,
                                       hasBody: Bool, into out: inout [UInt8]) {
         guard request != nil else { return }
         // Changed in place: a copy of the request (its head's strings and lists) costs a retain each.

@@ -90,6 +90,13 @@ public enum HTTP1Writer {
         for field in fields { appendField(field.name, field.value, into: &out) }
     }
 
+    /// Fields kept in wire form are written with one copy.
+    public static func appendFields(_ fields: HTTPFields, into out: inout [UInt8]) {
+        out.append(contentsOf: fields.bytes)
+    }
+
+    public static func size(of fields: HTTPFields) -> Int { fields.bytes.count }
+
     /// One allocation for a whole head; never an exact-size one on a buffer that keeps growing
     /// (that would undo Array's geometric growth).
     @inline(__always) private static func ensureRoom(_ out: inout [UInt8], _ extra: Int) {

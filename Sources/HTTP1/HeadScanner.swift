@@ -115,17 +115,19 @@ struct FieldLines {
 }
 
 extension RawField {
-    /// Builds the field's Strings. obs-text is allowed (RFC 9110 §5.5), but bytes that are not UTF-8 are
-    /// rejected rather than repaired: a proxy that re-serialises a changed value would forward a different
-    /// message than the one it checked.
-    func makeField(_ buf: UnsafeRawBufferPointer) throws(HTTPParseError) -> HTTPField {
-        let name = buf.slice(self.name).asciiString()
-        let bytes = buf.slice(value)
-        if valueIsASCII { return HTTPField(name: name, value: bytes.asciiString()) }
-        guard let value = String(validating: bytes, as: UTF8.self) else {
+    /// obs-text is allowed (RFC 9110 §5.5), but bytes that are not UTF-8 are rejected rather than
+    /// repaired: a proxy that re-serialises a changed value would forward a different message than the
+    /// one it checked (and every String made of the value later must equal the bytes).
+    func validate(_ buf: UnsafeRawBufferPointer) throws(HTTPParseError) {
+        if valueIsASCII { return }
+        guard String(validating: buf.slice(value), as: UTF8.self) != nil else {
             throw .badRequest("field value is not valid UTF-8")
         }
-        return HTTPField(name: name, value: value)
+    }
+
+    func makeField(_ buf: UnsafeRawBufferPointer) throws(HTTPParseError) -> HTTPField {
+        try validate(buf)
+        return HTTPField(name: buf.slice(name).asciiString(), value: String(decoding: buf.slice(value), as: UTF8.self))
     }
 }
 

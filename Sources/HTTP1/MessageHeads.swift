@@ -8,7 +8,7 @@ public struct RequestHead: Sendable, Equatable {
     /// 0 or 1 (HTTP/1.0, HTTP/1.1).
     public var versionMinor: Int
     /// In order, names as sent, values trimmed of OWS.
-    public var fields: [HTTPField]
+    public var fields: HTTPFields
     /// Host value (or absolute-form authority), lower-cased, port kept.
     public var host: String?
     /// .none, .length(n) or .chunked.
@@ -22,7 +22,7 @@ public struct RequestHead: Sendable, Equatable {
     /// Lower-cased tokens of all Connection fields, for hop-by-hop removal.
     public var connectionTokens: [String]
 
-    public init(method: String, target: String, versionMinor: Int, fields: [HTTPField], host: String?,
+    public init(method: String, target: String, versionMinor: Int, fields: HTTPFields, host: String?,
                 framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, upgrade: String?,
                 connectionTokens: [String]) {
         self.method = method
@@ -43,13 +43,13 @@ public struct ResponseHead: Sendable, Equatable {
     public var status: Int
     public var reason: String
     public var versionMinor: Int
-    public var fields: [HTTPField]
+    public var fields: HTTPFields
     /// .none, .length(n), .chunked or .untilClose (also for 101 and CONNECT 2xx tunnels).
     public var framing: BodyFraming
     public var keepAlive: Bool
     public var connectionTokens: [String]
 
-    public init(status: Int, reason: String, versionMinor: Int, fields: [HTTPField], framing: BodyFraming,
+    public init(status: Int, reason: String, versionMinor: Int, fields: HTTPFields, framing: BodyFraming,
                 keepAlive: Bool, connectionTokens: [String]) {
         self.status = status
         self.reason = reason

@@ -9,7 +9,7 @@ struct RequestFields {
 
     init(versionMinor: Int) { self.versionMinor = versionMinor }
 
-    mutating func add(_ kind: FieldKind, value: UnsafeRawBufferPointer, field: HTTPField) throws(HTTPParseError) {
+    mutating func add(_ kind: FieldKind, value: UnsafeRawBufferPointer) throws(HTTPParseError) {
         switch kind {
         case .host:
             // Exactly one Host, and a valid one (RFC 9112 §3.2: "more than one Host ... or invalid" → 400).
@@ -21,7 +21,8 @@ struct RequestFields {
             // The only expectation defined is 100-continue, case-insensitive (RFC 9110 §10.1.1).
             if value.equalsLowercased("100-continue") { expectContinue = true }
         case .upgrade:
-            upgrade = upgrade.map { "\($0), \(field.value)" } ?? field.value
+            let value = String(decoding: value, as: UTF8.self)
+            upgrade = upgrade.map { "\($0), \(value)" } ?? value
         case .contentLength, .transferEncoding, .connection:
             try framing.add(kind, value: value)
         case .other:
@@ -29,7 +30,7 @@ struct RequestFields {
         }
     }
 
-    func makeHead(method: String, target: RequestTarget, fields: [HTTPField]) throws(HTTPParseError) -> RequestHead {
+    func makeHead(method: String, target: RequestTarget, fields: HTTPFields) throws(HTTPParseError) -> RequestHead {
         // A 1.1 request without Host is rejected (RFC 9112 §3.2), even in absolute-form.
         if versionMinor == 1 && hostCount == 0 { throw .badRequest("missing Host (RFC 9112 §3.2)") }
         // absolute-form wins over Host for an origin (RFC 9112 §3.2.2), but a proxy that forwards Host

@@ -96,13 +96,14 @@ public struct RequestParser: Sendable {
         let target = try RequestTarget(head.slice(line.target), method: method)
         var fields = RequestFields(versionMinor: line.versionMinor)
         var lines = FieldLines(head, from: firstLineEnd + 2)
-        var list: [HTTPField] = []
-        list.reserveCapacity(16)
+        var list = HTTPFields()
+        // The section is at most the head; the room left over takes the fields a forwarder adds.
+        list.reserveCapacity(bytes: head.count + 128)
         while let raw = try lines.next() {
             guard list.count < maxHeaders else { throw .fieldsTooLarge("too many header fields (RFC 6585 §5)") }
-            let field = try raw.makeField(head)
-            try fields.add(FieldKind(head.slice(raw.name)), value: head.slice(raw.value), field: field)
-            list.append(field)
+            try raw.validate(head)
+            try fields.add(FieldKind(head.slice(raw.name)), value: head.slice(raw.value))
+            list.append(name: head.slice(raw.name), value: head.slice(raw.value))
         }
         return try fields.makeHead(method: method.asciiString(), target: target, fields: list)
     }

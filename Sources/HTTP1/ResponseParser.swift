@@ -112,13 +112,13 @@ public struct ResponseParser: Sendable {
         let line = try StatusLine(head.slice(0..<firstLineEnd))
         var framing = FramingFields()
         var lines = FieldLines(head, from: firstLineEnd + 2)
-        var fields: [HTTPField] = []
-        fields.reserveCapacity(16)
+        var fields = HTTPFields()
+        fields.reserveCapacity(bytes: head.count + 64)
         while let raw = try lines.next() {
             guard fields.count < maxHeaders else { throw .badRequest("too many response header fields") }
-            let field = try raw.makeField(head)
+            try raw.validate(head)
             try framing.add(FieldKind(head.slice(raw.name)), value: head.slice(raw.value))
-            fields.append(field)
+            fields.append(name: head.slice(raw.name), value: head.slice(raw.value))
         }
         let bodyFraming = try responseFraming(status: line.status, declared: framing.declaredFraming(versionMinor: line.versionMinor))
         // A body delimited by close can't leave the connection reusable (RFC 9112 §9.3).

@@ -6,7 +6,7 @@ import HTTP1
 public protocol HTTP2SessionDelegate: AnyObject {
     /// A request head (server) or response head (client). Pseudo-header fields keep their ':'.
     /// `oversized`: the block broke the size or count limit and its fields are incomplete.
-    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool)
+    func http2(_ session: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
     func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32)
     /// The peer ended its side of the stream after a body (with trailers, possibly empty).
     func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField])
@@ -40,7 +40,7 @@ public final class HTTP2Session {
     private var completedStreams = 0
 
     struct Inbound {
-        var fields: [HTTPField] = []
+        var fields = HTTPFields()
         var size = 0
         var oversized = false
         var trailers = false
@@ -167,15 +167,16 @@ public final class HTTP2Session {
 
     // MARK: Submitting
 
-    /// A response head; with `hasBody` the body follows through `sendData` / `finishData`.
+    /// A response head, with a content-length field after `fields` when given; with `hasBody` the
+    /// body follows through `sendData` / `finishData`.
     @discardableResult
-    public func submitResponse(stream: Int32, status: Int, fields: [HTTPField], hasBody: Bool) -> Bool {
+    public func submitResponse(stream: Int32, status: Int, fields: HTTPFields, contentLength: Int64? = nil, hasBody: Bool) -> Bool {
         if !hasBody {
-            return Self.withNV(status: status, fields) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
+            return Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
         }
         outbound[stream] = Outbound()
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
-        let rc = Self.withNV(status: status, fields) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
+        let rc = Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
         if rc != 0 { outbound[stream] = nil }
         return rc == 0
     }
@@ -183,7 +184,7 @@ public final class HTTP2Session {
     /// An interim (1xx) response head, e.g. 103 Early Hints (RFC 8297): a HEADERS frame that
     /// neither ends the stream nor counts as the final response (RFC 9113 §8.1).
     @discardableResult
-    public func submitInterim(stream: Int32, status: Int, fields: [HTTPField]) -> Bool {
+    public func submitInterim(stream: Int32, status: Int, fields: HTTPFields) -> Bool {
         return Self.withNV(status: status, fields) { nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, nil, $0, $1, nil) } >= 0
     }
 
@@ -245,11 +246,13 @@ public final class HTTP2Session {
     /// nghttp2 copies names and values when a frame is submitted, so they only live for the call:
     /// they are laid out in scratch memory on the stack (heap only for unusually large heads),
     /// with `:status` first when given. Names go out lower-case (RFC 9113 §8.2.1).
-    static func withNV<R>(status: Int? = nil, _ fields: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    static func withNV<R>(status: Int? = nil, _ fields: HTTPFields, contentLength: Int64? = nil,
+                          _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         let statusName: StaticString = ":status"
-        var size = status == nil ? 0 : statusName.utf8CodeUnitCount + 3
-        for f in fields { size += f.name.utf8.count + f.value.utf8.count }
-        let count = fields.count + (status == nil ? 0 : 1)
+        let lengthName: StaticString = "content-length"
+        let size = (status == nil ? 0 : statusName.utf8CodeUnitCount + 3) + fields.bytes.count
+            + (contentLength == nil ? 0 : lengthName.utf8CodeUnitCount + 20)
+        let count = fields.count + (status == nil ? 0 : 1) + (contentLength == nil ? 0 : 1)
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(size, 1)) { bytes in
             withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(count, 1)) { nva in
                 let base = bytes.baseAddress!
@@ -270,11 +273,24 @@ public final class HTTP2Session {
                     at += 3
                     add(nameAt: 0, valueAt: statusName.utf8CodeUnitCount)
                 }
-                for f in fields {
+                fields.forEachLine { line, buf in
                     let nameAt = at
-                    for b in f.name.utf8 { base[at] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b; at += 1 }
+                    for b in buf[line.name] { base[at] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b; at += 1 }
                     let valueAt = at
-                    for b in f.value.utf8 { base[at] = b; at += 1 }
+                    for b in buf[line.value] { base[at] = b; at += 1 }
+                    add(nameAt: nameAt, valueAt: valueAt)
+                }
+                if let contentLength {
+                    precondition(contentLength >= 0)
+                    let nameAt = at
+                    UnsafeMutableRawPointer(base + at).copyMemory(from: lengthName.utf8Start, byteCount: lengthName.utf8CodeUnitCount)
+                    at += lengthName.utf8CodeUnitCount
+                    let valueAt = at
+                    var digits = 1, rest = contentLength
+                    while rest >= 10 { digits += 1; rest /= 10 }
+                    rest = contentLength
+                    for k in (0..<digits).reversed() { base[at + k] = UInt8(0x30 + rest % 10); rest /= 10 }
+                    at += digits
                     add(nameAt: nameAt, valueAt: valueAt)
                 }
                 defer { nva.baseAddress!.deinitialize(count: i) }
@@ -283,12 +299,16 @@ public final class HTTP2Session {
         }
     }
 
+    static func withNV<R>(status: Int? = nil, _ fields: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        withNV(status: status, HTTPFields(fields), body)
+    }
+
     // MARK: Callback bodies (the C callbacks below find `self` through user_data)
 
     fileprivate func beginHeaders(_ stream: Int32, category: UInt32) {
         var entry = Inbound()
         entry.trailers = category == NGHTTP2_HCAT_HEADERS.rawValue
-        entry.fields.reserveCapacity(16)   // one allocation for a usual request's fields
+        entry.fields.reserveCapacity(bytes: 512)   // one allocation for a usual request's fields
         inbound[stream] = entry
     }
 
@@ -310,7 +330,8 @@ public final class HTTP2Session {
             inbound[stream]!.fields = []
             return 0
         }
-        inbound[stream]!.fields.append(HTTPField(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+        // nghttp2 has checked the name (lower-case token) and the value (no CR, LF or NUL; RFC 9113 §8.2.1).
+        inbound[stream]!.fields.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
         return 0
     }
 
@@ -323,7 +344,7 @@ public final class HTTP2Session {
         case NGHTTP2_HEADERS.rawValue:
             guard let entry = inbound.removeValue(forKey: stream) else { return 0 }
             if entry.trailers {
-                if endStream { delegate?.http2(self, end: stream, trailers: entry.fields) }
+                if endStream { delegate?.http2(self, end: stream, trailers: Array(entry.fields)) }
             } else if frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS && !endStream && role == .client {
                 // Interim (1xx) responses are not delivered.
             } else {

@@ -9,7 +9,7 @@ public struct ProxyRequest: Sendable {
     /// The authority the client asked for (Host or :authority).
     public var host: String?
     /// End-to-end fields only: the front has already dropped its own framing/hop-by-hop fields.
-    public var fields: [HTTPField]
+    public var fields: HTTPFields
     /// nil: length unknown (streamed chunked to the origin); 0: no body.
     public var bodyLength: Int64?
     /// The client asked to switch protocols (websocket): the exchange may become a tunnel.
@@ -22,7 +22,7 @@ public struct ProxyRequest: Sendable {
     /// The client connection (for PROXY-protocol upstreams, whose connections are private to it).
     public var owner: ObjectIdentifier?
 
-    public init(method: String, target: String, host: String?, fields: [HTTPField], bodyLength: Int64?,
+    public init(method: String, target: String, host: String?, fields: HTTPFields, bodyLength: Int64?,
                 upgrade: String?, clientAddress: String, scheme: String) {
         self.method = method; self.target = target; self.host = host; self.fields = fields
         self.bodyLength = bodyLength; self.upgrade = upgrade; self.clientAddress = clientAddress; self.scheme = scheme
@@ -34,7 +34,7 @@ public struct ProxyResponseHead: Sendable {
     public var status: Int
     public var reason: String
     /// End-to-end fields only (hop-by-hop and framing fields removed).
-    public var fields: [HTTPField]
+    public var fields: HTTPFields
     /// Known body length; nil when the origin streams an unknown length.
     public var bodyLength: Int64?
     /// False for HEAD responses, 1xx, 204 and 304: nothing follows the head.
@@ -46,33 +46,39 @@ public enum HopByHop {
     static let names = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization", "content-length"]
 
-    /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the
-    /// forwarder re-frames bodies and writes its own). Compares without allocating: this runs
-    /// for every field of every request and response.
-    /// The result has room for the few fields a forwarder adds (Host, framing, X-Forwarded-*), so
-    /// it is allocated once per message.
-    public static func endToEnd(_ fields: [HTTPField], connectionTokens: [String]) -> [HTTPField] {
-        var kept: [HTTPField] = []
-        kept.reserveCapacity(fields.count + 6)
-        for f in fields where !isHopByHop(f.name)
-            && (connectionTokens.isEmpty || !connectionTokens.contains(where: { HTTPField.nameEquals($0, f.name) })) {
-            kept.append(f)
+    /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the forwarder
+    /// re-frames bodies and writes its own), in place. Compares bytes: this runs for every field of
+    /// every request and response.
+    public static func remove(from fields: inout HTTPFields, connectionTokens: [String]) {
+        fields.removeAll { name, _ in
+            isHopByHop(name) || (!connectionTokens.isEmpty && connectionTokens.contains { HTTPFields.nameEquals(name, $0) })
         }
+    }
+
+    /// The fields without the hop-by-hop ones (see `remove(from:connectionTokens:)`).
+    public static func endToEnd(_ fields: HTTPFields, connectionTokens: [String]) -> HTTPFields {
+        var kept = fields
+        remove(from: &kept, connectionTokens: connectionTokens)
         return kept
     }
 
     /// Whether `name` is one of `names` (any case), picked by length first: no list is walked per field.
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: return HTTPField.nameEquals(name, "te")
-        case 7: return HTTPField.nameEquals(name, "upgrade") || HTTPField.nameEquals(name, "trailer")
-        case 10: return HTTPField.nameEquals(name, "connection") || HTTPField.nameEquals(name, "keep-alive")
-        case 14: return HTTPField.nameEquals(name, "content-length")
-        case 16: return HTTPField.nameEquals(name, "proxy-connection")
-        case 17: return HTTPField.nameEquals(name, "transfer-encoding")
-        case 18: return HTTPField.nameEquals(name, "proxy-authenticate")
-        case 19: return HTTPField.nameEquals(name, "proxy-authorization")
+    public static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
+        switch name.count {
+        case 2: return name.equalsLowercased("te")
+        case 7: return name.equalsLowercased("upgrade") || name.equalsLowercased("trailer")
+        case 10: return name.equalsLowercased("connection") || name.equalsLowercased("keep-alive")
+        case 14: return name.equalsLowercased("content-length")
+        case 16: return name.equalsLowercased("proxy-connection")
+        case 17: return name.equalsLowercased("transfer-encoding")
+        case 18: return name.equalsLowercased("proxy-authenticate")
+        case 19: return name.equalsLowercased("proxy-authorization")
         default: return false
         }
+    }
+
+    static func isHopByHop(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { isHopByHop(UnsafeRawBufferPointer($0)) }
     }
 }

@@ -136,7 +136,7 @@ public final class ProxyExchange: UpstreamDelegate {
         var head: [UInt8] = []
         HTTP1Writer.appendRequestLine(method: request.method, target: request.target,
                                       room: HTTP1Writer.size(of: request.fields) + 96, into: &head)
-        if let host = request.host, !request.fields.contains(where: { HTTPField.nameEquals($0.name, "host") }) {
+        if let host = request.host, !request.fields.contains(named: "host") {
             HTTP1Writer.appendField("Host", host, into: &head)
         }
         HTTP1Writer.appendFields(request.fields, into: &head)
@@ -335,7 +335,7 @@ public final class ProxyExchange: UpstreamDelegate {
         }
     }
 
-    private func deliverHead(_ head: ResponseHead) {
+    private func deliverHead(_ head: consuming ResponseHead) {
         if head.status == 101 {
             guard request.upgrade != nil else {
                 fail(status: 502, reason: "the upstream server switched protocols unasked")
@@ -343,10 +343,11 @@ public final class ProxyExchange: UpstreamDelegate {
             }
             tunnel = true
             connection?.disarmTimer()
-            downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason,
-                fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens) +
-                    [HTTPField(name: "Connection", value: "upgrade"), HTTPField(name: "Upgrade", value: request.upgrade!)],
-                bodyLength: nil, hasBody: false))
+            var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
+            fields.append(name: "Connection", value: "upgrade")
+            fields.append(name: "Upgrade", value: request.upgrade!)
+            downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason, fields: fields,
+                                                       bodyLength: nil, hasBody: false))
             downstream?.tunnelEstablished()
             return
         }
@@ -365,8 +366,8 @@ public final class ProxyExchange: UpstreamDelegate {
         switch head.framing {
         case .none:
             hasBody = false
-            if request.method == "HEAD", let cl = head.fields.first(where: { HTTPField.nameEquals($0.name, "content-length") }) {
-                length = Int64(cl.value)
+            if request.method == "HEAD", let cl = head.fields.firstValue(named: "content-length") {
+                length = Int64(cl)
             } else if head.status != 304 && head.status != 204 {
                 length = 0
                 hasBody = true
@@ -374,9 +375,9 @@ public final class ProxyExchange: UpstreamDelegate {
         case .length(let n): length = n
         case .chunked, .untilClose: length = nil
         }
-        downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,
-            fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens),
-            bodyLength: length, hasBody: hasBody))
+        HopByHop.remove(from: &head.fields, connectionTokens: head.connectionTokens)
+        downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason, fields: head.fields,
+                                                   bodyLength: length, hasBody: hasBody))
     }
 
     private func deliverEnd(trailers: [HTTPField], reusable: Bool) {

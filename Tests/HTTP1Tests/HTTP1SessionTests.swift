@@ -126,7 +126,7 @@ final class SessionDriver {
 
     // The origin
 
-    func responseHead(_ status: Int, reason: String? = nil, fields: [HTTPField] = [], length: Int64?, hasBody: Bool = true) {
+    func responseHead(_ status: Int, reason: String? = nil, fields: HTTPFields = [], length: Int64?, hasBody: Bool = true) {
         session.responseHead(status: status, reason: reason, fields: fields, bodyLength: length, hasBody: hasBody, into: &out)
     }
 
@@ -146,7 +146,7 @@ final class SessionDriver {
 
     /// A complete 200 with a known length.
     @discardableResult
-    func ok(_ body: String = "hello", fields: [HTTPField] = []) -> HTTP1Session.Next {
+    func ok(_ body: String = "hello", fields: HTTPFields = []) -> HTTP1Session.Next {
         responseHead(200, fields: fields, length: Int64(body.utf8.count))
         responseBody(body)
         return responseEnd()

@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func endToEndDropsHopByHopAndConnectionNamedFields() {
-        let fields = [HTTPField(name: "Host", value: "a"), HTTPField(name: "Connection", value: "close, x-private"),
+        let fields: HTTPFields = [HTTPField(name: "Host", value: "a"), HTTPField(name: "Connection", value: "close, x-private"),
                       HTTPField(name: "X-Private", value: "1"), HTTPField(name: "TE", value: "trailers"),
                       HTTPField(name: "Content-Length", value: "3"), HTTPField(name: "Accept", value: "*/*")]
         let kept = HopByHop.endToEnd(fields, connectionTokens: ["close", "x-private"])

@@ -118,8 +118,9 @@ final class HTTP1Front: ProtocolFront, Downstream {
     }
 
     private func forward(_ head: RequestHead, upstream: String, forwardedHeaders: Bool, bodyLimit: Int64) {
-        var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
-        fields.removeAll { HTTPField.nameEquals($0.name, "expect") }
+        var fields = head.fields
+        HopByHop.remove(from: &fields, connectionTokens: head.connectionTokens)
+        fields.removeAll(named: "expect")
         if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: transport.clientHost, host: head.host) }
         let length: Int64?
         switch head.framing {

@@ -41,27 +41,25 @@ final class HTTP2Stream: Downstream {
 
     // MARK: Request
 
-    func begin(_ fields: [HTTPField], endStream: Bool, oversized: Bool) {
+    func begin(_ fields: consuming HTTPFields, endStream: Bool, oversized: Bool) {
         var authority: String?
         var hostField: String?
         var contentLength: Int64?
-        var regular: [HTTPField] = []
         var cookies: [String] = []
         var connectProtocol: String?
-        regular.reserveCapacity(fields.count)
         // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
         // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
-        for f in fields {
-            switch f.name {
-            case ":method": method = f.value
-            case ":path": target = f.value
-            case ":authority": authority = f.value
-            case ":protocol": connectProtocol = f.value
-            case "host": hostField = f.value
-            case "cookie": cookies.append(f.value)
-            case "content-length": contentLength = Int64(f.value)
-            default: if !f.name.hasPrefix(":") { regular.append(f) }
-            }
+        fields.forEachLine { line, buf in
+            let name = UnsafeRawBufferPointer(rebasing: buf[line.name])
+            guard name[0] == 0x3A || name.count == 4 || name.count == 6 || name.count == 14 else { return }
+            let value = String(decoding: buf[line.value], as: UTF8.self)
+            if name.equalsLowercased(":method") { method = value }
+            else if name.equalsLowercased(":path") { target = value }
+            else if name.equalsLowercased(":authority") { authority = value }
+            else if name.equalsLowercased(":protocol") { connectProtocol = value }
+            else if name.equalsLowercased("host") { hostField = value }
+            else if name.equalsLowercased("cookie") { cookies.append(value) }
+            else if name.equalsLowercased("content-length") { contentLength = Int64(value) }
         }
         // RFC 9113 §8.3.1: :authority takes the place of Host.
         host = authority ?? hostField
@@ -83,7 +81,13 @@ final class HTTP2Stream: Downstream {
             websocket = true
         }
         // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
-        if !cookies.isEmpty { regular.append(HTTPField(name: "cookie", value: cookies.joined(separator: "; "))) }
+        // What goes on as HTTP/1.1 fields: no pseudo-headers, Host from the authority, and no hop-by-hop
+        // fields (nghttp2 let only TE: trailers through). Changed in place: no copy of the section.
+        var forwarded = consume fields
+        forwarded.removeAll { name, _ in
+            name[0] == 0x3A || name.equalsLowercased("host") || name.equalsLowercased("cookie") || HopByHop.isHopByHop(name)
+        }
+        if !cookies.isEmpty { forwarded.append(name: "cookie", value: cookies.joined(separator: "; ")) }
         let length: Int64? = endStream || websocket ? 0 : contentLength
         switch RequestPolicy.decide(front.worker.config.router, host: host, path: target, declaredLength: length,
                                     limits: settings.limits) {
@@ -96,12 +100,11 @@ final class HTTP2Stream: Downstream {
             respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
         case .proxy(let upstream, let forwardedHeaders, let limit):
             bodyLimit = limit
-            var forwarded = HopByHop.endToEnd(regular, connectionTokens: [])
             if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.transport.clientHost, host: host) }
             if websocket {
                 // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
-                forwarded.append(HTTPField(name: "sec-websocket-key", value: Data(nonce).base64EncodedString()))
+                forwarded.append(name: "sec-websocket-key", value: Data(nonce).base64EncodedString())
             }
             var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
                                        bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.transport.clientHost,
@@ -179,8 +182,8 @@ final class HTTP2Stream: Downstream {
         headSent = true
         self.status = status
         let bytes = Array(body.utf8)
-        let fields = [HTTPField(name: "content-type", value: contentType),
-                      HTTPField(name: "content-length", value: String(bytes.count))] + extra
+        let fields = HTTPFields([HTTPField(name: "content-type", value: contentType),
+                                 HTTPField(name: "content-length", value: String(bytes.count))] + extra)
         let withBody = method != "HEAD" && !bytes.isEmpty
         session.submitResponse(stream: id, status: status, fields: fields, hasBody: withBody)
         if withBody {
@@ -211,8 +214,9 @@ final class HTTP2Stream: Downstream {
                 status = 200
                 headSent = true
                 upstreamAddress = exchange?.upstreamAddress
-                let fields = head.fields.filter { f in
-                    !["connection", "upgrade", "sec-websocket-accept"].contains { HTTPField.nameEquals($0, f.name) }
+                var fields = head.fields
+                fields.removeAll { name, _ in
+                    name.equalsLowercased("connection") || name.equalsLowercased("upgrade") || name.equalsLowercased("sec-websocket-accept")
                 }
                 session.submitResponse(stream: id, status: 200, fields: fields, hasBody: true)
                 return
@@ -232,10 +236,9 @@ final class HTTP2Stream: Downstream {
         status = head.status
         headSent = true
         upstreamAddress = exchange?.upstreamAddress
-        var fields = head.fields
-        if let n = head.bodyLength { fields.append(HTTPField(name: "content-length", value: String(n))) }
         // HopByHop already dropped the connection-specific fields RFC 9113 §8.2.2 forbids.
-        session.submitResponse(stream: id, status: head.status, fields: fields, hasBody: head.hasBody && method != "HEAD")
+        session.submitResponse(stream: id, status: head.status, fields: head.fields, contentLength: head.bodyLength,
+                               hasBody: head.hasBody && method != "HEAD")
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) {

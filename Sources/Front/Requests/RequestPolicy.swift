@@ -7,28 +7,28 @@ import TLS
 enum RequestPolicy {
     /// X-Forwarded-For is extended (a chain of proxies), -Proto and -Host are replaced: a client
     /// must not be able to claim a scheme or host it did not use.
-    static func addForwarded(_ fields: inout [HTTPField], client: String, host: String?) {
-        if let i = fields.firstIndex(where: { HTTPField.nameEquals($0.name, "x-forwarded-for") }) {
-            fields[i].value += ", " + client
+    static func addForwarded(_ fields: inout HTTPFields, client: String, host: String?) {
+        fields.removeAll { name, _ in name.equalsLowercased("x-forwarded-proto") || name.equalsLowercased("x-forwarded-host") }
+        if let line = fields.firstLine(named: "x-forwarded-for") {
+            fields.replaceValue(of: line, with: fields.string(line.value) + ", " + client)
         } else {
-            fields.append(HTTPField(name: "X-Forwarded-For", value: client))
+            fields.append(name: "X-Forwarded-For", value: client)
         }
-        fields.removeAll { HTTPField.nameEquals($0.name, "x-forwarded-proto") || HTTPField.nameEquals($0.name, "x-forwarded-host") }
-        fields.append(HTTPField(name: "X-Forwarded-Proto", value: "https"))
-        if let host { fields.append(HTTPField(name: "X-Forwarded-Host", value: host)) }
+        fields.append(name: "X-Forwarded-Proto", value: "https")
+        if let host { fields.append(name: "X-Forwarded-Host", value: host) }
     }
 
     /// Mutual TLS: copies of the identity fields a client sent are always dropped (a client must
     /// not be able to claim a certificate), then the verified certificate's are added.
-    static func addClientCertificate(_ fields: inout [HTTPField], _ identity: ClientIdentity?, _ auth: ClientAuthSettings) {
+    static func addClientCertificate(_ fields: inout HTTPFields, _ identity: ClientIdentity?, _ auth: ClientAuthSettings) {
         let names = auth.headerNames
-        fields.removeAll { f in names.contains { HTTPField.nameEquals($0, f.name) } }
+        fields.removeAll { name, _ in names.contains { HTTPFields.nameEquals(name, $0) } }
         guard let identity else { return }
-        if let name = auth.subjectHeader { fields.append(HTTPField(name: name, value: identity.subject)) }
+        if let name = auth.subjectHeader { fields.append(name: name, value: identity.subject) }
         if let name = auth.sansHeader, !identity.subjectAltNames.isEmpty {
-            fields.append(HTTPField(name: name, value: identity.subjectAltNames.joined(separator: ", ")))
+            fields.append(name: name, value: identity.subjectAltNames.joined(separator: ", "))
         }
-        if let name = auth.fingerprintHeader { fields.append(HTTPField(name: name, value: identity.sha256)) }
+        if let name = auth.fingerprintHeader { fields.append(name: name, value: identity.sha256) }
     }
 
     /// A request for a name the listener's client-certificate policy covers, over a handshake
