@@ -3,7 +3,7 @@
 struct FramingFields {
     private(set) var contentLength: Int64?
     private var transfer = TransferCodings()
-    private(set) var connectionTokens: [String] = []
+    private(set) var connection = ConnectionOptions()
 
     mutating func add(_ kind: FieldKind, value: UnsafeRawBufferPointer) throws(HTTPParseError) {
         switch kind {
@@ -27,11 +27,9 @@ struct FramingFields {
 
     /// HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive" (RFC 9112 §9.3).
     func keepAlive(versionMinor: Int) -> Bool {
-        if connectionTokens.contains("close") { return false }
-        return versionMinor >= 1 || connectionTokens.contains("keep-alive")
+        if connection.close { return false }
+        return versionMinor >= 1 || connection.keepAlive
     }
-
-    func connectionLists(_ token: String) -> Bool { connectionTokens.contains(token) }
 
     /// Content-Length = 1*DIGIT (RFC 9110 §8.6). A repeated field or a list ("5, 5") is rejected even when
     /// the values agree: the RFC lets recipients merge them, but a peer that doesn't would frame differently.
@@ -58,8 +56,39 @@ struct FramingFields {
             guard element.allSatisfy(ASCII.isTchar) else {
                 throw .badRequest("invalid Connection option (RFC 9110 §7.6.1)")
             }
-            connectionTokens.append(element.lowercasedASCIIString())
+            connection.add(element)
         }
+    }
+}
+
+/// The options of the Connection fields (RFC 9110 §7.6.1). The three every connection uses are flags;
+/// only other options (rare) are kept as names, so a usual head allocates nothing for them.
+public struct ConnectionOptions: Sendable, Equatable {
+    public var close = false
+    public var keepAlive = false
+    public var upgrade = false
+    /// Other options, lower-cased, in order: names of fields meant for this hop only.
+    public var others: [String] = []
+
+    public init(close: Bool = false, keepAlive: Bool = false, upgrade: Bool = false, others: [String] = []) {
+        self.close = close
+        self.keepAlive = keepAlive
+        self.upgrade = upgrade
+        self.others = others
+    }
+
+    mutating func add(_ option: UnsafeRawBufferPointer) {
+        if option.equalsLowercased("close") { close = true }
+        else if option.equalsLowercased("keep-alive") { keepAlive = true }
+        else if option.equalsLowercased("upgrade") { upgrade = true }
+        else { others.append(option.lowercasedASCIIString()) }
+    }
+
+    /// Whether a field called `name` is one the Connection fields name (and so not forwarded).
+    public func names(_ name: UnsafeRawBufferPointer) -> Bool {
+        (close && name.equalsLowercased("close")) || (keepAlive && name.equalsLowercased("keep-alive"))
+            || (upgrade && name.equalsLowercased("upgrade"))
+            || (!others.isEmpty && others.contains { HTTPFields.nameEquals(name, $0) })
     }
 }
 

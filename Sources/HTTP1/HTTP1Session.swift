@@ -330,5 +330,5 @@ extension RequestHead {
     /// Stands in for a head that never parsed, so a refusal can be answered and logged.
     public static let placeholder = RequestHead(method: "-", target: "-", versionMinor: 1, fields: [], host: nil,
                                                 framing: .none, keepAlive: false, expectContinue: false, upgrade: nil,
-                                                connectionTokens: [])
+                                                connection: ConnectionOptions())
 }

@@ -68,8 +68,9 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
         }
     }
 
+    /// The line that begins at `start` of a section's bytes (for loops that cannot take a closure).
     @inline(__always)
-    static func line(in buf: UnsafeRawBufferPointer, at start: Int) -> Line {
+    public static func line(in buf: UnsafeRawBufferPointer, at start: Int) -> Line {
         // Names are never empty; an HTTP/2 pseudo-header's name begins with the only ':' it holds.
         var colon = start + 1
         while buf[colon] != ASCII.colon { colon += 1 }
@@ -143,6 +144,18 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
         }
         bytes.removeSubrange(kept...)
         count -= removed
+    }
+
+    /// A new section with the lines `isIncluded(name, value)` keeps, and `room` bytes to spare.
+    public func filter(room: Int, _ isIncluded: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) rethrows -> HTTPFields {
+        var kept = HTTPFields()
+        kept.bytes.reserveCapacity(bytes.count + room)
+        try forEachLine { line, buf in
+            guard try isIncluded(buf.slice(line.name), buf.slice(line.value)) else { return }
+            kept.bytes.append(contentsOf: buf.slice(line.range))
+            kept.count += 1
+        }
+        return kept
     }
 
     public mutating func removeAll(named name: String) {

@@ -19,12 +19,12 @@ public struct RequestHead: Sendable, Equatable {
     public var expectContinue: Bool
     /// The Upgrade value, only when Connection lists "upgrade" (and never for HTTP/1.0).
     public var upgrade: String?
-    /// Lower-cased tokens of all Connection fields, for hop-by-hop removal.
-    public var connectionTokens: [String]
+    /// What the Connection fields said, for hop-by-hop removal.
+    public var connection: ConnectionOptions
 
     public init(method: String, target: String, versionMinor: Int, fields: HTTPFields, host: String?,
                 framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, upgrade: String?,
-                connectionTokens: [String]) {
+                connection: ConnectionOptions) {
         self.method = method
         self.target = target
         self.versionMinor = versionMinor
@@ -34,7 +34,7 @@ public struct RequestHead: Sendable, Equatable {
         self.keepAlive = keepAlive
         self.expectContinue = expectContinue
         self.upgrade = upgrade
-        self.connectionTokens = connectionTokens
+        self.connection = connection
     }
 }
 
@@ -47,17 +47,17 @@ public struct ResponseHead: Sendable, Equatable {
     /// .none, .length(n), .chunked or .untilClose (also for 101 and CONNECT 2xx tunnels).
     public var framing: BodyFraming
     public var keepAlive: Bool
-    public var connectionTokens: [String]
+    public var connection: ConnectionOptions
 
     public init(status: Int, reason: String, versionMinor: Int, fields: HTTPFields, framing: BodyFraming,
-                keepAlive: Bool, connectionTokens: [String]) {
+                keepAlive: Bool, connection: ConnectionOptions) {
         self.status = status
         self.reason = reason
         self.versionMinor = versionMinor
         self.fields = fields
         self.framing = framing
         self.keepAlive = keepAlive
-        self.connectionTokens = connectionTokens
+        self.connection = connection
     }
 }
 

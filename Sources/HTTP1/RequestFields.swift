@@ -41,11 +41,11 @@ struct RequestFields {
         // No Content-Length and no Transfer-Encoding: a request has no body (RFC 9112 §6.3 ¶7).
         let bodyFraming = try framing.declaredFraming(versionMinor: versionMinor) ?? .none
         // Upgrade needs "Connection: upgrade" (RFC 9110 §7.8), and is ignored in HTTP/1.0 requests.
-        let upgrades = versionMinor == 1 && framing.connectionLists("upgrade")
+        let upgrades = versionMinor == 1 && framing.connection.upgrade
         return RequestHead(method: method, target: target.target, versionMinor: versionMinor, fields: fields,
                            host: target.authority ?? host, framing: bodyFraming,
                            keepAlive: framing.keepAlive(versionMinor: versionMinor),
                            expectContinue: expectContinue, upgrade: upgrades ? upgrade : nil,
-                           connectionTokens: framing.connectionTokens)
+                           connection: framing.connection)
     }
 }

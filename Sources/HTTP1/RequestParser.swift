@@ -97,8 +97,7 @@ public struct RequestParser: Sendable {
         var fields = RequestFields(versionMinor: line.versionMinor)
         var lines = FieldLines(head, from: firstLineEnd + 2)
         var list = HTTPFields()
-        // The section is at most the head; the room left over takes the fields a forwarder adds.
-        list.reserveCapacity(bytes: head.count + 128)
+        list.reserveCapacity(bytes: head.count)  // the section is smaller than the head
         while let raw = try lines.next() {
             guard list.count < maxHeaders else { throw .fieldsTooLarge("too many header fields (RFC 6585 §5)") }
             try raw.validate(head)

@@ -113,7 +113,7 @@ public struct ResponseParser: Sendable {
         var framing = FramingFields()
         var lines = FieldLines(head, from: firstLineEnd + 2)
         var fields = HTTPFields()
-        fields.reserveCapacity(bytes: head.count + 64)
+        fields.reserveCapacity(bytes: head.count)  // the section is smaller than the head
         while let raw = try lines.next() {
             guard fields.count < maxHeaders else { throw .badRequest("too many response header fields") }
             try raw.validate(head)
@@ -125,7 +125,7 @@ public struct ResponseParser: Sendable {
         let keepAlive = bodyFraming != .untilClose && framing.keepAlive(versionMinor: line.versionMinor)
         let reason = String(decoding: head.slice(line.reason), as: UTF8.self)
         return ResponseHead(status: line.status, reason: reason, versionMinor: line.versionMinor, fields: fields,
-                            framing: bodyFraming, keepAlive: keepAlive, connectionTokens: framing.connectionTokens)
+                            framing: bodyFraming, keepAlive: keepAlive, connection: framing.connection)
     }
 
     /// RFC 9112 §6.3, in its order. The fields are validated first even when ignored, so a malformed

@@ -6,7 +6,7 @@ import HTTP1
 public protocol HTTP2SessionDelegate: AnyObject {
     /// A request head (server) or response head (client). Pseudo-header fields keep their ':'.
     /// `oversized`: the block broke the size or count limit and its fields are incomplete.
-    func http2(_ session: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
+    func http2(_ session: HTTP2Session, head fields: HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
     func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32)
     /// The peer ended its side of the stream after a body (with trailers, possibly empty).
     func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField])
@@ -258,10 +258,10 @@ public final class HTTP2Session {
                 let base = bytes.baseAddress!
                 var at = 0
                 var i = 0
-                func add(nameAt: Int, valueAt: Int) {
-                    nva.initializeElement(at: i, to: nghttp2_nv(name: base + nameAt, value: base + valueAt, namelen: valueAt - nameAt,
-                                                                 valuelen: at - valueAt, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
-                    i += 1
+                // No local function or closure touches `at` and `i`: captured from one, they would be boxed on the heap.
+                @inline(__always) func nv(_ nameAt: Int, _ valueAt: Int, _ end: Int) -> nghttp2_nv {
+                    nghttp2_nv(name: base + nameAt, value: base + valueAt, namelen: valueAt - nameAt, valuelen: end - valueAt,
+                               flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
                 }
                 if let status {
                     precondition((100...999).contains(status), "status code must be three digits (RFC 9110 §15)")
@@ -271,14 +271,21 @@ public final class HTTP2Session {
                     base[at + 1] = UInt8(0x30 + status / 10 % 10)
                     base[at + 2] = UInt8(0x30 + status % 10)
                     at += 3
-                    add(nameAt: 0, valueAt: statusName.utf8CodeUnitCount)
+                    nva.initializeElement(at: i, to: nv(0, statusName.utf8CodeUnitCount, at))
+                    i += 1
                 }
-                fields.forEachLine { line, buf in
-                    let nameAt = at
-                    for b in buf[line.name] { base[at] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b; at += 1 }
-                    let valueAt = at
-                    for b in buf[line.value] { base[at] = b; at += 1 }
-                    add(nameAt: nameAt, valueAt: valueAt)
+                fields.bytes.withUnsafeBytes { buf in
+                    var position = 0
+                    while position < buf.count {
+                        let line = HTTPFields.line(in: buf, at: position)
+                        position = line.end + 2
+                        let nameAt = at
+                        for b in buf[line.name] { base[at] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b; at += 1 }
+                        let valueAt = at
+                        for b in buf[line.value] { base[at] = b; at += 1 }
+                        nva.initializeElement(at: i, to: nv(nameAt, valueAt, at))
+                        i += 1
+                    }
                 }
                 if let contentLength {
                     precondition(contentLength >= 0)
@@ -291,7 +298,8 @@ public final class HTTP2Session {
                     rest = contentLength
                     for k in (0..<digits).reversed() { base[at + k] = UInt8(0x30 + rest % 10); rest /= 10 }
                     at += digits
-                    add(nameAt: nameAt, valueAt: valueAt)
+                    nva.initializeElement(at: i, to: nv(nameAt, valueAt, at))
+                    i += 1
                 }
                 defer { nva.baseAddress!.deinitialize(count: i) }
                 return body(UnsafePointer(nva.baseAddress!), count)

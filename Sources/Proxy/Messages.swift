@@ -49,17 +49,14 @@ public enum HopByHop {
     /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the forwarder
     /// re-frames bodies and writes its own), in place. Compares bytes: this runs for every field of
     /// every request and response.
-    public static func remove(from fields: inout HTTPFields, connectionTokens: [String]) {
-        fields.removeAll { name, _ in
-            isHopByHop(name) || (!connectionTokens.isEmpty && connectionTokens.contains { HTTPFields.nameEquals(name, $0) })
-        }
+    public static func remove(from fields: inout HTTPFields, connection: ConnectionOptions) {
+        fields.removeAll { name, _ in isHopByHop(name) || connection.names(name) }
     }
 
-    /// The fields without the hop-by-hop ones (see `remove(from:connectionTokens:)`).
-    public static func endToEnd(_ fields: HTTPFields, connectionTokens: [String]) -> HTTPFields {
-        var kept = fields
-        remove(from: &kept, connectionTokens: connectionTokens)
-        return kept
+    /// The fields without the hop-by-hop ones (see `remove(from:connection:)`), in a new section with
+    /// `room` bytes to spare for the fields a forwarder adds: one allocation, whoever else holds `fields`.
+    public static func endToEnd(_ fields: HTTPFields, connection: ConnectionOptions, room: Int = 0) -> HTTPFields {
+        fields.filter(room: room) { name, _ in !isHopByHop(name) && !connection.names(name) }
     }
 
     /// Whether `name` is one of `names` (any case), picked by length first: no list is walked per field.

@@ -305,17 +305,16 @@ public final class ProxyExchange: UpstreamDelegate {
     private func parseResponse(_ input: UnsafeRawBufferPointer) {
         var rest = input
         while !finished {
-            let step: (consumed: Int, event: ResponseEvent)
-            do { step = try parser.parse(rest) } catch {
+            let consumed: Int, event: ResponseEvent
+            do { (consumed, event) = try parser.parse(rest) } catch {
                 Log.error("upstream \(upstreamName) server \(upstreamAddress ?? "?"): invalid response: \(error.reason)")
                 fail(status: 502, reason: "the upstream server sent an invalid response")
                 return
             }
-            let event = step.event
-            let consumed = step.consumed
             let data = rest
             rest = UnsafeRawBufferPointer(rebasing: rest[consumed...])
-            switch event {
+            // Consumed, so the head's fields have one owner and lose their hop-by-hop lines in place.
+            switch consume event {
             case .needMore:
                 carry.append(contentsOf: rest)
                 return
@@ -343,7 +342,7 @@ public final class ProxyExchange: UpstreamDelegate {
             }
             tunnel = true
             connection?.disarmTimer()
-            var fields = HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens)
+            var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 64)
             fields.append(name: "Connection", value: "upgrade")
             fields.append(name: "Upgrade", value: request.upgrade!)
             downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason, fields: fields,
@@ -355,7 +354,7 @@ public final class ProxyExchange: UpstreamDelegate {
             // 100 Continue is the front's to send; other interim responses (103) pass through.
             if head.status != 100 {
                 downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,
-                    fields: HopByHop.endToEnd(head.fields, connectionTokens: head.connectionTokens), bodyLength: nil, hasBody: false))
+                    fields: HopByHop.endToEnd(head.fields, connection: head.connection), bodyLength: nil, hasBody: false))
             }
             return
         }
@@ -375,7 +374,7 @@ public final class ProxyExchange: UpstreamDelegate {
         case .length(let n): length = n
         case .chunked, .untilClose: length = nil
         }
-        HopByHop.remove(from: &head.fields, connectionTokens: head.connectionTokens)
+        HopByHop.remove(from: &head.fields, connection: head.connection)
         downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason, fields: head.fields,
                                                    bodyLength: length, hasBody: hasBody))
     }

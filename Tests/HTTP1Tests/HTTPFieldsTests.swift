@@ -65,3 +65,17 @@ extension HTTPFieldsTests {
         #expect(fields.firstValue(named: ":path") == "/a:b")
     }
 }
+
+extension HTTPFieldsTests {
+    @Test func connectionOptionsKeepTheCommonOnesAsFlagsAndOthersByName() throws {
+        var parser = ResponseParser()
+        let input = Array("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, X-Private\r\nConnection: close,upgrade\r\nContent-Length: 0\r\n\r\n".utf8)
+        let (_, event) = try input.withUnsafeBytes { try parser.parse($0) }
+        guard case .head(let head) = event else { Issue.record("no head"); return }
+        #expect(head.connection == ConnectionOptions(close: true, keepAlive: true, upgrade: true, others: ["x-private"]))
+        #expect(!head.keepAlive)
+        for (name, named) in [("x-PRIVATE", true), ("Close", true), ("x-privat", false), ("host", false)] {
+            #expect(name.utf8.withContiguousStorageIfAvailable { head.connection.names(UnsafeRawBufferPointer($0)) } == named, "\(name)")
+        }
+    }
+}

@@ -14,7 +14,7 @@ final class RequestParserTests: XCTestCase {
                      HTTPField(name: "User-Agent", value: "curl/8.0"),
                      HTTPField(name: "Accept", value: "*/*")],
             host: "example.com:8080", framing: .none, keepAlive: true, expectContinue: false,
-            upgrade: nil, connectionTokens: []))
+            upgrade: nil, connection: ConnectionOptions()))
         // A body-less request ends on the next call without consuming anything.
         let next = try [UInt8]().withUnsafeBytes { try parser.parse($0) }
         XCTAssertEqual(next.consumed, 0)
@@ -41,7 +41,7 @@ final class RequestParserTests: XCTestCase {
         XCTAssertEqual(parsed.map(\.body), [[], "hello".bytes, "abc".bytes, []])
         XCTAssertEqual(parsed.map(\.head.keepAlive), [true, true, true, false])
         XCTAssertEqual(parsed.map(\.head.framing), [.none, .length(5), .chunked, .none])
-        XCTAssertEqual(parsed.last?.head.connectionTokens, ["close"])
+        XCTAssertEqual(parsed.last?.head.connection, ConnectionOptions(close: true))
         XCTAssertTrue(parsed.allSatisfy { $0.trailers == [] })
     }
 
@@ -110,7 +110,7 @@ final class RequestParserTests: XCTestCase {
         let fields = "Host: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
         let parsed = try parseRequests(oneShot(request(fields, line: "GET /chat HTTP/1.1")))
         XCTAssertEqual(parsed.first?.head.upgrade, "websocket")
-        XCTAssertEqual(parsed.first?.head.connectionTokens, ["keep-alive", "upgrade"])
+        XCTAssertEqual(parsed.first?.head.connection, ConnectionOptions(keepAlive: true, upgrade: true))
         // Upgrade without Connection: upgrade is not an upgrade request (RFC 9110 §7.8).
         let unlisted = try parseRequests(oneShot(request("Host: a\r\nUpgrade: websocket\r\n")))
         XCTAssertNil(unlisted.first?.head.upgrade)

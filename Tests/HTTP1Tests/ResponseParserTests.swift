@@ -8,7 +8,7 @@ final class ResponseParserTests: XCTestCase {
         XCTAssertEqual(parsed.count, 1)
         XCTAssertEqual(parsed[0].head, ResponseHead(status: 200, reason: "OK", versionMinor: 1,
                                                     fields: [HTTPField(name: "Content-Length", value: "5"), HTTPField(name: "Server", value: "x")],
-                                                    framing: .length(5), keepAlive: true, connectionTokens: []))
+                                                    framing: .length(5), keepAlive: true, connection: ConnectionOptions()))
         XCTAssertEqual(parsed[0].body, "hello".bytes)
         XCTAssertEqual(parsed[0].trailers, [])
         XCTAssertEqual(try parseResponses(byteByByte(raw)), parsed)
@@ -124,7 +124,7 @@ final class ResponseParserTests: XCTestCase {
         guard case .head(let h) = head.event else { return XCTFail("\(head.event)") }
         XCTAssertEqual(h.status, 101)
         XCTAssertEqual(h.framing, .untilClose)
-        XCTAssertEqual(h.connectionTokens, ["upgrade"])
+        XCTAssertEqual(h.connection, ConnectionOptions(upgrade: true))
         // Whatever follows is tunnel data, handed out as-is (never parsed as HTTP).
         let rest = try raw.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[head.consumed...])) }
         XCTAssertEqual(rest.consumed, raw.count - head.consumed)

@@ -23,8 +23,19 @@ import Testing
         let fields: HTTPFields = [HTTPField(name: "Host", value: "a"), HTTPField(name: "Connection", value: "close, x-private"),
                       HTTPField(name: "X-Private", value: "1"), HTTPField(name: "TE", value: "trailers"),
                       HTTPField(name: "Content-Length", value: "3"), HTTPField(name: "Accept", value: "*/*")]
-        let kept = HopByHop.endToEnd(fields, connectionTokens: ["close", "x-private"])
+        let connection = ConnectionOptions(close: true, others: ["x-private"])
+        let kept = HopByHop.endToEnd(fields, connection: connection, room: 64)
         #expect(kept.map(\.name) == ["Host", "Accept"])
-        #expect(HopByHop.endToEnd(fields, connectionTokens: []).map(\.name) == ["Host", "X-Private", "Accept"])
+        #expect(HopByHop.endToEnd(fields, connection: ConnectionOptions()).map(\.name) == ["Host", "X-Private", "Accept"])
+        var inPlace = fields
+        HopByHop.remove(from: &inPlace, connection: connection)
+        #expect(inPlace == kept)
+    }
+
+    @Test func fieldsTheConnectionOptionsNameAreDropped() {
+        let fields: HTTPFields = [HTTPField(name: "Close", value: "x"), HTTPField(name: "Keep-Alive", value: "timeout=5"),
+                                  HTTPField(name: "Accept", value: "*/*")]
+        #expect(HopByHop.endToEnd(fields, connection: ConnectionOptions(close: true)).map(\.name) == ["Accept"])
+        #expect(HopByHop.endToEnd(fields, connection: ConnectionOptions()).map(\.name) == ["Close", "Accept"])
     }
 }

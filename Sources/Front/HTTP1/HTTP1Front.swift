@@ -118,8 +118,8 @@ final class HTTP1Front: ProtocolFront, Downstream {
     }
 
     private func forward(_ head: RequestHead, upstream: String, forwardedHeaders: Bool, bodyLimit: Int64) {
-        var fields = head.fields
-        HopByHop.remove(from: &fields, connectionTokens: head.connectionTokens)
+        // A new section (the session keeps the head), with room for the fields added here.
+        var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 192)
         fields.removeAll(named: "expect")
         if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: transport.clientHost, host: head.host) }
         let length: Int64?
