@@ -86,6 +86,9 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     /// OCSP stapling (Control+OCSP.swift); nil: `tls.ocsp_stapling` off.
     var ocsp: OCSPStapler?
 
+    /// For `GET /status`.
+    let started = Date()
+
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
         self.settings = settings
