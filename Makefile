@@ -9,6 +9,8 @@ APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-
 PIP_TEST   := pytest cryptography h2
 APT_BENCH  := $(APT_TEST) golang-go h2o
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
+export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 
 .PHONY: run build release test unit integration deps-run deps-test deps-bench bench clean
 

@@ -1,5 +1,11 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+// The commit `edgeproxy version` reports. The Makefile passes it (`git describe`); a plain
+// `swift build` (a tarball, no git) builds just the same and says "unknown". Only the tiny
+// CBuildInfo target sees it, so a new commit recompiles one C file and relinks.
+let commit = String((ProcessInfo.processInfo.environment["EDGEPROXY_COMMIT"] ?? "").filter { $0.isLetter || $0.isNumber || $0 == "-" }.prefix(64))
 
 let package = Package(
     name: "edgeproxy",
@@ -9,12 +15,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // C libraries and the shims for what Swift cannot import (macros, _GNU_SOURCE calls).
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystem"),
+        .target(name: "CBuildInfo", cSettings: [.define("EDGEPROXY_COMMIT", to: "\"\(commit.isEmpty ? "unknown" : commit)\"")]),
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
 
@@ -47,7 +55,9 @@ let package = Package(
         .target(name: "OCSP", dependencies: ["TLS", "Certificates", "ControlClient", "HTTP1", "EventLoop"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP"]),
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP",
+                                                          "CBuildInfo", "COpenSSL", "CNghttp2",
+                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
 

@@ -61,6 +61,9 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         var added: [[String]] = []
         /// Serials revoked here, by primary name: renewed at once, whatever their schedule says.
         var revoked: [String: String] = [:]
+        /// Primary names an operator asked to renew now (`renew`): renewed at the next look,
+        /// whatever their schedule says, and until a renewal succeeds.
+        var renewNow: Set<String> = []
         var stopped = false
 
         mutating func add(_ names: [String], now: Date) {
@@ -172,6 +175,23 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         }
         poke()
         return leaf.serialHex
+    }
+
+    /// Obtains a new certificate for `primary` now, whatever its schedule says (an operator's
+    /// `edgeproxy acme renew`), on a worker thread; returns at once. Nil: not managed here;
+    /// else the serial served until now (nil before the first issuance).
+    public func renew(_ primary: String) -> Status? {
+        let status = state.withLock { s -> Status? in
+            guard s.statuses[primary] != nil else { return nil }
+            s.renewNow.insert(primary)
+            s.statuses[primary]!.nextAttempt = Date()
+            return s.statuses[primary]
+        }
+        if status != nil {
+            Log.info("ACME: renewal of \(primary) asked through the admin API")
+            poke()
+        }
+        return status
     }
 
     /// One certificate's state by its primary name (nil: not managed).
@@ -295,9 +315,10 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                     : agreed(names, leaf, window, RenewalPolicy.renewalTime(notBefore: leaf.notBefore, notAfter: leaf.notAfter,
                                                                             ariWindow: window, renewBefore: schedule.renewBefore), issuer)
             }
-            let revoked = state.withLock { $0.revoked[names[0]] }
+            let (revoked, asked) = state.withLock { ($0.revoked[names[0]], $0.renewNow.contains(names[0])) }
             var mustRenew = renewAt.map { Date() >= $0 } ?? true
             if let leaf, leaf.serialHex == revoked { mustRenew = true }
+            if asked { mustRenew = true }
             if let current, !mustRenew, current.leaf.serialHex != known?.serial {
                 // Stored by another process, or not taken before: serve it, or replace it if it cannot be.
                 do { try install(current.certificate) } catch {
@@ -325,6 +346,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
                     record(names) { $0.issued += 1; $0.lastIssued = Date(); $0.issuedBy = ca }
                 }
                 if freshLeaf.serialHex != revoked { state.withLock { _ = $0.revoked.removeValue(forKey: names[0]) } }
+                state.withLock { _ = $0.renewNow.remove(names[0]) }
                 leaf = freshLeaf
                 window = nil  // a window is the CA's word on one serial; the next look asks about this one
                 renewAt = agreed(names, freshLeaf, nil, RenewalPolicy.renewalTime(notBefore: freshLeaf.notBefore, notAfter: freshLeaf.notAfter,

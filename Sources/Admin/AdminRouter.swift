@@ -5,7 +5,11 @@ import Foundation
 public enum AdminRoute: Equatable, Sendable {
     case health
     case metrics
+    /// The node at a glance: version, uptime, listeners, certificate count, ACME and cluster.
+    case status
     case listCertificates
+    /// One certificate by its name (or, failing that, a name it serves).
+    case showCertificate(String)
     case putCertificate(String)
     case deleteCertificate(String)
     case reload
@@ -14,6 +18,8 @@ public enum AdminRoute: Equatable, Sendable {
     /// ACME: revoke the certificate served for a name (`?reason=`, RFC 5280 name or code), then
     /// obtain its replacement.
     case acmeRevoke(String, reason: String?)
+    /// ACME: obtain a new certificate for a name now, whatever its renewal schedule says.
+    case acmeRenew(String)
     /// The cluster: this node, the other live nodes, etcd's state.
     case clusterStatus
     /// Each upstream server's health-check state and counters.
@@ -61,27 +67,35 @@ public enum AdminRouter {
         switch path {
         case "/healthz": return method == "GET" || method == "HEAD" ? .health : .methodNotAllowed(allow: "GET, HEAD")
         case "/metrics": return method == "GET" ? .metrics : .methodNotAllowed(allow: "GET")
+        case "/status": return method == "GET" ? .status : .methodNotAllowed(allow: "GET")
         case "/certificates", "/certificates/": return method == "GET" ? .listCertificates : .methodNotAllowed(allow: "GET")
         case "/reload": return method == "POST" ? .reload : .methodNotAllowed(allow: "POST")
         case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
         case "/cluster": return method == "GET" ? .clusterStatus : .methodNotAllowed(allow: "GET")
         case "/upstreams": return method == "GET" ? .upstreams : .methodNotAllowed(allow: "GET")
         default:
-            let revoke = "/acme/revoke/"
+            let revoke = "/acme/revoke/", renew = "/acme/renew/"
             if path.hasPrefix(revoke) {
                 let name = String(path.dropFirst(revoke.count))
                 guard isValidName(name) else { return .notFound }
                 guard method == "POST" else { return .methodNotAllowed(allow: "POST") }
                 return .acmeRevoke(name.lowercased(), reason: query(rawPath, "reason"))
             }
+            if path.hasPrefix(renew) {
+                let name = String(path.dropFirst(renew.count))
+                guard isValidName(name) else { return .notFound }
+                guard method == "POST" else { return .methodNotAllowed(allow: "POST") }
+                return .acmeRenew(name.lowercased())
+            }
             let prefix = "/certificates/"
             guard path.hasPrefix(prefix) else { return .notFound }
             let name = String(path.dropFirst(prefix.count))
             guard isValidName(name) else { return .notFound }
             switch method {
+            case "GET": return .showCertificate(name)
             case "PUT": return .putCertificate(name)
             case "DELETE": return .deleteCertificate(name)
-            default: return .methodNotAllowed(allow: "PUT, DELETE")
+            default: return .methodNotAllowed(allow: "GET, PUT, DELETE")
             }
         }
     }

@@ -1,38 +1,73 @@
-import Config
-import ControlClient
+import ArgumentParser
 import Foundation
-import HTTP1
 
-/// `edgeproxy acme revoke NAME [--reason R]`: asks the running proxy, through its admin API
-/// (`admin.listen` and token from the same configuration), to revoke the certificate it serves
-/// for NAME and obtain a replacement. The running process does it, so its schedule, store and
-/// the fleet's lock see the change at once.
-enum ACMECommand {
-    static func revoke(_ name: String, reason: String?, settings: Settings) -> Int32 {
-        guard let admin = settings.admin else {
-            fail("acme revoke talks to the running proxy's admin API: the configuration has no admin section")
-            return 1
+/// `edgeproxy acme status|renew|revoke`: asks the running node, through its admin API. The node
+/// does the work, so its schedule, store and the fleet's lock see the change at once.
+struct ACMECommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "acme",
+        abstract: "The certificates a running node obtains from its ACME CAs.",
+        subcommands: [Status.self, Renew.self, Revoke.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Each managed certificate: expiry, planned renewal, next attempt, failures and the last error.")
+
+        @OptionGroup var options: AdminOptions
+
+        func run() throws {
+            let (raw, value) = try options.client().json("GET", "/acme")
+            if options.json { return JSONOutput.print(raw) }
+            let certificates = (value as? [String: Any])?["certificates"] as? [[String: Any]] ?? []
+            print(Table.render(["NAME", "SERIAL", "NOT AFTER", "RENEW AT", "NEXT ATTEMPT", "ISSUED", "FAILURES", "LAST ERROR"],
+                               certificates.map { c in
+                                   [Table.cell(c["name"]), Table.cell(c["serial"]), Table.cell(c["not_after"]), Table.cell(c["renew_at"]),
+                                    Table.cell(c["next_attempt"]), Table.cell(c["issued"]), Table.cell(c["failures"]), Table.cell(c["last_error"])]
+                               }))
         }
-        let host = admin.listen.host.isEmpty || admin.listen.host == "*" ? "127.0.0.1"
-            : admin.listen.host.contains(":") ? "[\(admin.listen.host)]" : admin.listen.host
-        var url = "http://\(host):\(admin.listen.port)/acme/revoke/\(name)"
-        if let reason { url += "?reason=" + (reason.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? reason) }
-        var options = HTTPClient.Options()
-        options.timeout = 60  // the CA answers a revocation within seconds
-        options.keepAlive = false
-        let headers = admin.token.map { [HTTPField(name: "Authorization", value: "Bearer \($0)")] } ?? []
-        do {
-            let response = try HTTPClient(options: options).request(method: "POST", url: url, headers: headers)
-            let body = String(decoding: response.body, as: UTF8.self)
-            guard response.status == 200 else {
-                fail("acme revoke \(name): \(response.status): \(body.trimmingCharacters(in: .whitespacesAndNewlines))")
-                return 1
-            }
-            print(body, terminator: "")
-            return 0
-        } catch {
-            fail("acme revoke \(name): cannot reach the admin API at \(admin.listen) (\(error)); is the proxy running?")
-            return 1
+    }
+
+    struct Renew: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Obtain a new certificate for NAME now, whatever its renewal schedule says.",
+            discussion: "Returns once the node has started; `edgeproxy acme status` shows the new serial, or the error.")
+
+        @Argument(help: "The certificate's first name, as `acme status` lists it.")
+        var name: String
+
+        @OptionGroup var options: AdminOptions
+
+        func run() throws {
+            try validName(name)
+            let (raw, value) = try options.client().json("POST", "/acme/renew/\(name)")
+            if options.json { return JSONOutput.print(raw) }
+            let answer = value as? [String: Any] ?? [:]
+            print("renewing \(name) (serial \(Table.cell(answer["serial"])) until now); `edgeproxy acme status` shows the new one")
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke the certificate the node serves for NAME at its CA, and obtain a new one at once.")
+
+        @Argument(help: "The certificate's first name, as `acme status` lists it.")
+        var name: String
+
+        @Option(help: ArgumentHelp("The RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, "
+                                   + "cessationOfOperation, privilegeWithdrawn.", valueName: "reason"))
+        var reason: String?
+
+        @OptionGroup var options: AdminOptions
+
+        func run() throws {
+            try validName(name)
+            var path = "/acme/revoke/\(name)"
+            if let reason { path += "?reason=" + (reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? reason) }
+            // The CA answers a revocation within seconds; the node asks it before answering.
+            let (raw, value) = try options.client().json("POST", path, timeout: 60)
+            if options.json { return JSONOutput.print(raw) }
+            let answer = value as? [String: Any] ?? [:]
+            print("revoked \(name), serial \(Table.cell(answer["revoked"])) (\(Table.cell(answer["reason"]))); a replacement is being obtained")
         }
     }
 }

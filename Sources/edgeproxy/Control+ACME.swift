@@ -195,6 +195,15 @@ extension Control {
         }
     }
 
+    /// `POST /acme/renew/NAME`: a new certificate now, on the manager's threads; answers at once.
+    func renewACME(_ name: String) -> AdminResponse {
+        guard let manager = acme?.manager else { return .error(404, "ACME is off (no acme section in the configuration)") }
+        guard let status = manager.renew(name) else {
+            return .error(404, "\(name) is not managed by ACME here (GET /acme lists the names)")
+        }
+        return AdminResponse(status: 202, body: "{\"renewing\":\(JSON.string(name)),\"serial\":\(JSON.string(status.serial))}\n")
+    }
+
     var acmeMetrics: PrometheusText.ACME? {
         guard let (manager, http, alpn) = acme else { return nil }
         var metrics = PrometheusText.ACME(certificates: manager.statuses.map {

@@ -62,8 +62,8 @@ extension Control {
             // a load balancer's health check must not wait for etcd.
             case .health, .metrics, .clusterStatus, .upstreams:
                 return handleAdmin(route, request)
-            // A request to the CA: never on the control queue.
-            case .acmeRevoke:
+            // A request to the CA: never on the control queue. A renewal only wakes the manager.
+            case .acmeRevoke, .acmeRenew:
                 return handleAdmin(route, request)
             // With a cluster, uploads go to etcd and come back through the (thread-safe) transaction.
             case .putCertificate where cluster != nil, .deleteCertificate where cluster != nil:
@@ -96,6 +96,10 @@ extension Control {
             return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                  body: PrometheusText.render(Metrics.shared, certificates: expiry, acme: acmeMetrics, cluster: clusterMetrics,
                                                              upstreams: upstreamMetrics, ocsp: ocspMetrics))
+        case .status:
+            return statusResponse()
+        case .showCertificate(let name):
+            return showCertificate(name)
         case .listCertificates:
             let list = transaction.read { catalog in
                 catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value, ocsp: ocspListing($0.key)) }
@@ -119,6 +123,8 @@ extension Control {
             return acmeStatusJSON()
         case .acmeRevoke(let name, let reason):
             return revokeACME(name, reason: reason)
+        case .acmeRenew(let name):
+            return renewACME(name)
         case .clusterStatus:
             return clusterStatusJSON()
         case .upstreams:
@@ -127,7 +133,8 @@ extension Control {
             let report = reloadConfiguration(trigger: "api")
             return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
         case .notFound:
-            return .error(404, "no such route (try GET /certificates, PUT|DELETE /certificates/NAME, POST /reload, GET /acme, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /healthz, GET /metrics)")
+            return .error(404, "no such route (try GET /status, GET /certificates, GET|PUT|DELETE /certificates/NAME, POST /reload, GET /acme, "
+                          + "POST /acme/renew/NAME, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /healthz, GET /metrics)")
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

@@ -1,5 +1,6 @@
 import Testing
 @testable import Admin
+import Foundation
 import Metrics
 
 @Suite struct AdminRouterTests {
@@ -19,6 +20,27 @@ import Metrics
         #expect(AdminRouter.route(method: "POST", path: "/acme/revoke/../x") == .notFound)
         #expect(AdminRouter.route(method: "GET", path: "/upstreams") == .upstreams)
         #expect(AdminRouter.route(method: "POST", path: "/upstreams") == .methodNotAllowed(allow: "GET"))
+    }
+
+    @Test func routesTheCommandLineUses() {
+        #expect(AdminRouter.route(method: "GET", path: "/status") == .status)
+        #expect(AdminRouter.route(method: "POST", path: "/status") == .methodNotAllowed(allow: "GET"))
+        #expect(AdminRouter.route(method: "GET", path: "/certificates/a.test") == .showCertificate("a.test"))
+        #expect(AdminRouter.route(method: "POST", path: "/certificates/a.test") == .methodNotAllowed(allow: "GET, PUT, DELETE"))
+        #expect(AdminRouter.route(method: "GET", path: "/certificates/../x") == .notFound)
+        #expect(AdminRouter.route(method: "POST", path: "/acme/renew/A.test") == .acmeRenew("a.test"))
+        #expect(AdminRouter.route(method: "GET", path: "/acme/renew/a.test") == .methodNotAllowed(allow: "POST"))
+        #expect(AdminRouter.route(method: "POST", path: "/acme/renew/.x") == .notFound)
+    }
+
+    @Test func statusRoundTrips() throws {
+        var status = NodeStatus(version: "1.2.3", commit: "abc", openssl: "OpenSSL 3", nghttp2: "1.52.0", pid: 7,
+                                started: Date(timeIntervalSince1970: 1_800_000_000), uptimeSeconds: 12, config: "/etc/e.yaml",
+                                workers: 2, https: ["127.0.0.1:8443"], http: [], certificates: 3, openConnections: 1)
+        status.acme = NodeStatus.ACME(managed: 2, failing: 1)
+        let decoded = try NodeStatus.decode(Array(status.json.utf8))
+        #expect(decoded == status)
+        #expect(status.json.contains("\"uptime_seconds\":12"))
     }
 
     @Test func namesCannotEscapeTheDirectory() {

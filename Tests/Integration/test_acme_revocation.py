@@ -39,7 +39,7 @@ def test_revoke_with_a_reason_then_serve_a_replacement(proxies, pebble_factory, 
 
     # The command asks the running proxy; keyCompromise is signed with the certificate's own key.
     r = subprocess.run([str(edgeproxy_bin), "acme", "revoke", "rev.acme.test", "--reason", "keyCompromise",
-                        "--config", str(p.config_path)], capture_output=True, text=True, timeout=60)
+                        "--config", str(p.config_path), "--json"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     assert answer["revoked"] == first and answer["reason"] == "keyCompromise"
