@@ -82,13 +82,7 @@ public final class ProxyExchange: UpstreamDelegate {
     /// Request body bytes (already de-framed), or raw tunnel bytes.
     public func requestBody(_ bytes: UnsafeRawBufferPointer) {
         guard !finished, !bytes.isEmpty else { return }
-        var framed: [UInt8] = []
-        if chunkedUpstream && !tunnel {
-            HTTP1Writer.appendChunk(bytes, into: &framed)
-        } else {
-            framed.append(contentsOf: bytes)
-        }
-        send(framed)
+        send(bytes, chunked: chunkedUpstream && !tunnel)
     }
 
     public func requestEnd(trailers: [HTTPField]) {
@@ -97,7 +91,7 @@ public final class ProxyExchange: UpstreamDelegate {
         if chunkedUpstream {
             var last: [UInt8] = []
             HTTP1Writer.appendLastChunk(trailers: trailers, into: &last)
-            send(last)
+            last.withUnsafeBytes { send($0, chunked: false) }
         }
         finishIfDone()
     }
@@ -154,13 +148,20 @@ public final class ProxyExchange: UpstreamDelegate {
         return head
     }
 
-    /// Body bytes toward the origin. They stay replayable only while the connection has not
-    /// connected yet: after that the origin may have acted on them.
-    private func send(_ bytes: [UInt8]) {
+    /// Body bytes toward the origin, framed as a chunk when `chunked`, written straight into the
+    /// connection's output (no array per piece). They stay replayable only while the connection
+    /// has not connected yet: after that the origin may have acted on them.
+    private func send(_ bytes: UnsafeRawBufferPointer, chunked: Bool) {
         if replay != nil {
-            if connection?.connected != false || replay!.count + bytes.count > 256 * 1024 { replay = nil } else { replay! += bytes }
+            if connection?.connected != false || replay!.count + bytes.count > 256 * 1024 {
+                replay = nil
+            } else if chunked {
+                HTTP1Writer.appendChunk(bytes, into: &replay!)
+            } else {
+                replay!.append(contentsOf: bytes)
+            }
         }
-        connection?.send(bytes)
+        connection?.send(bytes, chunked: chunked)
     }
 
     private func connect() {

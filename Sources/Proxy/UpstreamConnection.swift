@@ -1,5 +1,6 @@
 import EventLoop
 import TLS
+import HTTP1
 
 /// What an upstream connection reports to the exchange using it.
 public protocol UpstreamDelegate: AnyObject {
@@ -58,8 +59,8 @@ public final class UpstreamConnection: Pollable {
     /// Bytes queued and not yet accepted by the kernel.
     public var backlog: Int { output.count - outputSent }
 
-    public func send(_ bytes: UnsafeRawBufferPointer) {
-        output.append(contentsOf: bytes)
+    public func send(_ bytes: UnsafeRawBufferPointer, chunked: Bool = false) {
+        if chunked { HTTP1Writer.appendChunk(bytes, into: &output) } else { output.append(contentsOf: bytes) }
         if connected { flush() }
     }
 

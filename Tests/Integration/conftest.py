@@ -209,7 +209,7 @@ class Proxy:
         self.stopped_at: float | None = None
         if pki is not None and standard_certs:
             pki.write_standard(self.dir)
-        self.https_port = self.http_port = None
+        self.https_port = self.http_port = self.admin_port = None
         self.https_host = "127.0.0.1"
         self.write_config(config)
 
@@ -230,6 +230,8 @@ class Proxy:
             self.https_host = host.strip("[]") if host not in ("", "*") else "127.0.0.1"
             if listen.get("http"):
                 self.http_port = int(listen["http"][0].rsplit(":", 1)[1])
+            admin = config.get("admin") or {}
+            self.admin_port = int(str(admin["listen"]).rsplit(":", 1)[1]) if admin.get("listen") else None
             config.setdefault("log", {}).setdefault("level", "info")
             text = to_yaml(config) + "\n"
         else:
@@ -249,6 +251,9 @@ class Proxy:
         if wait:
             try:
                 wait_for_port(self.https_port, host=self.https_host, timeout=timeout, proc=self.proc)
+                # The admin listener opens just after the https one: a test may call it at once.
+                if self.admin_port:
+                    wait_for_port(self.admin_port, timeout=timeout, proc=self.proc)
             except (RuntimeError, TimeoutError) as e:
                 self.kill()
                 pytest.fail(f"edgeproxy did not become ready: {e}\n--- config ---\n{self.config_text}"
