@@ -8,6 +8,11 @@ public protocol Pollable: AnyObject {
     func ready(_ events: UInt32)
 }
 
+/// Work that waits until the loop has handled the whole batch of events it woke up for.
+public protocol BatchEndHandler: AnyObject {
+    func batchEnded()
+}
+
 public enum PollEvents {
     public static let readable = UInt32(EPOLLIN.rawValue)
     public static let writable = UInt32(EPOLLOUT.rawValue)
@@ -25,6 +30,9 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     private var handlers: [(handler: Pollable?, generation: UInt32)] = []
     private var nextGeneration: UInt32 = 1
     private var timers = TimerHeap()
+    /// Handlers to call once the current batch is handled; two lists swapped, so none is allocated per batch.
+    private var batchEnd: [BatchEndHandler] = []
+    private var batchEndRunning: [BatchEndHandler] = []
     private let tasks = Mutex<[() -> Void]>([])
     private var running = true
     /// Cached monotonic time, refreshed once per wake-up.
@@ -108,6 +116,21 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
         }
     }
 
+    // MARK: End of a batch
+
+    /// Calls `handler` after every event of this wake-up (and due timer) was handled, before the
+    /// loop waits again: e.g. one write for what several upstream responses queued for one client.
+    /// The caller asks once per batch (it keeps a flag); what handlers schedule runs in the same round.
+    public func atBatchEnd(_ handler: BatchEndHandler) { batchEnd.append(handler) }
+
+    private func runBatchEnd() {
+        while !batchEnd.isEmpty {
+            swap(&batchEnd, &batchEndRunning)
+            for handler in batchEndRunning { handler.batchEnded() }
+            batchEndRunning.removeAll(keepingCapacity: true)
+        }
+    }
+
     // MARK: Tasks from other threads
 
     /// Runs `task` on this loop's thread, soon. Callable from any thread.
@@ -171,6 +194,7 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
                 h.ready(ev.events)
             }
             fireDueTimers()
+            runBatchEnd()
         }
     }
 }

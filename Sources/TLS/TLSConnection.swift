@@ -13,6 +13,9 @@ public enum TLSStatus: Equatable {
 /// Owner of one SSL, bound to a non-blocking socket it does not own.
 public final class TLSConnection {
     let ssl: OpaquePointer
+    /// The last read(2) under this connection returned fewer bytes than it asked for: the socket
+    /// held nothing more at that moment (set by `onSocketRead`).
+    fileprivate var lastReadWasShort = false
 
     public init(front: TLSContext, fd: Int32) throws(TLSError) {
         ERR_clear_error()
@@ -22,7 +25,16 @@ public final class TLSConnection {
         // One read(2) per burst instead of two per record (header, then body).
         SSL_set_read_ahead(ssl, 1)
         SSL_set_accept_state(ssl)
+        // The SSL owns the socket BIO and this object owns the SSL: the BIO never outlives `self`.
+        let bio = SSL_get_rbio(ssl)
+        BIO_set_callback_arg(bio, Unmanaged.passUnretained(self).toOpaque().assumingMemoryBound(to: CChar.self))
+        BIO_set_callback_ex(bio, onSocketRead)
     }
+
+    /// Nothing is left to read for now: the last read(2) came back short and OpenSSL holds no
+    /// unread bytes. With edge-triggered polling, bytes arriving later bring a new event, so the
+    /// read that would only confirm it with EAGAIN can be skipped (one syscall per request).
+    public var drained: Bool { lastReadWasShort && SSL_has_pending(ssl) == 0 }
 
     /// Takes ownership of `ssl` (client connections: `TLSConnection+Upstream.swift`).
     init(owning ssl: OpaquePointer) { self.ssl = ssl }
@@ -92,4 +104,14 @@ public final class TLSConnection {
             return .failed(TLSError.drainQueue())
         }
     }
+}
+
+/// Notes, after each read(2) of a front connection's socket BIO, whether it drained the socket.
+private let onSocketRead: BIO_callback_fn_ex = { bio, operation, _, length, _, _, result, processed in
+    guard operation & BIO_CB_RETURN != 0 else { return 1 }  // before the call: let it happen
+    if operation & ~BIO_CB_RETURN == BIO_CB_READ, let arg = BIO_get_callback_arg(bio) {
+        let connection = Unmanaged<TLSConnection>.fromOpaque(arg).takeUnretainedValue()
+        connection.lastReadWasShort = result > 0 && (processed?.pointee ?? length) < length
+    }
+    return Int(result)
 }

@@ -9,7 +9,7 @@ import Proxy
 /// HTTP/2 on a client connection (ALPN h2): feeds what the transport reads to nghttp2 through
 /// `HTTP2Session`, hands the frames it produces back to the transport, and turns each stream into
 /// a ProxyExchange through `HTTP2Stream`.
-final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
+final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     /// Frames produced ahead of the socket: past this the session keeps them (and its streams'
     /// data) until the client reads, so a slow client pauses the upstreams instead of growing this.
     static let outputLimit = 64 * 1024
@@ -20,6 +20,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
     private var streams: [Int32: HTTP2Stream] = [:]
     private var pumping = false
     private var again = false
+    private var pumpScheduled = false
     private(set) var closed = false
 
     init(transport: ClientTransport) throws {
@@ -77,6 +78,19 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate {
 
     /// The transport wrote everything it had.
     func transportDrained() { pump() }
+
+    /// A pump once the loop has handled its whole batch of events: the frames of every stream whose
+    /// origin answered in the meantime go out in one TLS write instead of one each.
+    func pumpSoon() {
+        guard !pumpScheduled, !closed else { return }
+        pumpScheduled = true
+        worker.loop.atBatchEnd(self)
+    }
+
+    func batchEnded() {
+        pumpScheduled = false
+        if !closed { pump() }
+    }
 
     /// Graceful shutdown: GOAWAY; open streams finish, new ones are refused (the connection closes
     /// once nghttp2 wants nothing more).

@@ -142,7 +142,7 @@ final class HTTP2Stream: Downstream {
             exchange?.abort()
             exchange = nil
             session.finishData(stream: id)
-            front.pump()
+            front.pumpSoon()
             return
         }
         exchange?.requestEnd(trailers: trailers)
@@ -190,7 +190,7 @@ final class HTTP2Stream: Downstream {
             session.finishData(stream: id)
             bytesOut += Int64(bytes.count)
         }
-        front.pump()
+        front.pumpSoon()
     }
 
     private func refuse(status: Int, reason: String) {
@@ -229,7 +229,7 @@ final class HTTP2Stream: Downstream {
         }
         // Interim responses other than 100 (the front's to send) pass through, e.g. 103 Early Hints.
         guard head.status >= 200 else {
-            if !headSent { session.submitInterim(stream: id, status: head.status, fields: head.fields); front.pump() }
+            if !headSent { session.submitInterim(stream: id, status: head.status, fields: head.fields); front.pumpSoon() }
             return
         }
         status = head.status
@@ -245,12 +245,12 @@ final class HTTP2Stream: Downstream {
         session.sendData(stream: id, bytes)
     }
 
-    func responseFlush() { front.pump() }
+    func responseFlush() { front.pumpSoon() }
 
     func responseEnd(trailers: [HTTPField]) {
         if let e = exchange, e.upstreamHeadAt > 0 { upstreamMS = Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 }
         session.finishData(stream: id, trailers: trailers)
-        front.pump()
+        front.pumpSoon()
     }
 
     func responseFailed(status: Int, reason: String) {
@@ -265,7 +265,7 @@ final class HTTP2Stream: Downstream {
     private func answerError(status: Int, reason: String, orReset error: HTTP2Error) {
         if headSent {
             session.reset(stream: id, error: error)
-            front.pump()
+            front.pumpSoon()
             return
         }
         respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n")
@@ -275,11 +275,11 @@ final class HTTP2Stream: Downstream {
         guard websocket else {
             // Never asked for: other HTTP/2 requests carry no Upgrade.
             session.reset(stream: id, error: .internalError)
-            front.pump()
+            front.pumpSoon()
             return
         }
         tunnel = true
-        front.pump()
+        front.pumpSoon()
     }
 
     /// The stream's bytes not yet taken by nghttp2 (its flow-control window or the socket).
@@ -294,6 +294,6 @@ final class HTTP2Stream: Downstream {
         guard unconsumed > 0 else { return }
         session.consume(stream: id, count: unconsumed)
         unconsumed = 0
-        front.pump()
+        front.pumpSoon()
     }
 }

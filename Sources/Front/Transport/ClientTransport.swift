@@ -48,6 +48,8 @@ final class ClientTransport: Pollable {
     var output: [UInt8] = []
     private var outputSent = 0
     private var readable = true
+    /// The peer's FIN (or an error) was reported: read until it shows, whatever a read returned.
+    private var hungUp = false
     private(set) var readingPaused = false
     private var closeWhenFlushed = false
     private(set) var draining = false
@@ -90,6 +92,7 @@ final class ClientTransport: Pollable {
             if phase == .closed { return }
             if events & (PollEvents.readable | PollEvents.hangup | PollEvents.error) != 0 {
                 readable = true
+                if events & (PollEvents.hangup | PollEvents.error) != 0 { hungUp = true }
                 readAvailable()
             }
         case .closed:
@@ -209,6 +212,9 @@ final class ClientTransport: Pollable {
                 } catch { close(); return }
             }
             deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            // Drained by a short read: the next bytes bring an event (edge-triggered), so no read
+            // is spent on EAGAIN. After a hang-up no event follows: read on until the end shows.
+            if let tls, !hungUp, tls.drained { readable = false; return }
         }
     }
 
