@@ -30,8 +30,8 @@ public final class HTTP2Session {
     /// Why a protection closed the session, for the error log.
     public private(set) var abuse: String?
 
-    private var inbound: [Int32: Inbound] = [:]
-    private var outbound: [Int32: Outbound] = [:]
+    private var inbound = StreamTable<Inbound>()
+    private var outbound = StreamTable<Outbound>()
     private var drainedStreams: [Int32] = []
     private var now: UInt64 = 0
     private var controlTokens: Double

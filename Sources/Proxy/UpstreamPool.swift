@@ -10,7 +10,7 @@ public final class UpstreamServer {
     public let spec: SocketAddressSpec
     /// "host:port" for logs, made once.
     public let label: String
-    unowned let pool: UpstreamPool
+    unowned(unsafe) let pool: UpstreamPool   // lives as long as its worker, as the pool does
     let settings: Upstream
     var idle: [UpstreamConnection] = []
     var active = 0
@@ -113,14 +113,20 @@ public final class UpstreamPool {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     var closing = false
     static let purgeInterval = 1.0
-    private lazy var purgeTimer = Timer { [weak self] in self?.purge() }
+    /// `unowned(unsafe)`, as every hot object's timer: a weak reference would give the pool a side
+    /// table, and every exchange retains and releases the pool (slow path each time). The pool
+    /// lives as long as its worker; it disarms the timer when it goes.
+    private lazy var purgeTimer = Timer { [unowned(unsafe) self] in self.purge() }
 
     public init(loop: EventLoop, upstreams: [String: Upstream]) {
         self.loop = loop
         apply(upstreams)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        loop.disarm(purgeTimer)
+        scratch.deallocate()
+    }
 
     /// Takes a new configuration: unchanged groups keep their servers and idle connections.
     public func apply(_ upstreams: [String: Upstream]) {

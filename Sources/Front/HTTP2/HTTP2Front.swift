@@ -17,7 +17,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     unowned let transport: ClientTransport
     let session: HTTP2Session
     unowned(unsafe) let worker: Worker   // lives as long as its loop
-    private var streams: [Int32: HTTP2Stream] = [:]
+    private var streams = StreamTable<HTTP2Stream>()
     private var pumping = false
     private var again = false
     private var pumpScheduled = false
@@ -117,7 +117,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     func transportClosed() {
         closed = true
         for stream in streams.values { stream.finish(error: HTTP2Error.cancel.rawValue) }
-        streams = [:]
+        streams = StreamTable()
     }
 
     // MARK: HTTP2SessionDelegate

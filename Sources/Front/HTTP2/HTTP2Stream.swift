@@ -10,7 +10,9 @@ import Proxy
 /// log as an HTTP/1 request, with the stream's flow control as its backpressure.
 final class HTTP2Stream: Downstream {
     let id: Int32
-    unowned let front: HTTP2Front
+    /// Reached only through its front's stream table (and, unowned, by its own exchange, which it
+    /// aborts when it finishes): the front outlives it, so the reference is not checked on each use.
+    unowned(unsafe) let front: HTTP2Front
     let startedAt: UInt64
     private(set) var exchange: ProxyExchange?
     private var method = "-"
