@@ -6,7 +6,7 @@ import HTTP1
 public protocol HTTP2SessionDelegate: AnyObject {
     /// A request head (server) or response head (client). Pseudo-header fields keep their ':'.
     /// `oversized`: the block broke the size or count limit and its fields are incomplete.
-    func http2(_ session: HTTP2Session, head fields: HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
+    func http2(_ session: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
     func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32)
     /// The peer ended its side of the stream after a body (with trailers, possibly empty).
     func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField])
@@ -350,13 +350,17 @@ public final class HTTP2Session {
         let ack = hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
         switch UInt32(hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard let entry = inbound.removeValue(forKey: stream) else { return 0 }
+            guard var entry = inbound.removeValue(forKey: stream) else { return 0 }
+            // Moved out of the entry, so the receiver holds the only reference and may change the
+            // fields in place (an entry keeping them would make the first change copy them).
+            let fields = entry.fields
+            entry.fields = HTTPFields()
             if entry.trailers {
-                if endStream { delegate?.http2(self, end: stream, trailers: Array(entry.fields)) }
+                if endStream { delegate?.http2(self, end: stream, trailers: Array(fields)) }
             } else if frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS && !endStream && role == .client {
                 // Interim (1xx) responses are not delivered.
             } else {
-                delegate?.http2(self, head: entry.fields, stream: stream, endStream: endStream, oversized: entry.oversized)
+                delegate?.http2(self, head: fields, stream: stream, endStream: endStream, oversized: entry.oversized)
             }
         case NGHTTP2_DATA.rawValue:
             if endStream {

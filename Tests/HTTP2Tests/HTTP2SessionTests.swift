@@ -12,7 +12,7 @@ final class Recorder: HTTP2SessionDelegate {
     var drained: [Int32] = []
     var consume = true
 
-    func http2(_ s: HTTP2Session, head fields: HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
+    func http2(_ s: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
         heads[stream] = Array(fields)
         if oversized { self.oversized.insert(stream) }
         if endStream { ended[stream] = [] }

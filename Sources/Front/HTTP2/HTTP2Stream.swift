@@ -43,7 +43,7 @@ final class HTTP2Stream: Downstream {
 
     // MARK: Request
 
-    func begin(_ fields: HTTPFields, endStream: Bool, oversized: Bool) {
+    func begin(_ fields: consuming HTTPFields, endStream: Bool, oversized: Bool) {
         var authority: String?
         var hostField: String?
         var contentLength: Int64?
@@ -84,9 +84,11 @@ final class HTTP2Stream: Downstream {
         }
         // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
         // What goes on as HTTP/1.1 fields: no pseudo-headers, Host from the authority, and no hop-by-hop
-        // fields (nghttp2 let only TE: trailers through); one new section, with room for X-Forwarded-*.
-        var forwarded = fields.filter(room: 192) { name, _ in
-            name[0] != 0x3A && !name.equalsLowercased("host") && !name.equalsLowercased("cookie") && !HopByHop.isHopByHop(name)
+        // fields (nghttp2 let only TE: trailers through). The session handed over the only reference,
+        // so they are dropped in place, and the session's reserve leaves room for X-Forwarded-*.
+        var forwarded = consume fields
+        forwarded.removeAll { name, _ in
+            name[0] == 0x3A || name.equalsLowercased("host") || name.equalsLowercased("cookie") || HopByHop.isHopByHop(name)
         }
         if !cookies.isEmpty { forwarded.append(name: "cookie", value: cookies.joined(separator: "; ")) }
         let length: Int64? = endStream || websocket ? 0 : contentLength
