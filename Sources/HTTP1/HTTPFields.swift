@@ -26,10 +26,17 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     public mutating func append(_ field: HTTPField) { append(name: field.name, value: field.value) }
 
+    /// Appends a field from text the parsers did not check (configuration, certificates): a CR, LF
+    /// or NUL in the value becomes a space, so no value can end its line early (header injection).
     public mutating func append(name: String, value: String) {
-        assert(!value.utf8.contains(ASCII.cr) && !value.utf8.contains(ASCII.lf), "CR/LF in field value")
-        var name = name, value = value
+        assert(!name.isEmpty && !name.utf8.dropFirst().contains(ASCII.colon) && !name.utf8.contains(where: { $0 <= ASCII.sp }), "not a field name")
+        var name = name, value = Self.singleLine(value)
         name.withUTF8 { n in value.withUTF8 { v in append(name: UnsafeRawBufferPointer(n), value: UnsafeRawBufferPointer(v)) } }
+    }
+
+    static func singleLine(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 }) else { return value }
+        return String(decoding: value.utf8.map { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 ? ASCII.sp : $0 }, as: UTF8.self)
     }
 
     /// Appends a line from bytes the caller has validated (a token name; a value without CR or LF).
@@ -72,10 +79,11 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     @inline(__always)
     public static func line(in buf: UnsafeRawBufferPointer, at start: Int) -> Line {
         // Names are never empty; an HTTP/2 pseudo-header's name begins with the only ':' it holds.
+        // The scans stop at the end too: a broken line must not make anyone read past the buffer.
         var colon = start + 1
-        while buf[colon] != ASCII.colon { colon += 1 }
-        var cr = colon + 2
-        while buf[cr] != ASCII.cr { cr += 1 }
+        while colon < buf.count && buf[colon] != ASCII.colon { colon += 1 }
+        var cr = Swift.min(colon + 2, buf.count)
+        while cr < buf.count && buf[cr] != ASCII.cr { cr += 1 }
         return Line(start: start, nameEnd: colon, end: cr)
     }
 
@@ -113,8 +121,7 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     /// Replaces the value of `line` (from `firstLine` or `forEachLine`, with no change in between).
     public mutating func replaceValue(of line: Line, with value: String) {
-        assert(!value.utf8.contains(ASCII.cr) && !value.utf8.contains(ASCII.lf), "CR/LF in field value")
-        bytes.replaceSubrange(line.value, with: value.utf8)
+        bytes.replaceSubrange(line.value, with: Self.singleLine(value).utf8)
     }
 
     /// Removes every line for which `shouldRemove(name, value)` is true, moving the kept lines down

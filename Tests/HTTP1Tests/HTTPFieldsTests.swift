@@ -79,3 +79,14 @@ extension HTTPFieldsTests {
         }
     }
 }
+
+extension HTTPFieldsTests {
+    @Test func valuesFromOutsideTheParsersCannotEndTheirLine() {
+        var fields = HTTPFields()
+        fields.append(name: "X-Client-Subject", value: "CN=a\r\nX-Injected: 1\0")
+        #expect(fields.count == 1)
+        #expect(Array(fields) == [HTTPField(name: "X-Client-Subject", value: "CN=a  X-Injected: 1 ")])
+        fields.replaceValue(of: fields.firstLine(named: "x-client-subject")!, with: "b\nc")
+        #expect(fields.firstValue(named: "X-Client-Subject") == "b c")
+    }
+}
