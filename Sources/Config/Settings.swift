@@ -214,10 +214,22 @@ public struct Route: Sendable, Equatable {
     public var maxBodyBytes: Int64?
     /// Add X-Forwarded-For/-Proto/-Host to proxied requests.
     public var forwardedHeaders: Bool
-    public init(host: String?, pathPrefix: String, action: RouteAction, maxBodyBytes: Int64?, forwardedHeaders: Bool) {
+    /// Fields set on every response of the route (an origin's field of the same name is replaced),
+    /// as nginx's `add_header ... always` or Traefik's headers middleware.
+    public var responseHeaders: [HeaderSetting]
+    public init(host: String?, pathPrefix: String, action: RouteAction, maxBodyBytes: Int64?, forwardedHeaders: Bool,
+                responseHeaders: [HeaderSetting] = []) {
         self.host = host; self.pathPrefix = pathPrefix; self.action = action
         self.maxBodyBytes = maxBodyBytes; self.forwardedHeaders = forwardedHeaders
+        self.responseHeaders = responseHeaders
     }
+}
+
+/// One header field from the configuration: a token name, a value without control characters.
+public struct HeaderSetting: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(name: String, value: String) { self.name = name; self.value = value }
 }
 
 public struct LogSettings: Sendable, Equatable {

@@ -1,9 +1,10 @@
 import Yams
+import Foundation
 
 /// Upstreams and routes: the two sections that refer to each other.
 extension SettingsReader {
     static let upstreamKeys = ["servers", "balance", "keepalive", "keepalive_timeout", "fail_timeout", "proxy_protocol", "resolve_interval", "health_check", "tls"]
-    static let routeKeys = ["host", "path", "upstream", "respond", "max_body", "forwarded_headers"]
+    static let routeKeys = ["host", "path", "upstream", "respond", "max_body", "forwarded_headers", "response_headers"]
 
     /// Returns the names in file order too, so "defined: …" lists them as the operator wrote them.
     func upstreams(_ node: Node?) throws(ConfigError) -> ([String: Upstream], [String]) {
@@ -86,8 +87,38 @@ extension SettingsReader {
         if let value = map["max_body"] { maxBodyBytes = try source.size(value) }
         var forwardedHeaders = true
         if let value = map["forwarded_headers"] { forwardedHeaders = try source.bool(value) }
+        var responseHeaders: [HeaderSetting] = []
+        if let value = map["response_headers"] { responseHeaders = try headerSettings(value, name: "response_headers") }
         return Route(host: host, pathPrefix: pathPrefix, action: action, maxBodyBytes: maxBodyBytes,
-                     forwardedHeaders: forwardedHeaders)
+                     forwardedHeaders: forwardedHeaders, responseHeaders: responseHeaders)
+    }
+
+    /// A mapping of header names to values. Names are tokens (RFC 9110 §5.1) and values have no
+    /// control characters: each becomes a header line, which a CR or LF would end (and inject others).
+    /// Framing and hop-by-hop fields are the proxy's own to write.
+    func headerSettings(_ node: Node, name: String) throws(ConfigError) -> [HeaderSetting] {
+        let map = try mapping(node, name: name, keys: nil)
+        var settings: [HeaderSetting] = []
+        for entry in map.entries {
+            let key = entry.key
+            guard !key.isEmpty, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }) else {
+                throw source.error("expected a header name like X-Content-Type-Options, got \(quoted(key))", at: entry.keyNode)
+            }
+            let lower = key.lowercased()
+            guard !["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+                    "proxy-connection", "host"].contains(lower) else {
+                throw source.error("\(quoted(key)) is written by the proxy itself and cannot be set here", at: entry.keyNode)
+            }
+            guard !settings.contains(where: { $0.name.lowercased() == lower }) else {
+                throw source.error("header \(quoted(key)) is given twice (names are case-insensitive)", at: entry.keyNode)
+            }
+            let value = try source.string(entry.value, expected: "a header value")
+            guard !value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }) else {
+                throw source.error("expected a header value without control characters, got \(entry.value.foundDescription)", at: entry.value)
+            }
+            settings.append(HeaderSetting(name: key, value: value.trimmingCharacters(in: .whitespaces)))
+        }
+        return settings
     }
 
     func path(_ node: Node) throws(ConfigError) -> String {

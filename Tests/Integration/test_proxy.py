@@ -17,6 +17,7 @@ from httpclient import HTTPConn, build_request, curl, https_get
 from origin import pattern_bytes, pattern_sha256, ws_frame, ws_read_frame
 
 HELLO = {"status": 200, "body": "hello\n", "content_type": "text/plain"}
+ROUTE_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,8 @@ def env(module_proxies, module_origins):
             {"host": "health.wild.test", "upstream": "health"},
             {"host": "down.wild.test", "upstream": "down"},
             {"host": "pool.wild.test", "upstream": "pool"},
+            {"host": "hdr.wild.test", "upstream": "main", "response_headers": ROUTE_HEADERS},
+            {"host": "hdrfixed.wild.test", "respond": HELLO, "response_headers": ROUTE_HEADERS},
             {"host": "*.wild.test", "path": "/api/", "upstream": "main"},
             {"host": "*.wild.test", "path": "/static/",
              "respond": {"status": 200, "body": "static\n", "content_type": "text/plain"}},
@@ -548,3 +551,32 @@ def test_a_request_in_flight_across_a_reload_that_replaces_its_upstream(proxies,
     time.sleep(2.5)                                          # past both keep-alive timeouts
     assert p.alive()
     assert https_get(p.https_port, "/echo", sni="a.test").status == 200
+
+
+# ----- response headers set by a route ---------------------------------------------------------
+
+def header_lines(raw: str, name: str) -> list[str]:
+    return [line.split(":", 1)[1].strip() for line in raw.splitlines() if line.lower().startswith(name.lower() + ":")]
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_route_response_headers_replace_the_origins_and_mark_fixed_responses(env, http2):
+    """`response_headers` set fields on every response of the route, over HTTP/1.1 and HTTP/2: the
+    origin's field of the same name is replaced (one line, the route's value), fixed responses get
+    them too, and other routes are untouched."""
+    extra = ["--http2", "-k"] if http2 else ["-k"]
+    def get(host, path):
+        r = curl(env.proxy.url(path, host), resolve=env.proxy.resolve(host), extra=extra)
+        assert r.rc == 0, r.stderr
+        return r
+    r = get("hdr.wild.test", "/status?code=200&h=X-Frame-Options:SAMEORIGIN&h=X-Extra:kept")
+    assert r.status == 200
+    assert header_lines(r.headers, "X-Frame-Options") == ["DENY"]
+    assert header_lines(r.headers, "X-Content-Type-Options") == ["nosniff"]
+    assert header_lines(r.headers, "X-Extra") == ["kept"]
+    fixed = get("hdrfixed.wild.test", "/")
+    assert fixed.body == b"hello\n"
+    assert header_lines(fixed.headers, "X-Frame-Options") == ["DENY"]
+    other = get("a.test", "/status?code=200&h=X-Frame-Options:SAMEORIGIN")
+    assert header_lines(other.headers, "X-Frame-Options") == ["SAMEORIGIN"]
+    assert header_lines(other.headers, "X-Content-Type-Options") == []

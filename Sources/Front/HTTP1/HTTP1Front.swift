@@ -13,6 +13,8 @@ final class HTTP1Front: ProtocolFront, Downstream {
     private var session: HTTP1Session
     /// The current request's exchange with its origin, if it was forwarded.
     private var exchange: ProxyExchange?
+    /// The current route's response headers (usually none).
+    private var responseHeaders: [HeaderSetting] = []
     private var startedAt: UInt64 = 0
     /// The HTTP-01 token being looked up in the cluster for the current request (port 80).
     var lookingUp: String?
@@ -110,9 +112,11 @@ final class HTTP1Front: ProtocolFront, Downstream {
             respond(status: 404, body: "no route for this host and path\n")
         case .tooLarge(let n, let limit):
             refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
-        case .respond(let fixed, let limit):
-            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType, bodyLimit: limit)
-        case .proxy(let upstream, let forwarded, let limit):
+        case .respond(let fixed, let limit, let headers):
+            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType,
+                    extra: RequestPolicy.fields(headers), bodyLimit: limit)
+        case .proxy(let upstream, let forwarded, let limit, let headers):
+            responseHeaders = headers
             forward(head, upstream: upstream, forwardedHeaders: forwarded, bodyLimit: limit)
         }
     }
@@ -186,7 +190,9 @@ final class HTTP1Front: ProtocolFront, Downstream {
     // MARK: Downstream (the response from the exchange)
 
     func responseHead(_ head: ProxyResponseHead) {
-        session.responseHead(status: head.status, reason: head.reason, fields: head.fields, bodyLength: head.bodyLength,
+        var fields = head.fields
+        if head.status != 101 { RequestPolicy.setResponseHeaders(&fields, status: head.status, responseHeaders) }
+        session.responseHead(status: head.status, reason: head.reason, fields: fields, bodyLength: head.bodyLength,
                              hasBody: head.hasBody, into: &transport.output)
     }
 

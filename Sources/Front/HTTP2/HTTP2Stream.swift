@@ -15,6 +15,8 @@ final class HTTP2Stream: Downstream {
     unowned(unsafe) let front: HTTP2Front
     let startedAt: UInt64
     private(set) var exchange: ProxyExchange?
+    /// The route's response headers (usually none).
+    private var responseHeaders: [HeaderSetting] = []
     private var method = "-"
     private var target = "-"
     private var host: String?
@@ -98,11 +100,12 @@ final class HTTP2Stream: Downstream {
             respond(status: 404, body: "no route for this host and path\n")
         case .tooLarge(let n, let limit):
             refuse(status: 413, reason: "request body of \(n) bytes exceeds the limit of \(limit)")
-        case .respond(let fixed, let limit):
+        case .respond(let fixed, let limit, let headers):
             bodyLimit = limit
-            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType)
-        case .proxy(let upstream, let forwardedHeaders, let limit):
+            respond(status: fixed.status, body: fixed.body, contentType: fixed.contentType, extra: RequestPolicy.fields(headers))
+        case .proxy(let upstream, let forwardedHeaders, let limit, let headers):
             bodyLimit = limit
+            responseHeaders = headers
             if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.transport.clientHost, host: host) }
             if websocket {
                 // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
@@ -239,8 +242,10 @@ final class HTTP2Stream: Downstream {
         status = head.status
         headSent = true
         upstreamAddress = exchange?.upstreamAddress
+        var fields = head.fields
+        RequestPolicy.setResponseHeaders(&fields, status: head.status, responseHeaders)
         // HopByHop already dropped the connection-specific fields RFC 9113 §8.2.2 forbids.
-        session.submitResponse(stream: id, status: head.status, fields: head.fields, contentLength: head.bodyLength,
+        session.submitResponse(stream: id, status: head.status, fields: fields, contentLength: head.bodyLength,
                                hasBody: head.hasBody && method != "HEAD")
     }
 

@@ -31,6 +31,17 @@ enum RequestPolicy {
         if let name = auth.fingerprintHeader { fields.append(name: name, value: identity.sha256) }
     }
 
+    /// The route's response headers, replacing the origin's fields of the same names. Not on
+    /// interim responses, nor on a 101 (the tunnel's fields are the upgrade's).
+    static func setResponseHeaders(_ fields: inout HTTPFields, status: Int, _ headers: [HeaderSetting]) {
+        guard !headers.isEmpty, status >= 200 else { return }
+        fields.removeAll { name, _ in headers.contains { HTTPFields.nameEquals(name, $0.name) } }
+        for header in headers { fields.append(name: header.name, value: header.value) }
+    }
+
+    /// The route's response headers as fields of a response made here.
+    static func fields(_ headers: [HeaderSetting]) -> [HTTPField] { headers.map { HTTPField(name: $0.name, value: $0.value) } }
+
     /// A request for a name the listener's client-certificate policy covers, over a handshake
     /// that was not asked for one (no SNI, another name sharing the certificate, or HTTP/2
     /// connection reuse): 421, so the client connects again with that name (nginx does the same).
@@ -47,8 +58,8 @@ enum RequestPolicy {
         case notFound
         /// The declared body is over the route's limit (bytes, limit).
         case tooLarge(Int64, Int64)
-        case respond(FixedResponse, bodyLimit: Int64)
-        case proxy(upstream: String, forwardedHeaders: Bool, bodyLimit: Int64)
+        case respond(FixedResponse, bodyLimit: Int64, headers: [HeaderSetting])
+        case proxy(upstream: String, forwardedHeaders: Bool, bodyLimit: Int64, headers: [HeaderSetting])
     }
 
     /// Route by host and path, then check a declared body length against the route's limit.
@@ -57,8 +68,9 @@ enum RequestPolicy {
         let limit = bodyLimit(route: route, limits: limits)
         if limit > 0, let n = declaredLength, n > limit { return .tooLarge(n, limit) }
         switch route.action {
-        case .respond(let fixed): return .respond(fixed, bodyLimit: limit)
-        case .proxy(let upstream): return .proxy(upstream: upstream, forwardedHeaders: route.forwardedHeaders, bodyLimit: limit)
+        case .respond(let fixed): return .respond(fixed, bodyLimit: limit, headers: route.responseHeaders)
+        case .proxy(let upstream):
+            return .proxy(upstream: upstream, forwardedHeaders: route.forwardedHeaders, bodyLimit: limit, headers: route.responseHeaders)
         }
     }
 }
