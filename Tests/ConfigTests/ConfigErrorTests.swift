@@ -54,7 +54,7 @@ import Testing
               - path: /api/
                 upsteam: app
             """, line: 5, column: 5,
-            #"unknown key "upsteam" in route (expected one of: host, path, upstream, respond, max_body, forwarded_headers)"#)
+            #"unknown key "upsteam" in route (expected one of: host, path, upstream, respond, max_body, forwarded_headers, response_headers)"#)
     }
 
     @Test func unknownKeyAtTopLevel() {
