@@ -41,8 +41,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
                 -Xswiftc -DFUZZING -Xswiftc -enable-testing
 # Each target's dictionary; the Swift runtime's backtracer is off so libFuzzer reports crashes itself,
-# and hashing is seeded alike in every run so that coverage, and a fixed-seed run, repeat.
-FUZZ_RUN      = SWIFT_BACKTRACE=enable=no SWIFT_DETERMINISTIC_HASHING=1 .build-fuzz/release/Fuzz$$t -dict=Tests/Fuzz/dict/$$(case $$t in \
+# hashing is seeded alike in every run so that coverage, and a fixed-seed run, repeat, and leaks
+# inside the toolchain's libraries are not ours to report (Tests/Fuzz/lsan.supp).
+FUZZ_RUN      = SWIFT_BACKTRACE=enable=no SWIFT_DETERMINISTIC_HASHING=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp \
+                .build-fuzz/release/Fuzz$$t -dict=Tests/Fuzz/dict/$$(case $$t in \
                 HTTP1*) echo http1;; HTTP2) echo http2;; ProxyProtocol) echo proxy;; Certificates) echo pem;; \
                 Config) echo yaml;; ACME) echo json;; esac).dict -timeout=10 -artifact_prefix=.build-fuzz/artifacts/$$t-
 
