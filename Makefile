@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
 export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 
-.PHONY: run build release test unit integration deps-run deps-test deps-bench bench clean
+.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check deps-run deps-test deps-bench bench clean
 
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
@@ -27,7 +27,7 @@ build:
 test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product edgeproxy
-	$(MAKE) unit integration
+	$(MAKE) unit fuzz-check integration
 
 unit:
 	$(SWIFT) test --skip-build
@@ -35,6 +35,47 @@ unit:
 integration:
 	EDGEPROXY_BIN=$(CURDIR)/.build/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
 	  $(PYTHON) -m pytest -q Tests/Integration
+
+# libFuzzer targets (Tests/Fuzz): built with the toolchain's fuzzer and address sanitizer in a
+# scratch path of their own; -DFUZZING makes each start libFuzzer instead of reading files.
+FUZZ_TARGETS := HTTP1Request HTTP1Session HTTP1Response HTTP2 ProxyProtocol Certificates Config ACME
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
+                -Xswiftc -DFUZZING -Xswiftc -enable-testing
+# Each target's dictionary; the Swift runtime's backtracer is off so libFuzzer reports crashes itself,
+# hashing is seeded alike in every run so that coverage, and a fixed-seed run, repeat, and leaks
+# inside the toolchain's libraries are not ours to report (Tests/Fuzz/lsan.supp).
+FUZZ_RUN      = SWIFT_BACKTRACE=enable=no SWIFT_DETERMINISTIC_HASHING=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp \
+                .build-fuzz/release/Fuzz$$t -dict=Tests/Fuzz/dict/$$(case $$t in \
+                HTTP1*) echo http1;; HTTP2) echo http2;; ProxyProtocol) echo proxy;; Certificates) echo pem;; \
+                Config) echo yaml;; ACME) echo json;; esac).dict -timeout=10 -artifact_prefix=.build-fuzz/artifacts/$$t-
+
+fuzz-build:
+	@ls $$(dirname $$(command -v swiftc))/../lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \
+	  { echo "fuzz: the Swift toolchain has no libFuzzer runtime (lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a); install the swift.org toolchain"; exit 1; }
+	@for t in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product Fuzz$$t || exit 1; done
+	@mkdir -p .build-fuzz/artifacts
+
+# Every committed corpus input, then a fixed-seed run of mutations from it: deterministic, and
+# any crash or broken invariant fails. What the mutations add goes to a scratch directory.
+fuzz-check: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz-check: Fuzz$$t"; \
+	  rm -rf .build-fuzz/check/$$t && mkdir -p .build-fuzz/check/$$t; \
+	  out=$$($(FUZZ_RUN) -seed=1 -runs=3000 .build-fuzz/check/$$t Tests/Fuzz/corpus/Fuzz$$t 2>&1) || \
+	    { echo "$$out" | grep -a -v -E "^#[0-9]+ +(NEW|REDUCE|pulse)" | tail -60; echo "fuzz-check: Fuzz$$t failed"; exit 1; }; \
+	  echo "$$out" | grep -a -E "^Done"; \
+	done
+
+# Each target for FUZZ_SECONDS from its committed corpus. New inputs go to .build-fuzz/corpus/,
+# crashes to .build-fuzz/artifacts/ (see Tests/Fuzz/README.md for keeping them).
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/Fuzz$$t; \
+	  echo "fuzz: Fuzz$$t for $(FUZZ_SECONDS) s"; \
+	  nice -n 5 $(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    .build-fuzz/corpus/Fuzz$$t Tests/Fuzz/corpus/Fuzz$$t || exit 1; \
+	done
 
 bench: deps-bench release
 	bench/run.sh
@@ -58,4 +99,4 @@ deps-bench: deps-test
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

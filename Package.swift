@@ -78,5 +78,17 @@ let package = Package(
         .testTarget(name: "DNSTests", dependencies: ["DNS", "TestSupport"]),
         .testTarget(name: "OCSPTests", dependencies: ["OCSP", "TLS", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ControlClient", "Certificates", "TLS", "ACME", "TestSupport"]),
+
+        // libFuzzer targets for the parsers that take outside bytes (`make fuzz`, Tests/Fuzz/README.md).
+        // Built normally they read corpus files; `make fuzz` builds them with -sanitize=fuzzer,address.
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/Support"),
+        .executableTarget(name: "FuzzHTTP1Request", dependencies: ["HTTP1", "FuzzSupport"], path: "Tests/Fuzz/HTTP1Request"),
+        .executableTarget(name: "FuzzHTTP1Session", dependencies: ["HTTP1", "FuzzSupport"], path: "Tests/Fuzz/HTTP1Session"),
+        .executableTarget(name: "FuzzHTTP1Response", dependencies: ["HTTP1", "FuzzSupport"], path: "Tests/Fuzz/HTTP1Response"),
+        .executableTarget(name: "FuzzHTTP2", dependencies: ["HTTP2", "HTTP1", "FuzzSupport"], path: "Tests/Fuzz/HTTP2"),
+        .executableTarget(name: "FuzzProxyProtocol", dependencies: ["ProxyProtocol", "FuzzSupport"], path: "Tests/Fuzz/ProxyProtocol"),
+        .executableTarget(name: "FuzzCertificates", dependencies: ["Certificates", "TLS", "FuzzSupport"], path: "Tests/Fuzz/Certificates"),
+        .executableTarget(name: "FuzzConfig", dependencies: ["Config", "FuzzSupport"], path: "Tests/Fuzz/Config"),
+        .executableTarget(name: "FuzzACME", dependencies: ["ACME", "FuzzSupport"], path: "Tests/Fuzz/ACME"),
     ]
 )

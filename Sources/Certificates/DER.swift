@@ -68,7 +68,8 @@ struct DERReader {
 
 /// PEM blocks (RFC 7468): label and decoded bytes, in file order. Text outside the blocks is
 /// ignored, as OpenSSL does. nil for anything unusual (headers such as "Proc-Type", a missing
-/// END line, bad base64): the caller then lets OpenSSL read the file.
+/// END line, bad base64, a marker OpenSSL would not take as one): the caller then lets OpenSSL
+/// read the file.
 enum PEMBlocks {
     struct Block {
         let label: String
@@ -78,23 +79,44 @@ enum PEMBlocks {
     private static let begin = Array("-----BEGIN ".utf8), end = Array("-----END ".utf8), dashes = Array("-----".utf8)
 
     static func parse(_ text: [UInt8]) -> [Block]? {
+        // OpenSSL reads PEM line by line: a marker counts only at the start of a line, alone on it.
+        // One elsewhere would make the two readers see different blocks (a leaf OpenSSL skips).
+        guard onlyAtLineStarts(begin, in: text), onlyAtLineStarts(end, in: text) else { return nil }
         var blocks: [Block] = []
         var i = 0
         while let start = find(begin, in: text, from: i) {
             let labelStart = start + begin.count
-            guard let labelEnd = find(dashes, in: text, from: labelStart), labelEnd - labelStart <= 64 else { return nil }
+            guard let labelEnd = find(dashes, in: text, from: labelStart), labelEnd - labelStart <= 64,
+                  let bodyStart = lineEnd(text, at: labelEnd + dashes.count) else { return nil }
             let label = text[labelStart..<labelEnd]
-            let bodyStart = labelEnd + dashes.count
             guard let close = find(end, in: text, from: bodyStart) else { return nil }
             let closeLabel = close + end.count
             guard closeLabel + label.count + dashes.count <= text.count,
                   text[closeLabel..<(closeLabel + label.count)].elementsEqual(label),
                   text[(closeLabel + label.count)..<(closeLabel + label.count + dashes.count)].elementsEqual(dashes),
+                  let next = lineEnd(text, at: closeLabel + label.count + dashes.count),
                   let der = Base64.decode(text[bodyStart..<close]) else { return nil }
             blocks.append(Block(label: String(decoding: label, as: UTF8.self), der: der))
-            i = closeLabel + label.count + dashes.count
+            i = next
         }
         return blocks
+    }
+
+    private static func onlyAtLineStarts(_ marker: [UInt8], in text: [UInt8]) -> Bool {
+        var i = 0
+        while let at = find(marker, in: text, from: i) {
+            if at > 0 && text[at - 1] != UInt8(ascii: "\n") { return false }
+            i = at + 1
+        }
+        return true
+    }
+
+    /// Where the next line starts when a line ends at `i` (LF, CRLF, or the end of the text).
+    private static func lineEnd(_ text: [UInt8], at i: Int) -> Int? {
+        if i == text.count { return i }
+        if text[i] == UInt8(ascii: "\n") { return i + 1 }
+        if text[i] == UInt8(ascii: "\r"), i + 1 < text.count, text[i + 1] == UInt8(ascii: "\n") { return i + 2 }
+        return nil
     }
 
     private static func find(_ needle: [UInt8], in text: [UInt8], from: Int) -> Int? {

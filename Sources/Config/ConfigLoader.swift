@@ -60,11 +60,13 @@ public enum ConfigLoader {
         }
     }
 
+    /// Lines as libyaml counts them for its other errors' marks (CRLF, CR, LF, NEL, LS, PS each
+    /// end one, YAML 1.1 §4.1.4), so every error in one file is located the same way.
     static func lineAndColumn(ofCharacterOffset characterOffset: Int, in text: String) -> (Int, Int) {
         var line = 1
         var column = 1
         for character in text.prefix(characterOffset) {
-            if character == "\n" || character == "\r\n" { line += 1; column = 1 } else {
+            if ["\n", "\r\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"].contains(character) { line += 1; column = 1 } else {
                 column += character.unicodeScalars.count
             }
         }

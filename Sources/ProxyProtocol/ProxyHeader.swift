@@ -76,9 +76,10 @@ extension ProxyHeader {
     static func parseV1(_ bytes: UnsafeRawBufferPointer) -> ProxyHeaderParse {
         let prefix = min(bytes.count, v1Prefix.count)
         guard bytes.prefix(prefix).elementsEqual(v1Prefix.prefix(prefix)) else { return .invalid("no PROXY protocol header") }
-        let window = bytes.prefix(v1MaxLength)
+        // The CR must leave room for its LF within the 107 bytes.
+        let window = bytes.prefix(v1MaxLength - 1)
         guard let cr = window.indices.first(where: { window[$0] == 0x0D || window[$0] == 0x0A }) else {
-            return bytes.count >= v1MaxLength ? .invalid("PROXY v1 line longer than \(v1MaxLength) bytes") : .incomplete
+            return window.count == v1MaxLength - 1 ? .invalid("PROXY v1 line longer than \(v1MaxLength) bytes") : .incomplete
         }
         guard bytes[cr] == 0x0D else { return .invalid("PROXY v1 line ends with LF without CR") }
         guard cr + 1 < bytes.count else { return .incomplete }
@@ -236,7 +237,9 @@ extension ProxyHeader {
                     out += [UInt16(v4[0]) << 8 | UInt16(v4[1]), UInt16(v4[2]) << 8 | UInt16(v4[3])]
                     continue
                 }
-                guard (1...4).contains(item.count), let v = UInt16(item, radix: 16) else { return nil }
+                // Hex digits only: UInt16(_:radix:) would also take a sign ("+1").
+                guard (1...4).contains(item.count), item.utf8.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x66 || $0 >= 0x30 && $0 <= 0x39 }),
+                      let v = UInt16(item, radix: 16) else { return nil }
                 out.append(v)
             }
             return out

@@ -67,6 +67,30 @@ import Testing
         #expect(CertificateIndex.read(chainPEM: pair.certPEM, keyPEM: headered) == nil)
     }
 
+    /// OpenSSL takes a PEM marker only at the start of a line, alone on it; so must the index, or
+    /// it serves the names of a leaf OpenSSL never reads (found by fuzzing: a BEGIN line after
+    /// other text on its line, which OpenSSL skips with its block, so the next block was its leaf).
+    @Test func pemMarkersOnlyWhereOpenSSLSeesThem() throws {
+        let pair = try Self.p256(["hidden.test"])
+        let other = try Self.p256(["seen.test"])
+        let pem = String(decoding: pair.certPEM, as: UTF8.self)
+        let sees = { (text: String) in try X509Certificate.parseChain(pem: Array(text.utf8)).first?.dnsNames }
+        for hidden in ["x " + pem, pem.replacingOccurrences(of: "CERTIFICATE-----\n", with: "CERTIFICATE-----x\n", range: pem.range(of: "CERTIFICATE-----\n"))] {
+            let text = hidden + String(decoding: other.certPEM + pair.keyPEM, as: UTF8.self)
+            #expect(try sees(text) == ["seen.test"])
+            #expect(PEMBlocks.parse(Array(text.utf8)) == nil)
+            let alone = Array((hidden + String(decoding: pair.keyPEM, as: UTF8.self)).utf8)
+            #expect(try X509Certificate.parseChain(pem: alone).isEmpty)
+            #expect(CertificateIndex.read(chainPEM: alone, keyPEM: alone) == nil)
+        }
+        // An END marker inside a base64 line is not one for OpenSSL either.
+        #expect(PEMBlocks.parse(Array(pem.replacingOccurrences(of: "\n-----END", with: "-----END").utf8)) == nil)
+        // CRLF lines and no final newline are still read.
+        let crlf = pem.replacingOccurrences(of: "\n", with: "\r\n")
+        #expect(PEMBlocks.parse(Array(crlf.utf8))?.map(\.der) == [Self.der(pair.cert)])
+        #expect(PEMBlocks.parse(Array(pem.dropLast().utf8))?.map(\.der) == [Self.der(pair.cert)])
+    }
+
     @Test func truncatedOrCorruptedInputNeverTraps() throws {
         let pair = try Self.p256(["t.test", "u.test"])
         let full = try #require(CertificateIndex.read(chainPEM: pair.certPEM, keyPEM: pair.keyPEM))

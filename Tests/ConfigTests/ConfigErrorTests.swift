@@ -44,6 +44,15 @@ import Testing
                     "invalid YAML: control characters are not allowed")
     }
 
+    /// A bare CR ends a line for libyaml's own marks, so it must for the reader's offset too, or
+    /// one file's errors are numbered two ways (found by fuzzing).
+    @Test func controlCharacterAfterBareCarriageReturns() {
+        expectError("workers: 2\rlog: { level: in\u{1}fo }\r", line: 2, column: 17,
+                    "invalid YAML: control characters are not allowed")
+        expectError("workers: 2\rlog: {\r", line: 3, column: 1,
+                    "invalid YAML: did not find expected node content (while parsing a flow node at line 3, column 1)")
+    }
+
     // MARK: keys
 
     @Test func unknownKeyInRoute() {

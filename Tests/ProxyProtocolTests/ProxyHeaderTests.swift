@@ -36,6 +36,8 @@ import Testing
             "PROXY TCP4 192.0.2.1 198.51.100.7 +1 2\r\n", "PROXY TCP4 192.0.2.1 198.51.100.7 1 2 \r\n",
             "PROXY TCP4 192.0.2.1\t198.51.100.7 1 2\r\n", "proxy TCP4 192.0.2.1 198.51.100.7 1 2\r\n",
             "PROXY\r\n",
+            // A sign is not a hex digit (found by fuzzing: Swift's UInt16(_:radix:) reads "+000").
+            "PROXY TCP6 2001:db8:+000:0:0:0:0:1 ::1 1 2\r\n", "PROXY TCP6 +1::1 ::1 1 2\r\n", "PROXY TCP6 ::1 ::-0 1 2\r\n",
         ]
         for c in cases {
             guard case .invalid = parse(c) else { Issue.record("accepted: \(c.debugDescription)"); continue }
@@ -43,6 +45,11 @@ import Testing
         // No CRLF within 107 bytes: too long, not "incomplete" forever.
         guard case .invalid(let why) = parse("PROXY TCP4 " + String(repeating: "1", count: 100)) else { Issue.record(); return }
         #expect(why.contains("longer than 107"))
+        // 107 bytes with the CRLF is the longest line; one more is refused, not read (found by fuzzing).
+        let longest = "PROXY UNKNOWN " + String(repeating: "x", count: 107 - 16) + "\r\n"
+        #expect(parse(longest) == .header(ProxyHeader(version: 1, source: nil, destination: nil, length: 107)))
+        guard case .invalid = parse("PROXY UNKNOWN x" + longest.dropFirst(14)) else { Issue.record("accepted a 108-byte line"); return }
+        #expect(ProxyHeader.parse(Array(longest.utf8.prefix(106))) == .incomplete)
     }
 
     static let v2Inet: [UInt8] = ProxyHeader.v2Signature + [0x21, 0x11, 0x00, 0x0C, 192, 0, 2, 1, 198, 51, 100, 7, 0xDC, 0x04, 0x01, 0xBB]
