@@ -1,4 +1,3 @@
-import EventLoop
 import Foundation
 
 /// The admin API's routes and access check, apart from sockets so both are unit-tested.
@@ -47,12 +46,16 @@ public struct AdminResponse: Sendable, Equatable {
     public var headers: [(String, String)] = []
 
     public init(status: Int, contentType: String = "application/json", body: String, headers: [(String, String)] = []) {
-        self.status = status; self.contentType = contentType; self.body = Array(body.utf8); self.headers = headers
+        self.init(status: status, contentType: contentType, bytes: Array(body.utf8), headers: headers)
+    }
+
+    public init(status: Int, contentType: String, bytes: [UInt8], headers: [(String, String)] = []) {
+        self.status = status; self.contentType = contentType; self.body = bytes; self.headers = headers
     }
 
     /// `{"error": reason}` with the status.
     public static func error(_ status: Int, _ reason: String, headers: [(String, String)] = []) -> AdminResponse {
-        AdminResponse(status: status, body: "{\"error\":\(JSON.string(reason))}\n", headers: headers)
+        .json(ErrorAnswer(error: reason), status: status, headers: headers)
     }
 
     public static func == (a: AdminResponse, b: AdminResponse) -> Bool {
