@@ -2,7 +2,8 @@ import Foundation
 
 /// Every JSON answer of the admin API goes through one encoder: snake_case keys, ISO 8601 dates,
 /// keys sorted (stable answers for scripts and diffs). The types it encodes are this module's
-/// `Encodable` responses, one per endpoint.
+/// `Encodable` responses, one per endpoint; `openapi.json` documents each, and
+/// the integration tests check every answer against it.
 public enum AdminJSON {
     public static func encode(_ value: some Encodable) -> [UInt8] {
         let encoder = JSONEncoder()

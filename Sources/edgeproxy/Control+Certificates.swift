@@ -60,7 +60,7 @@ extension Control {
             switch route {
             // Thread-safe state only, and never behind a reload or an etcd call on the control queue:
             // a load balancer's health check must not wait for etcd.
-            case .health, .metrics, .clusterStatus, .upstreams:
+            case .health, .metrics, .clusterStatus, .upstreams, .traffic:
                 return handleAdmin(route, request)
             // A request to the CA: never on the control queue. A renewal only wakes the manager.
             case .acmeRevoke, .acmeRenew:
@@ -129,12 +129,17 @@ extension Control {
             return clusterStatusJSON()
         case .upstreams:
             return AdminResponse(status: 200, body: health.statusJSON())
+        case .traffic:
+            return .json(TrafficReport(Metrics.shared))
         case .reload:
             let report = reloadConfiguration(trigger: "api")
             return .json(ReloadAnswer(report), status: report.configError == nil ? 200 : 422)
         case .notFound:
             return .error(404, "no such route (try GET /status, GET /certificates, GET|PUT|DELETE /certificates/NAME, POST /reload, GET /acme, "
-                          + "POST /acme/renew/NAME, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /healthz, GET /metrics)")
+                          + "POST /acme/renew/NAME, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /traffic, GET /healthz, GET /metrics, "
+                          + "GET /openapi.json, GET /dashboard)")
+        case .openAPI, .dashboard, .dashboardLogin:
+            return .error(500, "answered by the admin listener itself")  // AdminServer serves these without the handler
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }
