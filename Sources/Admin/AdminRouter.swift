@@ -27,7 +27,7 @@ public enum AdminRoute: Equatable, Sendable {
     case traffic
     /// The OpenAPI 3.1 document describing every route.
     case openAPI
-    /// The HTML dashboard (`/` redirects to it); `POST /dashboard/login` takes the token from its form.
+    /// The HTML dashboard, at `/` and `/dashboard`; `POST /dashboard/login` takes the token from its form.
     case dashboard
     case dashboardLogin
     case notFound
