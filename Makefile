@@ -5,8 +5,8 @@ SWIFT      ?= swift
 PYTHON     ?= python3
 CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
-APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc testssl.sh
-PIP_TEST   := pytest cryptography h2 pyyaml
+APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc testssl.sh chromium
+PIP_TEST   := pytest cryptography h2 pyyaml jsonschema openapi-spec-validator
 APT_BENCH  := $(APT_TEST) golang-go h2o
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
@@ -90,7 +90,7 @@ deps-test:
 	@missing=$$(for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
-	@$(PYTHON) -c 'import pytest, cryptography, h2, yaml' 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST)
+	@$(PYTHON) -c 'import pytest, cryptography, h2, yaml, jsonschema, openapi_spec_validator' 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST)
 
 # The benchmarks' own client (bench/hsclient) is built with Go; h2o is one of the peers.
 deps-bench: deps-test

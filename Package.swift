@@ -40,8 +40,10 @@ let package = Package(
         .target(name: "Config", dependencies: ["Yams"]),
         .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
-        // The admin API: listener, routes, metrics text (off the hot path).
-        .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"]),
+        // The admin API: listener, routes, JSON answers, metrics text, dashboard (off the hot path). The
+        // OpenAPI document and the dashboard's pages are compiled in, so the binary needs no files beside it.
+        .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"],
+                resources: [.embedInCode("openapi.json"), .embedInCode("Dashboard/dashboard.html"), .embedInCode("Dashboard/login.html")]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
         .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.

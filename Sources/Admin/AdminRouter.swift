@@ -1,4 +1,3 @@
-import EventLoop
 import Foundation
 
 /// The admin API's routes and access check, apart from sockets so both are unit-tested.
@@ -24,6 +23,13 @@ public enum AdminRoute: Equatable, Sendable {
     case clusterStatus
     /// Each upstream server's health-check state and counters.
     case upstreams
+    /// The hot-path counters as JSON totals (the dashboard's rates).
+    case traffic
+    /// The OpenAPI 3.1 document describing every route.
+    case openAPI
+    /// The HTML dashboard, at `/` and `/dashboard`; `POST /dashboard/login` takes the token from its form.
+    case dashboard
+    case dashboardLogin
     case notFound
     case methodNotAllowed(allow: String)
 }
@@ -34,9 +40,11 @@ public struct AdminRequest: Sendable {
     public var authorization: String?
     public var body: [UInt8]
     public var peerIsLoopback: Bool
-    public init(method: String, path: String, authorization: String?, body: [UInt8], peerIsLoopback: Bool) {
+    /// The `Cookie` field: the dashboard's session (see `authorize`).
+    public var cookie: String?
+    public init(method: String, path: String, authorization: String?, body: [UInt8], peerIsLoopback: Bool, cookie: String? = nil) {
         self.method = method; self.path = path; self.authorization = authorization
-        self.body = body; self.peerIsLoopback = peerIsLoopback
+        self.body = body; self.peerIsLoopback = peerIsLoopback; self.cookie = cookie
     }
 }
 
@@ -47,12 +55,16 @@ public struct AdminResponse: Sendable, Equatable {
     public var headers: [(String, String)] = []
 
     public init(status: Int, contentType: String = "application/json", body: String, headers: [(String, String)] = []) {
-        self.status = status; self.contentType = contentType; self.body = Array(body.utf8); self.headers = headers
+        self.init(status: status, contentType: contentType, bytes: Array(body.utf8), headers: headers)
+    }
+
+    public init(status: Int, contentType: String, bytes: [UInt8], headers: [(String, String)] = []) {
+        self.status = status; self.contentType = contentType; self.body = bytes; self.headers = headers
     }
 
     /// `{"error": reason}` with the status.
     public static func error(_ status: Int, _ reason: String, headers: [(String, String)] = []) -> AdminResponse {
-        AdminResponse(status: status, body: "{\"error\":\(JSON.string(reason))}\n", headers: headers)
+        .json(ErrorAnswer(error: reason), status: status, headers: headers)
     }
 
     public static func == (a: AdminResponse, b: AdminResponse) -> Bool {
@@ -73,6 +85,10 @@ public enum AdminRouter {
         case "/acme": return method == "GET" ? .acmeStatus : .methodNotAllowed(allow: "GET")
         case "/cluster": return method == "GET" ? .clusterStatus : .methodNotAllowed(allow: "GET")
         case "/upstreams": return method == "GET" ? .upstreams : .methodNotAllowed(allow: "GET")
+        case "/traffic": return method == "GET" ? .traffic : .methodNotAllowed(allow: "GET")
+        case "/openapi.json": return method == "GET" ? .openAPI : .methodNotAllowed(allow: "GET")
+        case "/", "/dashboard": return method == "GET" ? .dashboard : .methodNotAllowed(allow: "GET")
+        case "/dashboard/login": return method == "POST" ? .dashboardLogin : .methodNotAllowed(allow: "POST")
         default:
             let revoke = "/acme/revoke/", renew = "/acme/renew/"
             if path.hasPrefix(revoke) {
@@ -120,11 +136,19 @@ public enum AdminRouter {
     }
 
     /// nil when the request may proceed. With a token configured, every request needs
-    /// `Authorization: Bearer TOKEN`; without one, only loopback peers are served.
-    public static func authorize(token: String?, authorization: String?, peerIsLoopback: Bool) -> AdminResponse? {
+    /// `Authorization: Bearer TOKEN`; without one, only loopback peers are served. A browser cannot
+    /// send the header, so the dashboard's cookie (set from its login, HttpOnly, SameSite=Strict)
+    /// holds the token instead, and is taken for GET and HEAD only: it can read, never change
+    /// anything, even if a page elsewhere got a request sent with it.
+    public static func authorize(token: String?, authorization: String?, peerIsLoopback: Bool,
+                                 cookie: String? = nil, method: String = "GET") -> AdminResponse? {
         guard let token else {
             if peerIsLoopback { return nil }
             return .error(403, "the admin API has no token configured and answers loopback clients only; set admin.token")
+        }
+        if authorization == nil, method == "GET" || method == "HEAD", let session = DashboardPage.session(fromCookie: cookie),
+           constantTimeEquals(Array(session.utf8), Array(token.utf8)) {
+            return nil
         }
         let challenge = [("WWW-Authenticate", "Bearer realm=\"edgeproxy\"")]
         guard let header = authorization, header.count > 7, header.prefix(7).lowercased() == "bearer " else {

@@ -67,16 +67,24 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
             guard e.status > 0 else { return }  // the client went away or timed out
             response = .error(e.status, e.reason)
         case .success(let (head, body)):
-            let authorization = head.fields.first { HTTPField.nameEquals($0.name, "authorization") }?.value
-            let request = AdminRequest(method: head.method, path: head.target, authorization: authorization,
-                                       body: body, peerIsLoopback: loopback)
-            if let denied = AdminRouter.authorize(token: token, authorization: authorization, peerIsLoopback: loopback) {
-                response = denied
-            } else {
-                response = handler(AdminRouter.route(method: head.method, path: head.target), request)
-            }
+            func field(_ name: String) -> String? { head.fields.first { HTTPField.nameEquals($0.name, name) }?.value }
+            let request = AdminRequest(method: head.method, path: head.target, authorization: field("authorization"),
+                                       body: body, peerIsLoopback: loopback, cookie: field("cookie"))
+            response = respond(AdminRouter.route(method: head.method, path: head.target), request)
         }
         Self.send(client, response)
+    }
+
+    private func respond(_ route: AdminRoute, _ request: AdminRequest) -> AdminResponse {
+        // The dashboard answers people: a login form where the API would answer a JSON 401.
+        if route == .dashboard || route == .dashboardLogin { return DashboardPage.respond(route, request, token: token) }
+        if let denied = AdminRouter.authorize(token: token, authorization: request.authorization, peerIsLoopback: request.peerIsLoopback,
+                                              cookie: request.cookie, method: request.method) {
+            return denied
+        }
+        // openapi.json, compiled into the binary (SwiftPM's embedInCode).
+        if route == .openAPI { return AdminResponse(status: 200, contentType: "application/json", bytes: PackageResources.openapi_json) }
+        return handler(route, request)
     }
 
     /// Reads one request: head and whole body. A status of 0 means "nothing to answer".

@@ -1,8 +1,7 @@
 import Certificates
-import EventLoop
 import Foundation
 
-/// How `GET /certificates` and the PUT answer describe a catalog item.
+/// How `GET /certificates`, `GET /certificates/NAME` and the PUT answer describe a catalog item.
 public enum CertificateListing {
     /// The name an operator knows a certificate by: the upload name, or the file's base name.
     public static func displayName(_ id: String) -> String {
@@ -15,30 +14,41 @@ public enum CertificateListing {
     }
 
     /// OCSP stapling of one certificate (only those whose leaf names a responder have one).
-    public struct OCSP: Sendable {
+    public struct OCSP: Encodable, Sendable {
         public var status: String
         public var responder: String
-        public var nextUpdate: Date?
-        public var error: String?
+        @Nullable public var nextUpdate: Date?
+        @Nullable public var error: String?
         public init(status: String, responder: String, nextUpdate: Date?, error: String?) {
             self.status = status; self.responder = responder; self.nextUpdate = nextUpdate; self.error = error
         }
-
-        var json: String {
-            ",\"ocsp\":{\"status\":\(JSON.string(status)),\"responder\":\(JSON.string(responder)),"
-                + "\"next_update\":\(JSON.string(nextUpdate.map { ISO8601DateFormatter().string(from: $0) })),\"error\":\(JSON.string(error))}"
-        }
     }
 
-    public static func describe(id: String, item: CertificateCatalog.Item, ocsp: OCSP? = nil) -> String {
+    /// One certificate. `issuer` and `subject` are null and `checked` false while it serves from
+    /// its start-up index and OpenSSL has not built it yet; `ocsp` is absent without a responder.
+    public struct Entry: Encodable, Sendable {
+        public var name: String
+        public var names: [String]
+        public var keyType: String
+        @Nullable public var issuer: String?
+        @Nullable public var subject: String?
+        public var checked: Bool
+        public var notBefore: Date
+        public var notAfter: Date
+        public var serial: String
+        /// Where it came from: directory, file, api, acme, cluster, self-signed.
+        public var source: String
+        /// The file (or upload) it was read from.
+        public var path: String
+        public var ocsp: OCSP?
+    }
+
+    public static func describe(id: String, item: CertificateCatalog.Item, ocsp: OCSP? = nil) -> Entry {
         // A certificate served from its start-up index and not yet built by OpenSSL is not built
         // here: listing 100,000 of them would hold the control queue for tens of seconds.
         let bundle = item.bundle, leaf = bundle.isPending ? nil : bundle.leaf
-        let iso = ISO8601DateFormatter()
-        let names = bundle.names.map(JSON.string).joined(separator: ",")
-        return "{\"name\":\(JSON.string(displayName(id))),\"names\":[\(names)],\"key_type\":\"\(bundle.keyType.rawValue)\","
-            + "\"issuer\":\(JSON.string(leaf?.issuer)),\"subject\":\(JSON.string(leaf?.subject)),\"checked\":\(leaf != nil),"
-            + "\"not_before\":\"\(iso.string(from: bundle.notBefore))\",\"not_after\":\"\(iso.string(from: bundle.notAfter))\","
-            + "\"serial\":\"\(bundle.serialHex)\",\"source\":\(JSON.string(item.origin)),\"path\":\(JSON.string(item.bundle.source))\(ocsp?.json ?? "")}"
+        return Entry(name: displayName(id), names: bundle.names, keyType: bundle.keyType.rawValue, issuer: leaf?.issuer,
+                     subject: leaf?.subject, checked: leaf != nil, notBefore: bundle.notBefore, notAfter: bundle.notAfter,
+                     serial: bundle.serialHex, source: item.origin, path: bundle.source, ocsp: ocsp)
     }
 }

@@ -61,15 +61,8 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         try c.encode(acme, forKey: .acme); try c.encode(cluster, forKey: .cluster)
     }
 
-    /// One line of JSON (and a newline), snake_case keys, ISO 8601 dates.
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = .sortedKeys
-        // Encoding plain strings, numbers and dates cannot fail.
-        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
-    }
+    /// One line of JSON (and a newline), as every admin answer (AdminJSON).
+    public var json: String { String(decoding: AdminJSON.encode(self), as: UTF8.self) }
 
     public static func decode(_ bytes: [UInt8]) throws -> NodeStatus {
         let decoder = JSONDecoder()

@@ -134,45 +134,38 @@ extension Control {
     }
 
     func acmeStatusJSON() -> AdminResponse {
-        guard let manager = acme?.manager else { return .error(404, "ACME is off (no acme section in the configuration)") }
-        let iso = ISO8601DateFormatter()
-        func date(_ d: Date?) -> String { d.map { "\"\(iso.string(from: $0))\"" } ?? "null" }
-        let items = manager.statuses.map { s -> String in
-            let names = s.names.map(JSON.string).joined(separator: ",")
-            var problem = "null"
-            if let p = s.lastProblem {
-                let subs = (p.subproblems ?? []).map { sub in
-                    "{\"type\":\(JSON.string(sub.type ?? "")),\"detail\":\(JSON.string(sub.detail ?? "")),"
-                        + "\"identifier\":\(JSON.string(sub.identifier?.value ?? ""))}"
-                }.joined(separator: ",")
-                problem = "{\"type\":\(JSON.string(p.type ?? "")),\"detail\":\(JSON.string(p.detail ?? "")),\"subproblems\":[\(subs)]}"
+        guard let (manager, http, alpn) = acme else { return .error(404, "ACME is off (no acme section in the configuration)") }
+        let cas = settings.acme?.issuers.map(\.directory) ?? []
+        func ca(_ index: Int?) -> String? { index.flatMap { cas.indices.contains($0) ? cas[$0] : nil } }
+        let certificates = manager.statuses.map { s in
+            let problem = s.lastProblem.map { p in
+                ACMEReport.Problem(type: p.type ?? "", detail: p.detail ?? "", subproblems: (p.subproblems ?? []).map {
+                    ACMEReport.Problem.Subproblem(type: $0.type ?? "", detail: $0.detail ?? "", identifier: $0.identifier?.value ?? "")
+                })
             }
-            let window = s.ariWindow.map { "{\"start\":\(date($0.start)),\"end\":\(date($0.end))}" } ?? "null"
-            let profile = settings.acme?.profile(for: s.names[0], issuer: s.issuer).map(JSON.string) ?? "null"
-            let cas = settings.acme?.issuers.map(\.directory) ?? []
-            let issuedBy = s.issuedBy.flatMap { cas.indices.contains($0) ? JSON.string(cas[$0]) : nil } ?? "null"
-            return "{\"name\":\(JSON.string(s.names[0])),\"names\":[\(names)],\"profile\":\(profile),"
-                + "\"issuer\":\(JSON.string(cas.indices.contains(s.issuer) ? cas[s.issuer] : "")),\"issued_by\":\(issuedBy),\"serial\":\(s.serial.map(JSON.string) ?? "null"),"
-                + "\"not_after\":\(date(s.notAfter)),\"renew_at\":\(date(s.renewAt)),\"ari_window\":\(window),"
-                + "\"next_attempt\":\(date(s.nextAttempt)),\"failures\":\(s.failures),\"issued\":\(s.issued),"
-                + "\"last_issued\":\(date(s.lastIssued)),\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_problem\":\(problem)}"
+            return ACMEReport.Certificate(
+                name: s.names[0], names: s.names, profile: settings.acme?.profile(for: s.names[0], issuer: s.issuer), issuer: ca(s.issuer) ?? "",
+                issuedBy: ca(s.issuedBy), serial: s.serial, notAfter: s.notAfter, renewAt: s.renewAt,
+                ariWindow: s.ariWindow.map { ACMEReport.Window(start: $0.start, end: $0.end) }, nextAttempt: s.nextAttempt,
+                failures: s.failures, issued: s.issued, lastIssued: s.lastIssued, lastError: s.lastError, lastProblem: problem)
         }
-        let pending = "{\"http-01\":\(acme!.http.count),\"tls-alpn-01\":\(acme!.alpn.count)}"
-        var onDemandJSON = "null"
-        if let o = onDemand?.status {
-            onDemandJSON = "{\"waiting\":\(o.waiting),\"looking_up\":[\(o.lookingUp.map(JSON.string).joined(separator: ","))],"
-                + "\"held\":\(o.held),\"denied\":\(o.denied),\"rate_limited\":\(o.rateLimited),\"refused_busy\":\(o.busy),"
-                + "\"started_in_interval\":\(o.startsInInterval)}"
+        let onDemand = onDemand.map { o in
+            let s = o.status
+            return ACMEReport.OnDemand(waiting: s.waiting, lookingUp: s.lookingUp, held: s.held, denied: s.denied, rateLimited: s.rateLimited,
+                                       refusedBusy: s.busy, startedInInterval: s.startsInInterval)
         }
-        var dnsJSON = "null"
-        if let (provider, activity) = dns01 {
+        let dns = dns01.map { provider, activity in
             let c = activity.current
-            dnsJSON = "{\"provider\":\(JSON.string(provider)),\"records_present\":\(c.present),\"presented\":\(c.presented),"
-                + "\"failed\":\(c.failed),\"last_propagation_seconds\":\(c.lastPropagationSeconds.map { String(format: "%.3f", $0) } ?? "null"),"
-                + "\"last_error\":\(c.lastError.map(JSON.string) ?? "null")}"
+            return ACMEReport.DNS(provider: provider, recordsPresent: c.present, presented: c.presented, failed: c.failed,
+                                  lastPropagationSeconds: c.lastPropagationSeconds.map(Self.milliseconds), lastError: c.lastError)
         }
-        return AdminResponse(status: 200, body: "{\"certificates\":[" + items.joined(separator: ",\n") + "],\"pending_challenges\":\(pending),"
-                             + "\"on_demand\":\(onDemandJSON),\"dns\":\(dnsJSON),\"events\":\(Self.eventsJSON(manager.eventDelivery?.status))}\n")
+        let events = manager.eventDelivery.map { e in
+            let s = e.status
+            return ACMEReport.Events(queued: s.queued, delivered: s.delivered, failed: s.failed, dropped: s.dropped, retries: s.retries,
+                                     claimedElsewhere: s.claimedElsewhere, lastError: s.lastError, lastErrorAt: s.lastErrorAt)
+        }
+        return .json(ACMEReport(certificates: certificates, pendingChallenges: ACMEReport.Pending(http01: http.count, tlsALPN01: alpn.count),
+                                onDemand: onDemand, dns: dns, events: events))
     }
 
     /// `POST /acme/revoke/NAME?reason=R`: revoked at the CA, replaced at once (on the manager's threads).
@@ -187,8 +180,7 @@ extension Control {
         }
         do {
             let serial = try manager.revoke(name, reason: reason)
-            return AdminResponse(status: 200, body: "{\"revoked\":\(JSON.string(serial)),\"name\":\(JSON.string(name)),"
-                                 + "\"reason\":\(JSON.string(reason.name)),\"replacement\":\"being obtained\"}\n")
+            return .json(RevokedAnswer(revoked: serial, name: name, reason: reason.name))
         } catch {
             Log.error("ACME: revoking \(name) failed: \(error)")
             return .error(502, "revoking \(name) failed: \(error); the certificate still serves")
@@ -201,7 +193,7 @@ extension Control {
         guard let status = manager.renew(name) else {
             return .error(404, "\(name) is not managed by ACME here (GET /acme lists the names)")
         }
-        return AdminResponse(status: 202, body: "{\"renewing\":\(JSON.string(name)),\"serial\":\(JSON.string(status.serial))}\n")
+        return .json(RenewingAnswer(renewing: name, serial: status.serial), status: 202)
     }
 
     var acmeMetrics: PrometheusText.ACME? {
@@ -218,12 +210,5 @@ extension Control {
                                              retries: s.retries, claimedElsewhere: s.claimedElsewhere)
         }
         return metrics
-    }
-
-    /// `acme.events`' counters for `GET /acme` (null when no events are configured).
-    static func eventsJSON(_ status: CertificateEvents.Status?) -> String {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        return status.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
     }
 }

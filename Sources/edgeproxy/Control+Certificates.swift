@@ -60,7 +60,7 @@ extension Control {
             switch route {
             // Thread-safe state only, and never behind a reload or an etcd call on the control queue:
             // a load balancer's health check must not wait for etcd.
-            case .health, .metrics, .clusterStatus, .upstreams:
+            case .health, .metrics, .clusterStatus, .upstreams, .traffic:
                 return handleAdmin(route, request)
             // A request to the CA: never on the control queue. A renewal only wakes the manager.
             case .acmeRevoke, .acmeRenew:
@@ -104,20 +104,20 @@ extension Control {
             let list = transaction.read { catalog in
                 catalog.items.sorted { $0.key < $1.key }.map { CertificateListing.describe(id: $0.key, item: $0.value, ocsp: ocspListing($0.key)) }
             }
-            return AdminResponse(status: 200, body: "[" + list.joined(separator: ",\n") + "]\n")
+            return .json(list)
         case .putCertificate(let name):
             if let parts = cluster { return putClusterCertificate(parts, name, pem: request.body) }
             switch uploads.put(name, pem: request.body, directory: settings.tls.certificateDirectory) {
             case .failure(let e): return .error(e.status, e.reason)
             case .success(let id):
                 guard let item = transaction.read({ $0.items[id] }) else { return .error(500, "not applied") }
-                return AdminResponse(status: 200, body: CertificateListing.describe(id: id, item: item) + "\n")
+                return .json(CertificateListing.describe(id: id, item: item))
             }
         case .deleteCertificate(let name):
             if let parts = cluster, let answer = deleteClusterCertificate(parts, name) { return answer }
             switch uploads.delete(name, directory: settings.tls.certificateDirectory) {
             case .failure(let e): return .error(e.status, e.reason)
-            case .success: return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name))}\n")
+            case .success: return .json(DeletedAnswer(deleted: name))
             }
         case .acmeStatus:
             return acmeStatusJSON()
@@ -129,12 +129,17 @@ extension Control {
             return clusterStatusJSON()
         case .upstreams:
             return AdminResponse(status: 200, body: health.statusJSON())
+        case .traffic:
+            return .json(TrafficReport(Metrics.shared))
         case .reload:
             let report = reloadConfiguration(trigger: "api")
-            return AdminResponse(status: report.configError == nil ? 200 : 422, body: report.json)
+            return .json(ReloadAnswer(report), status: report.configError == nil ? 200 : 422)
         case .notFound:
             return .error(404, "no such route (try GET /status, GET /certificates, GET|PUT|DELETE /certificates/NAME, POST /reload, GET /acme, "
-                          + "POST /acme/renew/NAME, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /healthz, GET /metrics)")
+                          + "POST /acme/renew/NAME, POST /acme/revoke/NAME, GET /cluster, GET /upstreams, GET /traffic, GET /healthz, GET /metrics, "
+                          + "GET /openapi.json, GET /dashboard)")
+        case .openAPI, .dashboard, .dashboardLogin:
+            return .error(500, "answered by the admin listener itself")  // AdminServer serves these without the handler
         case .methodNotAllowed(let allow):
             return .error(405, "method not allowed here; use \(allow)", headers: [("Allow", allow)])
         }

@@ -57,7 +57,7 @@ extension Control {
         let id = "cluster:\(name.lowercased())"
         guard let item = transaction.read({ $0.items[id] }) else { return .error(500, "stored in etcd, but not applied here; see the log") }
         Log.info("certificate \(name) (\(item.bundle.names.joined(separator: ","))) stored for the cluster through the admin API")
-        return AdminResponse(status: 200, body: CertificateListing.describe(id: id, item: item) + "\n")
+        return .json(CertificateListing.describe(id: id, item: item))
     }
 
     func deleteClusterCertificate(_ parts: ClusterParts, _ name: String) -> AdminResponse? {
@@ -70,7 +70,7 @@ extension Control {
                 : "\(error.reason); nothing changed (etcd must be reachable to delete a certificate for the fleet)")
         }
         Log.info("certificate \(name) deleted for the cluster through the admin API")
-        return AdminResponse(status: 200, body: "{\"deleted\":\(JSON.string(name)),\"cluster\":true}\n")
+        return .json(DeletedAnswer(deleted: name, cluster: true))
     }
 
     func clusterStatusJSON() -> AdminResponse {
@@ -78,25 +78,23 @@ extension Control {
             return .error(404, "no cluster is configured (no cluster section in the configuration)")
         }
         let s = parts.sync.status, c = parts.settings
-        let iso = ISO8601DateFormatter()
-        var members = "null", membersError = "null"
+        var members: [ClusterReport.Member]?, membersError: String?
         do {
-            members = "[" + (try parts.node.members(from: parts.quick)).map { m in
-                "{\"node\":\(JSON.string(m.node)),\"started\":\"\(iso.string(from: m.started))\",\"revision\":\(m.revision),"
-                    + "\"certificates\":\(m.certificates),\"updated\":\"\(iso.string(from: m.updated))\"}"
-            }.joined(separator: ",") + "]"
+            members = try parts.node.members(from: parts.quick).map {
+                ClusterReport.Member(node: $0.node, started: $0.started, revision: $0.revision, certificates: $0.certificates, updated: $0.updated)
+            }
         } catch {
-            membersError = JSON.string(error.description)
+            membersError = error.description
         }
         let leader = (try? parts.node.leader(from: parts.quick)).flatMap { $0 }
-        let endpoints = parts.store.endpointHealth().map { "{\"url\":\(JSON.string($0.url)),\"healthy\":\($0.healthy)}" }.joined(separator: ",")
-        let body = "{\"node\":\(JSON.string(c.node)),\"prefix\":\(JSON.string(c.prefix)),\"etcd_connected\":\(s.connected),"
-            + "\"revision\":\(s.revision),\"certificates\":\(s.certificates),\"refused\":\(s.refused),\"outages\":\(s.outages),"
-            + "\"last_error\":\(s.lastError.map(JSON.string) ?? "null"),\"last_applied\":\(s.lastApplied.map { "\"\(iso.string(from: $0))\"" } ?? "null"),"
-            + "\"last_lag_seconds\":\(s.lastLag.map { String(format: "%.3f", $0) } ?? "null"),"
-            + "\"leader\":\(leader.map(JSON.string) ?? "null"),\"nodes\":\(members),\"nodes_error\":\(membersError),\"endpoints\":[\(endpoints)]}\n"
-        return AdminResponse(status: 200, body: body)
+        return .json(ClusterReport(node: c.node, prefix: c.prefix, etcdConnected: s.connected, revision: s.revision, certificates: s.certificates,
+                                   refused: s.refused, outages: s.outages, lastError: s.lastError, lastApplied: s.lastApplied,
+                                   lastLagSeconds: s.lastLag.map(Self.milliseconds), leader: leader, nodes: members, nodesError: membersError,
+                                   endpoints: parts.store.endpointHealth().map { ClusterReport.Endpoint(url: $0.url, healthy: $0.healthy) }))
     }
+
+    /// Seconds kept to the millisecond, as people read them.
+    static func milliseconds(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
 
     var clusterMetrics: PrometheusText.Cluster? {
         guard let s = cluster?.sync.status else { return nil }

@@ -20,7 +20,7 @@ extension Control {
             let sync = parts.sync.status
             return NodeStatus.Cluster(node: parts.settings.node, etcdConnected: sync.connected, certificates: sync.certificates)
         }
-        return AdminResponse(status: 200, body: status.json)
+        return .json(status)
     }
 
     /// By the name `GET /certificates` lists; else the first (by id) serving `name`.
@@ -34,6 +34,6 @@ extension Control {
         guard let found else {
             return .error(404, "no certificate named \(name), nor one serving \(name) (GET /certificates lists them)")
         }
-        return AdminResponse(status: 200, body: CertificateListing.describe(id: found.id, item: found.item, ocsp: ocspListing(found.id)) + "\n")
+        return .json(CertificateListing.describe(id: found.id, item: found.item, ocsp: ocspListing(found.id)))
     }
 }

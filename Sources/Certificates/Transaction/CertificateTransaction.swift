@@ -36,12 +36,6 @@ public struct UpdateReport: Sendable {
     public init(applied: Int = 0, removed: Int = 0, unchanged: Int = 0, refused: [CertificateError] = [], configError: String? = nil) {
         self.applied = applied; self.removed = removed; self.unchanged = unchanged; self.refused = refused; self.configError = configError
     }
-
-    public var json: String {
-        let refusals = refused.map { "{\"source\":\(JSON.string($0.source)),\"reason\":\(JSON.string($0.reason))}" }
-        return "{\"applied\":\(applied),\"removed\":\(removed),\"unchanged\":\(unchanged),\"refused\":[\(refusals.joined(separator: ","))]"
-            + (configError.map { ",\"error\":\(JSON.string($0))" } ?? "") + "}\n"
-    }
 }
 
 /// What every certificate source hands its changes to: the directory watcher and SIGHUP, the
