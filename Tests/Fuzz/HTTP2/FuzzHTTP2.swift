@@ -35,7 +35,8 @@ final class Recorder: HTTP2SessionDelegate {
 
     init(bodySize: Int) { self.bodySize = bodySize }
 
-    func http2(_ session: HTTP2Session, head fields: [HTTPField], stream: Int32, endStream: Bool, oversized: Bool) {
+    func http2(_ session: HTTP2Session, head section: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
+        let fields = Array(section)
         events.append(.head(fields, stream: stream, endStream: endStream, oversized: oversized))
         require(stream > 0 && stream % 2 == 1, "request on stream \(stream)")
         require(open[stream] == nil, "second head on stream \(stream)")
