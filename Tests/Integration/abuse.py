@@ -4,23 +4,12 @@ readings of the proxy process from /proc (CPU time, descriptors)."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
-
-import pytest
 
 from httpclient import https_get
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def require_tool(tool: str, package: str) -> str:
-    """The tool's path; a missing one fails the test naming the Debian package (never a skip)."""
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"`{tool}` not found: install the Debian package {package} (`make test` does)", pytrace=False)
-    return path
 
 
 def cpu_seconds(pid: int) -> float:

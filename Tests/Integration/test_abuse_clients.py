@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from abuse import PeakRSS, Prober, cpu_seconds, fd_count, require_tool, wait_for_no_clients
+from abuse import PeakRSS, Prober, cpu_seconds, fd_count, wait_for_no_clients
 from conftest import standard_tls
 from httpclient import https_get
+from tools import need_tool
 
 # 2 cores shared with the client, the origin and the prober: enough connections to matter, few
 # enough for a CI run (bench/slowhttp.sh runs bigger numbers by hand).
@@ -36,7 +37,7 @@ def slow_env(proxies, origins):
 def slowhttptest(mode: str, port: int, path: str, out, extra: list[str]) -> list[dict]:
     """Runs one attack for 8 s; returns slowhttptest's per-second CSV rows (closed, pending,
     connected, service available)."""
-    tool = require_tool("slowhttptest", "slowhttptest")
+    tool = need_tool("slowhttptest", "slowhttptest")
     prefix = out / f"slow{mode}"
     cmd = [tool, f"-{mode}", "-c", str(CONNECTIONS), "-r", "500", "-l", "8", "-p", "2", "-g", "-o", str(prefix),
            "-u", f"https://127.0.0.1:{port}{path}"] + extra
@@ -129,7 +130,7 @@ def limited_proxy(proxies, origins, nofile: int):
     o = origins("A")
     p = proxies({"workers": 1, "tls": standard_tls(), "timeouts": {"handshake": "30s", "idle": "30s"},
                  "upstreams": {"app": {"servers": [o.addr]}}, "routes": [{"upstream": "app"}]})
-    subprocess.run([require_tool("prlimit", "util-linux"), f"--pid={p.pid}", f"--nofile={nofile}:{nofile}"], check=True)
+    subprocess.run([need_tool("prlimit", "util-linux"), f"--pid={p.pid}", f"--nofile={nofile}:{nofile}"], check=True)
     assert resource.prlimit(p.pid, resource.RLIMIT_NOFILE)[0] == nofile
     return p
 

@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from abuse import Prober, require_tool, wait_for_no_clients
+from abuse import Prober, wait_for_no_clients
 from conftest import standard_tls
 from httpclient import https_get
+from tools import need_tool
 
 HANDSHAKE_TIMEOUT = 2.0
 
@@ -170,8 +171,7 @@ def test_garbage_instead_of_a_client_hello_is_closed_at_once(env, garbage):
 def test_tls12_renegotiation_is_refused(env):
     """`openssl s_client -tls1_2` then `R` (client-initiated renegotiation): the proxy answers
     no_renegotiation, no second handshake happens, and others are served."""
-    require_tool("openssl", "openssl")
-    p = subprocess.Popen(["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{env.https_port}",
+    p = subprocess.Popen([need_tool("openssl", "openssl"), "s_client", "-tls1_2", "-connect", f"127.0.0.1:{env.https_port}",
                           "-servername", "a.test"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

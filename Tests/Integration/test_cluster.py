@@ -24,6 +24,7 @@ from etcd import EtcdCluster
 from httpclient import handshake_cert
 from blackhole import Blackhole
 from reload_support import Admin, metric, record_result, wait_until
+from tools import need_tool
 
 SYNC_TIMEOUT = 10
 
@@ -491,7 +492,7 @@ def test_on_demand_one_node_issues_and_every_node_serves(acme_fleet, etcd, tmp_p
 
 def s_client(port: int, sni: str, *args: str) -> str:
     request = f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
-    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni, "-tls1_3", "-ign_eof", *args],
+    r = subprocess.run([need_tool("openssl", "openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni, "-tls1_3", "-ign_eof", *args],
                        input=request, capture_output=True, text=True, timeout=20)
     return r.stdout + r.stderr
 

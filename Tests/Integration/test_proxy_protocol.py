@@ -19,6 +19,7 @@ from conftest import free_port, standard_tls
 from httpclient import client_context
 from loadbalancer import LoadBalancer
 from reload_support import Admin, metric, wait_until
+from tools import need_tool
 
 CLIENT = "127.0.0.2"      # the original client, as HAProxy sees it
 
@@ -74,7 +75,7 @@ def test_the_client_behind_haproxy_is_the_client_everywhere(behind_lb, version):
     status, body = get_from(CLIENT, lb_https)
     assert status == 200 and echoed_forwarded_for(body) == CLIENT, body
     # HTTP/2 behind the balancer too.
-    r = subprocess.run(["curl", "-sk", "--http2", "--interface", CLIENT, "--resolve", f"a.test:{lb_https}:127.0.0.1",
+    r = subprocess.run([need_tool("curl", "curl"), "-sk", "--http2", "--interface", CLIENT, "--resolve", f"a.test:{lb_https}:127.0.0.1",
                         f"https://a.test:{lb_https}/echo", "-o", "-", "-w", "\n%{http_version}"],
                        capture_output=True, text=True, timeout=20)
     body2, _, version_seen = r.stdout.rpartition("\n")
