@@ -33,6 +33,25 @@ def client_connections(port: int) -> int:
     return held
 
 
+def accepted_connections(pid: int, port: int) -> int:
+    """Connections on loopback `port` the process has accepted (its socket descriptors matched
+    against /proc/net/tcp), not those still waiting in the listen backlog."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    accepted = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) == port and f[3] != "0A" and f[9] in inodes:
+            accepted += 1
+    return accepted
+
+
 def wait_for_no_clients(port: int, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while (n := client_connections(port)) > 0:
@@ -54,7 +73,7 @@ class Prober:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:                                     # at least one probe, however short the attack
             t0 = time.monotonic()
             try:
                 r = https_get(self.port, self.path, sni=self.sni, timeout=self.timeout)
@@ -63,7 +82,8 @@ class Prober:
             except Exception as e:                      # a refused or timed-out probe is a failure
                 self.failures.append(f"{type(e).__name__}: {e}")
             self.latencies.append(time.monotonic() - t0)
-            self._stop.wait(self.interval)
+            if self._stop.wait(self.interval):
+                return
 
     @property
     def worst(self) -> float:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from abuse import PeakRSS, Prober, cpu_seconds, fd_count, wait_for_no_clients
+from abuse import PeakRSS, Prober, accepted_connections, cpu_seconds, fd_count, wait_for_no_clients
 from conftest import standard_tls
 from httpclient import https_get
 from tools import need_tool
@@ -70,15 +70,17 @@ def test_slow_clients_leave_others_served_and_memory_bounded(slow_env, attack, t
     with Prober(p.https_port, "/echo") as probe, PeakRSS(p) as rss:
         rows = slowhttptest(mode, p.https_port, path, tmp_path, extra)
     probe.check(bound=2.0)
-    connected = max(int(r["connected"]) for r in rows)
-    print(attack, "connected at most", connected, "rows", rows[-1], "probe worst", round(probe.worst, 2))
-    assert connected >= CONNECTIONS // 2, f"the attack never got going: {rows[-3:]}"
+    # slowhttptest does its handshakes itself: on a loaded machine it opens fewer than it aims at
+    # (~1,000 on an idle 2-core machine, ~350 with both cores busy elsewhere).
+    opened = max(int(r["connected"]) + int(r["closed"]) for r in rows)
+    print(attack, "opened", opened, "rows", rows[-1], "probe worst", round(probe.worst, 2))
+    assert opened >= 250, f"the attack never got going: {rows[-3:]}"
     if mode == "H":
-        # The header timeout closed them while the attack still fed them.
-        assert int(rows[-1]["closed"]) >= CONNECTIONS // 2, rows[-3:]
+        # The header timeout (3 s) closed those opened in the first seconds, however they trickled.
+        assert int(rows[-1]["closed"]) >= opened / 3, rows[-3:]
     grown = rss.peak - rss0
     print(attack, f"RSS {rss0} kB before, peak {rss.peak} kB")
-    assert grown < CONNECTIONS * kib_per_connection, f"RSS grew {grown} kB for {CONNECTIONS} connections"
+    assert grown < opened * kib_per_connection + 8 * 1024, f"RSS grew {grown} kB for {opened} connections"
     # Every attacking connection is gone once the attack is over.
     wait_for_no_clients(p.https_port)
     assert https_get(p.https_port, "/echo").status == 200
@@ -104,12 +106,11 @@ def test_flood_past_max_connections_per_worker_waits_in_the_backlog(proxies, ori
     p = proxies({"workers": 1, "tls": standard_tls(), "timeouts": {"handshake": "2s"},
                  "limits": {"max_connections_per_worker": 50},
                  "upstreams": {"app": {"servers": [o.addr]}}, "routes": [{"upstream": "app"}]})
-    fds0 = fd_count(p.pid)
     socks = flood(p.https_port, 200)
     try:
-        time.sleep(0.5)
-        # No more than the limit are taken in, however many wait.
-        assert fd_count(p.pid) - fds0 <= 50 + 2
+        # The limit is taken in, and no more, however many wait.
+        seen = [accepted_connections(p.pid, p.https_port) for _ in range(10) if time.sleep(0.1) is None]
+        assert max(seen) == 50, seen
         t0 = time.monotonic()
         r = https_get(p.https_port, "/echo", timeout=20)
         waited = time.monotonic() - t0
