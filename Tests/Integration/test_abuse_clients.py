@@ -19,7 +19,7 @@ from httpclient import https_get
 from tools import need_tool
 
 # 2 cores shared with the client, the origin and the prober: enough connections to matter, few
-# enough for a CI run (bench/slowhttp.sh runs bigger numbers by hand).
+# enough for a CI run (bench/slowhttp.sh runs bigger numbers against a proxy started by hand).
 CONNECTIONS = 1000
 
 
