@@ -209,7 +209,7 @@ class Proxy:
         self.stopped_at: float | None = None
         if pki is not None and standard_certs:
             pki.write_standard(self.dir)
-        self.https_port = self.http_port = None
+        self.https_port = self.http_port = self.admin_port = None
         self.https_host = "127.0.0.1"
         self.write_config(config)
 
@@ -230,6 +230,9 @@ class Proxy:
             self.https_host = host.strip("[]") if host not in ("", "*") else "127.0.0.1"
             if listen.get("http"):
                 self.http_port = int(listen["http"][0].rsplit(":", 1)[1])
+            # The admin API binds after the listeners: start() waits for it too.
+            admin_listen = (config.get("admin") or {}).get("listen")
+            self.admin_port = int(admin_listen.rsplit(":", 1)[1]) if admin_listen else None
             config.setdefault("log", {}).setdefault("level", "info")
             text = to_yaml(config) + "\n"
         else:
@@ -249,6 +252,8 @@ class Proxy:
         if wait:
             try:
                 wait_for_port(self.https_port, host=self.https_host, timeout=timeout, proc=self.proc)
+                if self.admin_port:
+                    wait_for_port(self.admin_port, timeout=timeout, proc=self.proc)
             except (RuntimeError, TimeoutError) as e:
                 self.kill()
                 pytest.fail(f"edgeproxy did not become ready: {e}\n--- config ---\n{self.config_text}"
