@@ -353,6 +353,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
             node.proxy.start(wait=False)
         for node in nodes:
             wait_for_port(node.port, proc=node.proxy.proc)
+            wait_for_port(node.proxy.admin_port, proc=node.proxy.proc)   # binds after the listeners
         return nodes, pebble, lb
     make.prefix = prefix
     yield make

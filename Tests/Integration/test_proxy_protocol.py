@@ -161,8 +161,9 @@ def test_an_untrusted_source_is_closed_even_with_a_valid_header(proxies):
     admin_port = free_port()
     p = proxies({"tls": standard_tls(), "listen": {"proxy_protocol": {"from": ["127.0.0.9/32"]}},
                  "admin": {"listen": f"127.0.0.1:{admin_port}"}})
-    # (The fixture's readiness probe was an untrusted connection too.)
-    before = metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total", outcome="untrusted")
+    # The fixture's readiness probe was an untrusted connection too: counted once its loop took it.
+    before = wait_until(lambda: metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total",
+                                       outcome="untrusted"), 10, what="the readiness probe counted")
     data, seconds = raw(p.https_port, b"PROXY TCP4 192.0.2.1 198.51.100.1 40000 443\r\n", source="127.0.0.1")
     assert data == b"" and seconds < 1.0
     assert metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total", outcome="untrusted") == before + 1
