@@ -5,7 +5,7 @@ SWIFT      ?= swift
 PYTHON     ?= python3
 CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
-APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc testssl.sh chromium
+APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc testssl.sh chromium slowhttptest
 PIP_TEST   := pytest cryptography h2 pyyaml jsonschema openapi-spec-validator
 APT_BENCH  := $(APT_TEST) golang-go h2o
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -164,6 +164,10 @@ public final class HTTP2Session {
     public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
     /// Streams with a response or request still being delivered.
     public var openStreams: Int { inbound.count + outbound.count }
+    /// A header block has begun and not ended: its HEADERS or CONTINUATION bytes are still coming.
+    public var receivingHeaders: Bool { !inbound.isEmpty }
+    /// Response bytes wait in some stream's buffer: after `produce`, for the peer's window.
+    public var holdsUnsentData: Bool { outbound.values.contains { $0.count > 0 } }
 
     // MARK: Submitting
 

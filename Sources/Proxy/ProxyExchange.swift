@@ -206,6 +206,11 @@ public final class ProxyExchange: UpstreamDelegate {
         return bytes.isEmpty ? nil : ProxyHeader.Endpoint(address: bytes, port: address.port)
     }
 
+    /// Makes `server`, the last one tried, eligible again.
+    private func untry(_ server: UpstreamServer) {
+        if !moreTried.isEmpty { moreTried.removeLast() } else if firstTried === server { firstTried = nil }
+    }
+
     /// Retries on another server when nothing the origin may have acted on was sent.
     private func retryOrFail(status: Int, reason: String) {
         connection = nil
@@ -262,7 +267,10 @@ public final class ProxyExchange: UpstreamDelegate {
             return
         }
         if !responseStarted && connection.uses > 1 && !requestHasBody {
-            // A kept-alive connection the origin closed just as we reused it: safe to send again.
+            // A kept-alive connection the origin closed just as we reused it: safe to send again,
+            // to the same server too (it did nothing wrong; nginx retries a cached connection so).
+            // Each such failure closes one idle connection, so this ends on a new one at the latest.
+            untry(connection.server)
             retryOrFail(status: 502, reason: "the upstream server closed the connection")
             return
         }
@@ -298,6 +306,11 @@ public final class ProxyExchange: UpstreamDelegate {
             connection.disarmTimer()
         }
     }
+
+    /// Interim (1xx) responses relayed before the final one, at most `maxInterimResponses`: far
+    /// more than real exchanges send (100 Continue, 103 Early Hints, 102 Processing now and then).
+    private var interimResponses = 0
+    static let maxInterimResponses = 32
 
     /// The bytes of an unfinished head or chunk line, parsed again with the next read.
     private var carry: [UInt8] = []
@@ -352,6 +365,14 @@ public final class ProxyExchange: UpstreamDelegate {
             return
         }
         if head.status < 200 {
+            // An origin sending interim responses without end would hold the request forever (each
+            // read re-arms the response timeout) and feed the client without limit.
+            interimResponses += 1
+            if interimResponses > Self.maxInterimResponses {
+                Log.error("upstream \(upstreamName) server \(upstreamAddress ?? "?"): more than \(Self.maxInterimResponses) interim responses")
+                fail(status: 502, reason: "the upstream server sent too many interim responses")
+                return
+            }
             // 100 Continue is the front's to send; other interim responses (103) pass through.
             if head.status != 100 {
                 downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,

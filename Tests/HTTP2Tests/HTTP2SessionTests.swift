@@ -112,6 +112,33 @@ let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, []
         #expect(p.server.buffered(stream: id) == (1 << 20) - received)
     }
 
+    @Test func responseBytesHeldForAClosedWindowAreSeen() throws {
+        let p = try Pair()
+        // SETTINGS_INITIAL_WINDOW_SIZE 0: the client takes no response bytes until it says so.
+        p.sendRaw(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, [0, 4, 0, 0, 0, 0]))
+        p.sendRaw(frame(1, 0x5, 1, [0x82, 0x87, 0x84, 0x41, 0x06] + Array("a.test".utf8)))
+        #expect(!p.server.holdsUnsentData)
+        p.server.submitResponse(stream: 1, status: 200, fields: [], hasBody: true)
+        [UInt8](repeating: 7, count: 1000).withUnsafeBytes { p.server.sendData(stream: 1, $0) }
+        var out: [UInt8] = []
+        p.server.produce(into: &out, limit: 1 << 20)
+        #expect(!out.isEmpty)   // SETTINGS, its ACK and the response head went out; no DATA could
+        #expect(p.server.buffered(stream: 1) == 1000)
+        #expect(p.server.holdsUnsentData)
+    }
+
+    @Test func aHeaderBlockIsSeenUntilItEnds() throws {
+        let p = try Pair()
+        p.sendRaw(preface)
+        #expect(!p.server.receivingHeaders)
+        // HEADERS without END_HEADERS, then its CONTINUATION with END_HEADERS.
+        p.sendRaw(frame(1, 0x1, 1, [0x82, 0x87]))
+        #expect(p.server.receivingHeaders)
+        p.sendRaw(frame(9, 0x4, 1, [0x84, 0x41, 0x06] + Array("a.test".utf8)))
+        #expect(!p.server.receivingHeaders)
+        #expect(p.s.heads[1] != nil)
+    }
+
     @Test func drainedIsReportedWhenTheBufferFallsBelowHalfTheMark() throws {
         var settings = HTTP2Settings()
         settings.streamHighWater = 64 * 1024

@@ -230,8 +230,9 @@ class Proxy:
             self.https_host = host.strip("[]") if host not in ("", "*") else "127.0.0.1"
             if listen.get("http"):
                 self.http_port = int(listen["http"][0].rsplit(":", 1)[1])
-            admin = config.get("admin") or {}
-            self.admin_port = int(str(admin["listen"]).rsplit(":", 1)[1]) if admin.get("listen") else None
+            # The admin API binds after the listeners: start() waits for it too.
+            admin_listen = (config.get("admin") or {}).get("listen")
+            self.admin_port = int(admin_listen.rsplit(":", 1)[1]) if admin_listen else None
             config.setdefault("log", {}).setdefault("level", "info")
             text = to_yaml(config) + "\n"
         else:
@@ -251,7 +252,6 @@ class Proxy:
         if wait:
             try:
                 wait_for_port(self.https_port, host=self.https_host, timeout=timeout, proc=self.proc)
-                # The admin listener opens just after the https one: a test may call it at once.
                 if self.admin_port:
                     wait_for_port(self.admin_port, timeout=timeout, proc=self.proc)
             except (RuntimeError, TimeoutError) as e:

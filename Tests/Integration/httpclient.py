@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pki import describe_der
+from tools import need_tool
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -315,7 +316,7 @@ def curl(urls: list[str] | str, resolve: list[tuple[str, int]] = (), cafile: str
         urls = [urls]
     with tempfile.TemporaryDirectory() as td:
         hdr, body = Path(td) / "h", Path(td) / "b"
-        args = ["curl", "-sS", "--http1.1", "--max-time", str(int(timeout)), "-D", str(hdr), "-o", str(body),
+        args = [need_tool("curl", "curl"), "-sS", "--http1.1", "--max-time", str(int(timeout)), "-D", str(hdr), "-o", str(body),
                 "--write-out", "%{json}\\n", "--noproxy", "*"]
         for h, p in resolve:
             args += ["--resolve", f"{h}:{p}:127.0.0.1"]
@@ -335,6 +336,6 @@ def curl(urls: list[str] | str, resolve: list[tuple[str, int]] = (), cafile: str
 
 def openssl_s_client(port: int, args: list[str], stdin: bytes = b"", timeout: float = 15.0) -> str:
     """Run `openssl s_client -connect 127.0.0.1:PORT ARGS...`; returns stdout+stderr."""
-    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"] + list(args)
+    cmd = [need_tool("openssl", "openssl"), "s_client", "-connect", f"127.0.0.1:{port}"] + list(args)
     p = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
     return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import free_port, wait_for_port
+from tools import need_tool
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
@@ -33,7 +34,7 @@ class Pebble:
         self.acme_port, self.mgmt_port = free_port(), free_port()
         self.dns_port, self.dns_mgmt_port = free_port(), free_port()
         self.api_cert = self.dir / "api-cert.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        subprocess.run([need_tool("openssl", "openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2",
                         "-keyout", str(self.dir / "api-key.pem"), "-out", str(self.api_cert)],
                        check=True, capture_output=True)

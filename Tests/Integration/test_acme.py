@@ -23,6 +23,7 @@ from conftest import free_port
 from httpclient import client_context, handshake_cert, tls_connect
 from pebble import EAB_KEYS, Pebble, available
 from reload_support import Admin, metric, record_result, wait_until
+from tools import need_tool
 
 @pytest.fixture(autouse=True)
 def require_pebble():
@@ -317,7 +318,7 @@ def test_killed_in_the_middle_of_an_order_starts_cleanly(proxies, pebble_factory
 
         # A stored pair that does not match (a key from elsewhere) cannot be served: it is replaced.
         key = tmp_path / "acme-state" / "certificates" / "crash.acme.test.key"
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True)
+        subprocess.run([need_tool("openssl", "openssl"), "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True)
         p = proxies(acme_config(ports, acme), standard_certs=False, name="mismatched")
         assert "cannot be served" in p.stderr() or wait_until(lambda: "cannot be served" in p.stderr(), 10)
         status = wait_issued(admin)

@@ -11,6 +11,7 @@ import pytest
 from conftest import free_port, run_check, standard_tls
 from httpclient import handshake_cert
 from reload_support import Admin, metric, wait_until
+from tools import need_tool
 
 TOKEN = "0123456789abcdef-test-token"
 
@@ -45,7 +46,7 @@ def test_healthz_and_metrics(proxy_admin):
     assert metric(text, "edgeproxy_http_responses_total", **{"class": "2xx"}) >= 1
     assert metric(text, "edgeproxy_http_requests_total", protocol="HTTP/1.1") >= 1
     assert metric(text, "edgeproxy_http_requests_total", protocol="HTTP/2") == 0
-    h2 = subprocess.run(["curl", "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+    h2 = subprocess.run([need_tool("curl", "curl"), "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
                          f"https://127.0.0.1:{p.https_port}/"], capture_output=True, text=True, timeout=30)
     assert h2.stdout == "2"
     assert metric(admin.metrics(), "edgeproxy_http_requests_total", protocol="HTTP/2") == 1

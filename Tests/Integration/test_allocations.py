@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 import struct
 import subprocess
@@ -37,6 +36,7 @@ import pytest
 
 import nginx
 from conftest import REPO, ProxyFactory, free_port, standard_tls, wait_for_port
+from tools import need_tool
 
 HERE = Path(__file__).resolve().parent
 LIMITS_PATH = HERE / "allocation_limits.json"
@@ -55,16 +55,9 @@ SLOTS = ("malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "mema
 ALLOCATING = SLOTS[:8]
 
 
-def need(tool: str, package: str) -> str:
-    path = shutil.which(tool) or (tool if os.access(tool, os.X_OK) else None)
-    if not path:
-        pytest.fail(f"{tool} not found: install it with `apt-get install {package}`", pytrace=False)
-    return path
-
-
 @pytest.fixture(scope="module")
 def counter_lib(tmp_path_factory) -> Path:
-    cc = need("cc", "gcc")
+    cc = need_tool("cc", "gcc")
     out = tmp_path_factory.mktemp("malloc-counter") / "malloc_counter.so"
     r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out), str(COUNTER_SOURCE), "-ldl"],
                        capture_output=True, text=True)
@@ -85,7 +78,7 @@ def release_bin() -> Path:
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory):
     """nginx answering every request with a 1 KiB body, head and body in one write."""
-    need(NGINX, "nginx-light")
+    need_tool(NGINX, "nginx-light")
     work = tmp_path_factory.mktemp("alloc-origin")
     port = free_port()
     body = "x" * 1023      # + nginx's "\n" below = 1024 bytes
@@ -139,7 +132,7 @@ def proxy(release_bin, counter_lib, origin, pki, tmp_path_factory):
 
 
 def h2load(proxy, requests: int, http1: bool) -> None:
-    args = [need("h2load", "nghttp2-client"), "-n", str(requests), "-c", str(CONNECTIONS), "-t", "1"]
+    args = [need_tool("h2load", "nghttp2-client"), "-n", str(requests), "-c", str(CONNECTIONS), "-t", "1"]
     args += ["--h1", "-m", "1"] if http1 else ["-m", "10"]
     r = subprocess.run(args + [f"https://127.0.0.1:{proxy.https_port}/"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

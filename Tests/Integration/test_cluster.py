@@ -24,6 +24,7 @@ from etcd import EtcdCluster
 from httpclient import handshake_cert
 from blackhole import Blackhole
 from reload_support import Admin, metric, record_result, wait_until
+from tools import need_tool
 
 SYNC_TIMEOUT = 10
 
@@ -352,6 +353,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
             node.proxy.start(wait=False)
         for node in nodes:
             wait_for_port(node.port, proc=node.proxy.proc)
+            wait_for_port(node.proxy.admin_port, proc=node.proxy.proc)   # binds after the listeners
         return nodes, pebble, lb
     make.prefix = prefix
     yield make
@@ -491,7 +493,7 @@ def test_on_demand_one_node_issues_and_every_node_serves(acme_fleet, etcd, tmp_p
 
 def s_client(port: int, sni: str, *args: str) -> str:
     request = f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
-    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni, "-tls1_3", "-ign_eof", *args],
+    r = subprocess.run([need_tool("openssl", "openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni, "-tls1_3", "-ign_eof", *args],
                        input=request, capture_output=True, text=True, timeout=20)
     return r.stdout + r.stderr
 

@@ -23,6 +23,7 @@ from conftest import free_port, port_refuses
 from etcd import EtcdCluster, EtcdError
 from loadbalancer import LoadBalancer, LoadBalancerError
 from reload_support import wait_until
+from tools import need_tool
 
 
 def _cluster(path, **kw) -> EtcdCluster:
@@ -194,7 +195,7 @@ def test_tls_cluster_requires_a_client_certificate(tmp_path):
         with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
             urllib.request.urlopen(url, context=without, timeout=5).read()
 
-        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", str(c.ca_file), url],
+        r = subprocess.run([need_tool("curl", "curl"), "-sS", "--max-time", "5", "--cacert", str(c.ca_file), url],
                            capture_output=True, text=True, timeout=15)
         assert r.returncode != 0 and "health" not in r.stdout, (r.returncode, r.stdout, r.stderr)
 

@@ -27,6 +27,7 @@ import pytest
 from conftest import free_port, standard_tls
 from httpclient import curl
 from origin import pattern_sha256
+from tools import need_tool
 
 # The issue asks for -n 200000; against a debug build on 2 cores that takes ~90 s, so the suite
 # runs 20000 by default (EDGEPROXY_H2LOAD_N=200000 for the full run, done against release builds).
@@ -199,10 +200,10 @@ def test_nghttp_get_and_post(env, tmp_path):
     f = tmp_path / "post"
     f.write_bytes(data)
     url = f"https://127.0.0.1:{env.port}/sha256"
-    p = subprocess.run(["nghttp", "-H", ":authority: a.test", "-d", str(f), url], capture_output=True, timeout=30)
+    p = subprocess.run([need_tool("nghttp", "nghttp2-client"), "-H", ":authority: a.test", "-d", str(f), url], capture_output=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["sha256"] == hashlib.sha256(data).hexdigest()
-    p = subprocess.run(["nghttp", "-s", f"https://127.0.0.1:{env.port}/bytes?n=1000000&chunked=1"],
+    p = subprocess.run([need_tool("nghttp", "nghttp2-client"), "-s", f"https://127.0.0.1:{env.port}/bytes?n=1000000&chunked=1"],
                        capture_output=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout[:1000000]).hexdigest() == pattern_sha256(1000000)
@@ -405,7 +406,7 @@ def test_graceful_shutdown_lets_open_streams_finish(proxies, origins):
     the process exits 0. nghttp is the client (python h2 treats any GOAWAY as the end)."""
     a = origins("A")
     p = proxies({"tls": standard_tls(), "upstreams": {"main": {"servers": [a.addr]}}, "routes": [{"upstream": "main"}]})
-    cmd = ["nghttp", "-v", "-m", "5", f"https://127.0.0.1:{p.https_port}/slow?ms=1500"]
+    cmd = [need_tool("nghttp", "nghttp2-client"), "-v", "-m", "5", f"https://127.0.0.1:{p.https_port}/slow?ms=1500"]
     client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(0.6)
     p.send_signal(signal.SIGTERM)
@@ -565,7 +566,7 @@ def test_settings_flood_closes_connection(env):
 # ----- load ------------------------------------------------------------------------------------
 
 def test_h2load_many_streams_zero_errors(env):
-    p = subprocess.run(["h2load", "-c", "32", "-m", "16", "-n", str(H2LOAD_N), "-t", "1",
+    p = subprocess.run([need_tool("h2load", "nghttp2-client"), "-c", "32", "-m", "16", "-n", str(H2LOAD_N), "-t", "1",
                         f"https://127.0.0.1:{env.port}/bytes?n=1024"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",

@@ -18,6 +18,7 @@ from conftest import free_port
 from httpclient import openssl_s_client
 from pki import TestPKI
 from reload_support import Admin, metric, wait_until
+from tools import need_tool
 
 
 def _key_pem(key) -> bytes:
@@ -47,7 +48,7 @@ class Responder:
         (self.dir / "index.txt").write_text("\n".join(lines) + "\n")
         self.log = open(self.dir / "responder.log", "ab")
         self.proc = subprocess.Popen(
-            ["openssl", "ocsp", "-index", str(self.dir / "index.txt"), "-port", str(self.port),
+            [need_tool("openssl", "openssl"), "ocsp", "-index", str(self.dir / "index.txt"), "-port", str(self.port),
              "-CA", str(pki.ca_path), "-rsigner", str(self.dir / "signer.pem"), "-rkey", str(self.dir / "signer.key"),
              "-ignore_err", *validity],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)

@@ -19,6 +19,7 @@ from conftest import free_port, standard_tls
 from httpclient import client_context
 from loadbalancer import LoadBalancer
 from reload_support import Admin, metric, wait_until
+from tools import need_tool
 
 CLIENT = "127.0.0.2"      # the original client, as HAProxy sees it
 
@@ -74,7 +75,7 @@ def test_the_client_behind_haproxy_is_the_client_everywhere(behind_lb, version):
     status, body = get_from(CLIENT, lb_https)
     assert status == 200 and echoed_forwarded_for(body) == CLIENT, body
     # HTTP/2 behind the balancer too.
-    r = subprocess.run(["curl", "-sk", "--http2", "--interface", CLIENT, "--resolve", f"a.test:{lb_https}:127.0.0.1",
+    r = subprocess.run([need_tool("curl", "curl"), "-sk", "--http2", "--interface", CLIENT, "--resolve", f"a.test:{lb_https}:127.0.0.1",
                         f"https://a.test:{lb_https}/echo", "-o", "-", "-w", "\n%{http_version}"],
                        capture_output=True, text=True, timeout=20)
     body2, _, version_seen = r.stdout.rpartition("\n")
@@ -160,8 +161,9 @@ def test_an_untrusted_source_is_closed_even_with_a_valid_header(proxies):
     admin_port = free_port()
     p = proxies({"tls": standard_tls(), "listen": {"proxy_protocol": {"from": ["127.0.0.9/32"]}},
                  "admin": {"listen": f"127.0.0.1:{admin_port}"}})
-    # (The fixture's readiness probe was an untrusted connection too.)
-    before = metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total", outcome="untrusted")
+    # The fixture's readiness probe was an untrusted connection too: counted once its loop took it.
+    before = wait_until(lambda: metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total",
+                                       outcome="untrusted"), 10, what="the readiness probe counted")
     data, seconds = raw(p.https_port, b"PROXY TCP4 192.0.2.1 198.51.100.1 40000 443\r\n", source="127.0.0.1")
     assert data == b"" and seconds < 1.0
     assert metric(Admin(admin_port).metrics(), "edgeproxy_proxy_protocol_headers_total", outcome="untrusted") == before + 1

@@ -18,6 +18,7 @@ from conftest import free_port, standard_tls, wait_for_port
 from reload_support import wait_until
 from httpclient import curl
 from pki import TestPKI
+from tools import need_tool
 
 NGINX = "/usr/sbin/nginx"
 
@@ -43,7 +44,7 @@ class Origin:
     server {{ listen 127.0.0.1:{self.ports['mtls']} ssl; {tls}
               ssl_client_certificate {client_ca.ca_path}; ssl_verify_client on; {answer} }}
     server {{ listen 127.0.0.1:{self.ports['proxied']} ssl proxy_protocol; {tls} {answer} }}""")
-        self.proc = subprocess.Popen([NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
+        self.proc = subprocess.Popen([need_tool(NGINX, "nginx-light"), "-c", str(work / "nginx.conf"), "-p", str(work)],
                                      stdout=subprocess.DEVNULL, stderr=open(work / "nginx.out", "w"))
         for port in self.ports.values():
             wait_for_port(port, proc=self.proc)

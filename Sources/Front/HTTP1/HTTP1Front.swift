@@ -212,7 +212,16 @@ final class HTTP1Front: ProtocolFront, Downstream {
         Metrics.shared.upstreamError()
         exchange = nil
         let next = session.responseFailed(status: status, reason: reason, into: &transport.output)
-        if next != .closeNow { transport.flush() }
+        if next == .closeNow {
+            // Cut mid-response: the bytes before the failure still go out, then the close (short of
+            // the declared length or the last chunk) tells the client the response is incomplete.
+            // Closing with nothing sent would read, on a reused connection, as a stale keep-alive
+            // connection, which clients retry.
+            transport.flush()
+            transport.closeAfterFlush()
+            return
+        }
+        transport.flush()
         apply(next)
     }
 

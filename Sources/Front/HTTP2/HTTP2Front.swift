@@ -22,6 +22,9 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     private var again = false
     private var pumpScheduled = false
     private(set) var closed = false
+    /// The header timeout runs from a header block's first bytes (as HTTP/1's from a head's): a
+    /// client trickling one in must not stretch it.
+    private var headClock = false
 
     init(transport: ClientTransport) throws {
         self.transport = transport
@@ -45,9 +48,18 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
 
     func received(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard !closed else { return bytes.count }
-        worker.loop.arm(transport.timer, seconds: worker.config.settings.timeouts.idle)
         if !session.receive(bytes, now: worker.loop.now), let why = session.abuse {
             Log.warning("h2 connection from \(transport.peer) closed: \(why)")
+        }
+        let timeouts = worker.config.settings.timeouts
+        if session.receivingHeaders {
+            if !headClock { worker.loop.arm(transport.timer, seconds: timeouts.header) }
+            headClock = true
+        } else {
+            headClock = false
+            // With streams open, progress is judged when the timer fires (`timedOut`): frames
+            // from a client that does not read must not keep its responses' buffers forever.
+            if streams.isEmpty { worker.loop.arm(transport.timer, seconds: timeouts.idle) }
         }
         pump()
         return bytes.count
@@ -103,10 +115,12 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     /// A client that half-closes has nothing more to say, and no response can be read after it.
     func peerClosed() -> Bool { false }
 
-    /// The idle timer fired. Waiting on upstreams is theirs to time out; an idle connection or a
-    /// client that stopped reading is closed.
+    /// The timer fired: nothing was written for the idle timeout (writes re-arm it), or a header
+    /// block took longer than the header timeout. Waiting on upstreams is theirs to time out; an
+    /// idle connection, a late header block, or a client that stopped reading (its socket, or
+    /// its flow-control windows with responses waiting on them) is closed.
     func timedOut() {
-        if !streams.isEmpty && transport.outputBacklog == 0 {
+        if !headClock && !streams.isEmpty && transport.outputBacklog == 0 && !session.holdsUnsentData {
             worker.loop.arm(transport.timer, seconds: worker.config.settings.timeouts.idle)
             return
         }

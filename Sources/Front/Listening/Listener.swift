@@ -1,5 +1,6 @@
 import Config
 import EventLoop
+import Glibc
 import TLS
 
 enum ListenerRole { case https, redirect }
@@ -15,6 +16,10 @@ final class Listener: Pollable {
     unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var paused = false
     private var closed = false
+    /// Set while accept fails for want of descriptors or memory: logged once, not per attempt.
+    private var starved = false
+    /// Retries accepting after a starved pause (a connection closing retries sooner).
+    private lazy var retry = Timer { [unowned(unsafe) self] in self.retryAccepting() }
 
     init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?, worker: Worker) throws(SystemError) {
         self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.tls = tls; self.worker = worker
@@ -25,11 +30,18 @@ final class Listener: Pollable {
         while !paused && !closed {
             let accepted: (fd: Int32, peer: SocketAddress)?
             do { accepted = try Socket.accept(fd) } catch {
-                // EMFILE/ENFILE/ECONNABORTED: log and wait for the next readiness.
-                Log.error("accept on \(role): \(error)")
+                if Self.failsOnlyThisConnection(error.errno) { continue }
+                // Out of descriptors (EMFILE, ENFILE) or memory: the socket is level-triggered,
+                // so waiting for the next readiness would spin. Stop asking for a while, as nginx
+                // and HAProxy do; the pending connections wait in the kernel's backlog.
+                if !starved { Log.error("accept on \(role): \(error); accepting again in 100 ms or when a connection closes") }
+                starved = true
+                pause()
+                worker.loop.arm(retry, seconds: 0.1)
                 return
             }
             guard let (client, peer) = accepted else { return }
+            starved = false
             Socket.setNoDelay(client)
             do {
                 let c = try ClientTransport(fd: client, peer: peer, tls: tls, proxyHeader: proxyHeader, worker: worker)
@@ -40,6 +52,19 @@ final class Listener: Pollable {
                 Socket.close(client)
             }
         }
+    }
+
+    /// Errors accept(2) reports about the connection it was taking, not the listener: the next
+    /// connection may be accepted at once (accept(2), "Error handling").
+    static func failsOnlyThisConnection(_ errno: Int32) -> Bool {
+        switch errno {
+        case ECONNABORTED, EPROTO, EPERM, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH: true
+        default: false
+        }
+    }
+
+    private func retryAccepting() {
+        if worker.connections.count < worker.config.settings.limits.maxConnectionsPerWorker { resume() }
     }
 
     func pause() {
@@ -57,6 +82,7 @@ final class Listener: Pollable {
     func close() {
         guard !closed else { return }
         closed = true
+        worker.loop.disarm(retry)
         worker.loop.unregister(fd)
         Socket.close(fd)
     }
