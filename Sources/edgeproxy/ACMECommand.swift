@@ -16,9 +16,8 @@ struct ACMECommand: ParsableCommand {
         @OptionGroup var options: AdminOptions
 
         func run() throws {
-            let (raw, value) = try options.client().json("GET", "/acme")
-            if options.json { return JSONOutput.print(raw) }
-            let certificates = (value as? [String: Any])?["certificates"] as? [[String: Any]] ?? []
+            guard let acme = try options.answer("GET", "/acme") else { return }
+            let certificates = acme["certificates"] as? [[String: Any]] ?? []
             print(Table.render(["NAME", "SERIAL", "NOT AFTER", "RENEW AT", "NEXT ATTEMPT", "ISSUED", "FAILURES", "LAST ERROR"],
                                certificates.map { c in
                                    [Table.cell(c["name"]), Table.cell(c["serial"]), Table.cell(c["not_after"]), Table.cell(c["renew_at"]),
@@ -39,9 +38,7 @@ struct ACMECommand: ParsableCommand {
 
         func run() throws {
             try validName(name)
-            let (raw, value) = try options.client().json("POST", "/acme/renew/\(name)")
-            if options.json { return JSONOutput.print(raw) }
-            let answer = value as? [String: Any] ?? [:]
+            guard let answer = try options.answer("POST", "/acme/renew/\(name)") else { return }
             print("renewing \(name) (serial \(Table.cell(answer["serial"])) until now); `edgeproxy acme status` shows the new one")
         }
     }
@@ -64,9 +61,7 @@ struct ACMECommand: ParsableCommand {
             var path = "/acme/revoke/\(name)"
             if let reason { path += "?reason=" + (reason.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? reason) }
             // The CA answers a revocation within seconds; the node asks it before answering.
-            let (raw, value) = try options.client().json("POST", path, timeout: 60)
-            if options.json { return JSONOutput.print(raw) }
-            let answer = value as? [String: Any] ?? [:]
+            guard let answer = try options.answer("POST", path, timeout: 60) else { return }
             print("revoked \(name), serial \(Table.cell(answer["revoked"])) (\(Table.cell(answer["reason"]))); a replacement is being obtained")
         }
     }

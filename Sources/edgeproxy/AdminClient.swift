@@ -21,6 +21,14 @@ struct AdminOptions: ParsableArguments {
     @Flag(help: "Print the admin API's JSON, for scripts.")
     var json = false
 
+    /// Asks the node; with `--json` prints its answer as it came and returns nil (the command is
+    /// done), else returns the answer for a table (an object, or empty).
+    func answer(_ method: String, _ path: String, body: [UInt8] = [], timeout: Double = 15) throws(CommandError) -> [String: Any]? {
+        let (raw, value) = try client().json(method, path, body: body, timeout: timeout)
+        if json { JSONOutput.print(raw); return nil }
+        return value as? [String: Any] ?? [:]
+    }
+
     /// The client for these options; reads the configuration only when it is needed or named.
     func client() throws(CommandError) -> AdminClient {
         let environmentToken = ProcessInfo.processInfo.environment["EDGEPROXY_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }

@@ -36,9 +36,7 @@ struct CertsCommand: ParsableCommand {
 
         func run() throws {
             try validName(name)
-            let (raw, value) = try options.client().json("GET", "/certificates/\(name)")
-            if options.json { return JSONOutput.print(raw) }
-            let c = value as? [String: Any] ?? [:]
+            guard let c = try options.answer("GET", "/certificates/\(name)") else { return }
             var fields = [("name", Table.cell(c["name"])), ("serves", Table.cell(c["names"])), ("key", Table.cell(c["key_type"])),
                           ("subject", Table.cell(c["subject"])), ("issuer", Table.cell(c["issuer"])),
                           ("not before", Table.cell(c["not_before"])),
@@ -75,9 +73,7 @@ struct CertsCommand: ParsableCommand {
             var pem = try readPEM(cert, "--cert")
             if pem.last != UInt8(ascii: "\n") { pem.append(UInt8(ascii: "\n")) }
             pem += try readPEM(key, "--key")
-            let (raw, value) = try options.client().json("PUT", "/certificates/\(name)", body: pem, timeout: 60)
-            if options.json { return JSONOutput.print(raw) }
-            let c = value as? [String: Any] ?? [:]
+            guard let c = try options.answer("PUT", "/certificates/\(name)", body: pem, timeout: 60) else { return }
             print("added \(name): serves \(Table.cell(c["names"])), \(Table.cell(c["key_type"])), "
                   + "not after \(Table.cell(c["not_after"])), serial \(Table.cell(c["serial"]))")
         }
@@ -105,8 +101,7 @@ struct CertsCommand: ParsableCommand {
 
         func run() throws {
             try validName(name)
-            let (raw, _) = try options.client().json("DELETE", "/certificates/\(name)")
-            if options.json { return JSONOutput.print(raw) }
+            guard try options.answer("DELETE", "/certificates/\(name)") != nil else { return }
             print("removed \(name)")
         }
     }

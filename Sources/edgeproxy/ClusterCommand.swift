@@ -18,9 +18,7 @@ struct ClusterCommand: ParsableCommand {
         @OptionGroup var options: AdminOptions
 
         func run() throws {
-            let (raw, value) = try options.client().json("GET", "/cluster")
-            if options.json { return JSONOutput.print(raw) }
-            let c = value as? [String: Any] ?? [:]
+            guard let c = try options.answer("GET", "/cluster") else { return }
             var fields = [("node", Table.cell(c["node"])), ("prefix", Table.cell(c["prefix"])),
                           ("etcd", (c["etcd_connected"] as? Bool == true ? "connected" : "unreachable")
                               + ((c["last_error"] as? String).map { " (last error: \($0))" } ?? "")),
