@@ -46,7 +46,7 @@ public struct Listen: Sendable, Equatable {
     /// PROXY protocol headers expected ahead of each connection; nil: none.
     public var proxyProtocol: ProxyProtocolSettings?
     /// Where a new process asks for the listening sockets (`run --upgrade-from`).
-    public var upgradeSocket: UpgradeSocket = .off
+    public var upgradeSocket: UpgradeSocket = .automatic
     public init(https: [SocketAddressSpec], http: [SocketAddressSpec], redirectPort: UInt16?) {
         self.https = https; self.http = http; self.redirectPort = redirectPort
     }
@@ -231,6 +231,8 @@ public struct LogSettings: Sendable, Equatable {
     public var format: AccessLogFormat = .json
     /// "stderr", or a file path (appended) the error log goes to instead.
     public var error = "stderr"
+    /// Access-log bytes waiting for a slow writer (disk, pipe) beyond which lines are dropped and counted.
+    public var accessQueueBytes = 8 << 20
     public init(access: String, level: String, format: AccessLogFormat = .json, error: String = "stderr") {
         self.access = access; self.level = level; self.format = format; self.error = error
     }
@@ -243,7 +245,7 @@ public enum AccessLogFormat: String, Sendable, Equatable {
 /// Where a running node answers a binary upgrade (its listening sockets for the new process).
 public enum UpgradeSocket: Sendable, Equatable {
     /// `$RUNTIME_DIRECTORY/edgeproxy.sock` under systemd, else `edgeproxy.sock` beside the configuration.
-    case automatic(besideConfiguration: String)
+    case automatic
     case path(String)
     case off
 }

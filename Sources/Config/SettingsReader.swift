@@ -81,7 +81,6 @@ struct SettingsReader {
         if let value = map["redirect_port"] { redirectPort = try source.port(value) }
         var listen = Listen(https: https, http: http, redirectPort: redirectPort)
         if let value = map["proxy_protocol"] { listen.proxyProtocol = try proxyProtocol(value, listeners: https + http) }
-        listen.upgradeSocket = .automatic(besideConfiguration: source.resolve(path: "edgeproxy.sock"))
         if let value = map["upgrade_socket"] {
             let path = try source.string(value, expected: "a socket path, or \"off\"")
             if path == "off" {
@@ -273,7 +272,7 @@ struct SettingsReader {
     }
 
     func log(_ node: Node?) throws(ConfigError) -> LogSettings {
-        let map = try mapping(node, name: "log", keys: ["access", "level", "format", "error"])
+        let map = try mapping(node, name: "log", keys: ["access", "level", "format", "error", "access_queue"])
         var log = LogSettings(access: "stdout", level: "info")
         if let value = map["access"] {
             let access = try source.string(value, expected: "\"stdout\", \"off\" or a file path")
@@ -281,6 +280,8 @@ struct SettingsReader {
         }
         if let value = map["level"] { log.level = try source.choice(value, ["info", "debug"]) }
         if let value = map["format"] { log.format = AccessLogFormat(rawValue: try source.choice(value, ["json", "combined"]))! }
+        // Two loops' buffers (32k each) at least, or every hand-off would be dropped.
+        if let value = map["access_queue"] { log.accessQueueBytes = Int(try source.size(value, minimum: 64 * 1024)) }
         if let value = map["error"] {
             let error = try source.string(value, expected: "\"stderr\" or a file path")
             log.error = error == "stderr" ? error : source.resolve(path: error)

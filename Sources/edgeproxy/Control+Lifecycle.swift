@@ -23,12 +23,12 @@ extension Control {
         switch settings.listen.upgradeSocket {
         case .off: return nil
         case .path(let p): return (p, true)
-        case .automatic(let beside):
+        case .automatic:
             // systemd's RuntimeDirectory= (/run/edgeproxy), else beside the configuration.
             if let run = ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first {
                 return (run + "/edgeproxy.sock", false)
             }
-            return (beside, false)
+            return (URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent("edgeproxy.sock").path, false)
         }
     }
 

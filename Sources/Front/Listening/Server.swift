@@ -47,7 +47,7 @@ public final class Server: @unchecked Sendable {  // public methods are called f
             try TLSContext(front: store, options: options,
                            clientAuth: try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names))
         }
-        let accessLog = try AccessLog(settings.log.access, format: settings.log.format)
+        let accessLog = try AccessLog(settings.log.access, format: settings.log.format, maxQueuedBytes: settings.log.accessQueueBytes)
         self.accessLog = accessLog
         let config = RuntimeConfig(settings)
         var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSContext?)] = []

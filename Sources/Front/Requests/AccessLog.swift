@@ -18,7 +18,7 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
     static let bufferBytes = 32 * 1024
     static let flushInterval = 0.1
     /// Formatted lines waiting for the writer, beyond which buffers are dropped.
-    static let maxQueuedBytes = 8 << 20
+    public static let maxQueuedBytes = 8 << 20
 
     /// The writer thread's own, but for the initial value.
     private var fd: Int32?
@@ -34,7 +34,7 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
     private var reopenRequested = false
 
     /// "stdout", "off", or a file path (opened for appending).
-    public init(_ target: String, format: AccessLogFormat = .json) throws(SystemError) {
+    public init(_ target: String, format: AccessLogFormat = .json, maxQueuedBytes: Int = AccessLog.maxQueuedBytes) throws(SystemError) {
         switch target {
         case "off": fd = nil; path = nil
         case "stdout": fd = 1; path = nil
@@ -42,7 +42,7 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
         }
         self.format = format
         enabled = fd != nil
-        maxQueued = Self.maxQueuedBytes
+        maxQueued = maxQueuedBytes
         if enabled { startWriter() }
     }
 
