@@ -9,9 +9,9 @@ extension Control {
     /// SIGUSR1: logrotate renamed the log files; open them again by name.
     func reopenLogs() {
         server?.reopenLogs()
-        if settings.log.error != "stderr" {
-            do { try ErrorLog.redirect(to: settings.log.error) } catch {
-                Log.error("cannot reopen the error log \(settings.log.error): \(error); still writing to the file open before")
+        if logTargets.error != "stderr" {
+            do { try ErrorLog.redirect(to: logTargets.error) } catch {
+                Log.error("cannot reopen the error log \(logTargets.error): \(error); still writing to the file open before")
             }
         }
         Log.info("SIGUSR1: log files reopened")

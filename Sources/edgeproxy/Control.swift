@@ -45,10 +45,13 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     /// Where a new process takes the listening sockets over (Control+Lifecycle.swift); nil: off.
     var upgradeListener: UpgradeListener?
     var watchdog: Watchdog?
+    /// The log targets the process started with: they change only on restart, reloads or not.
+    let logTargets: LogSettings
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
         self.settings = settings
+        logTargets = settings.log
         files = FileSource(sink: transaction, queue: queue)
         uploads = UploadSource(sink: transaction, files: files)
     }

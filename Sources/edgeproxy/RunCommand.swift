@@ -69,6 +69,7 @@ enum Startup {
         // A SIGHUP before its handler is installed (below, once serving) must not end the process, which
         // the default action would: a supervisor may reload as soon as the port answers.
         signal(SIGHUP, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)  // logrotate's, likewise
         let control = Control(configPath: configPath, settings: settings)
         if !checkOnly { control.prepareOCSP() }
         // One table of each kind, read by the listeners and filled by the ACME solvers.
