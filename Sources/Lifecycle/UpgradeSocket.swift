@@ -80,12 +80,9 @@ public final class UpgradeListener: @unchecked Sendable {  // `fd` and `inode` a
                 usleep(100_000)  // EMFILE and the like: try again later
                 continue
             }
-            let handedOver = serve(client)
+            let handedOver = serve(client)  // which closed `fd` then, before answering
             close(client)
-            if handedOver {
-                close(fd)
-                return
-            }
+            if handedOver { return }
         }
     }
 
