@@ -61,9 +61,7 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
     }
 
     func reload() {
-        notifier.reloading()
         _ = reloadConfiguration(trigger: "signal")
-        notifier.reloaded()
     }
 
     /// `stopping`: tell systemd the service stops; not when a new process took over (it serves on).

@@ -73,10 +73,11 @@ class NotifySocket:
 
 def test_sd_notify_ready_reloading_watchdog_stopping(proxies):
     """READY=1 (with MAINPID) once the port accepts; RELOADING=1 with MONOTONIC_USEC then READY=1
-    around SIGHUP; WATCHDOG=1 at half of WATCHDOG_USEC; STOPPING=1 on SIGTERM."""
+    around SIGHUP and an admin API reload; WATCHDOG=1 at half of WATCHDOG_USEC; STOPPING=1 on SIGTERM."""
     n = NotifySocket()
     try:
-        p = proxies(config(), start=False)
+        admin = free_port()
+        p = proxies(config(admin={"listen": f"127.0.0.1:{admin}"}), start=False)
         p.start(wait=False, env={"NOTIFY_SOCKET": n.env, "WATCHDOG_USEC": "400000"})
         ready = n.next(lambda m: m.get("READY") == "1", 20)
         with socket.create_connection(("127.0.0.1", p.https_port), timeout=1):
@@ -90,6 +91,9 @@ def test_sd_notify_ready_reloading_watchdog_stopping(proxies):
         reloading = n.next(lambda m: "RELOADING" in m, 10)
         assert reloading["RELOADING"] == "1"
         assert before <= int(reloading["MONOTONIC_USEC"]) <= time.monotonic_ns() // 1000
+        n.next(lambda m: m.get("READY") == "1", 10)
+        assert Admin(admin).request("POST", "/reload")[0] == 200
+        n.next(lambda m: m.get("RELOADING") == "1", 10)
         n.next(lambda m: m.get("READY") == "1", 10)
 
         p.send_signal(signal.SIGTERM)
