@@ -44,6 +44,9 @@ let package = Package(
         // OpenAPI document and the dashboard's pages are compiled in, so the binary needs no files beside it.
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"],
                 resources: [.embedInCode("openapi.json"), .embedInCode("Dashboard/dashboard.html"), .embedInCode("Dashboard/login.html")]),
+        // The process around the proxy: systemd notifications and watchdog, socket activation, the
+        // binary upgrade (listening sockets handed to a new process over a Unix socket).
+        .target(name: "Lifecycle", dependencies: ["EventLoop", "Front", "CSystem"]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
         .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
@@ -58,7 +61,7 @@ let package = Package(
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP",
-                                                          "CBuildInfo", "COpenSSL", "CNghttp2",
+                                                          "CBuildInfo", "COpenSSL", "CNghttp2", "Lifecycle",
                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
         .executableTarget(name: "bench-sni", dependencies: ["Certificates", "TLS"]),
@@ -73,6 +76,7 @@ let package = Package(
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),
+        .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Front", "EventLoop"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ACMETests", dependencies: ["ACME", "TLS", "HTTP1", "Certificates", "Config", "DNS", "TestSupport"]),

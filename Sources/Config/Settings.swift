@@ -45,6 +45,8 @@ public struct Listen: Sendable, Equatable {
     public var redirectPort: UInt16?
     /// PROXY protocol headers expected ahead of each connection; nil: none.
     public var proxyProtocol: ProxyProtocolSettings?
+    /// Where a new process asks for the listening sockets (`run --upgrade-from`).
+    public var upgradeSocket: UpgradeSocket = .automatic
     public init(https: [SocketAddressSpec], http: [SocketAddressSpec], redirectPort: UInt16?) {
         self.https = https; self.http = http; self.redirectPort = redirectPort
     }
@@ -237,7 +239,27 @@ public struct LogSettings: Sendable, Equatable {
     public var access: String
     /// "info" or "debug".
     public var level: String
-    public init(access: String, level: String) { self.access = access; self.level = level }
+    /// One JSON object per line, or nginx's "combined" line.
+    public var format: AccessLogFormat = .json
+    /// "stderr", or a file path (appended) the error log goes to instead.
+    public var error = "stderr"
+    /// Access-log bytes waiting for a slow writer (disk, pipe) beyond which lines are dropped and counted.
+    public var accessQueueBytes = 8 << 20
+    public init(access: String, level: String, format: AccessLogFormat = .json, error: String = "stderr") {
+        self.access = access; self.level = level; self.format = format; self.error = error
+    }
+}
+
+public enum AccessLogFormat: String, Sendable, Equatable {
+    case json, combined
+}
+
+/// Where a running node answers a binary upgrade (its listening sockets for the new process).
+public enum UpgradeSocket: Sendable, Equatable {
+    /// `$RUNTIME_DIRECTORY/edgeproxy.sock` under systemd, else `edgeproxy.sock` beside the configuration.
+    case automatic
+    case path(String)
+    case off
 }
 
 /// HTTP/2 front settings and protections (RFC 9113). Header size and count come from `Limits`.

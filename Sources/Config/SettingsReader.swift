@@ -67,7 +67,7 @@ struct SettingsReader {
     static let defaultHTTP = [SocketAddressSpec(host: "", port: 8080)]
 
     func listen(_ node: Node?) throws(ConfigError) -> Listen {
-        let map = try mapping(node, name: "listen", keys: ["https", "http", "redirect_port", "proxy_protocol"])
+        let map = try mapping(node, name: "listen", keys: ["https", "http", "redirect_port", "proxy_protocol", "upgrade_socket"])
         var seen: [(address: SocketAddressSpec, node: Node)] = []
         var https = Self.defaultHTTPS
         if let value = map["https"] {
@@ -81,6 +81,20 @@ struct SettingsReader {
         if let value = map["redirect_port"] { redirectPort = try source.port(value) }
         var listen = Listen(https: https, http: http, redirectPort: redirectPort)
         if let value = map["proxy_protocol"] { listen.proxyProtocol = try proxyProtocol(value, listeners: https + http) }
+        if let value = map["upgrade_socket"] {
+            let path = try source.string(value, expected: "a socket path, or \"off\"")
+            if path == "off" {
+                listen.upgradeSocket = .off
+            } else {
+                let resolved = source.resolve(path: path)
+                // sockaddr_un holds 107 bytes and a NUL.
+                guard resolved.utf8.count <= 107 else {
+                    throw source.error("listen.upgrade_socket is \(resolved.utf8.count) bytes long once resolved; a Unix socket path "
+                                       + "holds at most 107: choose a shorter path", at: value)
+                }
+                listen.upgradeSocket = .path(resolved)
+            }
+        }
         return listen
     }
 
@@ -258,13 +272,20 @@ struct SettingsReader {
     }
 
     func log(_ node: Node?) throws(ConfigError) -> LogSettings {
-        let map = try mapping(node, name: "log", keys: ["access", "level"])
+        let map = try mapping(node, name: "log", keys: ["access", "level", "format", "error", "access_queue"])
         var log = LogSettings(access: "stdout", level: "info")
         if let value = map["access"] {
             let access = try source.string(value, expected: "\"stdout\", \"off\" or a file path")
             log.access = access == "stdout" || access == "off" ? access : source.resolve(path: access)
         }
         if let value = map["level"] { log.level = try source.choice(value, ["info", "debug"]) }
+        if let value = map["format"] { log.format = AccessLogFormat(rawValue: try source.choice(value, ["json", "combined"]))! }
+        // Two loops' buffers (32k each) at least, or every hand-off would be dropped.
+        if let value = map["access_queue"] { log.accessQueueBytes = Int(try source.size(value, minimum: 64 * 1024)) }
+        if let value = map["error"] {
+            let error = try source.string(value, expected: "\"stderr\" or a file path")
+            log.error = error == "stderr" ? error : source.resolve(path: error)
+        }
         return log
     }
 }

@@ -61,8 +61,10 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     }
 
     /// Registers a listening socket level-triggered for reads only, so a full accept queue is never lost.
-    public func registerListener(_ fd: Int32, _ handler: Pollable) throws(SystemError) {
-        try add(fd, handler, PollEvents.readable, "epoll_ctl(ADD listener)")
+    /// `shared`: every loop registers the same socket (inherited from systemd or a previous process);
+    /// EPOLLEXCLUSIVE wakes one of them per connection instead of all.
+    public func registerListener(_ fd: Int32, _ handler: Pollable, shared: Bool = false) throws(SystemError) {
+        try add(fd, handler, PollEvents.readable | (shared ? UInt32(EPOLLEXCLUSIVE.rawValue) : 0), "epoll_ctl(ADD listener)")
     }
 
     /// The generation in the event data tells a stale event for a reused descriptor from a current one.

@@ -99,6 +99,11 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
     public var description: String { family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+    /// Same family, address and port: a listening socket's `getsockname` against a configured address.
+    public func sameEndpoint(as other: SocketAddress) -> Bool {
+        family == other.family && port == other.port && rawAddress == other.rawAddress
+    }
+
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var s = storage
         return withUnsafePointer(to: &s) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
@@ -122,6 +127,22 @@ public enum Socket {
             throw error
         }
         return fd
+    }
+
+    /// Takes a socket this process did not create (from systemd, or from the process it replaces):
+    /// made non-blocking and close-on-exec like its own. Returns its local address, or nil when it
+    /// is not a listening IPv4/IPv6 stream socket.
+    public static func adoptListener(_ fd: Int32) throws(SystemError) -> SocketAddress? {
+        var listening: Int32 = 0, type: Int32 = 0
+        var len = socklen_t(4)
+        guard case .done = try syscall("getsockopt(SO_ACCEPTCONN)", { getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) }),
+              case .done = try syscall("getsockopt(SO_TYPE)", { getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) }),
+              listening == 1, type == Int32(SOCK_STREAM.rawValue),
+              let address = localAddress(fd), address.family == AF_INET || address.family == AF_INET6 else { return nil }
+        let flags = try syscallValue("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try syscallValue("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        _ = try syscallValue("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return address
     }
 
     /// Accepts one connection (non-blocking, close-on-exec); nil when the queue is empty.

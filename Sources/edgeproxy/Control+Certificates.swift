@@ -20,6 +20,9 @@ extension Control {
     /// SIGHUP and `POST /reload`: configuration first (a bad one changes nothing), then every
     /// certificate source; unchanged files are recognised by their stamps and cost a stat(2).
     func reloadConfiguration(trigger: String) -> UpdateReport {
+        // systemd hears of every reload (SIGHUP or the admin API), refused or not.
+        notifier.reloading()
+        defer { notifier.reloaded() }
         let new: Settings
         switch Self.loadSettings(configPath) {
         case .failure(let e):

@@ -9,6 +9,7 @@ import Glibc
 import Health
 import OCSP
 import Admin
+import Lifecycle
 import TLS
 
 /// Everything after start-up happens here, on one serial queue: reloads, drains, key rotation.
@@ -39,10 +40,18 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
 
     /// For `GET /status`.
     let started = Date()
+    /// systemd's readiness notifications (nothing without $NOTIFY_SOCKET).
+    let notifier = ServiceNotifier(environment: ProcessInfo.processInfo.environment)
+    /// Where a new process takes the listening sockets over (Control+Lifecycle.swift); nil: off.
+    var upgradeListener: UpgradeListener?
+    var watchdog: Watchdog?
+    /// The log targets the process started with: they change only on restart, reloads or not.
+    let logTargets: LogSettings
 
     init(configPath: String, settings: Settings) {
         self.configPath = configPath
         self.settings = settings
+        logTargets = settings.log
         files = FileSource(sink: transaction, queue: queue)
         uploads = UploadSource(sink: transaction, files: files)
     }
@@ -55,12 +64,14 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
         _ = reloadConfiguration(trigger: "signal")
     }
 
-    func shutdown(_ name: String) {
+    /// `stopping`: tell systemd the service stops; not when a new process took over (it serves on).
+    func shutdown(_ name: String, stopping: Bool = true) {
         if shuttingDown {
             Log.info("\(name) again: exiting now")
             exit(0)
         }
         shuttingDown = true
+        if stopping { notifier.stopping() }
         acme?.manager.stop()
         // Leave the cluster (locks and membership go with the lease, not a TTL later), without
         // holding up the drain when etcd is slow or gone.
@@ -70,17 +81,20 @@ final class Control: @unchecked Sendable {  // all state is touched on `queue` o
         let grace = settings.timeouts.shutdown
         Log.info("\(name): draining connections (up to \(grace)s)")
         let sync = cluster?.sync
+        let upgradeListener = upgradeListener
         server?.shutdown(deadline: grace) {
             sync?.flushCache()  // what the next start serves from while etcd is down
+            upgradeListener?.removeFile()
             Log.info("drained; exiting")
             exit(0)
         }
-        queue.asyncAfter(deadline: .now() + grace + 1) { exit(0) }
+        queue.asyncAfter(deadline: .now() + grace + 1) { upgradeListener?.removeFile(); exit(0) }
     }
 
     func installSignalsAndTimers() {
         for (sig, action) in [(SIGHUP, { [self] in reload() }), (SIGTERM, { [self] in shutdown("SIGTERM") }),
-                              (SIGINT, { [self] in shutdown("SIGINT") })] as [(Int32, () -> Void)] {
+                              (SIGINT, { [self] in shutdown("SIGINT") }), (SIGQUIT, { [self] in shutdown("SIGQUIT") }),
+                              (SIGUSR1, { [self] in reopenLogs() })] as [(Int32, () -> Void)] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
             source.setEventHandler(handler: action)

@@ -5,6 +5,7 @@ import EventLoop
 import Foundation
 import Front
 import Glibc
+import Lifecycle
 import Proxy
 import TLS
 
@@ -15,12 +16,20 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Serve in the foreground.",
-        discussion: "SIGHUP reloads the configuration and certificates; SIGTERM or SIGINT drain the connections and exit.")
+        discussion: """
+            SIGHUP reloads the configuration and certificates; SIGTERM, SIGINT or SIGQUIT drain the connections and exit; \
+            SIGUSR1 reopens the log files. With --upgrade-from, this process takes the listening sockets over from the \
+            running one (a binary upgrade): it serves on them, then tells that one to drain and exit.
+            """)
 
     @Option(name: [.short, .long], help: "The configuration file.")
     var config = defaultConfigPath
 
-    func run() throws { Startup.start(configPath: config, checkOnly: false) }
+    @Option(name: .long, help: ArgumentHelp("Take over from the edgeproxy answering on this upgrade socket (its listen.upgrade_socket).",
+                                            valueName: "socket"))
+    var upgradeFrom: String?
+
+    func run() throws { Startup.start(configPath: config, checkOnly: false, upgradeFrom: upgradeFrom) }
 }
 
 struct CheckCommand: ParsableCommand {
@@ -37,13 +46,19 @@ struct CheckCommand: ParsableCommand {
 
 /// `run` and `check`: the same start-up up to the listeners, so `check` refuses what `run` would.
 enum Startup {
-    static func start(configPath: String, checkOnly: Bool) -> Never {
+    static func start(configPath: String, checkOnly: Bool, upgradeFrom: String? = nil) -> Never {
         let settings: Settings
         switch Control.loadSettings(configPath) {
         case .success(let s): settings = s
         case .failure(let e):
             FileHandle.standardError.write(Data("\(e)\n".utf8))
             exit(1)
+        }
+        if !checkOnly && settings.log.error != "stderr" {
+            do { try ErrorLog.redirect(to: settings.log.error) } catch {
+                FileHandle.standardError.write(Data("cannot open the error log (log.error): \(error)\n".utf8))
+                exit(1)
+            }
         }
         Log.setDebug(settings.log.level == "debug")
         // TLS towards upstreams: a CA or client certificate OpenSSL refuses stops `check` and `run` here.
@@ -54,6 +69,7 @@ enum Startup {
         // A SIGHUP before its handler is installed (below, once serving) must not end the process, which
         // the default action would: a supervisor may reload as soon as the port answers.
         signal(SIGHUP, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)  // logrotate's, likewise
         let control = Control(configPath: configPath, settings: settings)
         if !checkOnly { control.prepareOCSP() }
         // One table of each kind, read by the listeners and filled by the ACME solvers.
@@ -85,18 +101,54 @@ enum Startup {
         let store = control.transaction.openStore(alpnChallenges: alpnChallenges, onDemand: control.onDemand)
         control.health.apply(settings.upstreams)  // before the loops build their pools
         UpstreamAddresses.shared.apply(settings.upstreams)  // names resolved here, never on a loop
-        let server = Server(settings: settings, store: store, challenges: httpChallenges)
-        do { try server.start() } catch {
+        // The listening sockets: from the process this one replaces, or from systemd, or bound here.
+        let upgrade: UpgradeClient?
+        let inherited: [InheritedSocket]
+        do {
+            if let upgradeFrom {
+                upgrade = try UpgradeClient(path: upgradeFrom)
+                inherited = try upgrade!.fetchSockets()
+            } else {
+                upgrade = nil
+                inherited = try SocketActivation.take(environment: ProcessInfo.processInfo.environment)
+                try control.openUpgradeListener()
+            }
+        } catch {
             Log.error("cannot start: \(error)")
             exit(1)
         }
-        control.server = server
-        do { try control.startAdmin() } catch {
+        let server = Server(settings: settings, store: store, challenges: httpChallenges)
+        do { try server.start(inherited: inherited, unmatchedIsError: upgrade == nil) } catch {
             Log.error("cannot start: \(error)")
             exit(1)
+        }
+        if !inherited.isEmpty {
+            Log.info("accepting on \(inherited.count) inherited socket(s) \(upgrade == nil ? "from systemd" : "from the running process")")
+        }
+        control.server = server
+        if upgrade != nil {
+            control.startAdminWhenFree(giveUpAfter: settings.timeouts.shutdown + 10)
+        } else {
+            do { try control.startAdmin() } catch {
+                Log.error("cannot start: \(error)")
+                exit(1)
+            }
         }
         control.queue.sync { control.files.startWatcher() }
         control.installSignalsAndTimers()
+        control.notifier.ready(status: "serving")
+        if let upgrade {
+            // This process serves: the old one may drain now, and its upgrade socket becomes ours.
+            do {
+                try upgrade.finish()
+                Log.info("upgrade: took over from the process at \(upgrade.path), which drains now")
+            } catch {
+                Log.warning("upgrade: \(error); both processes serve until it is stopped")
+            }
+            do { try control.openUpgradeListener() } catch { Log.warning("binary upgrade unavailable: \(error)") }
+        }
+        control.upgradeListener?.start()
+        control.startWatchdog()
         control.startWarmUp()
         control.startOCSP()
         control.startCluster()

@@ -241,12 +241,14 @@ class Proxy:
         self.config_path.write_text(text)
 
     # -- process --
-    def start(self, wait: bool = True, timeout: float = READY_TIMEOUT) -> "Proxy":
+    def start(self, wait: bool = True, timeout: float = READY_TIMEOUT, args: list[str] = (),
+              env: dict | None = None) -> "Proxy":
+        """`args` follow `run --config FILE`; `env` is added to this process's environment."""
         self.out = open(self.stdout_path, "ab")
         self.err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([str(self.binary), "run", "--config", str(self.config_path)],
+        self.proc = subprocess.Popen([str(self.binary), "run", "--config", str(self.config_path), *args],
                                      stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
-                                     cwd=self.dir)
+                                     cwd=self.dir, env={**os.environ, **env} if env else None)
         self.started_at = time.time()
         _ALL_PROXIES.append(self)
         if wait:

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -11,6 +12,13 @@
 #include <malloc.h>
 
 int CSystem_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+// SCM_RIGHTS ancillary data (passing listening sockets to a new process): the CMSG_* macros.
+static inline size_t CSystem_CMSG_SPACE(size_t length) { return CMSG_SPACE(length); }
+static inline size_t CSystem_CMSG_LEN(size_t length) { return CMSG_LEN(length); }
+static inline struct cmsghdr *CSystem_CMSG_FIRSTHDR(struct msghdr *m) { return CMSG_FIRSTHDR(m); }
+static inline struct cmsghdr *CSystem_CMSG_NXTHDR(struct msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }
+static inline unsigned char *CSystem_CMSG_DATA(struct cmsghdr *c) { return CMSG_DATA(c); }
 
 // Per-thread pointers for what each event loop keeps to itself (its metrics shard, its copies of
 // the certificate snapshot and ticket keys), so the hot path touches no line another loop writes.

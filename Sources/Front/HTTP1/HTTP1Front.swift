@@ -274,11 +274,16 @@ final class HTTP1Front: ProtocolFront, Downstream {
         let now = monotonicNanos()  // not the loop's cached clock: a local response ends in the wake-up it began
         let upstreamMS: Double? = exchange.flatMap { e in e.upstreamHeadAt > 0 ? Double(e.upstreamHeadAt - e.upstreamStart) / 1e6 : nil }
         let version = "HTTP/1.\(r.head.versionMinor)"
-        worker.accessLog.write(AccessLog.Entry(
+        var entry = AccessLog.Entry(
             client: transport.peer.description, sni: transport.serverName, clientCertificate: transport.loggedClientCertificate,
             host: r.head.host, method: r.head.method, path: r.head.target,
             status: r.status, bytesIn: r.bytesIn, bytesOut: r.bytesOut, upstream: exchange?.upstreamAddress,
             durationMS: Double(now - startedAt) / 1e6, upstreamMS: upstreamMS,
-            proto: transport.role == .https ? version : version + " (plain)"))
+            proto: transport.role == .https ? version : version + " (plain)")
+        if worker.accessLog.wantsAgent {
+            entry.referer = r.head.fields.firstValue(named: "referer")
+            entry.userAgent = r.head.fields.firstValue(named: "user-agent")
+        }
+        worker.accessLog.write(entry)
     }
 }

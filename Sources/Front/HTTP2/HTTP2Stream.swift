@@ -31,6 +31,9 @@ final class HTTP2Stream: Downstream {
     private var headSent = false
     private var upstreamAddress: String?
     private var upstreamMS: Double?
+    /// Only when the access log's format shows them (combined).
+    private var referer: String?
+    private var userAgent: String?
     /// An RFC 8441 extended CONNECT for a websocket: forwarded as an HTTP/1.1 upgrade, then the
     /// stream's DATA frames carry the websocket's bytes both ways.
     private var websocket = false
@@ -51,6 +54,9 @@ final class HTTP2Stream: Downstream {
         var contentLength: Int64?
         var cookies: [String] = []
         var connectProtocol: String?
+        if front.worker.accessLog.wantsAgent {
+            referer = fields.firstValue(named: "referer"); userAgent = fields.firstValue(named: "user-agent")
+        }
         // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
         // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
         fields.forEachLine { line, buf in
@@ -177,7 +183,8 @@ final class HTTP2Stream: Downstream {
             client: c.peer.description, sni: c.serverName, clientCertificate: c.loggedClientCertificate,
             host: host, method: method, path: target,
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstream: upstreamAddress,
-            durationMS: Double(monotonicNanos() - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2"))
+            durationMS: Double(monotonicNanos() - startedAt) / 1e6, upstreamMS: upstreamMS, proto: "HTTP/2",
+            referer: referer, userAgent: userAgent))
     }
 
     // MARK: Local responses

@@ -5,9 +5,11 @@ import TLS
 
 enum ListenerRole { case https, redirect }
 
-/// A listening socket of one loop (each loop has its own, bound with SO_REUSEPORT).
+/// A listening socket of one loop: its own, bound with SO_REUSEPORT, or one shared by every loop
+/// (inherited from systemd or the process this one replaced), which the `Server` closes.
 final class Listener: Pollable {
     let fd: Int32
+    let shared: Bool
     let role: ListenerRole
     /// Set when connections here start with a PROXY header from a trusted balancer.
     let proxyHeader: ProxyHeaderReader?
@@ -21,9 +23,10 @@ final class Listener: Pollable {
     /// Retries accepting after a starved pause (a connection closing retries sooner).
     private lazy var retry = Timer { [unowned(unsafe) self] in self.retryAccepting() }
 
-    init(fd: Int32, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?, worker: Worker) throws(SystemError) {
-        self.fd = fd; self.role = role; self.proxyHeader = proxyHeader; self.tls = tls; self.worker = worker
-        try worker.loop.registerListener(fd, self)
+    init(fd: Int32, shared: Bool, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?,
+         worker: Worker) throws(SystemError) {
+        self.fd = fd; self.shared = shared; self.role = role; self.proxyHeader = proxyHeader; self.tls = tls; self.worker = worker
+        try worker.loop.registerListener(fd, self, shared: shared)
     }
 
     func ready(_ events: UInt32) {
@@ -76,7 +79,7 @@ final class Listener: Pollable {
     func resume() {
         guard paused, !closed else { return }
         paused = false
-        try? worker.loop.registerListener(fd, self)
+        try? worker.loop.registerListener(fd, self, shared: shared)
     }
 
     func close() {
@@ -84,6 +87,6 @@ final class Listener: Pollable {
         closed = true
         worker.loop.disarm(retry)
         worker.loop.unregister(fd)
-        Socket.close(fd)
+        if !shared { Socket.close(fd) }
     }
 }

@@ -1,9 +1,11 @@
+import Config
 import EventLoop
 import Foundation
 import Glibc
 import Metrics
 
-/// Where access-log lines end up: "stdout", "off", or a file opened for appending. Loops never
+/// Where access-log lines end up: "stdout", "off", or a file opened for appending (and opened again
+/// on `reopen`, after logrotate renamed it). Lines are JSON objects or nginx's "combined". Loops never
 /// write(2) here: each formats its lines into its own `AccessLogBuffer` and hands whole buffers
 /// over; one background thread writes them in order. Lines are never split across writes.
 ///
@@ -16,33 +18,53 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
     static let bufferBytes = 32 * 1024
     static let flushInterval = 0.1
     /// Formatted lines waiting for the writer, beyond which buffers are dropped.
-    static let maxQueuedBytes = 8 << 20
+    public static let maxQueuedBytes = 8 << 20
 
-    private let fd: Int32?
+    /// The writer thread's own, but for the initial value.
+    private var fd: Int32?
+    /// The file reopened on `reopen`; nil for stdout and off.
+    private let path: String?
+    let format: AccessLogFormat
+    let enabled: Bool
     private let maxQueued: Int
     private let condition = NSCondition()
     private var queue: [[UInt8]] = []
     private var queuedBytes = 0
     private var writing = false
+    private var reopenRequested = false
 
     /// "stdout", "off", or a file path (opened for appending).
-    public init(_ target: String) throws(SystemError) {
+    public init(_ target: String, format: AccessLogFormat = .json, maxQueuedBytes: Int = AccessLog.maxQueuedBytes) throws(SystemError) {
         switch target {
-        case "off": fd = nil
-        case "stdout": fd = 1
-        default: fd = try syscallValue("open(\(target))") { open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }
+        case "off": fd = nil; path = nil
+        case "stdout": fd = 1; path = nil
+        default: fd = try Self.open(target); path = target
         }
-        maxQueued = Self.maxQueuedBytes
-        if fd != nil { startWriter() }
+        self.format = format
+        enabled = fd != nil
+        maxQueued = maxQueuedBytes
+        if enabled { startWriter() }
     }
 
     /// A writer to `fd` (tests: a pipe) with a queue bound of `maxQueuedBytes`.
-    init(fd: Int32, maxQueuedBytes: Int) {
-        self.fd = fd; maxQueued = maxQueuedBytes
+    init(fd: Int32, maxQueuedBytes: Int, format: AccessLogFormat = .json) {
+        self.fd = fd; path = nil; self.format = format; enabled = true; maxQueued = maxQueuedBytes
         startWriter()
     }
 
-    var enabled: Bool { fd != nil }
+    private static func open(_ path: String) throws(SystemError) -> Int32 {
+        try syscallValue("open(\(path))") { Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }
+    }
+
+    /// Opens the file again by its name (SIGUSR1): lines queued before go to the file they were
+    /// meant for, later ones to the new file. The writer thread does it, between two writes.
+    public func reopen() {
+        guard path != nil else { return }
+        condition.lock()
+        reopenRequested = true
+        condition.signal()
+        condition.unlock()
+    }
 
     struct Entry {
         var client: String
@@ -59,6 +81,9 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
         var durationMS: Double
         var upstreamMS: Double?
         var proto: String
+        /// Only for the combined format.
+        var referer: String? = nil
+        var userAgent: String? = nil
     }
 
     /// From a loop: queues `bytes` (`lines` whole lines) for the writer, or drops and counts them
@@ -90,15 +115,27 @@ public final class AccessLog: @unchecked Sendable {  // queue state is guarded b
     }
 
     private func runWriter() {
-        guard let fd else { return }
+        guard var fd else { return }
         while true {
             condition.lock()
-            while queue.isEmpty { condition.wait() }
+            while queue.isEmpty && !reopenRequested { condition.wait() }
             let batch = queue
             queue.removeAll(keepingCapacity: true)
+            let reopening = reopenRequested
+            reopenRequested = false
             writing = true
             condition.unlock()
             for bytes in batch { Self.writeAll(fd, bytes) }
+            if reopening, let path {
+                do {
+                    let new = try Self.open(path)
+                    Glibc.close(fd)
+                    fd = new
+                    Log.info("access log reopened: \(path)")
+                } catch {
+                    Log.error("access log: cannot reopen \(path): \(error); still writing to the file open before")
+                }
+            }
             condition.lock()
             queuedBytes -= batch.reduce(0) { $0 + $1.count }
             writing = false
@@ -141,16 +178,21 @@ final class AccessLogBuffer {
     private lazy var timer = Timer { [unowned(unsafe) self] in self.handOff() }
     private var clock = LogClock()
 
+    private let combined: Bool
+
     init(_ log: AccessLog, loop: EventLoop) {
         self.log = log; self.loop = loop
+        combined = log.format == .combined
         if log.enabled { bytes.reserveCapacity(AccessLog.bufferBytes + 1024) }
     }
 
     var enabled: Bool { log.enabled }
+    /// The combined format has the Referer and User-Agent: only then are they looked up.
+    var wantsAgent: Bool { combined }
 
     func write(_ e: AccessLog.Entry) {
         guard log.enabled else { return }
-        e.appendJSONLine(to: &bytes, time: clock.now())
+        if combined { e.appendCombinedLine(to: &bytes, time: clock.local()) } else { e.appendJSONLine(to: &bytes, time: clock.now()) }
         lines += 1
         if bytes.count >= AccessLog.bufferBytes {
             handOff()
@@ -170,10 +212,36 @@ final class AccessLogBuffer {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, the date and time part recomputed only when the second changes.
+/// RFC 3339 UTC with milliseconds, the date and time part recomputed only when the second changes;
+/// or nginx's local time.
 struct LogClock {
     private var second = -1
     private var prefix: [UInt8] = []  // "2026-11-23T10:00:00."
+    private var localSecond = -1
+    private var localText: [UInt8] = []  // "23/Nov/2026:10:00:00 +0100"
+
+    /// nginx's $time_local: "23/Nov/2026:10:00:00 +0100".
+    mutating func local() -> [UInt8] {
+        var t = time(nil)
+        if t != localSecond {
+            localSecond = t
+            var parts = tm()
+            localtime_r(&t, &parts)
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            var p: [UInt8] = []
+            p.appendDigits(Int(parts.tm_mday), width: 2); p.append(UInt8(ascii: "/"))
+            p.append(contentsOf: months[Int(parts.tm_mon)].utf8); p.append(UInt8(ascii: "/"))
+            p.appendDigits(Int(parts.tm_year) + 1900, width: 4); p.append(UInt8(ascii: ":"))
+            p.appendDigits(Int(parts.tm_hour), width: 2); p.append(UInt8(ascii: ":"))
+            p.appendDigits(Int(parts.tm_min), width: 2); p.append(UInt8(ascii: ":"))
+            p.appendDigits(Int(parts.tm_sec), width: 2)
+            let offset = parts.tm_gmtoff / 60
+            p.append(contentsOf: (offset < 0 ? " -" : " +").utf8)
+            p.appendDigits(abs(offset) / 60, width: 2); p.appendDigits(abs(offset) % 60, width: 2)
+            localText = p
+        }
+        return localText
+    }
 
     mutating func now() -> (prefix: [UInt8], millis: Int) {
         var ts = timespec()
@@ -219,7 +287,38 @@ extension AccessLog.Entry {
     }
 }
 
+extension AccessLog.Entry {
+    /// nginx's combined line: `$remote_addr - $remote_user [$time_local] "$request" $status
+    /// $body_bytes_sent "$http_referer" "$http_user_agent"` (remote user always "-"; bytes are what
+    /// was sent to the client).
+    func appendCombinedLine(to out: inout [UInt8], time: [UInt8]) {
+        // `client` is "host:port" or "[v6]:port".
+        let host = client.hasPrefix("[") ? client.dropFirst().prefix { $0 != "]" } : client[..<(client.lastIndex(of: ":") ?? client.endIndex)]
+        out.append(contentsOf: host.utf8)
+        out.append(contentsOf: " - - [".utf8); out.append(contentsOf: time); out.append(contentsOf: "] \"".utf8)
+        out.appendEscaped(method); out.append(UInt8(ascii: " ")); out.appendEscaped(path); out.append(UInt8(ascii: " "))
+        out.appendEscaped(String(proto.prefix { $0 != " " }))  // without " (plain)"
+        out.append(contentsOf: "\" ".utf8); out.appendDigits(status)
+        out.append(UInt8(ascii: " ")); out.appendDigits(Int(bytesOut))
+        out.append(contentsOf: " \"".utf8); out.appendEscaped(referer ?? "-")
+        out.append(contentsOf: "\" \"".utf8); out.appendEscaped(userAgent ?? "-")
+        out.append(contentsOf: "\"\n".utf8)
+    }
+}
+
 extension [UInt8] {
+    /// As nginx escapes logged variables: `"`, `\`, control and non-ASCII bytes as `\xHH`.
+    mutating func appendEscaped(_ s: String) {
+        let hex = Array("0123456789ABCDEF".utf8)
+        for b in s.utf8 {
+            if b < 0x20 || b >= 0x7F || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+                append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(b >> 4)], hex[Int(b & 15)]])
+            } else {
+                append(b)
+            }
+        }
+    }
+
     /// A JSON string literal (RFC 8259 §7); nil is `null`.
     mutating func appendJSON(_ s: String?) { JSON.append(s, to: &self) }
 

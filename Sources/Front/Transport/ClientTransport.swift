@@ -53,6 +53,8 @@ final class ClientTransport: Pollable {
     private(set) var readingPaused = false
     private var closeWhenFlushed = false
     private(set) var draining = false
+    /// Whether the client sent anything after the handshake: until then it is not idle but new.
+    private var delivered = false
     /// Whether writing re-arms the idle timer (not in a tunnel, whose peers may idle as they like).
     var writesRearmIdle = true
 
@@ -141,8 +143,9 @@ final class ClientTransport: Pollable {
             phase = .open
             // A TLS-ALPN-01 validation is over once its handshake is (RFC 8737 §3): no requests
             // ride on a connection that was never asked for a client certificate.
-            if draining || tls.alpn == "acme-tls/1" { close(); return }
+            if tls.alpn == "acme-tls/1" { close(); return }
             dispatch(alpn: tls.alpn)
+            if draining { drainFront() }
         case .wantRead, .wantWrite:
             return
         case .wantCertificate:
@@ -221,6 +224,7 @@ final class ClientTransport: Pollable {
     /// Hands bytes to the front straight from the read buffer; only what it leaves is copied.
     private func deliver(_ bytes: UnsafeRawBufferPointer) {
         guard let front else { return }
+        delivered = true
         if pending.isEmpty {
             let used = front.received(bytes)
             guard phase == .open else { return }
@@ -329,10 +333,19 @@ final class ClientTransport: Pollable {
     func drain() {
         draining = true
         switch phase {
-        case .open: if front?.drain() ?? true { close() }
+        case .open: drainFront()
         case .proxyHeader: close()
-        case .handshake, .closed: return   // a handshake finishing now closes at once
+        case .handshake, .closed: return   // a handshake finishing now drains then
         }
+    }
+
+    /// Idle connections close now, busy ones after their current response. One that has not sent
+    /// its first request yet (accepted just before the drain, or during a binary upgrade) is not
+    /// idle: that request is served, with Connection: close, as its client could not retry it on
+    /// another connection. Its header timeout bounds the wait.
+    private func drainFront() {
+        guard let front else { close(); return }
+        if front.drain() && delivered { closeAfterFlush() }
     }
 
     func close() {
