@@ -49,6 +49,25 @@ STOP_TIMEOUT = 5.0            # SIGTERM -> SIGKILL
 LAST_MEMBER_GRACE = 1.0       # ... for the last member running (see _signal_and_wait)
 
 
+def new_sealing_key(directory: Path) -> Path:
+    """A fresh 32-byte sealing key file in `directory`."""
+    path = directory / "sealing.key"
+    path.write_bytes(os.urandom(32))
+    return path
+
+
+def node_config(etcd: "EtcdCluster", prefix: str, name: str, keys, admin_port: int, **cluster) -> dict:
+    """A fleet node's configuration on `etcd`: admin API on `admin_port`, one fixed route naming the
+    node, access log off; `cluster` overrides keys of the cluster section."""
+    section = {"endpoints": etcd.endpoints, "prefix": prefix, "node": name,
+               "sealing_keys": [str(k) for k in keys], "lease_ttl": "3s", "request_timeout": "2s"}
+    section.update(cluster)
+    return {"admin": {"listen": f"127.0.0.1:{admin_port}"},
+            "routes": [{"respond": {"status": 200, "body": f"hello from {name}\n", "content_type": "text/plain"}}],
+            "log": {"access": "off"},
+            "cluster": section}
+
+
 class EtcdError(RuntimeError):
     pass
 

@@ -7,7 +7,6 @@ document says the same."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
@@ -178,15 +177,11 @@ CLUSTER = {("get", "/cluster"), ("get", "/status"), ("put", "/certificates/{name
 
 
 def test_cluster_answers_match_the_document(proxies, tmp_path, pki):
-    from etcd import EtcdCluster
+    from etcd import EtcdCluster, new_sealing_key, node_config
     etcd = EtcdCluster(tmp_path / "etcd", members=1)
     try:
-        key = tmp_path / "sealing.key"
-        key.write_bytes(os.urandom(32))
         port = free_port()
-        proxies({"admin": {"listen": f"127.0.0.1:{port}"}, "log": {"access": "off"},
-                 "cluster": {"endpoints": etcd.endpoints, "prefix": "/openapi-test/", "node": "openapi-node",
-                             "sealing_keys": [str(key)], "lease_ttl": "3s"}}, standard_certs=False)
+        proxies(node_config(etcd, "/openapi-test/", "openapi-node", [new_sealing_key(tmp_path)], port), standard_certs=False)
         wait_for_port(port)
         api = Checker(Admin(port))
         wait_until(lambda: api.admin.json("GET", "/cluster")[1]["nodes"], 15, what="the node registered in etcd")

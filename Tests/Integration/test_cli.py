@@ -341,17 +341,12 @@ def test_acme_status_renew_and_revoke(proxies, tmp_path, edgeproxy_bin):
 # ----- the cluster, against etcd ----------------------------------------------------------------
 
 def test_cluster_status(proxies, tmp_path, edgeproxy_bin):
-    from etcd import EtcdCluster
+    from etcd import EtcdCluster, new_sealing_key, node_config
     etcd = EtcdCluster(tmp_path / "etcd", members=1)
     try:
-        key = tmp_path / "sealing.key"
-        key.write_bytes(os.urandom(32))
         admin_port = free_port()
-        p = proxies({"admin": {"listen": f"127.0.0.1:{admin_port}"},
-                     "routes": [{"respond": {"status": 200, "body": "hello\n", "content_type": "text/plain"}}],
-                     "log": {"access": "off"},
-                     "cluster": {"endpoints": etcd.endpoints, "prefix": "/cli-test/", "node": "cli-node",
-                                 "sealing_keys": [str(key)], "lease_ttl": "3s"}}, standard_certs=False)
+        p = proxies(node_config(etcd, "/cli-test/", "cli-node", [new_sealing_key(tmp_path)], admin_port),
+                    standard_certs=False)
         wait_for_port(admin_port)
         c = ["-c", p.config_path]
         wait_until(lambda: json.loads(ok(edgeproxy_bin, "cluster", "status", *c, "--json"))["nodes"], 15,

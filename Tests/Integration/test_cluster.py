@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from conftest import free_port, to_yaml, wait_for_port
-from etcd import EtcdCluster
+from etcd import EtcdCluster, new_sealing_key, node_config
 from httpclient import handshake_cert
 from blackhole import Blackhole
 from reload_support import Admin, metric, record_result, wait_until
@@ -38,9 +38,7 @@ def etcd(tmp_path_factory):
 
 @pytest.fixture
 def sealing_key(tmp_path):
-    path = tmp_path / "sealing.key"
-    path.write_bytes(os.urandom(32))
-    return path
+    return new_sealing_key(tmp_path)
 
 
 class Node:
@@ -64,16 +62,6 @@ class Node:
         status, body = self.admin.json("GET", "/cluster")
         assert status == 200, body
         return body
-
-
-def node_config(etcd: EtcdCluster, prefix: str, name: str, keys, admin_port: int, **cluster) -> dict:
-    section = {"endpoints": etcd.endpoints, "prefix": prefix, "node": name,
-               "sealing_keys": [str(k) for k in keys], "lease_ttl": "3s", "request_timeout": "2s"}
-    section.update(cluster)
-    return {"admin": {"listen": f"127.0.0.1:{admin_port}"},
-            "routes": [{"respond": {"status": 200, "body": f"hello from {name}\n", "content_type": "text/plain"}}],
-            "log": {"access": "off"},
-            "cluster": section}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -155,15 +154,11 @@ def test_dashboard_in_a_real_browser(proxies, origins, pki, tmp_path):
 
 
 def test_dashboard_lists_cluster_nodes(proxies, tmp_path):
-    from etcd import EtcdCluster
+    from etcd import EtcdCluster, new_sealing_key, node_config
     etcd = EtcdCluster(tmp_path / "etcd", members=1)
     try:
-        key = tmp_path / "sealing.key"
-        key.write_bytes(os.urandom(32))
         port = free_port()
-        proxies({"admin": {"listen": f"127.0.0.1:{port}"}, "log": {"access": "off"},
-                 "cluster": {"endpoints": etcd.endpoints, "prefix": "/dashboard-test/", "node": "dash-node",
-                             "sealing_keys": [str(key)], "lease_ttl": "3s"}}, standard_certs=False)
+        proxies(node_config(etcd, "/dashboard-test/", "dash-node", [new_sealing_key(tmp_path)], port), standard_certs=False)
         wait_for_port(port)
         wait_until(lambda: Admin(port).json("GET", "/cluster")[1]["nodes"], 15, what="the node registered in etcd")
         # No token: loopback clients see the page directly.
