@@ -191,7 +191,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
 
     func responseHead(_ head: ProxyResponseHead) {
         var fields = head.fields
-        if head.status != 101 { RequestPolicy.setResponseHeaders(&fields, status: head.status, responseHeaders) }
+        RequestPolicy.setResponseHeaders(&fields, status: head.status, responseHeaders)
         session.responseHead(status: head.status, reason: head.reason, fields: fields, bodyLength: head.bodyLength,
                              hasBody: head.hasBody, into: &transport.output)
     }
