@@ -33,6 +33,9 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     /// Handlers to call once the current batch is handled; two lists swapped, so none is allocated per batch.
     private var batchEnd: [BatchEndHandler] = []
     private var batchEndRunning: [BatchEndHandler] = []
+    /// Objects closed during this batch, let go once it is over (`keepUntilBatchEnd`).
+    private var closedThisBatch: [AnyObject] = []
+    private var releasing: [AnyObject] = []
     private let tasks = Mutex<[() -> Void]>([])
     private var running = true
     /// Cached monotonic time, refreshed once per wake-up.
@@ -125,11 +128,21 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     /// The caller asks once per batch (it keeps a flag); what handlers schedule runs in the same round.
     public func atBatchEnd(_ handler: BatchEndHandler) { batchEnd.append(handler) }
 
+    /// Keeps `object` alive until the current batch is over. A connection closed in the middle of
+    /// an event (an origin's response ending, a timer) may still be on the stack below that call,
+    /// reached through references that do not own it: it must outlive the event, as nginx frees a
+    /// closed connection's memory only once the event handler returned.
+    public func keepUntilBatchEnd(_ object: AnyObject) { closedThisBatch.append(object) }
+
     private func runBatchEnd() {
         while !batchEnd.isEmpty {
             swap(&batchEnd, &batchEndRunning)
             for handler in batchEndRunning { handler.batchEnded() }
             batchEndRunning.removeAll(keepingCapacity: true)
+        }
+        if !closedThisBatch.isEmpty {
+            swap(&closedThisBatch, &releasing)   // a deinit may close more: they wait for the next batch
+            releasing.removeAll(keepingCapacity: true)
         }
     }
 

@@ -176,6 +176,8 @@ public final class UpstreamConnection: Pollable {
         Socket.close(fd)
         server.forget(self)
         delegate = nil
+        // Its timer or its read loop may be below this call, through references that do not own it.
+        loop.keepUntilBatchEnd(self)
     }
 
     /// Returns the connection to its server's idle list (or closes it when that list is full).

@@ -281,7 +281,10 @@ class Proxy:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        state = next((l for l in status.splitlines() if l.startswith("State:")), "State: ?")
+        raise RuntimeError(f"no VmRSS for the proxy (pid {self.pid}, {state.strip()}, exit code {self.proc.poll()}):"
+                           f" it has exited; stderr tail:\n{self.stderr()[-3000:]}")
 
     def send_signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -56,8 +56,14 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         }
     }
 
+    /// `c` closed: it is let go once the loop's current batch is over, not here, as the event that
+    /// closed it may have come through its front (an origin's response ending) or its timer, whose
+    /// references to it do not own it.
     func closed(_ c: ClientTransport) {
-        if connections.removeValue(forKey: ObjectIdentifier(c)) != nil { Metrics.shared.connectionClosed() }
+        if let c = connections.removeValue(forKey: ObjectIdentifier(c)) {
+            Metrics.shared.connectionClosed()
+            loop.keepUntilBatchEnd(c)
+        }
         if draining {
             if connections.isEmpty { onDrained?(); onDrained = nil }
         } else if connections.count < config.settings.limits.maxConnectionsPerWorker {

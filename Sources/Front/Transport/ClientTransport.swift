@@ -351,8 +351,9 @@ final class ClientTransport: Pollable {
     func close() {
         guard phase != .closed else { return }
         phase = .closed
+        // The front stays until the loop lets go of this object at the end of the batch (see
+        // `Worker.closed`): its own methods, or its streams', may be below this call on the stack.
         front?.transportClosed()
-        front = nil
         worker.loop.disarm(timer)
         tls?.shutdown()
         worker.loop.unregister(fd)
