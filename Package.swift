@@ -28,17 +28,19 @@ let package = Package(
 
         // accept → (PROXY header) → handshake (SNI → certificate) → ALPN → HTTP/1 or HTTP/2 session → route →
         // upstream pool → response
-        .target(name: "EventLoop", dependencies: ["CSystem"]),
+        // State shared between threads, behind a lock ThreadSanitizer understands.
+        .target(name: "Locking"),
+        .target(name: "EventLoop", dependencies: ["CSystem", "Locking"]),
         .target(name: "HTTP1"),
         // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.
         .target(name: "ProxyProtocol"),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
-        .target(name: "TLS", dependencies: ["COpenSSL", "CSystem"]),
-        .target(name: "Metrics", dependencies: ["CSystem"]),
+        .target(name: "TLS", dependencies: ["Locking", "COpenSSL", "CSystem"]),
+        .target(name: "Metrics", dependencies: ["Locking", "CSystem"]),
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
-        .target(name: "Certificates", dependencies: ["TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
+        .target(name: "Certificates", dependencies: ["Locking", "TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
-        .target(name: "Proxy", dependencies: ["EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
+        .target(name: "Proxy", dependencies: ["Locking", "EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
         .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, JSON answers, metrics text, dashboard (off the hot path). The
         // OpenAPI document and the dashboard's pages are compiled in, so the binary needs no files beside it.
@@ -48,16 +50,16 @@ let package = Package(
         // binary upgrade (listening sockets handed to a new process over a Unix socket).
         .target(name: "Lifecycle", dependencies: ["EventLoop", "Front", "CSystem"]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
-        .target(name: "Health", dependencies: ["Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
+        .target(name: "Health", dependencies: ["Locking", "Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
-        .target(name: "ControlClient", dependencies: ["TLS", "HTTP1", "EventLoop"]),
+        .target(name: "ControlClient", dependencies: ["Locking", "TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient", "DNS"]),
+        .target(name: "ACME", dependencies: ["Locking", "TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient", "DNS"]),
         // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
         // ACME state, locks, membership.
-        .target(name: "Cluster", dependencies: ["ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
+        .target(name: "Cluster", dependencies: ["Locking", "ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
         // OCSP stapling: responses fetched, checked and refreshed off the loops, stapled by TLS.
-        .target(name: "OCSP", dependencies: ["TLS", "Certificates", "ControlClient", "HTTP1", "EventLoop"]),
+        .target(name: "OCSP", dependencies: ["Locking", "TLS", "Certificates", "ControlClient", "HTTP1", "EventLoop"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
         .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP",

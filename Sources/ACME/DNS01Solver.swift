@@ -2,7 +2,7 @@ import DNS
 import EventLoop
 import Foundation
 import Glibc
-import Synchronization
+import Locking
 import TLS
 
 /// Where and how the DNS-01 solver writes its TXT records (RFC 2136: signed UPDATEs to the
@@ -280,7 +280,7 @@ public final class DNS01Activity: Sendable {
         public var lastPropagationSeconds: Double?
         public var lastError: String?
     }
-    private let counts = Mutex(Counts())
+    private let counts = Locked(Counts())
     public init() {}
     public var current: Counts { counts.withLock { $0 } }
     func update(_ change: (inout Counts) -> Void) { counts.withLock { change(&$0) } }

@@ -3,7 +3,7 @@ import ControlClient
 import EventLoop
 import Foundation
 import HTTP1
-import Synchronization
+import Locking
 import TLS
 
 extension ACMEError.Code {
@@ -179,7 +179,7 @@ public final class CertificateEvents: Sendable {
     private let storage: ACMEStorage
     private let node: String
     private let targets: [Target]
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let wake = DispatchSemaphore(value: 0)
 
     /// How long a claim is kept in a shared storage: longer than any node could take to see the same fact.
@@ -190,7 +190,7 @@ public final class CertificateEvents: Sendable {
         self.storage = storage
         self.node = node
         targets = settings.webhooks.map { .webhook(url: $0.url, secret: $0.secret) } + (settings.command.map { [.command($0)] } ?? [])
-        state = Mutex(State(queue: EventQueue(capacity: settings.queue)))
+        state = Locked(State(queue: EventQueue(capacity: settings.queue)))
     }
 
     public func start() {

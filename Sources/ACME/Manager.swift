@@ -1,7 +1,7 @@
 import Config
 import EventLoop
 import Foundation
-import Synchronization
+import Locking
 import TLS
 
 /// Keeps the configured certificates issued and renewed: a bounded work queue, one thread per
@@ -72,9 +72,9 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
             order.append(names[0])
         }
     }
-    private let state: Mutex<State>
-    private let attendedObserver = Mutex<(@Sendable (String, Bool) -> Void)?>(nil)
-    private let events = Mutex<CertificateEvents?>(nil)
+    private let state: Locked<State>
+    private let attendedObserver = Locked<(@Sendable (String, Bool) -> Void)?>(nil)
+    private let events = Locked<CertificateEvents?>(nil)
     private let wake = NSCondition()
     private var woken = false  // guarded by `wake`
 
@@ -97,7 +97,7 @@ public final class ACMEManager: @unchecked Sendable {  // each issuer is used by
         let now = Date()
         var initial = State(schedule: schedule)
         for names in schedule.certificates { initial.add(names, now: now) }
-        state = Mutex(initial)
+        state = Locked(initial)
     }
 
 

@@ -3,7 +3,7 @@ import Config
 import ControlClient
 import EventLoop
 import Foundation
-import Synchronization
+import Locking
 import TLS
 
 /// On-demand TLS: a handshake for a name nothing serves is held (OpenSSL's ClientHello retry)
@@ -49,7 +49,7 @@ public final class OnDemandIssuance: CertificateOnDemand, @unchecked Sendable { 
         /// Handshakes not held because `maxLookups` names were being looked at already.
         var busy = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(settings: OnDemandSettings, manager: ACMEManager, storage: ACMEStorage) {
         self.settings = settings

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import Synchronization
 import TLS
 
@@ -82,13 +83,13 @@ final class DeferredBuild: Sendable {
         case done(Result<CertificateBundle, CertificateError>)
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let source: String
     /// Once built: read by every handshake without the lock.
     private let builtKey = AtomicLazyReference<CertifiedKey>()
 
     init(chainPEM: [UInt8], keyPEM: [UInt8], source: String) {
-        state = Mutex(.pending(chainPEM: chainPEM, keyPEM: keyPEM))
+        state = Locked(.pending(chainPEM: chainPEM, keyPEM: keyPEM))
         self.source = source
     }
 

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// ACME HTTP-01 answers by token (RFC 8555 §8.3), shared by every loop. Empty until an ACME
 /// client presents a challenge; the port-80 listener only reads it. In a cluster, a token this
@@ -8,8 +8,8 @@ public final class ChallengeTable: Sendable {
     /// Finds `token` elsewhere and calls back with its key authorization (nil: unknown), on any thread.
     public typealias Lookup = @Sendable (_ token: String, _ done: @escaping @Sendable (String?) -> Void) -> Void
 
-    private let tokens = Mutex<[String: String]>([:])
-    private let missHandler = Mutex<Lookup?>(nil)
+    private let tokens = Locked<[String: String]>([:])
+    private let missHandler = Locked<Lookup?>(nil)
 
     public init() {}
 

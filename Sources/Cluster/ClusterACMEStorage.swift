@@ -1,7 +1,7 @@
 import ACME
 import EventLoop
 import Foundation
-import Synchronization
+import Locking
 
 /// ACME's storage shared by the fleet (the `ACMEStorage` contract, in etcd):
 /// - the account, sealed, at `acme/CA/account`, created under the account lock, so nodes started
@@ -11,13 +11,13 @@ import Synchronization
 /// - locks: create-if-absent on `locks/NAME` attached to this node's lease, waited for by polling;
 ///   a node that dies loses its locks when its lease expires. The lock's create revision fences
 ///   the certificate write made under it: a node whose lock expired cannot store its result.
-public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `held` is guarded by its Mutex; the rest is immutable
+public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `held` is guarded by its lock; the rest is immutable
     private let sync: ClusterSync
     private let lease: @Sendable () throws(ClusterError) -> Int64
     private var store: SharedStore { sync.store }
     private var layout: KeyLayout { sync.layout }
     /// Locks held, by thread: the fence for certificate writes made inside `withLock`.
-    private let held = Mutex<[UInt: (key: String, revision: Int64)]>([:])
+    private let held = Locked<[UInt: (key: String, revision: Int64)]>([:])
     /// How often a waiting node looks at a lock held elsewhere, and for how long at most (an
     /// order takes seconds; one that holds its lock longer than this is someone else's problem).
     static let pollInterval = 0.25
@@ -90,7 +90,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
 
     /// Seconds an answer may outlive a failed clean-up (an order is over long before).
     static let challengeTTL = 600
-    private let challengeLeases = Mutex<[String: Int64]>([:])
+    private let challengeLeases = Locked<[String: Int64]>([:])
 
     /// Until every live node says it answers the challenge at `key`, at most `ackTimeout`: the
     /// CA's validation may reach any of them the moment it is told to validate. A node that does

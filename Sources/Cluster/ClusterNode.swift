@@ -1,6 +1,6 @@
 import EventLoop
 import Foundation
-import Synchronization
+import Locking
 
 /// This node's membership: one etcd lease, kept alive every third of its TTL, to which its locks
 /// and its entry under `nodes/` are attached. The entry (sync revision, certificate count) is
@@ -26,7 +26,7 @@ public final class ClusterNode: @unchecked Sendable {  // mutable state is in `s
         var lease: Int64?
         var stopped = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let wake = NSCondition()
 
     public init(sync: ClusterSync, ttl: Double, store: SharedStore? = nil) {

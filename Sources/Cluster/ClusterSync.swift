@@ -2,7 +2,7 @@ import Certificates
 import EventLoop
 import Foundation
 import Metrics
-import Synchronization
+import Locking
 import TLS
 
 /// The cluster as a certificate source: every record under `certificates/` is installed through
@@ -53,7 +53,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
         /// The next round reads the whole prefix rather than resuming.
         var reread = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let applying = NSLock()
     private let cacheWrites = DispatchQueue(label: "edgeproxy.cluster.cache")
 

@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import Locking
 
 /// Cancels a blocking `HTTPClient.stream` from another thread: `cancel()` shuts the socket down
 /// (shutdown(2)), so the blocked read returns at once. The socket is registered under the lock
@@ -9,7 +9,7 @@ public final class HTTPCancellation: Sendable {
         var cancelled = false
         var fd: Int32?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

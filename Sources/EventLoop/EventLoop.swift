@@ -1,7 +1,7 @@
 import CSystem
 import Foundation
 import Glibc
-import Synchronization
+import Locking
 
 /// Something registered with a loop: told which epoll events fired for its descriptor.
 public protocol Pollable: AnyObject {
@@ -23,7 +23,7 @@ public enum PollEvents {
 /// One epoll loop on its own thread. Every descriptor is registered once, edge-triggered for
 /// both directions, and never re-armed: handlers read and write until EAGAIN. Everything a
 /// handler does runs on this thread, so connection state needs no locks.
-public final class EventLoop: @unchecked Sendable {  // state below is touched only on the loop thread, except `tasks` (Mutex) and `wakeFD`.
+public final class EventLoop: @unchecked Sendable {  // state below is touched only on the loop thread, except `tasks` (Locked) and `wakeFD`.
     public let index: Int
     private let epollFD: Int32
     private let wakeFD: Int32
@@ -36,7 +36,7 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     /// Objects closed during this batch, let go once it is over (`keepUntilBatchEnd`).
     private var closedThisBatch: [AnyObject] = []
     private var releasing: [AnyObject] = []
-    private let tasks = Mutex<[() -> Void]>([])
+    private let tasks = Locked<[() -> Void]>([])
     private var running = true
     /// Cached monotonic time, refreshed once per wake-up.
     public private(set) var now: UInt64 = monotonicNanos()

@@ -3,7 +3,7 @@ import Dispatch
 import EventLoop
 import Foundation
 import Proxy
-import Synchronization
+import Locking
 
 /// Runs the upstreams' active health checks off the event loops. Each server with a
 /// `health_check` is probed once per interval for the whole process (not once per loop): a
@@ -33,7 +33,7 @@ public final class HealthChecker: Sendable {
     }
 
     private let board: UpstreamHealth
-    private let table = Mutex(Table())
+    private let table = Locked(Table())
 
     public init(board: UpstreamHealth = .shared) { self.board = board }
 

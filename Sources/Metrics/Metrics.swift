@@ -1,4 +1,5 @@
 import CSystem
+import Locking
 import Synchronization
 
 /// Counters for `GET /metrics`. Each event loop registers a shard of its own at start
@@ -32,11 +33,11 @@ public final class Metrics: Sendable {
     private static let instances = Atomic<Int>(0)
     @usableFromInline let id: Int
     @usableFromInline let fallback: CounterBlock
-    private let shards = Mutex<[CounterBlock]>([])
+    private let shards = Locked<[CounterBlock]>([])
 
     /// Certificate updates applied / refused, by source ("file", "signal", "api", "startup").
-    private let reloads = Mutex<[String: Int]>([:])
-    private let refusals = Mutex<[String: Int]>([:])
+    private let reloads = Locked<[String: Int]>([:])
+    private let refusals = Locked<[String: Int]>([:])
 
     public init() {
         id = Self.instances.wrappingAdd(1, ordering: .relaxed).newValue

@@ -3,7 +3,7 @@ import ControlClient
 import EventLoop
 import Foundation
 import HTTP1
-import Synchronization
+import Locking
 import TLS
 
 /// OCSP stapling for every certificate the store serves whose leaf names a responder (nginx's
@@ -12,7 +12,7 @@ import TLS
 /// puts a verified `good` response on the certificate's `CertifiedKey` for handshakes to staple,
 /// and asks again half way to nextUpdate. On failure it retries with backoff and keeps the last
 /// good response until its nextUpdate; a revoked, invalid or stale response is never stapled.
-public final class OCSPStapler: @unchecked Sendable {  // `entries` and `client` are used on `queue` only; the rest is behind Mutexes
+public final class OCSPStapler: @unchecked Sendable {  // `entries` and `client` are used on `queue` only; the rest is behind locks
     public enum State: String, Sendable {
         /// Not answered yet.
         case pending
@@ -53,8 +53,8 @@ public final class OCSPStapler: @unchecked Sendable {  // `entries` and `client`
     private var entries: [String: Entry] = [:]
     private let client: HTTPClient
     private let cache: StapleCache?
-    private let statuses = Mutex<[String: Status]>([:])
-    private let fetchCounts = Mutex<[String: Int]>([:])
+    private let statuses = Locked<[String: Status]>([:])
+    private let fetchCounts = Locked<[String: Int]>([:])
 
     /// `cacheDirectory`: where responses are kept across restarts (nil: not kept).
     /// `timeout`: each exchange with a responder.

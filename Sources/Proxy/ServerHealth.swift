@@ -1,5 +1,6 @@
 import Config
 import Metrics
+import Locking
 import Synchronization
 
 /// What every loop's pool shares about one upstream server: whether active health checks allow
@@ -12,7 +13,7 @@ public final class ServerHealth: Sendable {
     private let allowed = Atomic<Bool>(true)
     /// By loop index; made when a loop's pool first builds this server (start, reload), kept for
     /// good so a rebuilt group keeps counting where it left off.
-    private let sent = Mutex<[Int: CounterBlock]>([:])
+    private let sent = Locked<[Int: CounterBlock]>([:])
 
     init(upstream: String, server: SocketAddressSpec) { self.upstream = upstream; self.server = server }
 
@@ -40,7 +41,7 @@ public final class ServerHealth: Sendable {
 /// when a pool builds a group (start, reload) and by the admin API, never per request.
 public final class UpstreamHealth: Sendable {
     public static let shared = UpstreamHealth()
-    private let table = Mutex<[String: [ServerHealth]]>([:])
+    private let table = Locked<[String: [ServerHealth]]>([:])
 
     public init() {}
 

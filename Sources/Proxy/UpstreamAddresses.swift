@@ -2,19 +2,19 @@ import Config
 import Dispatch
 import EventLoop
 import Glibc
-import Synchronization
+import Locking
 
 /// Upstream servers' addresses, resolved off the event loops: a loop never calls getaddrinfo. IP
 /// literals are parsed at once; names are resolved when a configuration is applied (on the
 /// control thread, before the loops take it) and again every `resolve_interval` in the
 /// background. A name that stops resolving keeps its last address; one never resolved fails its
 /// connects with a clear reason. Process-wide like `UpstreamHealth`: every loop reads the same table.
-public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behind a Mutex; the rest is touched on `queue` only
+public final class UpstreamAddresses: @unchecked Sendable {  // `table` is behind a lock; the rest is touched on `queue` only
     public static let shared = UpstreamAddresses()
     /// The name lookup (getaddrinfo by default; tests replace it).
     public typealias Resolve = @Sendable (_ host: String, _ port: UInt16) -> SocketAddress?
 
-    private let table = Mutex<[SocketAddressSpec: SocketAddress]>([:])
+    private let table = Locked<[SocketAddressSpec: SocketAddress]>([:])
     private let lookup: Resolve
     private let queue = DispatchQueue(label: "edgeproxy.resolver", qos: .utility)
     private var names: [SocketAddressSpec: Double] = [:]

@@ -1,7 +1,7 @@
 import Config
 import EventLoop
 import Glibc
-import Synchronization
+import Locking
 import TLS
 
 /// Every TLS upstream's client context, by upstream name: built once per configuration (start,
@@ -9,7 +9,7 @@ import TLS
 /// pool builds a group, never per request.
 public final class UpstreamTLSContexts: Sendable {
     public static let shared = UpstreamTLSContexts()
-    private let table = Mutex<[String: UpstreamTLSContext]>([:])
+    private let table = Locked<[String: UpstreamTLSContext]>([:])
 
     public init() {}
 

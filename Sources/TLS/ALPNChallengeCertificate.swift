@@ -1,5 +1,5 @@
 import COpenSSL
-import Synchronization
+import Locking
 
 /// TLS-ALPN-01 (RFC 8737): the certificate a server presents to the CA's validator when the
 /// ClientHello offers ALPN "acme-tls/1" for a name under validation.
@@ -60,7 +60,7 @@ public final class ALPNChallengeTable: Sendable {
         public let key: PrivateKey
         public let certifiedKey: CertifiedKey
     }
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Locked<[String: Entry]>([:])
 
     public init() {}
 

@@ -1,11 +1,11 @@
 import COpenSSL
-import Synchronization
+import Locking
 
 /// A certificate chain (leaf first) with the private key of its leaf: what one handshake serves.
 /// Built and checked once, when the certificate is loaded; every handshake that picks it installs
 /// it on its own connection (`SSL_use_cert_and_key`, which only takes references), so a loaded
 /// certificate costs its parsed X509s and key and no SSL_CTX of its own.
-public final class CertifiedKey: @unchecked Sendable {  // immutable after init but the staple (behind its Mutex); handshakes only up-ref its handles
+public final class CertifiedKey: @unchecked Sendable {  // immutable after init but the staple (behind its lock); handshakes only up-ref its handles
     public let chain: [X509Certificate]
     public let key: PrivateKey
     public let keyType: KeyType
@@ -14,7 +14,7 @@ public final class CertifiedKey: @unchecked Sendable {  // immutable after init 
     /// The intermediates as SSL_use_cert_and_key takes them (nil: the leaf alone); owned here.
     let intermediates: OpaquePointer?
     /// The OCSP response handshakes staple (OCSPStapling.swift).
-    let stapled = Mutex<OCSPStaple?>(nil)
+    let stapled = Locked<OCSPStaple?>(nil)
 
     public var leaf: X509Certificate { chain[0] }
 

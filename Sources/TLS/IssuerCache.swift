@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Issuer certificates (those after the leaf in a chain file), shared between chains. At scale
 /// most certificates carry the same few intermediates, and parsing one costs ~0.2 ms and ~5 KB
@@ -13,7 +13,7 @@ enum IssuerCache {
         /// Dead entries are dropped when the table reaches this size.
         var pruneAt = 64
     }
-    private static let state = Mutex(State())
+    private static let state = Locked(State())
 
     static func certificate(der: UnsafeRawBufferPointer) -> X509Certificate? {
         let key = [UInt8](der)

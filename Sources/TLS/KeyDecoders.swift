@@ -1,5 +1,5 @@
 import COpenSSL
-import Synchronization
+import Locking
 import Glibc
 
 /// Private-key decoding through OSSL_DECODER contexts that are built once and reused. OpenSSL 3.0
@@ -13,7 +13,7 @@ enum KeyDecoders {
         let keyType: String?
     }
 
-    private static let idle = Mutex<[Kind: [KeyDecoder]]>([:])
+    private static let idle = Locked<[Kind: [KeyDecoder]]>([:])
 
     /// The first private key in a PEM text, for the formats met in practice (PKCS#8 "PRIVATE KEY",
     /// SEC1 "EC PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY"); nil for anything else, which the caller

@@ -1,4 +1,5 @@
 import CSystem
+import Locking
 import Synchronization
 
 /// A value every handshake reads and a control thread rarely changes (the certificate snapshot,
@@ -6,7 +7,7 @@ import Synchronization
 /// and takes the lock only when the generation moved: a reader touches one atomic that is written
 /// only on a change, so loops share no written cache line.
 public final class PerThreadCopy<Value: Sendable>: Sendable {
-    private let value: Mutex<Value>
+    private let value: Locked<Value>
     /// Bumped (releasing) after every change; a read loads it (acquiring), so once it sees the new
     /// generation its read under the lock returns the new value or a newer one.
     private let generation = Atomic<UInt64>(1)
@@ -16,7 +17,7 @@ public final class PerThreadCopy<Value: Sendable>: Sendable {
     private let slot: Int32
 
     public init(_ initial: Value, threadSlot: Int32) {
-        value = Mutex(initial)
+        value = Locked(initial)
         slot = threadSlot
     }
 
