@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
 export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 
-.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check deps-run deps-test deps-bench bench clean
+.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check asan-build sanitize deps-run deps-test deps-bench bench clean
 
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
@@ -23,11 +23,12 @@ release:
 build:
 	$(SWIFT) build
 
-# The release binary too: allocation counts are checked in what ships (test_allocations.py).
+# The release binary too: allocation counts are checked in what ships (test_allocations.py), and
+# the AddressSanitizer build, in which test_leaks.py looks for memory leaked per connection or reload.
 test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product edgeproxy
-	$(MAKE) unit fuzz-check integration
+	$(MAKE) asan-build unit fuzz-check integration
 
 unit:
 	$(SWIFT) test --skip-build
@@ -73,9 +74,33 @@ fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/Fuzz$$t; \
 	  echo "fuzz: Fuzz$$t for $(FUZZ_SECONDS) s"; \
-	  nice -n 5 $(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  nice -n 5 env $(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    .build-fuzz/corpus/Fuzz$$t Tests/Fuzz/corpus/Fuzz$$t || exit 1; \
 	done
+
+# Sanitizers, each build in a scratch path of its own. `make sanitize`: the unit tests and the whole
+# end-to-end suite on the AddressSanitizer build (LeakSanitizer in test_leaks.py), then the unit tests
+# and the end-to-end tests of the multi-threaded parts (reload, admin, health checks, ACME, cluster,
+# OCSP) on the ThreadSanitizer build. conftest fails a test whose proxy printed a sanitizer report.
+SAN_SUPP := $(CURDIR)/Tests/Sanitizers
+ASAN_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16:suppressions=$(SAN_SUPP)/asan.supp
+TSAN_ENV := SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=0:suppressions=$(SAN_SUPP)/tsan.supp
+TSAN_E2E := test_reload test_admin test_health test_acme test_acme_on_demand test_cluster test_ocsp
+ASAN_BUILD := $(SWIFT) build --scratch-path .build-asan -Xswiftc -sanitize=address
+TSAN_BUILD := $(SWIFT) build --scratch-path .build-tsan -Xswiftc -sanitize=thread
+
+asan-build:
+	$(ASAN_BUILD) --product edgeproxy
+
+sanitize: deps-test release
+	$(ASAN_BUILD) --build-tests
+	$(ASAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-asan
+	$(ASAN_ENV) EDGEPROXY_BIN=$(CURDIR)/.build-asan/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
+	  $(PYTHON) -m pytest -q Tests/Integration
+	$(TSAN_BUILD) --build-tests
+	$(TSAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-tsan
+	$(TSAN_ENV) EDGEPROXY_BIN=$(CURDIR)/.build-tsan/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
+	  $(PYTHON) -m pytest -q $(patsubst %,Tests/Integration/%.py,$(TSAN_E2E))
 
 bench: deps-bench release
 	bench/run.sh
@@ -99,4 +124,4 @@ deps-bench: deps-test
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 clean:
-	rm -rf .build .build-fuzz
+	rm -rf .build .build-fuzz .build-asan .build-tsan

@@ -205,6 +205,8 @@ class Proxy:
         self.stdout_path = self.dir / "stdout.log"
         self.stderr_path = self.dir / "stderr.log"
         self.proc: subprocess.Popen | None = None
+        self.stderr_checked = 0            # bytes of stderr already looked at for crash reports
+        self.crash_checked_final = False
         self.started_at = 0.0
         self.stopped_at: float | None = None
         if pki is not None and standard_certs:
@@ -464,6 +466,45 @@ def module_origins():
     f = OriginFactory()
     yield f
     f.close()
+
+
+# ----- crashes and sanitizer reports -------------------------------------------------------------
+
+# What the Swift runtime prints on a trap or crash, and what the sanitizers print (`make sanitize`
+# runs this suite on instrumented builds): any of them in a proxy's stderr fails the test that ran it.
+CRASH_MARKS = ("Fatal error:", "Program crashed", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+               "WARNING: ThreadSanitizer", "runtime error:")
+
+
+def new_crash_reports(p: "Proxy") -> str | None:
+    """Crash or sanitizer output `p` wrote since the last look, with what follows it."""
+    if not p.stderr_path.exists():
+        return None
+    with open(p.stderr_path, "rb") as f:
+        f.seek(p.stderr_checked)
+        raw = f.read()
+    p.stderr_checked += len(raw)
+    text = raw.decode("utf-8", "replace")
+    hits = [text.index(m) for m in CRASH_MARKS if m in text]
+    return text[min(hits):][:8000] if hits else None
+
+
+@pytest.fixture(autouse=True)
+def no_crashed_proxies():
+    """After each test (its proxies stopped by then), every proxy's new stderr is free of crashes
+    and sanitizer reports; proxies that are gone and checked are not read again."""
+    yield
+    found = []
+    for p in _ALL_PROXIES:
+        if p.crash_checked_final:
+            continue
+        report = new_crash_reports(p)
+        if not p.alive():
+            p.crash_checked_final = True
+        if report:
+            found.append(f"edgeproxy {p.dir.name} (pid {p.proc.pid if p.proc else '?'}):\n{report}")
+    if found:
+        pytest.fail("a proxy crashed or a sanitizer reported:\n" + "\n".join(found), pytrace=False)
 
 
 # ----- reporting ------------------------------------------------------------------------------
