@@ -20,7 +20,7 @@ if [[ $H2 == 1 ]]; then DEFAULT_TESTS="h2"
 elif [[ $ACCESS_LOG == 1 ]]; then DEFAULT_TESTS="ka"
 elif [[ $WORKERS != 1 ]]; then DEFAULT_TESTS="hs ka"
 else DEFAULT_TESTS="hs hsget ka idle"; fi
-TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle h2, run in this order
+TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle slowloris h2, run in this order
 DURATION=${DURATION:-10}            # seconds per measurement
 ROUNDS=${ROUNDS:-3}                 # rounds; peer order alternates per test and per round
 WARMUP=${WARMUP:-1}                 # seconds of unmeasured handshakes after each server start
@@ -29,6 +29,11 @@ WRK_THREADS=${WRK_THREADS:-$WORKERS}
 WRK_CONNS=${WRK_CONNS:-64}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 IDLE_SETTLE=${IDLE_SETTLE:-2}       # seconds between "all open" and the RSS sample
+SLOW_CONNS=${SLOW_CONNS:-5000}      # slowloris connections (heads never finished)
+SLOW_SETTLE=${SLOW_SETTLE:-$IDLE_SETTLE}   # seconds between "all open" and the RSS sample
+SLOW_WINDOW=${SLOW_WINDOW:-20}      # seconds of server CPU measured while they trickle
+SLOW_TRICKLE=${SLOW_TRICKLE:-5}     # seconds between two header lines on a slowloris connection
+HEADER_TIMEOUT=${HEADER_TIMEOUT:-300}   # every peer's request-head timeout (s): must outlast slowloris
 H2_THREADS=${H2_THREADS:-$WORKERS}  # h2load -t
 H2_CONNS=${H2_CONNS:-32}            # h2load -c
 H2_STREAMS=${H2_STREAMS:-16}        # h2load -m
@@ -229,15 +234,28 @@ for t in "$NGINX_BIN" openssl curl python3 taskset ss go; do
 done
 for t in $TESTS; do
     case $t in
-        hs|hsget|idle) ;;
+        hs|hsget|idle|slowloris) ;;
         ka) command -v wrk >/dev/null || die "wrk not found" ;;
         h2) command -v h2load >/dev/null || die "h2load not found (Debian nghttp2-client)" ;;
-        *) die "unknown test '$t' (known: hs hsget ka idle h2)" ;;
+        *) die "unknown test '$t' (known: hs hsget ka idle slowloris h2)" ;;
     esac
 done
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "DURATION must be a whole number of seconds"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be >= 1"
 [[ $WORKERS =~ ^[0-9]+$ && $WORKERS -ge 1 ]] || die "WORKERS must be >= 1"
+for v in SLOW_CONNS SLOW_SETTLE SLOW_WINDOW SLOW_TRICKLE HEADER_TIMEOUT; do
+    [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "$v must be a whole number >= 1"
+done
+if [[ " $TESTS " == *" slowloris "* ]]; then
+    # the connections must outlast opening (all of them), settling and the window on every peer
+    (( HEADER_TIMEOUT >= SLOW_SETTLE + SLOW_WINDOW + 120 )) ||
+        die "HEADER_TIMEOUT=$HEADER_TIMEOUT s is too short to hold slowloris connections through SLOW_SETTLE + SLOW_WINDOW (+120 s to open them)"
+    # the lowest connection cap in the peers' configs is HAProxy's maxconn 9000
+    (( SLOW_CONNS <= 8500 )) || die "SLOW_CONNS=$SLOW_CONNS: the peers' configs cap connections at 9000 (HAProxy maxconn)"
+    # edgeproxy refuses a head of more than 100 fields (431), HAProxy one of more than 101
+    (( (SLOW_SETTLE + SLOW_WINDOW + 60) / SLOW_TRICKLE < 90 )) ||
+        log "warning: SLOW_TRICKLE=$SLOW_TRICKLE s sends about $(( (SLOW_SETTLE + SLOW_WINDOW + 60) / SLOW_TRICKLE )) header lines per connection; past 100 fields servers answer 431"
+fi
 for p in $PEERS; do
     case $p in
         nginx) ;;
@@ -276,9 +294,13 @@ for i in $INSTANCES; do
     check_port_free "$(inst_port "$i")" "the $(inst_peer "$i" | tr a-z A-Z)_PORT (or LOG_PORT_OFFSET)"
 done
 
-# Raise our fd limit (inherited by servers and clients): 2,000 idle connections need it.
+# Raise our fd limit (inherited by servers and clients): 2,000 idle connections need it, as do
+# SLOW_CONNS slowloris connections.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (( $(ulimit -n) > IDLE_CONNS + 200 )) || die "fd limit $(ulimit -n) too low for IDLE_CONNS=$IDLE_CONNS"
+if [[ " $TESTS " == *" slowloris "* ]]; then
+    (( $(ulimit -n) > SLOW_CONNS + 200 )) || die "fd limit $(ulimit -n) too low for SLOW_CONNS=$SLOW_CONNS"
+fi
 
 # hsclient: build if missing or older than its source (stdlib only; offline)
 if [[ ! -x $HSCLIENT || $HERE/hsclient/main.go -nt $HSCLIENT ]]; then
@@ -379,6 +401,7 @@ http {
 $(nginx_temp_paths "$d")
     keepalive_timeout 300s;
     keepalive_requests 100000000;
+    client_header_timeout ${HEADER_TIMEOUT}s;
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 64;
@@ -413,6 +436,7 @@ listen: { https: ["127.0.0.1:$port"], http: [] }
 tls: { certificates: [ { cert: $CERT, key: $KEY } ], session_tickets: 0 }
 upstreams: { origin: { servers: ["127.0.0.1:$ORIGIN_PORT"], keepalive: 64 } }
 routes: [ { upstream: origin } ]
+timeouts: { header: ${HEADER_TIMEOUT}s }
 log: { access: $alog }
 EOF
 }
@@ -442,6 +466,7 @@ $dlog
     timeout client 300s
     timeout server 300s
     timeout http-keep-alive 300s
+    timeout http-request ${HEADER_TIMEOUT}s
 frontend fe
     bind 127.0.0.1:$port ssl crt $WORK/cert+key.pem alpn h2,http/1.1
     default_backend origin
@@ -460,7 +485,7 @@ num-threads: $WORKERS
 max-connections: 10000
 pid-file: $d/h2o.pid
 error-log: $d/error.log
-http1-request-timeout: 300
+http1-request-timeout: $HEADER_TIMEOUT
 proxy.timeout.keepalive: 300000
 ssl-session-resumption:
   mode: off
@@ -691,6 +716,73 @@ measure_idle() {
     log "$peer idle: $open connections ($est established at the server), RSS $r0 -> $r1 KiB = $(python3 -c "print(f'{($r1-$r0)/$open:.1f}')") KiB/conn"
 }
 
+# (f): slowloris: SLOW_CONNS connections that send a request line and Host right after the
+# handshake, then one header line every SLOW_TRICKLE s, never the blank line. Memory per
+# connection as in (d), then the server's CPU over SLOW_WINDOW s while they trickle, and how
+# many the server still holds at the end (all must be: HEADER_TIMEOUT outlasts the test).
+measure_slow() {
+    local peer=$1 cmd r0 r1 cpid i line end est0 est t0 open failed held closed answered
+    select_peer "$peer"
+    cmd="taskset -c $CLIENT_CPU $HSCLIENT -addr 127.0.0.1:$SERVER_PORT -sni $SNI -mode slowloris -n $SLOW_CONNS -c 32 -trickle ${SLOW_TRICKLE}s -hold $((SLOW_SETTLE + SLOW_WINDOW + 60))s"
+    record_cmd "$cmd"
+    r0=$(rss_kib "${SERVER_PIDS[@]}")
+    : >"$WORK/slow.out"
+    t0=$(now)
+    $cmd >"$WORK/slow.out" 2>"$WORK/slow.err" &
+    cpid=$!
+    STARTED_PIDS+=("$cpid")
+    line=""
+    for i in $(seq 3000); do
+        line=$(head -n1 "$WORK/slow.out")
+        [[ -n $line ]] && break
+        kill -0 "$cpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -n $line ]] || { stop_pid "$cpid"; die "slowloris client produced no result: $(cat "$WORK/slow.err")"; }
+    sleep "$SLOW_SETTLE"
+    r1=$(rss_kib "${SERVER_PIDS[@]}")
+    est0=$(ss -Htn state established "( sport = :$SERVER_PORT )" | wc -l)
+    snap_begin
+    sleep "$SLOW_WINDOW"
+    snap_end
+    est=$(ss -Htn state established "( sport = :$SERVER_PORT )" | wc -l)
+    kill -0 "$cpid" 2>/dev/null || log "WARNING: $peer slowloris: the client exited before the end of the window: $(cat "$WORK/slow.err")"
+    stop_pid "$cpid"   # SIGTERM: the client writes its second line (closed / held) and exits
+    check_alive "$peer slowloris"
+    note_other "$peer" slow
+    end=$(sed -n 2p "$WORK/slow.out")
+    [[ -n $end ]] || die "slowloris client wrote no end line: $(cat "$WORK/slow.err")"
+    printf '%s\n%s\n' "$line" "$end" | sed "s/^/$peer round $ROUND: /" >>"$WORK/slowloris.log"
+    open=$(jget "$line" open); failed=$(jget "$line" errors)
+    held=$(jget "$end" held); closed=$(jget "$end" closed); answered=$(jget "$end" answered)
+    (( open > 0 )) || die "$peer slowloris: no connection opened: $line"
+    [[ $(jget "$line" not_tls13) == 0 && $(jget "$line" resumed) == 0 ]] || die "$peer slowloris: resumed or non-TLS-1.3 connections: $line"
+    if (( open < SLOW_CONNS )); then
+        log "WARNING: $peer slowloris: only $open of $SLOW_CONNS connections opened: $line"
+        ERRORS_NOTE+="$peer slowloris round $ROUND: $failed of $SLOW_CONNS connections failed to open; "
+    fi
+    if (( held < open )); then
+        log "WARNING: $peer slowloris: the server closed $closed of $open connections before the end of the window ($answered with a response first): $end"
+        ERRORS_NOTE+="$peer slowloris round $ROUND: $closed of $open connections closed by the server; "
+    fi
+    (( est >= held )) || log "WARNING: $peer slowloris: server side shows only $est established connections at the end of the window, the client holds $held"
+    if python3 -c "import sys; sys.exit(0 if $(now) - $t0 >= $HEADER_TIMEOUT else 1)"; then
+        log "WARNING: $peer slowloris: the test outlasted HEADER_TIMEOUT=$HEADER_TIMEOUT s (raise it): closed connections are expected"
+    fi
+    local kib cpu ms
+    kib=$(python3 -c "print(f'{($r1-$r0)/$open:.1f}')")
+    cpu=$(python3 -c "print(f'{100*$DT/$CLK_TCK/$WALL:.2f}')")
+    ms=$(python3 -c "print(f'{1000*$DT/$CLK_TCK/$WALL:.1f}')")
+    raw "$peer" slow_kib "$kib"
+    raw "$peer" slow_cpu "$cpu"
+    raw "$peer" slow_cpu_ms "$ms"
+    raw "$peer" slow_util "$(util "$DT" "$WALL" "$CLK_TCK")"
+    raw "$peer" slow_held "$held"
+    raw "$peer" slow_open "$open"
+    raw "$peer" slow_errors "$failed"
+    log "$peer slowloris: $open connections open ($failed failed, $est0 established at the server), RSS $r0 -> $r1 KiB = $kib KiB/conn; over ${SLOW_WINDOW}s: server CPU $cpu% of a core = $ms ms/s ($DT ticks), other load on CPU $SERVER_CPU ${OTHER}%; held at the end $held of $open ($est established at the server), $(jget "$end" header_lines) header lines sent"
+}
+
 prepare_peer() {  # start, check tickets and the proxied path, warm up
     local peer=$1
     start_peer "$peer"
@@ -735,6 +827,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
                 hsget) measure_hs "$peer" get hsget ;;
                 ka) measure_ka "$peer" ;;
                 idle) measure_idle "$peer" ;;
+                slowloris) measure_slow "$peer" ;;
                 h2) measure_h2 "$peer" ;;
             esac
         done
@@ -774,6 +867,9 @@ metrics = [
     ('h2_rate', 'HTTP/2 proxied GET 1 KiB, req/s', 'higher', '{:.0f}'),
     ('h2_us', 'server CPU µs per HTTP/2 proxied GET', 'lower', '{:.1f}'),
     ('idle_kib', 'KiB per idle TLS connection (ΔRSS)', 'lower', '{:.1f}'),
+    ('slow_kib', 'KiB per slowloris connection (ΔRSS)', 'lower', '{:.1f}'),
+    ('slow_cpu', 'server CPU while slowloris connections trickle, % of one core (×10 = ms/s)', 'lower', '{:.2f}'),
+    ('slow_held', 'slowloris connections held at the end of the window', 'higher', '{:.0f}'),
 ]
 med = lambda k: statistics.median(vals[k]) if k in vals else None
 groups = [('', 'access log off')] + ([('+log', 'access log on')] if access_log else [])
@@ -825,7 +921,7 @@ if access_log:
         print(f'| {p} | {f(off)} | {f(on)} | {f(d, "{:+.1f}")} | {f(r, "{:.2f}×")} | {f(roff, "{:.0f}")} | {f(ron, "{:.0f}")} | {f(ll, "{:.3f}")} | {f(lb, "{:.0f}")} |')
 print()
 inst = [p + suf for p in peers for suf, _ in groups]
-util_keys = [k for k in ('hs_util', 'hsget_util', 'ka_util', 'h2_util') if any((p, k) in vals for p in inst)]
+util_keys = [k for k in ('hs_util', 'hsget_util', 'ka_util', 'h2_util', 'slow_util') if any((p, k) in vals for p in inst)]
 other_keys = [k.replace('util', 'other') for k in util_keys]
 print('Server CPU utilisation during each test (median, % of one core): ' + '; '.join(
     f"{p}: " + ', '.join(f"{k.split('_')[0]} {med((p, k)):.0f}%" for k in util_keys if med((p, k)) is not None)
@@ -870,6 +966,11 @@ PY
     echo "HS_CONNS=$HS_CONNS, wrk -t$WRK_THREADS -c$WRK_CONNS, h2load -t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS, IDLE_CONNS=$IDLE_CONNS. Server pinned to CPU $SERVER_CPU, clients and origin"
     echo "to CPU $CLIENT_CPU. TLS 1.3, X25519, P-256 certificate, $EXPECT_CIPHER for every peer (checked), full handshakes only (hsclient has no session cache, every peer sends 0 tickets)."
     echo "CPU per operation = Δ(utime+stime) of all server processes / completed operations (clock tick $CLK_TCK Hz)."
+    if [[ " ${TESTS[*]} " == *" slowloris "* ]]; then
+        echo "Slowloris: SLOW_CONNS=$SLOW_CONNS connections, each sends its request line and Host after the handshake, then one header line every ${SLOW_TRICKLE}s, never the"
+        echo "end of the head; ΔRSS per connection ${SLOW_SETTLE}s after all are open, then server CPU over a ${SLOW_WINDOW}s window, then the connections still held."
+        echo "Every peer's request-head timeout is ${HEADER_TIMEOUT}s (edgeproxy timeouts.header, nginx client_header_timeout, HAProxy timeout http-request, h2o http1-request-timeout)."
+    fi
     if (( SHARED_CORES )); then
         echo
         echo "**Client and server share cores here** (server on CPUs $SERVER_CPU, clients and origin on CPUs $CLIENT_CPU): rates are what the"

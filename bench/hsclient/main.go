@@ -11,8 +11,13 @@
 //	           "Connection: close", read the whole response, repeat
 //	idle       open -n connections (handshake only), print a JSON line,
 //	           hold them for -hold (or until SIGTERM/SIGINT), then exit
+//	slowloris  as idle, but each connection sends "GET -path HTTP/1.1" and
+//	           its Host line right after the handshake, then one more header
+//	           line ("X-a: b") every -trickle, never the blank line that ends
+//	           the head; at the end a second JSON line says how many
+//	           connections the server closed or answered while they were held
 //
-// Output: one JSON line on stdout.
+// Output: one JSON line on stdout (slowloris: two).
 package main
 
 import (
@@ -26,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -79,13 +85,14 @@ func (e *errLog) list() []string {
 var (
 	addr       = flag.String("addr", "127.0.0.1:8443", "server host:port")
 	serverName = flag.String("sni", "localhost", "TLS ServerName (SNI)")
-	mode       = flag.String("mode", "handshake", "handshake | get | idle")
-	conns      = flag.Int("c", 16, "concurrent goroutines (handshake/get); concurrent dials while opening (idle)")
+	mode       = flag.String("mode", "handshake", "handshake | get | idle | slowloris")
+	conns      = flag.Int("c", 16, "concurrent goroutines (handshake/get); concurrent dials while opening (idle/slowloris)")
 	duration   = flag.Duration("d", 10*time.Second, "test duration (handshake/get)")
-	n          = flag.Int("n", 2000, "idle mode: number of connections to hold")
-	hold       = flag.Duration("hold", 30*time.Second, "idle mode: how long to hold the connections")
-	path       = flag.String("path", "/", "get mode: request path")
-	hostHdr    = flag.String("host", "", "get mode: Host header (default: -sni)")
+	n          = flag.Int("n", 2000, "idle/slowloris mode: number of connections to hold")
+	hold       = flag.Duration("hold", 30*time.Second, "idle/slowloris mode: how long to hold the connections once all are open")
+	trickle    = flag.Duration("trickle", 5*time.Second, "slowloris mode: interval between two header lines on a connection")
+	path       = flag.String("path", "/", "get/slowloris mode: request path")
+	hostHdr    = flag.String("host", "", "get/slowloris mode: Host header (default: -sni)")
 	timeout    = flag.Duration("timeout", 10*time.Second, "per-connection I/O timeout")
 	proxyHdr   = flag.String("proxy", "", "send a PROXY protocol header (v1 or v2) before the handshake")
 	certFile   = flag.String("cert", "", "client certificate (PEM) for servers that ask for one")
@@ -155,8 +162,8 @@ func main() {
 	switch *mode {
 	case "handshake", "get":
 		runLoad()
-	case "idle":
-		runIdle()
+	case "idle", "slowloris":
+		runIdle(*mode == "slowloris")
 	default:
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", *mode)
 		os.Exit(2)
@@ -249,12 +256,78 @@ func runLoad() {
 	emit(out)
 }
 
-func runIdle() {
+// heldConn is one connection held open by idle or slowloris mode.
+type heldConn struct {
+	c    *tls.Conn
+	gone int32 // 1 once the server has closed or answered it
+}
+
+// slowEnd is slowloris mode's second line, written when the hold ends.
+type slowEnd struct {
+	Mode        string   `json:"mode"`
+	Phase       string   `json:"phase"`
+	Open        int      `json:"open"`
+	Closed      int64    `json:"closed"`   // closed or answered by the server while held
+	Answered    int64    `json:"answered"` // of those, how many got bytes (e.g. a 408) first
+	Held        int64    `json:"held"`     // open - closed: still waiting for their head's end
+	Lines       int64    `json:"header_lines"`
+	WriteErrors int64    `json:"write_errors"`
+	HeldS       float64  `json:"held_s"`
+	Responses   []string `json:"response_samples,omitempty"`
+}
+
+func runIdle(slow bool) {
 	cfg := tlsConfig()
 	var mu sync.Mutex
-	var held []*tls.Conn
+	var held []*heldConn
 	var nerr, resumed, not13 int64
 	var elog errLog
+	// slowloris: the request line and Host go out right after the handshake, then one header
+	// line per -trickle; the blank line that would end the head never does.
+	head := []byte(fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n", *path, *hostHdr))
+	line := []byte("X-a: b\r\n")
+	var closedByPeer, answered, lines, writeErrs int64
+	var responses errLog // first bytes of what the server sent on a held connection
+	stop := make(chan struct{})
+	// Watch for the server closing (or answering) a held connection: idle timeouts, header
+	// timeouts, limits. Read blocks until data, EOF or error.
+	watch := func(h *heldConn) {
+		var b [256]byte
+		k, err := h.c.Read(b[:])
+		if atomic.CompareAndSwapInt32(&h.gone, 0, 1) {
+			atomic.AddInt64(&closedByPeer, 1)
+			if k > 0 {
+				atomic.AddInt64(&answered, 1)
+				first := string(b[:k])
+				if i := strings.IndexAny(first, "\r\n"); i >= 0 {
+					first = first[:i]
+				}
+				responses.add(fmt.Errorf("%q", first))
+			} else if slow && err != nil && err != io.EOF {
+				responses.add(err)
+			}
+		}
+	}
+	trickleLines := func(h *heldConn) {
+		t := time.NewTicker(*trickle)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if atomic.LoadInt32(&h.gone) != 0 {
+				return
+			}
+			h.c.SetWriteDeadline(time.Now().Add(*timeout))
+			if _, err := h.c.Write(line); err != nil {
+				atomic.AddInt64(&writeErrs, 1)
+				return
+			}
+			atomic.AddInt64(&lines, 1)
+		}
+	}
 	start := time.Now()
 	jobs := make(chan struct{}, *n)
 	for i := 0; i < *n; i++ {
@@ -273,6 +346,14 @@ func runIdle() {
 					elog.add(err)
 					continue
 				}
+				if slow {
+					if _, err := c.Write(head); err != nil {
+						c.Close()
+						atomic.AddInt64(&nerr, 1)
+						elog.add(fmt.Errorf("request line: %w", err))
+						continue
+					}
+				}
 				c.SetDeadline(time.Time{})
 				st := c.ConnectionState()
 				if st.DidResume {
@@ -281,39 +362,47 @@ func runIdle() {
 				if st.Version != tls.VersionTLS13 {
 					atomic.AddInt64(&not13, 1)
 				}
+				h := &heldConn{c: c}
 				mu.Lock()
-				held = append(held, c)
+				held = append(held, h)
 				mu.Unlock()
+				go watch(h)
+				if slow {
+					go trickleLines(h)
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	// Watch for the server closing held connections (idle timeouts etc.).
-	var closedByPeer int64
-	for _, c := range held {
-		go func(c *tls.Conn) {
-			var b [1]byte
-			c.Read(b[:]) // blocks until data, EOF or error
-			atomic.AddInt64(&closedByPeer, 1)
-		}(c)
-	}
 	out := result{
-		Mode: "idle", Addr: *addr, Conns: *conns, DurationS: el,
+		Mode: *mode, Addr: *addr, Conns: *conns, DurationS: el,
 		OK: int64(len(held)), Errors: nerr, Resumed: resumed, NotTLS13: not13,
 		Rate: float64(len(held)) / el, Open: len(held), ErrorSample: elog.list(),
 	}
 	emit(out) // "ready" line: all connections are open now
+	ready := time.Now()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case <-time.After(*hold):
 	case <-sig:
 	}
-	fmt.Fprintf(os.Stderr, "hsclient idle: %d of %d connections were closed by the server while held\n",
-		atomic.LoadInt64(&closedByPeer), len(held))
-	for _, c := range held {
-		c.Close()
+	close(stop)
+	closed := atomic.LoadInt64(&closedByPeer)
+	fmt.Fprintf(os.Stderr, "hsclient %s: %d of %d connections were closed by the server while held\n",
+		*mode, closed, len(held))
+	if slow {
+		b, _ := json.Marshal(slowEnd{
+			Mode: *mode, Phase: "end", Open: len(held), Closed: closed, Answered: atomic.LoadInt64(&answered),
+			Held: int64(len(held)) - closed, Lines: atomic.LoadInt64(&lines), WriteErrors: atomic.LoadInt64(&writeErrs),
+			HeldS: time.Since(ready).Seconds(), Responses: responses.list(),
+		})
+		os.Stdout.Write(append(b, '\n'))
+	}
+	for _, h := range held {
+		atomic.StoreInt32(&h.gone, 1) // our own close is not the server's
+		h.c.Close()
 	}
 }
 
