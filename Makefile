@@ -83,8 +83,8 @@ fuzz: fuzz-build
 # and the end-to-end tests of the multi-threaded parts (reload, admin, health checks, ACME, cluster,
 # OCSP) on the ThreadSanitizer build. conftest fails a test whose proxy printed a sanitizer report.
 SAN_SUPP := $(CURDIR)/Tests/Sanitizers
-ASAN_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16:suppressions=$(SAN_SUPP)/asan.supp
-TSAN_ENV := SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=0:suppressions=$(SAN_SUPP)/tsan.supp
+ASAN_ENV := EDGEPROXY_SANITIZER=address SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16:suppressions=$(SAN_SUPP)/asan.supp
+TSAN_ENV := EDGEPROXY_SANITIZER=thread SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=0:suppressions=$(SAN_SUPP)/tsan.supp
 TSAN_E2E := test_reload test_admin test_health test_acme test_acme_on_demand test_cluster test_ocsp
 ASAN_BUILD := $(SWIFT) build --scratch-path .build-asan -Xswiftc -sanitize=address
 TSAN_BUILD := $(SWIFT) build --scratch-path .build-tsan -Xswiftc -sanitize=thread

@@ -39,6 +39,12 @@ READY_TIMEOUT = 20.0
 
 _ALL_PROXIES: list["Proxy"] = []
 
+# `make sanitize` names the sanitizer its binaries carry. AddressSanitizer holds freed memory in
+# quarantine (quarantine_size_mb) and maps shadow memory: every bound on the proxy's RSS allows this
+# much more on such a build (the same bounds hold exactly on the builds that ship).
+SANITIZER = os.environ.get("EDGEPROXY_SANITIZER", "")
+RSS_SLACK_KB = 48 * 1024 if SANITIZER == "address" else 0
+
 
 # ----- ports ----------------------------------------------------------------------------------
 

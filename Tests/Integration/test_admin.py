@@ -38,7 +38,11 @@ def test_healthz_and_metrics(proxy_admin):
     handshake_cert(p.https_port, "unknown.test")
     from httpclient import https_get
     assert https_get(p.https_port, "/").status == 200
-    text = admin.metrics()
+    # A response is counted once written, which the client may see first: wait for the count.
+    def counted():
+        t = admin.metrics()
+        return t if metric(t, "edgeproxy_http_responses_total", **{"class": "2xx"}) >= 1 else None
+    text = wait_until(counted, 5, what="the 2xx response counted")
     assert metric(text, "edgeproxy_tls_handshakes_total", outcome="ok", version="TLSv1.3") >= 4
     assert metric(text, "edgeproxy_sni_total", match="exact") >= 2
     assert metric(text, "edgeproxy_sni_total", match="wildcard") >= 1
