@@ -41,7 +41,8 @@ public final class ProxyExchange: UpstreamDelegate {
     private var firstTried: UpstreamServer?
     private var moreTried: [UpstreamServer] = []
     private var tried: [UpstreamServer] { firstTried.map { [$0] + moreTried } ?? [] }
-    /// Everything sent so far, kept for a retry until it can no longer be replayed.
+    /// The request body sent so far, kept for a retry until it can no longer be replayed (nil);
+    /// the head is written again from `request`, so a request without a body keeps nothing.
     private var replay: [UInt8]? = []
     private var chunkedUpstream: Bool
     private var parser = ResponseParser()
@@ -72,7 +73,6 @@ public final class ProxyExchange: UpstreamDelegate {
 
     public func start() {
         upstreamStart = pool.loop.now
-        replay = upstreamHead()
         // Nothing to stream up: the request is complete once the head is sent (an upgrade's
         // bytes only flow once it is a tunnel).
         if request.bodyLength == 0 && request.upgrade == nil { requestDone = true }
@@ -124,10 +124,10 @@ public final class ProxyExchange: UpstreamDelegate {
 
     // MARK: Upstream
 
-    /// The request head toward the origin, written in one pass: Host first when the client gave
-    /// it only as the authority (HTTP/2), the end-to-end fields, then this hop's framing.
-    private func upstreamHead() -> [UInt8] {
-        var head: [UInt8] = []
+    /// The request head toward the origin, written in one pass straight into the connection's
+    /// output: Host first when the client gave it only as the authority (HTTP/2), the end-to-end
+    /// fields, then this hop's framing.
+    private func writeHead(into head: inout [UInt8]) {
         HTTP1Writer.appendRequestLine(method: request.method, target: request.target,
                                       room: HTTP1Writer.size(of: request.fields) + 96, into: &head)
         if let host = request.host, !request.fields.contains(named: "host") {
@@ -145,7 +145,6 @@ public final class ProxyExchange: UpstreamDelegate {
             HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &head)
         }
         HTTP1Writer.appendHeadEnd(into: &head)
-        return head
     }
 
     /// Body bytes toward the origin, framed as a chunk when `chunked`, written straight into the
@@ -173,7 +172,8 @@ public final class ProxyExchange: UpstreamDelegate {
                 connection = c
                 upstreamAddress = server.label
                 if let version = server.settings.proxyProtocol, c.uses == 1 { c.sendInClear(proxyHeader(version: version)) }
-                if let replay { c.send(replay) }
+                c.send { writeHead(into: &$0) }
+                if let replay, !replay.isEmpty { c.send(replay) }
                 if c.connected && requestHasBody { replay = nil }
                 c.armTimer(seconds: c.connected ? timeouts.upstreamResponse : timeouts.upstreamConnect)
                 return

@@ -66,6 +66,12 @@ public final class UpstreamConnection: Pollable {
 
     public func send(_ bytes: [UInt8]) { bytes.withUnsafeBytes { send($0) } }
 
+    /// Bytes `write` appends to the output itself (a request head: no buffer of its own).
+    public func send(_ write: (inout [UInt8]) -> Void) {
+        write(&output)
+        if connected { flush() }
+    }
+
     /// Bytes that open a new connection ahead of TLS (a PROXY header); call before any `send`.
     public func sendInClear(_ bytes: [UInt8]) {
         if tls != nil { clearPrefix += bytes.count }
