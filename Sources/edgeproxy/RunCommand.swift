@@ -47,6 +47,7 @@ struct CheckCommand: ParsableCommand {
 /// `run` and `check`: the same start-up up to the listeners, so `check` refuses what `run` would.
 enum Startup {
     static func start(configPath: String, checkOnly: Bool, upgradeFrom: String? = nil) -> Never {
+        OpenSSLLibrary.initialize()
         let settings: Settings
         switch Control.loadSettings(configPath) {
         case .success(let s): settings = s
