@@ -4,7 +4,7 @@ The proxy built with AddressSanitizer (`.build-asan`, which `make test` builds) 
 what nothing points at any more. A few objects made once at start-up are reported too (the Swift
 runtime keeps some references where LeakSanitizer cannot see them), so the test compares: a proxy
 that served one request, and the same configuration after hundreds of connections of every kind
-and a dozen reloads. What it leaks must not grow with the work."""
+and a dozen reloads. No allocation stack may leak more with the work."""
 
 from __future__ import annotations
 
@@ -31,21 +31,30 @@ def asan_env() -> dict:
             "LSAN_OPTIONS": f"suppressions={SUPPRESSIONS / 'lsan.supp'}:print_suppressions=0"}
 
 
-def leaked(p) -> tuple[int, int, str]:
-    """(bytes, allocations, report) LeakSanitizer printed when the proxy exited. Its report is
-    taken here; any other sanitizer or crash report still fails the test (conftest)."""
+def leaked(p) -> tuple[dict[str, int], str]:
+    """What LeakSanitizer reported when the proxy exited: allocations left per allocation stack
+    (its frames, without addresses), and the report. Taken here; any other sanitizer or crash
+    report still fails the test (conftest)."""
     p.stop(signal.SIGTERM, timeout=30)
     err = p.stderr()
     start = err.find("ERROR: LeakSanitizer")
-    if start >= 0:
-        end = err.find("SUMMARY: AddressSanitizer", start)
-        end = err.find("\n", end) + 1 if end >= 0 else len(err)
-        other = err[:start] + err[end:]
-        for mark in CRASH_MARKS:
-            assert mark not in other, other[other.find(mark):][:8000]
-        p.stderr_checked = p.stderr_path.stat().st_size
-    m = re.search(r"SUMMARY: AddressSanitizer: (\d+) byte\(s\) leaked in (\d+) allocation", err)
-    return (int(m.group(1)), int(m.group(2)), err) if m else (0, 0, err)
+    if start < 0:
+        return {}, ""
+    end = err.find("SUMMARY: AddressSanitizer", start)
+    end = err.find("\n", end) + 1 if end >= 0 else len(err)
+    other = err[:start] + err[end:]
+    for mark in CRASH_MARKS:
+        assert mark not in other, other[other.find(mark):][:8000]
+    p.stderr_checked = p.stderr_path.stat().st_size
+    report = err[start:end]
+    stacks: dict[str, int] = {}
+    for block in re.split(r"\n(?=(?:Direct|Indirect) leak of)", report)[1:]:
+        m = re.match(r"(?:Direct|Indirect) leak of \d+ byte\(s\) in (\d+) object", block)
+        # A frame's function, or its library and offset where the library has no symbols.
+        frames = [f or lib for f, lib in re.findall(r"#\d+ 0x[0-9a-f]+ (?:in (\S+)|\((\S+)\))", block)]
+        key = " < ".join(frames[1:9])
+        stacks[key] = stacks.get(key, 0) + int(m.group(1))
+    return stacks, report
 
 
 def leak_proxy(proxies, origins, name: str):
@@ -56,6 +65,12 @@ def leak_proxy(proxies, origins, name: str):
                 start=False, name=name)
     p.binary = ASAN_BIN
     p.start(env=asan_env())
+    # Start-up builds the certificates in the background; what it leaves behind must be all there
+    # in both runs, or a slow machine makes the one-round run look smaller.
+    deadline = time.monotonic() + 60
+    while "certificate warm-up done" not in p.stderr():
+        assert time.monotonic() < deadline, "the certificate warm-up did not finish:\n" + p.stderr()[-3000:]
+        time.sleep(0.1)
     return p
 
 
@@ -86,11 +101,15 @@ def work(p, rounds: int) -> None:
 def test_nothing_leaks_per_connection_request_or_reload(proxies, origins):
     once = leak_proxy(proxies, origins, "once")
     work(once, 1)
-    base_bytes, base_count, base_report = leaked(once)
+    base, _ = leaked(once)
 
     busy = leak_proxy(proxies, origins, "busy")
     work(busy, 240)
-    busy_bytes, busy_count, busy_report = leaked(busy)
-    print(f"leak report: after one round {base_bytes} B in {base_count}; after 240 rounds and 12 reloads"
-          f" {busy_bytes} B in {busy_count}")
-    assert busy_count <= base_count + 8 and busy_bytes <= base_bytes + 4096, busy_report[-8000:]
+    after, report = leaked(busy)
+    print(f"leak report: after one round {sum(base.values())} allocations from {len(base)} stacks; after 240"
+          f" rounds and 12 reloads {sum(after.values())} from {len(after)} stacks")
+    # Some of what start-up makes is reported (once per certificate, say), and not always alike:
+    # what counts is an allocation stack that leaks more with the work, once per reload at least.
+    grown = {k: (base.get(k, 0), n) for k, n in after.items() if n - base.get(k, 0) >= 12}
+    assert not grown, "leaks that grow with the work (allocations after one round, after 240):\n" + \
+        "\n".join(f"{a} -> {b}: {k}" for k, (a, b) in grown.items()) + "\n" + report[-6000:]
