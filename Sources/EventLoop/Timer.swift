@@ -5,14 +5,16 @@
 public final class Timer {
     var deadline: UInt64 = 0       // 0: disarmed
     var queuedAt: UInt64 = 0       // deadline of this timer's heap entry; 0: none
-    let fire: () -> Void
-
-    /// `fire` runs on the loop thread. A connection captures itself `unowned(unsafe)` and disarms
-    /// the timer when it closes, before it can go away (the loop holds it until then): a disarmed
+    /// Runs on the loop thread. A connection captures itself `unowned(unsafe)` and disarms the
+    /// timer when it closes, before it can go away (the loop holds it until then): a disarmed
     /// timer never fires, and may sit in the heap until its old deadline without keeping the
     /// connection's memory (`unowned` would) or giving it a weak-reference side table, which makes
     /// every retain and release of the object take the runtime's slow path (`weak` would).
-    public init(fire: @escaping () -> Void) { self.fire = fire }
+    /// Settable, so an owner can hold its timer in a `let` (no lazy getter on every re-arm) and
+    /// set what it does once its own init is done.
+    public var fire: () -> Void
+
+    public init(fire: @escaping () -> Void = {}) { self.fire = fire }
 
     public var isArmed: Bool { deadline != 0 }
 }

@@ -150,8 +150,8 @@ public struct HTTP1Session: Sendable {
         guard request != nil else { return }
         request!.forwarded = true
         request!.bodyLimit = bodyLimit
-        let head = request!.head
-        if head.expectContinue && head.versionMinor >= 1 && head.framing != .none && head.framing != .length(0) {
+        if request!.head.expectContinue && request!.head.versionMinor >= 1 && request!.head.framing != .none
+            && request!.head.framing != .length(0) {
             let before = out.count
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
             request!.bytesOut += Int64(out.count - before)
@@ -257,8 +257,7 @@ public struct HTTP1Session: Sendable {
             // Either side closing ends the tunnel, and the connection with it.
             request!.responseDone = true
             request!.bodyDone = true
-            let r = request!
-            request = nil
+            let r = request.take()!
             phase = .closing
             return .finished(r, close: true)
         }
@@ -318,8 +317,7 @@ public struct HTTP1Session: Sendable {
     /// Both halves done: the request is over, and the connection carries on unless it must not.
     private mutating func finishIfDone() -> Next {
         guard request?.bodyDone == true, request?.responseDone == true else { return .carryOn }
-        let r = request!
-        request = nil
+        let r = request.take()!   // moved out: no copy of its head
         let close = !r.keepAlive || draining || peerDone || phase == .closing
         if close { phase = .closing }
         return .finished(r, close: close)

@@ -45,7 +45,7 @@ public final class UpstreamConnection: Pollable {
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
     private var hangup = false
     /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
-    private lazy var timer = Timer { [unowned(unsafe) self] in self.timedOut() }
+    private let timer = Timer()
     var idleSince: UInt64 = 0
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.
@@ -53,6 +53,7 @@ public final class UpstreamConnection: Pollable {
 
     init(fd: Int32, loop: EventLoop, server: UpstreamServer, tls: TLSConnection?) {
         self.fd = fd; self.loop = loop; self.server = server; self.tls = tls
+        timer.fire = { [unowned(unsafe) self] in self.timedOut() }
     }
 
     public var address: String { server.label }

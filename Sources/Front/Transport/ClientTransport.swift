@@ -31,7 +31,7 @@ final class ClientTransport: Pollable {
     private var front: ProtocolFront?
 
     /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
-    private(set) lazy var timer = Timer { [unowned(unsafe) self] in self.timedOut() }
+    let timer = Timer()
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
     private(set) lazy var clientHost = peer.host
     /// The client's verified certificate (mutual TLS), read once after the handshake.
@@ -64,6 +64,7 @@ final class ClientTransport: Pollable {
         clientAuth = context?.clientAuth
         tls = try context.map { context throws(TLSError) in try TLSConnection(front: context, fd: fd) }
         phase = proxyHeader != nil ? .proxyHeader : tls != nil ? .handshake : .open
+        timer.fire = { [unowned(unsafe) self] in self.timedOut() }
         try worker.loop.register(fd, self)
     }
 
