@@ -81,10 +81,9 @@ public final class HTTP2Session {
         var option: OpaquePointer?
         guard nghttp2_option_new(&option) == 0, let option else { throw HTTP2SessionError("nghttp2_option_new") }
         defer { nghttp2_option_del(option) }
-        if role == .server {
-            // Request bodies are acknowledged only when the upstream took them (see `consume`).
-            nghttp2_option_set_no_auto_window_update(option, 1)
-        }
+        // Received DATA is acknowledged only once consumed (`consume`): on the server, a request
+        // body once the upstream took it; a client (the tests') likewise.
+        nghttp2_option_set_no_auto_window_update(option, 1)
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
         nghttp2_option_set_max_outbound_ack(option, 1000)
         nghttp2_option_set_max_settings(option, 32)
@@ -409,7 +408,7 @@ public final class HTTP2Session {
     fileprivate func dataChunk(_ stream: Int32, _ bytes: UnsafeRawBufferPointer) {
         // The connection window is reopened at once; the stream's only when the application
         // consumes (so one slow upstream does not stall the others' uploads).
-        if role == .server { _ = nghttp2_session_consume_connection(session, bytes.count) }
+        _ = nghttp2_session_consume_connection(session, bytes.count)
         delegate?.http2(self, data: bytes, stream: stream)
     }
 

@@ -105,10 +105,12 @@ let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, []
         let mb = [UInt8](repeating: 7, count: 1 << 20)
         mb.withUnsafeBytes { p.server.sendData(stream: id, $0) }
         p.run()
-        // The client's default window is 65,535 bytes and it auto-acknowledges only what it reads;
-        // the rest waits in the server's stream buffer, where the front can see and limit it.
+        // The client's stream window (its SETTINGS_INITIAL_WINDOW_SIZE, 256 KiB) is all it gets, as
+        // it acknowledges nothing it does not consume: the rest waits in the server's stream
+        // buffer, where the front can see and limit it.
         let received = p.c.bodies[id]?.count ?? 0
         #expect(received > 0)
+        #expect(received <= HTTP2Settings().initialWindowSize, "the client took more than its window")
         #expect(p.server.buffered(stream: id) == (1 << 20) - received)
     }
 
