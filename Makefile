@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
 export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 
-.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check asan-build sanitize deps-run deps-test deps-bench bench clean
+.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check asan-build sanitize sanitize-address sanitize-thread deps-run deps-test deps-bench bench clean
 
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
@@ -92,11 +92,15 @@ TSAN_BUILD := $(SWIFT) build --scratch-path .build-tsan -Xswiftc -sanitize=threa
 asan-build:
 	$(ASAN_BUILD) --product edgeproxy
 
-sanitize: deps-test release
+sanitize: sanitize-address sanitize-thread
+
+sanitize-address: deps-test release
 	$(ASAN_BUILD) --build-tests
 	$(ASAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-asan
 	$(ASAN_ENV) EDGEPROXY_BIN=$(CURDIR)/.build-asan/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
 	  $(PYTHON) -m pytest -q Tests/Integration
+
+sanitize-thread: deps-test release
 	$(TSAN_BUILD) --build-tests
 	$(TSAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-tsan
 	$(TSAN_ENV) EDGEPROXY_BIN=$(CURDIR)/.build-tsan/debug/edgeproxy EDGEPROXY_RELEASE_BIN=$(CURDIR)/.build/release/edgeproxy \
