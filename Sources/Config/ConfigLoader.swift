@@ -28,12 +28,69 @@ public enum ConfigLoader {
 
     /// An empty document (or one holding only comments) is nil: every default applies.
     static func compose(_ yaml: String, source: ConfigSource) throws(ConfigError) -> Node? {
+        try checkNesting(yaml, source: source)
         do {
             return try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
             throw syntaxError(error, yaml: yaml, source: source)
         } catch {
             throw ConfigError(file: source.file, line: 0, column: 0, message: "invalid YAML: \(error)")
+        }
+    }
+
+    /// Past these, a document is refused before Yams sees it: Yams builds the tree recursively, and
+    /// a few thousand nested `{` (the fuzzer's find) overflowed the stack. No configuration comes
+    /// near them: flow collections nest a level or two, block structure a few dozen columns.
+    static let maxFlowDepth = 64
+    static let maxStructureColumn = 200
+
+    /// Flow nesting (`[`, `{` outside quotes and comments) and block nesting (a line's indentation
+    /// with its leading `- `, `? ` and `: ` indicators, which nest on one line) are bounded.
+    static func checkNesting(_ yaml: String, source: ConfigSource) throws(ConfigError) {
+        var line = 1, column = 0, flow = 0
+        var quote: UInt8? = nil, comment = false, lineStart = true, previous: UInt8 = 0x0A
+        var bytes = Array(yaml.utf8)[...]
+        while let byte = bytes.popFirst() {
+            column += 1
+            if byte == 0x0A {
+                line += 1; column = 0; comment = false; lineStart = true; previous = byte
+                continue
+            }
+            if lineStart {
+                // Spaces and the indicators that open a nested block node keep the line's structure going.
+                if byte == 0x20 { previous = byte; continue }
+                if (byte == 0x2D || byte == 0x3F || byte == 0x3A), bytes.first == 0x20 || bytes.first == 0x0A || bytes.first == nil {
+                    previous = byte
+                    continue
+                }
+                lineStart = false
+                if column > maxStructureColumn {
+                    throw ConfigError(file: source.file, line: line, column: column,
+                                      message: "nesting too deep: structure past column \(maxStructureColumn) is refused")
+                }
+            }
+            if comment { previous = byte; continue }
+            if let q = quote {
+                if q == 0x22 && byte == 0x5C || q == 0x27 && byte == 0x27 && bytes.first == 0x27 {
+                    _ = bytes.popFirst(); column += 1   // an escape: \x in "…", '' in '…'
+                } else if byte == q { quote = nil }
+                previous = byte
+                continue
+            }
+            switch byte {
+            case 0x23 where previous == 0x20 || previous == 0x0A || previous == 0x09: comment = true
+            // A quote opens a scalar only where one may start (not the apostrophe inside a word).
+            case 0x22, 0x27 where [0x20, 0x0A, 0x09, 0x5B, 0x7B, 0x2C, 0x3A].contains(previous): quote = byte
+            case 0x5B, 0x7B:
+                flow += 1
+                if flow > maxFlowDepth {
+                    throw ConfigError(file: source.file, line: line, column: column,
+                                      message: "nesting too deep: more than \(maxFlowDepth) nested [ or { are refused")
+                }
+            case 0x5D, 0x7D: flow = max(flow - 1, 0)
+            default: break
+            }
+            previous = byte
         }
     }
 

@@ -286,3 +286,32 @@ import Testing
                     #"expected a media type like "text/plain" without control characters, got "text/plain\r\nX-Evil: 1""#)
     }
 }
+
+/// Yams builds the tree recursively: nesting past what any configuration needs is refused with a
+/// position before it gets there (the fuzzer overflowed the stack with ~1,900 nested `{`).
+@Suite struct NestingLimitTests {
+    @Test func deepFlowNestingIsRefusedWithItsPosition() {
+        let yaml = "routes: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "\n"
+        #expect(throws: ConfigError(file: "f.yaml", line: 1, column: 73, message: "nesting too deep: more than 64 nested [ or { are refused")) {
+            try ConfigLoader.parse(yaml: yaml, file: "f.yaml", baseDirectory: "/")
+        }
+    }
+
+    @Test func deepBlockNestingOnOneLineIsRefused() {
+        let yaml = "x:\n" + String(repeating: "- ", count: 3000) + "a\n"
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml, file: "f.yaml", baseDirectory: "/") }
+    }
+
+    @Test func quotesCommentsAndApostrophesDoNotCount() throws {
+        // Brackets inside quoted scalars and comments are text; an apostrophe in a word opens nothing.
+        let yaml = """
+        # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
+        routes:
+          - respond: { status: 200, body: "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\\"" }
+          - respond: { status: 200, body: 'it''s [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' }
+            path: /it's
+        """
+        let settings = try ConfigLoader.parse(yaml: yaml, file: "f.yaml", baseDirectory: "/")
+        #expect(settings.routes.count == 2)
+    }
+}
