@@ -46,21 +46,24 @@ public enum ConfigLoader {
 
     /// Flow nesting (`[`, `{` outside quotes and comments) and block nesting (a line's indentation
     /// with its leading `- `, `? ` and `: ` indicators, which nest on one line) are bounded.
+    /// Positions count as libyaml's do: Unicode scalars, and every YAML line break (CR, LF, CRLF,
+    /// NEL, LS, PS) starts a line.
     static func checkNesting(_ yaml: String, source: ConfigSource) throws(ConfigError) {
         var line = 1, column = 0, flow = 0
-        var quote: UInt8? = nil, comment = false, lineStart = true, previous: UInt8 = 0x0A
-        var bytes = Array(yaml.utf8)[...]
-        while let byte = bytes.popFirst() {
-            column += 1
-            if byte == 0x0A {
-                line += 1; column = 0; comment = false; lineStart = true; previous = byte
+        var quote: Unicode.Scalar? = nil, comment = false, lineStart = true, previous: Unicode.Scalar = "\n"
+        var scalars = yaml.unicodeScalars[...]
+        while let c = scalars.popFirst() {
+            if c == "\r" || c == "\n" || c == "\u{85}" || c == "\u{2028}" || c == "\u{2029}" {
+                if c == "\r" && scalars.first == "\n" { _ = scalars.popFirst() }
+                line += 1; column = 0; comment = false; lineStart = true; previous = "\n"
                 continue
             }
+            column += 1
             if lineStart {
                 // Spaces and the indicators that open a nested block node keep the line's structure going.
-                if byte == 0x20 { previous = byte; continue }
-                if (byte == 0x2D || byte == 0x3F || byte == 0x3A), bytes.first == 0x20 || bytes.first == 0x0A || bytes.first == nil {
-                    previous = byte
+                let next = scalars.first
+                if c == " " || (c == "-" || c == "?" || c == ":") && (next == " " || next == nil) {
+                    previous = c
                     continue
                 }
                 lineStart = false
@@ -69,28 +72,28 @@ public enum ConfigLoader {
                                       message: "nesting too deep: structure past column \(maxStructureColumn) is refused")
                 }
             }
-            if comment { previous = byte; continue }
+            if comment { previous = c; continue }
             if let q = quote {
-                if q == 0x22 && byte == 0x5C || q == 0x27 && byte == 0x27 && bytes.first == 0x27 {
-                    _ = bytes.popFirst(); column += 1   // an escape: \x in "…", '' in '…'
-                } else if byte == q { quote = nil }
-                previous = byte
+                if q == "\"" && c == "\\" || q == "'" && c == "'" && scalars.first == "'" {
+                    _ = scalars.popFirst(); column += 1   // an escape: \x in "…", '' in '…'
+                } else if c == q { quote = nil }
+                previous = c
                 continue
             }
-            switch byte {
-            case 0x23 where previous == 0x20 || previous == 0x0A || previous == 0x09: comment = true
+            switch c {
+            case "#" where previous == " " || previous == "\n" || previous == "\t": comment = true
             // A quote opens a scalar only where one may start (not the apostrophe inside a word).
-            case 0x22, 0x27 where [0x20, 0x0A, 0x09, 0x5B, 0x7B, 0x2C, 0x3A].contains(previous): quote = byte
-            case 0x5B, 0x7B:
+            case "\"", "'" where [" ", "\n", "\t", "[", "{", ",", ":"].contains(previous): quote = c
+            case "[", "{":
                 flow += 1
                 if flow > maxFlowDepth {
                     throw ConfigError(file: source.file, line: line, column: column,
                                       message: "nesting too deep: more than \(maxFlowDepth) nested [ or { are refused")
                 }
-            case 0x5D, 0x7D: flow = max(flow - 1, 0)
+            case "]", "}": flow = max(flow - 1, 0)
             default: break
             }
-            previous = byte
+            previous = c
         }
     }
 
