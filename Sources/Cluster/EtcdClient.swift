@@ -272,17 +272,22 @@ public final class EtcdClient: @unchecked Sendable {
             throw EtcdError(.auth, "etcd refused user \(user): \(error.message ?? error.reason); check the user name and password",
                             etcdCode: error.etcdCode, message: error.message)
         }
-        guard let fresh = Self.token(from: response.body) else {
+        guard let fresh = try Self.token(from: response.body) else {
             throw EtcdError(.auth, "etcd gave no token for user \(user): is authentication enabled (etcdctl auth enable)?")
         }
         lock.withLock { token = fresh }
         return [HTTPField(name: "Authorization", value: fresh)]
     }
 
-    /// The token in an authenticate answer's body, nil when there is none.
-    static func token(from body: [UInt8]) -> String? {
+    /// The token in an authenticate answer's body, nil when there is none. It goes into a header
+    /// field as it is, so one with anything but visible ASCII (what etcd's simple and JWT tokens
+    /// are made of) is refused: a CR or LF would end the field, and the request, early.
+    static func token(from body: [UInt8]) throws(EtcdError) -> String? {
         guard let wire = try? JSONDecoder().decode(WireAuthenticateResponse.self, from: Data(body)), let token = wire.token, !token.isEmpty else {
             return nil
+        }
+        guard token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw EtcdError(.badResponse, "/v3/auth/authenticate: the token etcd gave holds bytes other than visible ASCII, which a header field cannot carry")
         }
         return token
     }

@@ -162,13 +162,17 @@ func lease(_ input: inout FuzzInput) {
 /// The token goes into `Authorization` as it is: it must be a field value (RFC 9110 §5.5), no
 /// CR, LF, NUL or other control, no white space at either end.
 func authenticate(_ body: [UInt8]) {
-    guard let token = EtcdClient.token(from: body) else { return }
+    let taken: String?
+    do throws(EtcdError) { taken = try EtcdClient.token(from: body) } catch {
+        return require(error.code == .badResponse, "token refused with \(error)")
+    }
+    guard let token = taken else { return }
     let bytes = Array(token.utf8)
     require(!bytes.isEmpty, "empty token taken")
     require(!bytes.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }, "token \(token.debugDescription) holds a control character")
     require(bytes.first != 0x20 && bytes.first != 0x09 && bytes.last != 0x20 && bytes.last != 0x09, "token \(token.debugDescription) starts or ends in white space")
     let json = Gateway.object(Gateway.header(1), Gateway.string("token", token))
-    require(EtcdClient.token(from: Array(json.utf8)) == token, "token \(token.debugDescription) written out as \(json) reads otherwise")
+    require((try? EtcdClient.token(from: Array(json.utf8))) == token, "token \(token.debugDescription) written out as \(json) reads otherwise")
 }
 
 /// Parameter: the HTTP status (400 + it).
