@@ -23,15 +23,32 @@ extension Optional where Wrapped == WireInt {
     var int: Int64 { self?.value ?? 0 }
 }
 
+/// A revision in an answer: an int64 as above, refused when negative or Int64.max (etcd counts
+/// from 1, one per write): the watch and the sync thread go on from the last one + 1.
+struct WireRevision: Decodable, Sendable {
+    var value: Int64
+    init(from decoder: Decoder) throws {
+        let int = try WireInt(from: decoder)
+        guard int.value >= 0 && int.value < Int64.max else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "revision \(int.value) is out of range"))
+        }
+        value = int.value
+    }
+}
+
+extension Optional where Wrapped == WireRevision {
+    var int: Int64 { self?.value ?? 0 }
+}
+
 struct WireHeader: Decodable {
-    var revision: WireInt?
+    var revision: WireRevision?
 }
 
 struct WireKeyValue: Decodable {
     var key: Data?
     var value: Data?
-    var create_revision: WireInt?
-    var mod_revision: WireInt?
+    var create_revision: WireRevision?
+    var mod_revision: WireRevision?
     var version: WireInt?
     var lease: WireInt?
 
@@ -231,7 +248,7 @@ struct WireWatchResult: Decodable {
     var watch_id: WireInt?
     var created: Bool?
     var canceled: Bool?
-    var compact_revision: WireInt?
+    var compact_revision: WireRevision?
     var cancel_reason: String?
     var events: [WireWatchEvent]?
 }

@@ -15,6 +15,29 @@ import Testing
                                             createRevision: 2, modRevision: 2, version: 1, lease: 0)])
     }
 
+    /// The sync thread and the watch go on from the last revision + 1: one that leaves no room
+    /// (or a negative one) is an answer etcd does not give, refused rather than trapping later.
+    @Test func revisionsOutOfRangeAreRefused() throws {
+        let max = String(Int64.max)
+        for body in [#"{"header":{"revision":"\#(max)"}}"#, #"{"header":{"revision":"-1"}}"#,
+                     #"{"header":{"revision":"3"},"kvs":[{"key":"YQ==","mod_revision":"\#(max)"}]}"#,
+                     #"{"header":{"revision":"3"},"kvs":[{"key":"YQ==","create_revision":\#(max)}]}"#] {
+            let error = #expect(throws: EtcdError.self, "\(body)") { let _: WireRangeResponse = try EtcdClient.decode("/v3/kv/range", body.bytes) }
+            #expect(error?.code == .badResponse)
+        }
+        let txn = #"{"header":{"revision":"5"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"\#(max)"}}}]}"#
+        #expect(throws: EtcdError.self) { let _: WireTxnResponse = try EtcdClient.decode("/v3/kv/txn", txn.bytes) }
+        let lastGood: WireRangeResponse = try EtcdClient.decode("/v3/kv/range", #"{"header":{"revision":"\#(Int64.max - 1)"}}"#.bytes)
+        #expect(lastGood.decoded.revision == Int64.max - 1)
+
+        for message in [#"{"result":{"header":{"revision":"\#(max)"}}}"#,
+                        #"{"result":{"header":{"revision":"7"},"events":[{"kv":{"key":"YQ==","mod_revision":"\#(max)"}}]}}"#,
+                        #"{"result":{"header":{},"canceled":true,"compact_revision":"-5"}}"#] {
+            guard case .failed(let error) = EtcdWatch.interpret(message.bytes) else { Issue.record("\(message) taken"); continue }
+            #expect(error.code == .badResponse)
+        }
+    }
+
     /// The token goes into Authorization as it is: a CR or LF in it would end the field early.
     @Test func aTokenThatCannotBeAFieldValueIsRefused() throws {
         #expect(try EtcdClient.token(from: #"{"header":{"revision":"10"},"token":"otDhKpwYtwYZhWEh.25"}"#.bytes) == "otDhKpwYtwYZhWEh.25")
