@@ -39,7 +39,7 @@ integration:
 
 # libFuzzer targets (Tests/Fuzz): built with the toolchain's fuzzer and address sanitizer in a
 # scratch path of their own; -DFUZZING makes each start libFuzzer instead of reading files.
-FUZZ_TARGETS := HTTP1Request HTTP1Session HTTP1Response HTTP2 ProxyProtocol Certificates Config ACME
+FUZZ_TARGETS := HTTP1Request HTTP1Session HTTP1Response HTTP2 ProxyProtocol Certificates Config ACME Etcd
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
                 -Xswiftc -DFUZZING -Xswiftc -enable-testing
@@ -49,7 +49,7 @@ FUZZ_BUILD   := $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -s
 FUZZ_RUN      = SWIFT_BACKTRACE=enable=no SWIFT_DETERMINISTIC_HASHING=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp \
                 .build-fuzz/release/Fuzz$$t -dict=Tests/Fuzz/dict/$$(case $$t in \
                 HTTP1*) echo http1;; HTTP2) echo http2;; ProxyProtocol) echo proxy;; Certificates) echo pem;; \
-                Config) echo yaml;; ACME) echo json;; esac).dict -timeout=10 -artifact_prefix=.build-fuzz/artifacts/$$t-
+                Config) echo yaml;; ACME) echo json;; Etcd) echo etcd;; esac).dict -timeout=10 -artifact_prefix=.build-fuzz/artifacts/$$t-
 
 fuzz-build:
 	@ls $$(dirname $$(command -v swiftc))/../lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || \

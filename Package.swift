@@ -98,5 +98,6 @@ let package = Package(
         .executableTarget(name: "FuzzCertificates", dependencies: ["Certificates", "TLS", "FuzzSupport"], path: "Tests/Fuzz/Certificates"),
         .executableTarget(name: "FuzzConfig", dependencies: ["Config", "FuzzSupport"], path: "Tests/Fuzz/Config"),
         .executableTarget(name: "FuzzACME", dependencies: ["ACME", "FuzzSupport"], path: "Tests/Fuzz/ACME"),
+        .executableTarget(name: "FuzzEtcd", dependencies: ["Cluster", "ACME", "ControlClient", "TLS", "FuzzSupport"], path: "Tests/Fuzz/Etcd"),
     ]
 )

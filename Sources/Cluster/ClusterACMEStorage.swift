@@ -116,7 +116,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         try takeDown(layout.tlsALPN01(name))
     }
 
-    private struct RenewalWire: Codable, Equatable {
+    struct RenewalWire: Codable, Equatable {
         var serial: String
         var window: RenewalWindow?
         var renewAt: Date
@@ -144,7 +144,7 @@ public final class ClusterACMEStorage: ACMEStorage, @unchecked Sendable {  // `h
         return proposed
     }
 
-    private struct RenewalInfoWire: Codable {
+    struct RenewalInfoWire: Codable {
         var serial: String
         var info: SharedRenewalInfo
     }

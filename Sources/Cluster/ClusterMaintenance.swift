@@ -104,7 +104,7 @@ public struct ClusterMaintenance {
     }
 
     /// nil: not a sealed record; []: sealed under the first key already; else the new bytes.
-    private func resealedBytes(_ value: StoredValue) throws(ClusterError) -> [UInt8]? {
+    func resealedBytes(_ value: StoredValue) throws(ClusterError) -> [UInt8]? {
         guard var object = (try? JSONSerialization.jsonObject(with: Data(value.value))) as? [String: Any],
               let text = object["sealed_key"] as? String, let sealed = Data(base64Encoded: text) else { return nil }
         if sealer.isSealedWithFirstKey([UInt8](sealed)) { return [] }

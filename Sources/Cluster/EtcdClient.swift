@@ -77,28 +77,21 @@ public final class EtcdClient: @unchecked Sendable {
 
     public func put(key: [UInt8], value: [UInt8], lease: Int64 = 0) throws(EtcdError) -> EtcdPutResult {
         let response: WirePutResponse = try call("/v3/kv/put", WirePutRequest(key: Data(key), value: Data(value), lease: lease == 0 ? nil : WireInt(lease)))
-        return EtcdPutResult(revision: response.header?.revision.int ?? 0)
+        return response.decoded
     }
 
     /// Deletes `key`, or every key starting with it when `prefix` is true.
     public func deleteRange(key: [UInt8], prefix: Bool = false) throws(EtcdError) -> EtcdDeleteResult {
         let request = WireDeleteRangeRequest(key: Data(key), range_end: prefix ? Data(etcdPrefixEnd(key)) : nil)
         let response: WireDeleteRangeResponse = try call("/v3/kv/deleterange", request)
-        return EtcdDeleteResult(revision: response.header?.revision.int ?? 0, deleted: response.deleted.int)
+        return response.decoded
     }
 
     /// If every compare holds, runs `success`, otherwise `failure`, atomically.
     public func txn(compare: [EtcdCompare], success: [EtcdOp], failure: [EtcdOp] = []) throws(EtcdError) -> EtcdTxnResult {
         let request = WireTxnRequest(compare: compare.map(Self.wire), success: success.map(Self.wire), failure: failure.map(Self.wire))
         let response: WireTxnResponse = try call("/v3/kv/txn", request)
-        let results: [EtcdOpResult] = (response.responses ?? []).map { op in
-            if let range = op.response_range { return .range(range.decoded) }
-            if let delete = op.response_delete_range {
-                return .delete(EtcdDeleteResult(revision: delete.header?.revision.int ?? 0, deleted: delete.deleted.int))
-            }
-            return .put(EtcdPutResult(revision: op.response_put?.header?.revision.int ?? 0))
-        }
-        return EtcdTxnResult(revision: response.header?.revision.int ?? 0, succeeded: response.succeeded ?? false, responses: results)
+        return response.decoded
     }
 
     /// Discards history before `revision` (watches and reads from older revisions then fail
@@ -111,19 +104,14 @@ public final class EtcdClient: @unchecked Sendable {
 
     public func leaseGrant(ttl: Int64) throws(EtcdError) -> EtcdLease {
         let response: WireLeaseResponse = try call("/v3/lease/grant", WireLeaseGrantRequest(TTL: WireInt(ttl)))
-        if let error = response.error, !error.isEmpty { throw EtcdError(.etcd, "lease grant: \(error)", message: error) }
-        return EtcdLease(id: response.ID.int, ttl: response.TTL.int, revision: response.header?.revision.int ?? 0)
+        return try response.granted()
     }
 
     /// Renews the lease once; the result's `ttl` is what is left, 0 when the lease is gone
     /// (expired or revoked: grant a new one and re-put its keys).
     public func leaseKeepAlive(id: Int64) throws(EtcdError) -> EtcdLease {
         let response: WireLeaseKeepAliveResponse = try call("/v3/lease/keepalive", WireLeaseIDRequest(ID: WireInt(id)), idempotent: true)
-        if let error = response.error {
-            throw EtcdError.fromEtcd(code: error.grpc_code ?? 0, message: error.message ?? "lease keep-alive failed")
-        }
-        let result = response.result
-        return EtcdLease(id: id, ttl: max(0, result?.TTL.int ?? 0), revision: result?.header?.revision.int ?? 0)
+        return try response.renewed(id: id)
     }
 
     /// Ends the lease now; its keys are deleted.
@@ -150,6 +138,11 @@ public final class EtcdClient: @unchecked Sendable {
         let bytes = try withFailover(path, idempotent: idempotent) { endpoint, timeout throws(EtcdError) in
             try self.post(endpoint, path, body, timeout: timeout)
         }
+        return try Self.decode(path, bytes)
+    }
+
+    /// A 200 answer's body from `path`, decoded; `.badResponse` when it is not what the gateway sends.
+    static func decode<Response: Decodable>(_ path: String, _ bytes: [UInt8]) throws(EtcdError) -> Response {
         do { return try JSONDecoder().decode(Response.self, from: Data(bytes)) } catch {
             throw EtcdError(.badResponse, "\(path): unexpected answer (\(error)): \(String(decoding: bytes.prefix(200), as: UTF8.self))")
         }
@@ -279,11 +272,24 @@ public final class EtcdClient: @unchecked Sendable {
             throw EtcdError(.auth, "etcd refused user \(user): \(error.message ?? error.reason); check the user name and password",
                             etcdCode: error.etcdCode, message: error.message)
         }
-        guard let wire = try? JSONDecoder().decode(WireAuthenticateResponse.self, from: Data(response.body)), let fresh = wire.token, !fresh.isEmpty else {
+        guard let fresh = try Self.token(from: response.body) else {
             throw EtcdError(.auth, "etcd gave no token for user \(user): is authentication enabled (etcdctl auth enable)?")
         }
         lock.withLock { token = fresh }
         return [HTTPField(name: "Authorization", value: fresh)]
+    }
+
+    /// The token in an authenticate answer's body, nil when there is none. It goes into a header
+    /// field as it is, so one with anything but visible ASCII (what etcd's simple and JWT tokens
+    /// are made of) is refused: a CR or LF would end the field, and the request, early.
+    static func token(from body: [UInt8]) throws(EtcdError) -> String? {
+        guard let wire = try? JSONDecoder().decode(WireAuthenticateResponse.self, from: Data(body)), let token = wire.token, !token.isEmpty else {
+            return nil
+        }
+        guard token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw EtcdError(.badResponse, "/v3/auth/authenticate: the token etcd gave holds bytes other than visible ASCII, which a header field cannot carry")
+        }
+        return token
     }
 
     // MARK: Pool

@@ -23,15 +23,32 @@ extension Optional where Wrapped == WireInt {
     var int: Int64 { self?.value ?? 0 }
 }
 
+/// A revision in an answer: an int64 as above, refused when negative or Int64.max (etcd counts
+/// from 1, one per write): the watch and the sync thread go on from the last one + 1.
+struct WireRevision: Decodable, Sendable {
+    var value: Int64
+    init(from decoder: Decoder) throws {
+        let int = try WireInt(from: decoder)
+        guard int.value >= 0 && int.value < Int64.max else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "revision \(int.value) is out of range"))
+        }
+        value = int.value
+    }
+}
+
+extension Optional where Wrapped == WireRevision {
+    var int: Int64 { self?.value ?? 0 }
+}
+
 struct WireHeader: Decodable {
-    var revision: WireInt?
+    var revision: WireRevision?
 }
 
 struct WireKeyValue: Decodable {
     var key: Data?
     var value: Data?
-    var create_revision: WireInt?
-    var mod_revision: WireInt?
+    var create_revision: WireRevision?
+    var mod_revision: WireRevision?
     var version: WireInt?
     var lease: WireInt?
 
@@ -70,6 +87,8 @@ struct WirePutRequest: Encodable {
 
 struct WirePutResponse: Decodable {
     var header: WireHeader?
+
+    var decoded: EtcdPutResult { EtcdPutResult(revision: header?.revision.int ?? 0) }
 }
 
 struct WireDeleteRangeRequest: Encodable {
@@ -80,6 +99,8 @@ struct WireDeleteRangeRequest: Encodable {
 struct WireDeleteRangeResponse: Decodable {
     var header: WireHeader?
     var deleted: WireInt?
+
+    var decoded: EtcdDeleteResult { EtcdDeleteResult(revision: header?.revision.int ?? 0, deleted: deleted.int) }
 }
 
 struct WireCompare: Encodable {
@@ -102,6 +123,13 @@ struct WireResponseOp: Decodable {
     var response_range: WireRangeResponse?
     var response_put: WirePutResponse?
     var response_delete_range: WireDeleteRangeResponse?
+
+    /// A put's answer has nothing but its header, so an op without a known answer reads as a put.
+    var decoded: EtcdOpResult {
+        if let range = response_range { return .range(range.decoded) }
+        if let delete = response_delete_range { return .delete(delete.decoded) }
+        return .put(EtcdPutResult(revision: response_put?.header?.revision.int ?? 0))
+    }
 }
 
 struct WireTxnRequest: Encodable {
@@ -114,6 +142,10 @@ struct WireTxnResponse: Decodable {
     var header: WireHeader?
     var succeeded: Bool?
     var responses: [WireResponseOp]?
+
+    var decoded: EtcdTxnResult {
+        EtcdTxnResult(revision: header?.revision.int ?? 0, succeeded: succeeded ?? false, responses: (responses ?? []).map(\.decoded))
+    }
 }
 
 struct WireCompactionRequest: Encodable {
@@ -140,12 +172,26 @@ struct WireLeaseResponse: Decodable {
     var ID: WireInt?
     var TTL: WireInt?
     var error: String?
+
+    /// A grant's answer: the lease, or etcd's refusal.
+    func granted() throws(EtcdError) -> EtcdLease {
+        if let error, !error.isEmpty { throw EtcdError(.etcd, "lease grant: \(error)", message: error) }
+        return EtcdLease(id: ID.int, ttl: TTL.int, revision: header?.revision.int ?? 0)
+    }
 }
 
 /// Keep-alive is a stream on the gRPC side: the gateway wraps each message in "result".
 struct WireLeaseKeepAliveResponse: Decodable {
     var result: WireLeaseResponse?
     var error: WireStreamError?
+
+    /// Lease `id` after one keep-alive: the TTL left, 0 when the lease is gone.
+    func renewed(id: Int64) throws(EtcdError) -> EtcdLease {
+        if let error {
+            throw EtcdError.fromEtcd(code: error.grpc_code ?? 0, message: error.message ?? "lease keep-alive failed")
+        }
+        return EtcdLease(id: id, ttl: max(0, result?.TTL.int ?? 0), revision: result?.header?.revision.int ?? 0)
+    }
 }
 
 // MARK: Auth
@@ -202,7 +248,7 @@ struct WireWatchResult: Decodable {
     var watch_id: WireInt?
     var created: Bool?
     var canceled: Bool?
-    var compact_revision: WireInt?
+    var compact_revision: WireRevision?
     var cancel_reason: String?
     var events: [WireWatchEvent]?
 }

@@ -35,6 +35,13 @@ struct TicketRecords {
         return TicketKeys.Key(material: material, notBefore: wire.notBefore)
     }
 
+    /// The record of `ticketKey` stored at `etcdKey`, its material sealed; nil when it does not
+    /// encode (a `notBefore` JSON cannot hold).
+    func record(_ ticketKey: TicketKeys.Key, at etcdKey: String) throws(ClusterError) -> [UInt8]? {
+        let wire = Wire(notBefore: ticketKey.notBefore, sealedKey: Data(try sealer.sealRecord(ticketKey.material, context: etcdKey)).base64EncodedString())
+        return (try? JSONEncoder().encode(wire)).map { [UInt8]($0) }
+    }
+
     /// The leader's turn: publish the next key when the newest one starts encrypting within
     /// `lead` seconds (the first one at once), and drop keys too old to decrypt anything.
     func maintain(now: Double = Date().timeIntervalSince1970) throws(ClusterError) {
@@ -48,9 +55,8 @@ struct TicketRecords {
             let notBefore = newest.map { max($0 + rotation, now + lead) } ?? now
             let fresh = TicketKeys.Key.random(notBefore: notBefore)
             let key = key(for: notBefore)
-            let wire = Wire(notBefore: notBefore, sealedKey: Data(try sealer.sealRecord(fresh.material, context: key)).base64EncodedString())
-            guard let bytes = try? JSONEncoder().encode(wire) else { return }
-            _ = try store.create(key, [UInt8](bytes), lease: nil)
+            guard let bytes = try record(fresh, at: key) else { return }
+            _ = try store.create(key, bytes, lease: nil)
         }
         for (key, notBefore) in held.dropFirst(3) where notBefore + 3 * rotation < now {
             try store.delete(key)
