@@ -83,7 +83,7 @@ public enum ConfigLoader {
             switch c {
             case "#" where previous == " " || previous == "\n" || previous == "\t": comment = true
             // A quote opens a scalar only where one may start (not the apostrophe inside a word).
-            case "\"", "'" where [" ", "\n", "\t", "[", "{", ",", ":"].contains(previous): quote = c
+            case "\"", "'": if [" ", "\n", "\t", "[", "{", ",", ":"].contains(previous) { quote = c }
             case "[", "{":
                 flow += 1
                 if flow > maxFlowDepth {

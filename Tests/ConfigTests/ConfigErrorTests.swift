@@ -302,6 +302,14 @@ import Testing
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml, file: "f.yaml", baseDirectory: "/") }
     }
 
+    @Test func aQuoteInsideAWordOpensNothing() {
+        // The fuzzer's bypass: a '"' ending a plain scalar must not hide the brackets after it.
+        let yaml = "a: [b, c\"]\nd: " + String(repeating: "{", count: 3000) + "\n"
+        #expect(throws: ConfigError(file: "f.yaml", line: 2, column: 68, message: "nesting too deep: more than 64 nested [ or { are refused")) {
+            try ConfigLoader.parse(yaml: yaml, file: "f.yaml", baseDirectory: "/")
+        }
+    }
+
     @Test func quotesCommentsAndApostrophesDoNotCount() throws {
         // Brackets inside quoted scalars and comments are text; an apostrophe in a word opens nothing.
         let yaml = """
