@@ -77,6 +77,30 @@ def pattern_sha256(n: int) -> str:
     return h.hexdigest()
 
 
+def serve_each(sock: socket.socket, serve) -> None:
+    """Accepts on `sock` until it is closed; each connection is served by `serve(conn)` on a thread
+    of its own (for the tests' scripted origins)."""
+    def run() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+
+
+def recv_head(conn: socket.socket) -> bytes | None:
+    """What `conn` sends up to its first blank line (and any bytes after it), or None at EOF before."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
 class ClientGone(Exception):
     pass
 

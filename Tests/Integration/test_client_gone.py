@@ -16,6 +16,7 @@ import time
 
 from conftest import standard_tls
 from httpclient import HTTPConn, build_request, https_get
+from origin import recv_head, serve_each
 
 
 class HeldOrigin:
@@ -32,26 +33,14 @@ class HeldOrigin:
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.release = threading.Event()
         self.sent_rest = threading.Event()
-        self.first = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.first = threading.Lock()   # taken by the first connection only
+        serve_each(self.sock, self._serve)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn, self.first), daemon=True).start()
-            self.first = False
-
-    def _serve(self, conn: socket.socket, held: bool) -> None:
+    def _serve(self, conn: socket.socket) -> None:
+        held = self.first.acquire(blocking=False)
         with conn:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                buf += data
+            if recv_head(conn) is None:
+                return
             half = len(self.BODY) // 2
             if not held:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")

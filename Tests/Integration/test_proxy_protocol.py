@@ -10,7 +10,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from conftest import free_port, standard_tls
 from httpclient import client_context
 from loadbalancer import LoadBalancer
+from origin import recv_head, serve_each
 from reload_support import Admin, metric, wait_until
 from tools import need_tool
 
@@ -185,24 +185,13 @@ class ProxyOrigin:
         self.sock.listen(16)
         self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.headers: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        serve_each(self.sock, self._serve)
 
     def _serve(self, conn):
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            data = recv_head(conn)
+            if data is None:
+                return
             if data.startswith(b"PROXY "):
                 header, _, data = data.partition(b"\r\n")
                 header += b"\r\n"
