@@ -56,8 +56,8 @@ public final class ALPNChallengeLookups: HandshakeHold, @unchecked Sendable {  /
     }
     public var status: Status { state.withLock { $0.status } }
 
-    /// `maxWait`: the longest a handshake is held, in seconds (the CA's validator waits ~10 s for
-    /// a handshake; the answer is in etcd long before the CA is asked, so a lookup is quick or futile).
+    /// `maxWait`: the longest a handshake is held, in seconds. Short: the answer is in etcd before
+    /// the CA is asked to validate, so a lookup is quick or futile, and the validator is waiting.
     public init(maxWait: Double = 2, maxLookups: Int = 8, negativeTTL: Double = 1, lookUp: @escaping LookUp) {
         self.maxWait = maxWait; self.maxLookups = maxLookups; self.negativeTTL = negativeTTL; self.lookUp = lookUp
     }
