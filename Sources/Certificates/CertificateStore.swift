@@ -10,13 +10,17 @@ public final class CertificateStore: CertificateSelector {
     private let current: PerThreadCopy<Current>
     /// TLS-ALPN-01 answers; consulted only when a client offers "acme-tls/1".
     public let alpnChallenges: ALPNChallengeTable
+    /// Where TLS-ALPN-01 answers missing from `alpnChallenges` are looked up (a cluster's store);
+    /// nil: a validator asking for one gets the ordinary certificate.
+    public let alpnLookups: ALPNChallengeLookups?
     /// Asked about names nothing serves; nil: such clients get the default (or an alert).
     public let onDemand: CertificateOnDemand?
 
     public init(_ snapshot: Snapshot, strictSNI: Bool, alpnChallenges: ALPNChallengeTable = ALPNChallengeTable(),
-                onDemand: CertificateOnDemand? = nil) {
+                alpnLookups: ALPNChallengeLookups? = nil, onDemand: CertificateOnDemand? = nil) {
         current = PerThreadCopy(Current(snapshot: snapshot, strictSNI: strictSNI), threadSlot: Int32(CSystem_slotCertificates))
         self.alpnChallenges = alpnChallenges
+        self.alpnLookups = alpnLookups
         self.onDemand = onDemand
     }
 
@@ -34,10 +38,16 @@ public final class CertificateStore: CertificateSelector {
     }
 
     public func select(_ hello: ClientHello) -> CertificateSelection {
-        if hello.offersACMETLS, let name = hello.serverName,
-           let challenge = alpnChallenges.entry(for: name) {
-            Metrics.shared.count(.acmeChallengeHandshakes)
-            return .certificate(challenge.certifiedKey)
+        if hello.offersACMETLS, let name = hello.serverName {
+            if let challenge = alpnChallenges.entry(for: name) {
+                Metrics.shared.count(.acmeChallengeHandshakes)
+                return .certificate(challenge.certifiedKey)
+            }
+            // The answer may be stored already without this node having seen it (a cluster's watch
+            // a moment behind the CA): hold the validator while it is looked up.
+            if hello.mayWait, let alpnLookups, ALPNChallengeCertificate.canAnswer(name), alpnLookups.shouldWait(for: name) {
+                return .waitForChallenge
+            }
         }
         let (snap, strict) = local()
         let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA, strict: strict)
@@ -61,14 +71,20 @@ public final class CertificateStore: CertificateSelector {
     }
 }
 
-/// Obtains certificates for names that have none while their handshakes wait (on-demand TLS).
-public protocol CertificateOnDemand: AnyObject, Sendable {
-    /// On the loop, inside the ClientHello callback (fast, never blocking): hold this handshake
-    /// while a certificate for `name` is obtained?
-    func shouldWait(for name: String) -> Bool
-    /// On the loop, once the handshake is held: `resume` runs, on any thread, when a certificate
-    /// for `name` serves, when obtaining it failed or was not allowed, or after `maxWait`.
+/// What a held handshake (OpenSSL's ClientHello retry) waits on before it looks again.
+public protocol HandshakeHold: AnyObject, Sendable {
+    /// On the loop, once the handshake is held: `resume` runs, on any thread, when what it waits
+    /// for has come or will not, or after `maxWait`.
     func wait(for name: String, resume: @escaping @Sendable () -> Void)
     /// The longest a held handshake waits, in seconds.
     var maxWait: Double { get }
+}
+
+/// Obtains certificates for names that have none while their handshakes wait (on-demand TLS).
+/// `wait`'s `resume` runs when a certificate for the name serves, when obtaining it failed or
+/// was not allowed, or after `maxWait`.
+public protocol CertificateOnDemand: HandshakeHold {
+    /// On the loop, inside the ClientHello callback (fast, never blocking): hold this handshake
+    /// while a certificate for `name` is obtained?
+    func shouldWait(for name: String) -> Bool
 }

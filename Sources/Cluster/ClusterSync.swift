@@ -119,6 +119,35 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
     }
     private let lookups = DispatchSemaphore(value: 16)
 
+    /// Reads the TLS-ALPN-01 answer for `name` that this node's watch has not delivered yet (the
+    /// CA's validator reached this node first) and presents it as the watch does. Blocking: for
+    /// `ALPNChallengeLookups`' background threads. `via`: a store with a short deadline (the
+    /// handshake waits only so long). True when this node holds an answer for `name` afterwards.
+    public func lookUpTLSALPN01(_ name: String, via reader: SharedStore? = nil) -> Bool {
+        let key = layout.tlsALPN01(name)
+        let found: StoredValue?
+        do { found = try (reader ?? store).get(key) } catch {
+            Log.debug("cluster: cannot look up the TLS-ALPN-01 answer for \(name) (\(error)); the validation gets the ordinary certificate")
+            return false
+        }
+        guard let found else { return false }
+        let answer: ALPNChallengeTable.Entry
+        do { answer = try ALPNChallengeTable.entry(name: name, keyAuthorization: String(decoding: found.value, as: UTF8.self)) } catch {
+            Log.error("cluster: cannot answer the TLS-ALPN-01 challenge for \(name): \(error)")
+            return false
+        }
+        return applying.withLock {
+            // The watch applied this revision already, and whatever came after it up to its own:
+            // what the table holds for the name (an answer, or none since it was taken down) is current.
+            guard state.withLock({ $0.status.revision }) < found.modRevision else { return alpn.entry(for: name) != nil }
+            alpn.present(name: name, answer)
+            // Taken down like one the watch delivered: by the deletion, or by the next full read.
+            state.withLock { _ = $0.challenges.insert(key) }
+            Log.info("cluster: TLS-ALPN-01 answer for \(name) read from etcd (revision \(found.modRevision)) ahead of the watch")
+            return true
+        }
+    }
+
     // MARK: Writing for the fleet
 
     /// Validates `chainPEM` + `keyPEM`, stores them at `certificates/NAME` (key sealed) and
@@ -223,7 +252,10 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             }
             return (Array(s.applied.keys) + Array(s.challenges) + Array(s.tickets.keys)).filter { !listed.contains($0) }
         }
-        apply(values.map { .put($0) } + gone.map { .delete(key: $0, revision: revision) }, source: "cluster")
+        // The list's revision moves `status.revision` under the same lock as what it applies: a
+        // TLS-ALPN-01 lookup (`lookUpTLSALPN01`) must not present an answer this read took down.
+        apply(values.map { .put($0) } + gone.map { .delete(key: $0, revision: revision) } + [.progress(revision: revision)],
+              source: "cluster")
         inSync(at: revision)
     }
 
@@ -365,10 +397,7 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
             let name = String(key.dropFirst(alpn01.count))
             if let value {
                 do {
-                    let privateKey = try PrivateKey.generateP256()
-                    let certificate = try ALPNChallengeCertificate.make(name: name, keyAuthorization: String(decoding: value, as: UTF8.self),
-                                                                        key: privateKey)
-                    try alpn.present(name: name, certificate: certificate, key: privateKey)
+                    alpn.present(name: name, try ALPNChallengeTable.entry(name: name, keyAuthorization: String(decoding: value, as: UTF8.self)))
                 } catch {
                     Log.error("cluster: cannot answer the TLS-ALPN-01 challenge for \(name): \(error)")
                 }

@@ -8,11 +8,15 @@ import Foundation
 public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client is thread-safe; the rest is immutable
     let client: EtcdClient
     /// Keys per range request when listing a prefix.
-    static let page: Int64 = 500
+    let page: Int64
+    /// The most keys `list` reads under one prefix: ten times the 100,000 certificates a node is
+    /// measured with. Past it the prefix holds more than a node can serve, or the endpoint answers
+    /// "more" for ever; either way the node stops reading rather than grow without bound.
+    let maxListed: Int
 
     /// `deadline`: the longest a call may take over every endpoint and retry (nil: the request
     /// timeout per endpoint).
-    public init(_ settings: ClusterSettings, deadline: Double? = nil) throws(ClusterError) {
+    public convenience init(_ settings: ClusterSettings, deadline: Double? = nil) throws(ClusterError) {
         var configuration = EtcdClient.Configuration(endpoints: settings.endpoints)
         configuration.deadline = deadline
         configuration.trustRootsPEMFile = settings.caFile
@@ -21,7 +25,11 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
         configuration.username = settings.username
         configuration.password = settings.password
         configuration.requestTimeout = min(settings.requestTimeout, deadline ?? settings.requestTimeout)
-        do { client = try EtcdClient(configuration) } catch { throw Self.map(error) }
+        do { self.init(client: try EtcdClient(configuration)) } catch { throw Self.map(error) }
+    }
+
+    init(client: EtcdClient, page: Int64 = 500, maxListed: Int = 1_000_000) {
+        self.client = client; self.page = page; self.maxListed = maxListed
     }
 
     /// Requests sent to etcd since start.
@@ -62,20 +70,27 @@ public final class EtcdStore: SharedStore, @unchecked Sendable {  // the client 
         try run { () throws(EtcdError) in try client.range(key: Array(key.utf8)).kvs.first.map(Self.value) }
     }
 
+    /// Every key under `prefix` at one revision, in pages of `page` keys; at most `maxListed`
+    /// keys, so at most `maxListed / page + 1` pages (etcd fills every page but the last).
     public func list(prefix: String) throws(ClusterError) -> (values: [StoredValue], revision: Int64) {
-        try run { () throws(EtcdError) in
-            let end = etcdPrefixEnd(Array(prefix.utf8))
-            var start = Array(prefix.utf8)
-            var values: [StoredValue] = []
-            var revision: Int64 = 0
-            while true {
-                let result = try client.range(key: start, rangeEnd: end, limit: Self.page, revision: revision)
-                if revision == 0 { revision = result.revision }
-                values += result.kvs.map(Self.value)
-                guard result.more, let last = result.kvs.last else { return (values, revision) }
-                start = last.key + [0]
-            }
+        let end = etcdPrefixEnd(Array(prefix.utf8))
+        var start = Array(prefix.utf8)
+        var values: [StoredValue] = []
+        var revision: Int64 = 0
+        let maxPages = maxListed / Int(page) + 1
+        var pages = 0
+        while pages < maxPages {
+            pages += 1
+            let result = try run { () throws(EtcdError) in try client.range(key: start, rangeEnd: end, limit: page, revision: revision) }
+            if revision == 0 { revision = result.revision }
+            values += result.kvs.map(Self.value)
+            if values.count > maxListed { break }
+            guard result.more, let last = result.kvs.last else { return (values, revision) }
+            start = last.key + [0]
         }
+        throw ClusterError(.store, "listing \(prefix) stopped after \(values.count) keys in \(pages) pages: a node reads at most "
+                           + "\(maxListed) keys (\(maxPages) pages) under one prefix; delete what is no longer needed under it (or give "
+                           + "this fleet a prefix of its own), and check that every endpoint is etcd")
     }
 
     @discardableResult

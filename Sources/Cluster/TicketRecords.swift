@@ -1,3 +1,4 @@
+import EventLoop
 import Foundation
 import TLS
 
@@ -26,9 +27,15 @@ struct TicketRecords {
         layout.tickets + String(format: "%015.0f", (notBefore * 1000).rounded())
     }
 
+    /// The key a record holds, opened with the fleet's sealing keys. `not_before` is not sealed,
+    /// but the etcd key it is stored at is the seal's context and names it (`key(for:)`): a record
+    /// whose `not_before` disagrees with its etcd key was not written by a node, and is refused.
     func decode(_ value: StoredValue) throws(ClusterError) -> TicketKeys.Key {
         guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(value.value)), let sealed = Data(base64Encoded: wire.sealedKey) else {
             throw ClusterError(.badRecord, "\(value.key) is not a ticket key record")
+        }
+        guard wire.notBefore.isFinite, key(for: wire.notBefore) == value.key else {
+            throw ClusterError(.badRecord, "\(value.key): its not_before \(wire.notBefore) is not the one its key names; delete the record")
         }
         let material = try sealer.openRecord([UInt8](sealed), context: value.key)
         guard material.count == 80 else { throw ClusterError(.badRecord, "\(value.key): a ticket key is 80 bytes, this one \(material.count)") }
@@ -43,12 +50,16 @@ struct TicketRecords {
     }
 
     /// The leader's turn: publish the next key when the newest one starts encrypting within
-    /// `lead` seconds (the first one at once), and drop keys too old to decrypt anything.
+    /// `lead` seconds (the first one at once), and drop keys too old to decrypt anything. Only
+    /// records that open count: one with a forged far-future `not_before` would otherwise stop
+    /// the rotation, the fleet encrypting with its last key for ever.
     func maintain(now: Double = Date().timeIntervalSince1970) throws(ClusterError) {
         let values = try store.list(prefix: layout.tickets).values
         let held = values.compactMap { v -> (String, Double)? in
-            guard let wire = try? JSONDecoder().decode(Wire.self, from: Data(v.value)) else { return nil }
-            return (v.key, wire.notBefore)
+            do throws(ClusterError) { return (v.key, try decode(v).notBefore) } catch {
+                Log.debug("cluster: ticket key \(v.key) left out of the rotation: \(error.reason)")  // the sync logged it when it came
+                return nil
+            }
         }.sorted { $0.1 > $1.1 }
         let newest = held.first?.1
         if newest == nil || newest! + rotation - lead <= now {

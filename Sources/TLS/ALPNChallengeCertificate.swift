@@ -13,13 +13,18 @@ public enum ALPNChallengeCertificate {
     /// value is the DER OCTET STRING of SHA-256(keyAuthorization) (RFC 8737 §3). The SAN holds
     /// exactly that one name (§3: "MUST contain ... only the domain name being validated").
     public static func make(name: String, keyAuthorization: String, key: PrivateKey) throws(TLSError) -> X509Certificate {
-        guard CertificateRequest.isPlainDNSName(name), !name.hasPrefix("*.") else {
+        guard canAnswer(name) else {
             throw TLSError("ALPNChallengeCertificate", reason: "not a DNS name: \(name)")
         }
         // Short-lived: it only has to outlive one validation.
         return try SelfSigned.make(names: [name], key: key, lifetime: 7 * 24 * 3600) { (x: OpaquePointer) throws(TLSError) in
             try addAcmeIdentifier(to: x, digest: Digest.sha256(Array(keyAuthorization.utf8)))
         }
+    }
+
+    /// Whether `make` takes `name`: a DNS name, not a wildcard (RFC 8737 §3 validates one name).
+    public static func canAnswer(_ name: String) -> Bool {
+        CertificateRequest.isPlainDNSName(name) && !name.hasPrefix("*.")
     }
 
     /// The extension's extnValue wraps the DER of `Authorization ::= OCTET STRING (SIZE (32))`, so
@@ -67,7 +72,16 @@ public final class ALPNChallengeTable: Sendable {
     public func entry(for name: String) -> Entry? { entries.withLock { $0[name.lowercased()] } }
     public func present(name: String, certificate: X509Certificate, key: PrivateKey) throws(TLSError) {
         let certified = try CertifiedKey(chain: [certificate], key: key, acmeChallenge: true)
-        entries.withLock { $0[name.lowercased()] = Entry(certificate: certificate, key: key, certifiedKey: certified) }
+        present(name: name, Entry(certificate: certificate, key: key, certifiedKey: certified))
+    }
+    public func present(name: String, _ entry: Entry) { entries.withLock { $0[name.lowercased()] = entry } }
+
+    /// The answer for `name` under a fresh P-256 key, for answers stored elsewhere (a cluster's
+    /// store): built before `present`, which then only swaps it in.
+    public static func entry(name: String, keyAuthorization: String) throws(TLSError) -> Entry {
+        let key = try PrivateKey.generateP256()
+        let certificate = try ALPNChallengeCertificate.make(name: name, keyAuthorization: keyAuthorization, key: key)
+        return Entry(certificate: certificate, key: key, certifiedKey: try CertifiedKey(chain: [certificate], key: key, acmeChallenge: true))
     }
     public func cleanUp(name: String) { entries.withLock { $0[name.lowercased()] = nil } }
     public var count: Int { entries.withLock { $0.count } }

@@ -66,6 +66,9 @@ public final class TLSConnection {
     /// During a held handshake (`wantCertificate`): the name the client asked for.
     public var requestedServerName: String? { readServerName(ssl) }
 
+    /// During a held handshake: held for a TLS-ALPN-01 answer (`waitForChallenge`), not a certificate.
+    public var heldForChallenge: Bool { SSL_get_ex_data(ssl, TLSContext.challengeWaitIndex) != nil }
+
     /// Resumes a held handshake: the ClientHello is looked at again and takes what there is now.
     public func resumeAfterWait() -> TLSStatus {
         SSL_set_ex_data(ssl, TLSContext.waitedIndex, UnsafeMutableRawPointer(bitPattern: 1))

@@ -20,6 +20,10 @@ public enum CertificateSelection {
     /// Hold the handshake (OpenSSL's ClientHello retry): a certificate for this name is being
     /// obtained. The connection resumes it later (`TLSStatus.wantCertificate`).
     case wait
+    /// Hold the handshake (the same retry) while the TLS-ALPN-01 answer for this name is looked up
+    /// elsewhere: a validator offered "acme-tls/1" for a name this node holds no answer for yet.
+    /// The connection tells it from `wait` by `TLSConnection.heldForChallenge`.
+    case waitForChallenge
 
     public var certifiedKey: CertifiedKey? {
         if case .certificate(let key) = self { return key }
@@ -73,6 +77,8 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     static let acmeChallengeIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that has waited for a certificate once.
     static let waitedIndex = COpenSSL_SSL_get_ex_new_index()
+    /// Set (to any non-nil pointer) on a connection held for a TLS-ALPN-01 answer (`waitForChallenge`).
+    static let challengeWaitIndex = COpenSSL_SSL_get_ex_new_index()
 
     /// TLS 1.3 suites in the order we prefer them, as a server and as a client (RFC 8446 §B.4).
     static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
@@ -126,6 +132,9 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
     switch box.selector.select(hello) {
     case .certificate(let key): chosen = key
     case .wait: return COpenSSL_CLIENT_HELLO_RETRY()
+    case .waitForChallenge:
+        SSL_set_ex_data(ssl, TLSContext.challengeWaitIndex, UnsafeMutableRawPointer(bitPattern: 1))
+        return COpenSSL_CLIENT_HELLO_RETRY()
     case .reject:
         alert?.pointee = COpenSSL_AD_UNRECOGNIZED_NAME()
         return COpenSSL_CLIENT_HELLO_ERROR()

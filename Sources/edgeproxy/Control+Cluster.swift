@@ -16,6 +16,8 @@ struct ClusterParts {
     /// The same etcd with a one-second deadline, for `GET /cluster` (answered even while etcd is down).
     let quick: EtcdStore
     let settings: ClusterSettings
+    /// TLS-ALPN-01 answers a validator asks this node for before its watch delivered them, read from etcd.
+    let alpnLookups: ALPNChallengeLookups
 }
 
 extension Control {
@@ -28,8 +30,11 @@ extension Control {
                                http: http, alpn: alpn, cache: LocalCache(directory: c.cacheDirectory),
                                ticketRotation: settings.tls.sessionTickets > 0 ? settings.tls.ticketKeyRotation : nil)
         let node = ClusterNode(sync: sync, ttl: c.leaseTTL, store: try EtcdStore(c, deadline: max(1, c.leaseTTL / 3)))
+        // A held validator waits 2 s at most: a lookup that takes longer frees its slot soon after.
+        let reader = try EtcdStore(c, deadline: 1.5)
+        let alpnLookups = ALPNChallengeLookups(maxWait: 2) { [sync] name in sync.lookUpTLSALPN01(name, via: reader) }
         cluster = ClusterParts(sync: sync, node: node, storage: ClusterACMEStorage(sync: sync) { () throws(ClusterError) in try node.lease() },
-                               store: store, quick: try EtcdStore(c, deadline: 1), settings: c)
+                               store: store, quick: try EtcdStore(c, deadline: 1), settings: c, alpnLookups: alpnLookups)
         http.setLookup { [sync] token, done in sync.lookUpHTTP01(token, done) }
         sync.loadCache()
         Log.info("cluster: node \(c.node), etcd \(c.endpoints.joined(separator: ", ")), prefix \(c.prefix)")

@@ -99,7 +99,8 @@ enum Startup {
         }
 
         signal(SIGPIPE, SIG_IGN)
-        let store = control.transaction.openStore(alpnChallenges: alpnChallenges, onDemand: control.onDemand)
+        let store = control.transaction.openStore(alpnChallenges: alpnChallenges, alpnLookups: control.cluster?.alpnLookups,
+                                                  onDemand: control.onDemand)
         control.health.apply(settings.upstreams)  // before the loops build their pools
         UpstreamAddresses.shared.apply(settings.upstreams)  // names resolved here, never on a loop
         // The listening sockets: from the process this one replaces, or from systemd, or bound here.

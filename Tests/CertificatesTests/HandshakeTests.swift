@@ -13,6 +13,8 @@ import Testing
         var alpn: String?
         var version: String?
         var cipher: String?
+        /// Whether the server held the handshake for a TLS-ALPN-01 answer (nil: it did not hold it).
+        var heldForChallenge: Bool?
     }
 
     /// Handshakes a client offering `sni`, `alpn` and the TLS 1.3 `suites` (nil: OpenSSL's default
@@ -38,6 +40,7 @@ import Testing
         }
         SSL_set_connect_state(client)
         var serverDone = false, clientDone = false
+        var heldForChallenge: Bool?
         for _ in 0..<1000 where !(serverDone && clientDone) {
             if !clientDone {
                 let rc = SSL_do_handshake(client)
@@ -46,6 +49,7 @@ import Testing
             if !serverDone {
                 var status = server.handshake()
                 if status == .wantCertificate {
+                    heldForChallenge = server.heldForChallenge
                     held(server.requestedServerName)
                     status = server.resumeAfterWait()
                 }
@@ -60,7 +64,8 @@ import Testing
         guard serverDone && clientDone else { return Outcome(ok: false) }
         let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
         return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn, version: server.protocolVersion,
-                       cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) })
+                       cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) },
+                       heldForChallenge: heldForChallenge)
     }
 
     static func cert(_ name: String) throws -> CertificateBundle { try CertificateLoader.selfSigned(names: [name]) }
@@ -133,7 +138,7 @@ import Testing
             heldFor.append(name)
             store.replace(with: Snapshot([site, fresh], defaultName: nil), strictSNI: false)
         }
-        #expect(obtained.ok && obtained.serial == fresh.serialHex && heldFor == ["new.test"])
+        #expect(obtained.ok && obtained.serial == fresh.serialHex && heldFor == ["new.test"] && obtained.heldForChallenge == false)
         #expect(store.serves("new.test") && !store.serves("never.test"))
         // Nothing arrives: the resumed handshake takes the default, and is not held a second time.
         heldFor = []

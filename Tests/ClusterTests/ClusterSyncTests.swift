@@ -17,11 +17,12 @@ import TLS
         let sync: ClusterSync
         let dir: TempDir
         let sealer: Sealer
+        let alpn = ALPNChallengeTable()
         init(_ layout: KeyLayout, cache: TempDir? = nil) throws {
             dir = try cache ?? TempDir()
             sealer = try Sealer(keyBytes: [[UInt8](repeating: 3, count: 32)])
             sync = ClusterSync(store: store, layout: layout, node: "t", sealer: sealer, sink: transaction, http: ChallengeTable(),
-                               alpn: ALPNChallengeTable(), cache: LocalCache(directory: dir.path("cache")), ticketRotation: nil)
+                               alpn: alpn, cache: LocalCache(directory: dir.path("cache")), ticketRotation: nil)
         }
         func served(_ name: String) -> String? { transaction.read { $0.items["cluster:\(name)"]?.bundle.serialHex } }
     }
@@ -98,6 +99,34 @@ import TLS
         f.store.breakWatch(ClusterError(.compacted, "required revision has been compacted"))
         waitUntil("the prefix read again") { f.served("e.test") == three.serial }
         #expect(f.store.lists == 2)
+    }
+
+    /// A TLS-ALPN-01 answer stored but not delivered by the watch yet (the CA's validator came
+    /// first) is read and presented; the watch's deletion, or a full read without it, takes it
+    /// down, and a read older than what the watch applied does not bring it back.
+    @Test func aTLSALPN01AnswerAheadOfTheWatchIsReadAndTakenDownLikeOneItDelivered() throws {
+        let f = try Fixture(layout)
+        f.sync.start()
+        defer { f.sync.stop() }
+        waitUntil("in sync") { f.sync.status.connected }
+        let key = layout.tlsALPN01("v.test")
+        #expect(!f.sync.lookUpTLSALPN01("v.test") && f.alpn.entry(for: "v.test") == nil)
+
+        f.store.set(key, Array("token.thumbprint".utf8), revision: 5)
+        #expect(f.sync.lookUpTLSALPN01("V.Test"))
+        let answer = try #require(f.alpn.entry(for: "v.test"))
+        #expect(ALPNChallengeCertificate.acmeIdentifier(of: answer.certificate) == Digest.sha256(Array("token.thumbprint".utf8)))
+        f.store.emit([.delete(key: key, revision: 6)])
+        waitUntil("taken down by the watch") { f.alpn.entry(for: "v.test") == nil }
+        f.store.set(key, Array("token.thumbprint".utf8), revision: 5)  // a read from a member behind
+        #expect(!f.sync.lookUpTLSALPN01("v.test") && f.alpn.entry(for: "v.test") == nil)
+
+        let other = layout.tlsALPN01("w.test")
+        f.store.set(other, Array("other.thumbprint".utf8), revision: 8)
+        #expect(f.sync.lookUpTLSALPN01("w.test") && f.alpn.entry(for: "w.test") != nil)
+        _ = try f.store.delete(other)
+        f.store.breakWatch(ClusterError(.compacted, "required revision has been compacted"))
+        waitUntil("taken down by the full read") { f.alpn.entry(for: "w.test") == nil }
     }
 
     /// Locks: a nested lock (the account's inside a certificate's) keeps the outer fence, so a

@@ -8,6 +8,7 @@ One etcd cluster serves the whole module; each test writes under a prefix of its
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import json
 import os
@@ -21,8 +22,9 @@ import pytest
 
 from conftest import free_port, to_yaml, wait_for_port
 from etcd import EtcdCluster, new_sealing_key, node_config
-from httpclient import handshake_cert
+from httpclient import client_context, handshake_cert, tls_connect
 from blackhole import Blackhole
+from watchgate import WatchGate
 from reload_support import Admin, metric, record_result, wait_until
 from tools import need_tool
 
@@ -314,7 +316,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
     made = {"pebble": [], "lb": []}
     prefix = f"/acme-{uuid.uuid4().hex[:8]}/"
 
-    def make(names, n: int = 3, behind=None, managers=None, challenges=("http-01",), validation=None, **acme):
+    def make(names, n: int = 3, behind=None, managers=None, challenges=("http-01",), validation=None, node_cluster=None, **acme):
         http_lb, tls_lb = free_port(), free_port()
         # No nonce rejections here, so Pebble's log counts every account and order exactly once.
         pebble = Pebble(tmp_path / "pebble", http_lb, tls_lb, nonce_reject=0)
@@ -333,6 +335,7 @@ def acme_fleet(proxies, etcd, sealing_key, tmp_path):
             name = "abcd"[i]
             config = node_config(etcd, prefix, name, [sealing_key], p["admin"])
             config["listen"] = {"https": [f"127.0.0.1:{p['https']}"], "http": [f"127.0.0.1:{p['http']}"]}
+            config["cluster"].update((node_cluster or {}).get(i, {}))   # e.g. {1: {"endpoints": [...]}}
             if managers is None or i in managers:
                 config["acme"] = pebble.acme_section(names, challenges=list(challenges), **acme)
             proxy = proxies(config, standard_certs=False, start=False, name=f"acme-{name}-{uuid.uuid4().hex[:4]}")
@@ -450,6 +453,75 @@ def test_tls_alpn01_answered_by_any_node(acme_fleet):
     serial = int(acme_serial(nodes[0], "alpn.fleet.test"), 16)
     wait_served(nodes, "alpn.fleet.test", serial)
     assert pebble.requests("/order-plz") == 1
+
+
+def alpn_validation(port: int, name: str) -> tuple[str | None, bytes | None]:
+    """What a TLS-ALPN-01 validator offering only acme-tls/1 gets for `name`: the protocol
+    negotiated and the acmeIdentifier extension's value (None: not a challenge certificate)."""
+    from cryptography import x509 as cx509
+    with tls_connect(port, name, ctx=client_context(alpn=("acme-tls/1",)), timeout=10) as s:
+        cert = cx509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+        alpn = s.selected_alpn_protocol()
+    try:
+        ext = cert.extensions.get_extension_for_oid(cx509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+    except cx509.ExtensionNotFound:
+        return alpn, None
+    assert ext.critical
+    return alpn, ext.value.value
+
+
+def test_a_tls_alpn01_answer_the_watch_has_not_delivered_is_read_from_etcd(fleet, etcd):
+    # The node reaches etcd only through a relay that can hold its watch back: its reads and
+    # writes go through, what its watch would deliver does not (a watch a moment behind).
+    gate = WatchGate(etcd.member_endpoint(0))
+    try:
+        (node,) = fleet(1, endpoints=[gate.endpoint])
+        answers = fleet.prefix + "acme/challenges/tls-alpn-01/"
+        etcd.put(answers + "early.alpn.test", "early.thumbprint")
+        stored = etcd.revision()
+        wait_until(lambda: node.cluster()["revision"] >= stored, SYNC_TIMEOUT, what="the watch delivering through the relay")
+        assert alpn_validation(node.port, "early.alpn.test")[1] == b"\x04\x20" + hashlib.sha256(b"early.thumbprint").digest()
+
+        gate.hold()
+        key_authorization = f"{uuid.uuid4().hex}.thumbprint"
+        etcd.put(answers + "late.alpn.test", key_authorization)
+        stored = etcd.revision()
+        alpn, identifier = alpn_validation(node.port, "late.alpn.test")
+        assert alpn == "acme-tls/1" and identifier == b"\x04\x20" + hashlib.sha256(key_authorization.encode()).digest(), \
+            (alpn, identifier, node.proxy.stderr()[-2000:])
+        # Read from etcd while the watch was held, not delivered by it.
+        assert node.cluster()["revision"] < stored
+        assert "TLS-ALPN-01 answer for late.alpn.test read from etcd" in node.proxy.stderr()
+        # Nothing stored for a name: the ordinary certificate after one short look, as before.
+        started = time.monotonic()
+        assert alpn_validation(node.port, "none.alpn.test") == (None, None)
+        assert time.monotonic() - started < 2.5
+        # Taken down in etcd: gone from the node once its watch delivers the deletion.
+        etcd.delete(answers + "late.alpn.test")
+        gate.release()
+        wait_until(lambda: alpn_validation(node.port, "late.alpn.test") == (None, None), SYNC_TIMEOUT,
+                   what="the answer taken down by the watch")
+        assert gate.watches >= 1
+    finally:
+        gate.close()
+
+
+def test_tls_alpn01_validation_reaching_a_node_whose_watch_is_behind(acme_fleet, etcd):
+    # Node a orders; the CA's validation reaches only node b, whose watch is held back: b never
+    # confirms the answer (a asks the CA after its wait), and answers from what it reads in etcd.
+    gate = WatchGate(etcd.member_endpoint(0))
+    gate.hold()
+    try:
+        nodes, pebble, _ = acme_fleet(["behind.fleet.test"], n=2, behind=[1], managers=[0], challenges=("tls-alpn-01",),
+                                      node_cluster={1: {"endpoints": [gate.endpoint]}})
+        a, b = nodes
+        wait_until(lambda: acme_serial(a, "behind.fleet.test"), ISSUE_TIMEOUT, what="behind.fleet.test validated through b")
+        assert pebble.requests("/order-plz") == 1
+        assert "TLS-ALPN-01 answer for behind.fleet.test read from etcd" in b.proxy.stderr()
+        gate.release()
+        wait_served([a, b], "behind.fleet.test", int(acme_serial(a, "behind.fleet.test"), 16))
+    finally:
+        gate.close()
 
 
 def test_on_demand_one_node_issues_and_every_node_serves(acme_fleet, etcd, tmp_path):

@@ -71,10 +71,12 @@ public final class CertificateTransaction: CertificateSink, @unchecked Sendable 
     }
 
     /// The store handshakes read, built from what the catalog holds now; once.
-    public func openStore(alpnChallenges: ALPNChallengeTable, onDemand: CertificateOnDemand? = nil) -> CertificateStore {
+    public func openStore(alpnChallenges: ALPNChallengeTable, alpnLookups: ALPNChallengeLookups? = nil,
+                          onDemand: CertificateOnDemand? = nil) -> CertificateStore {
         lock.withLock {
             precondition(store == nil, "openStore is called once, at start-up")
-            let opened = CertificateStore(makeSnapshot(), strictSNI: strictSNI, alpnChallenges: alpnChallenges, onDemand: onDemand)
+            let opened = CertificateStore(makeSnapshot(), strictSNI: strictSNI, alpnChallenges: alpnChallenges, alpnLookups: alpnLookups,
+                                          onDemand: onDemand)
             store = opened
             return opened
         }

@@ -72,8 +72,8 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         listeningSockets = sharedSockets
         for i in 0..<settings.workers {
             let loop = try EventLoop(index: i)
-            let worker = Worker(loop: loop, challenges: challenges, onDemand: store.onDemand, accessLog: accessLog,
-                                config: config)
+            let worker = Worker(loop: loop, challenges: challenges, onDemand: store.onDemand, alpnLookups: store.alpnLookups,
+                                accessLog: accessLog, config: config)
             for ((address, role, proxyHeader, context), passed) in zip(addresses, byAddress) {
                 let fds = passed.isEmpty ? [try Socket.listen(address)] : passed
                 if passed.isEmpty { listeningSockets += fds }

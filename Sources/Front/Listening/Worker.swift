@@ -25,6 +25,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let challenges: ChallengeTable
     /// Obtains certificates while handshakes for names without one wait; nil: off.
     let onDemand: CertificateOnDemand?
+    /// Looks up TLS-ALPN-01 answers while validators' handshakes wait; nil: off (no cluster).
+    let alpnLookups: ALPNChallengeLookups?
     /// This loop's lines, handed to the shared writer in buffers.
     let accessLog: AccessLogBuffer
     var config: RuntimeConfig
@@ -36,9 +38,9 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
-    init(loop: EventLoop, challenges: ChallengeTable, onDemand: CertificateOnDemand?, accessLog: AccessLog,
-         config: RuntimeConfig) {
-        self.loop = loop; self.challenges = challenges; self.onDemand = onDemand
+    init(loop: EventLoop, challenges: ChallengeTable, onDemand: CertificateOnDemand?, alpnLookups: ALPNChallengeLookups?,
+         accessLog: AccessLog, config: RuntimeConfig) {
+        self.loop = loop; self.challenges = challenges; self.onDemand = onDemand; self.alpnLookups = alpnLookups
         self.accessLog = AccessLogBuffer(accessLog, loop: loop); self.config = config
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
     }

@@ -1,3 +1,4 @@
+import Certificates
 import Config
 import EventLoop
 import Metrics
@@ -150,11 +151,12 @@ final class ClientTransport: Pollable {
         case .wantRead, .wantWrite:
             return
         case .wantCertificate:
-            guard let onDemand = worker.onDemand, let name = tls.requestedServerName else { close(); return }
+            let hold: HandshakeHold? = tls.heldForChallenge ? worker.alpnLookups : worker.onDemand
+            guard let hold, let name = tls.requestedServerName else { close(); return }
             heldForCertificate = true
-            worker.loop.arm(timer, seconds: onDemand.maxWait + worker.config.settings.timeouts.handshake)
+            worker.loop.arm(timer, seconds: hold.maxWait + worker.config.settings.timeouts.handshake)
             let connection = LoopBound(self), loop = worker.loop
-            onDemand.wait(for: name) { loop.execute { connection.value.certificateWaitEnded() } }
+            hold.wait(for: name) { loop.execute { connection.value.certificateWaitEnded() } }
         case .closed:
             Metrics.shared.handshakeAborted()
             close()

@@ -1,0 +1,130 @@
+"""A TCP relay in front of one etcd member that passes every request through, but can hold back
+what watch streams (`POST /v3/watch`) deliver once they are created: a node behind it reads and
+writes etcd as usual while its watch falls behind, as a watch a moment behind the other nodes does.
+
+    gate = WatchGate(etcd.member_endpoint(0))
+    node config: cluster.endpoints = [gate.endpoint]
+    gate.hold(); ...; gate.release(); gate.close()
+
+What a held stream receives waits in the relay (then in the kernel's buffers) until `release`; a
+stream the node gives up and opens again is created, then held the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from urllib.parse import urlsplit
+
+CREATED = b'"created":true'
+
+
+class WatchGate:
+    def __init__(self, upstream: str):
+        parts = urlsplit(upstream)
+        if parts.scheme != "http":
+            raise ValueError(f"WatchGate relays plain HTTP only, not {upstream}")
+        self.upstream = (parts.hostname, parts.port)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.cond = threading.Condition()
+        self.held = False
+        self.closed = False
+        self.watches = 0          # watch streams opened through the gate
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        with self.cond:
+            self.held = True
+
+    def release(self) -> None:
+        with self.cond:
+            self.held = False
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed, self.held = True, False
+            self.cond.notify_all()
+        for s in [self.sock, *self.conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            self.conns += [client, server]
+            state = {"watch": False, "created": False}
+            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, state: dict) -> None:
+        seen = b""
+        while True:
+            try:
+                data = client.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            if not state["watch"]:
+                seen = (seen + data)[-4096:]
+                if b"POST /v3/watch " in seen:
+                    state["watch"] = True
+                    with self.cond:
+                        self.watches += 1
+            try:
+                server.sendall(data)
+            except OSError:
+                break
+        _close(client, server)
+        with self.cond:
+            state["gone"] = True
+            self.cond.notify_all()
+
+    def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
+        seen = b""
+        while True:
+            try:
+                data = server.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            if state["watch"] and not state["created"]:
+                seen = (seen + data)[-4096:]
+                state["created"] = CREATED in seen.replace(b" ", b"")
+            elif state["watch"]:
+                # What arrived while held (or was on its way when `hold` was called) waits here.
+                with self.cond:
+                    self.cond.wait_for(lambda: not self.held or self.closed or state.get("gone"))
+                    if self.closed or state.get("gone"):
+                        break
+            try:
+                client.sendall(data)
+            except OSError:
+                break
+        _close(client, server)
+
+
+def _close(*socks: socket.socket) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
