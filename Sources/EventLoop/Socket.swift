@@ -3,10 +3,12 @@ import Glibc
 
 /// A resolved IPv4 or IPv6 socket address.
 public struct SocketAddress: Sendable, CustomStringConvertible {
-    var storage = sockaddr_storage()
+    /// Room for either family (a sockaddr_in fits in a sockaddr_in6): 28 bytes where a
+    /// sockaddr_storage takes 128, and every connection keeps its peer's.
+    var storage = sockaddr_in6()
     var length: socklen_t = 0
 
-    public var family: Int32 { Int32(storage.ss_family) }
+    public var family: Int32 { Int32(storage.sin6_family) }
 
     /// Resolves "host" + port with getaddrinfo; empty or "*" host means all IPv4 addresses.
     public static func resolve(host: String, port: UInt16) throws(SystemError) -> SocketAddress {
@@ -20,15 +22,16 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
             throw SystemError("getaddrinfo(\(host)): \(String(cString: gai_strerror(rc)))", errno: EINVAL)
         }
         defer { freeaddrinfo(result) }
-        var address = SocketAddress()
-        withUnsafeMutableBytes(of: &address.storage) { dst in
-            dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
-        }
-        address.length = first.pointee.ai_addrlen
-        return address
+        return SocketAddress(UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
     }
 
-    init(storage: sockaddr_storage, length: socklen_t) { self.storage = storage; self.length = length }
+    /// From a sockaddr of either family as the kernel or getaddrinfo wrote it (anything longer,
+    /// another family's, is cut to what fits: only IP addresses are used).
+    init(_ sockaddr: UnsafeRawBufferPointer) {
+        let count = min(sockaddr.count, MemoryLayout<sockaddr_in6>.size)
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: sockaddr[..<count])) }
+        length = socklen_t(count)
+    }
     init() {}
 
     /// From 4 (IPv4) or 16 (IPv6) network-order bytes and a port, e.g. a PROXY header's client.
@@ -156,7 +159,7 @@ public enum Socket {
         }
         switch result {
         case .wouldBlock: return nil
-        case .done(let fd): return (fd, SocketAddress(storage: storage, length: length))
+        case .done(let fd): return (fd, withUnsafeBytes(of: &storage) { SocketAddress(UnsafeRawBufferPointer(rebasing: $0[..<min(Int(length), $0.count)])) })
         }
     }
 
@@ -200,7 +203,7 @@ public enum Socket {
             try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SystemError) in try syscall("getsockname") { getsockname(fd, sa, &length) } }
         }
         guard case .done? = result else { return nil }
-        return SocketAddress(storage: storage, length: length)
+        return withUnsafeBytes(of: &storage) { SocketAddress(UnsafeRawBufferPointer(rebasing: $0[..<min(Int(length), $0.count)])) }
     }
 
     /// Looks at what has arrived without consuming it (`.done(0)`: end of stream).
