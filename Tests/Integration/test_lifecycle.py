@@ -88,6 +88,26 @@ def test_idle_keepalive_connections_do_not_delay_shutdown(proxies):
         c.close()
 
 
+def test_connection_without_its_first_request_is_served_through_the_drain(proxies):
+    """A connection whose handshake is done but which has sent nothing yet is not idle: after SIGTERM
+    its first request is still answered (with Connection: close), as its client could not retry it
+    elsewhere; then the connection closes and the process exits."""
+    p = proxies({"workers": 1, "tls": standard_tls(), "timeouts": {"idle": "120s", "shutdown": "30s"},
+                 "routes": [HELLO]})
+    c = p.conn("a.test")
+    try:
+        p.send_signal(signal.SIGTERM)
+        wait_until(lambda: port_refuses(p.https_port), 5, what="the listener to close after SIGTERM")
+        time.sleep(0.3)   # the drain has reached the connection
+        r = c.request("GET", "/")
+        assert r.status == 200 and r.body == b"hello\n"
+        assert (r.header("Connection") or "").lower() == "close"
+        assert c.closed_by_peer(timeout=10), "the connection stayed open after its last response"
+        assert p.wait(10) == 0
+    finally:
+        c.close()
+
+
 def test_shutdown_timeout_bounds_the_drain(proxies, origins):
     """An in-flight request longer than timeouts.shutdown does not keep the process alive past that deadline."""
     o = origins("G")

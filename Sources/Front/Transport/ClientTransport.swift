@@ -30,6 +30,9 @@ final class ClientTransport: Pollable {
     let clientAuth: ClientCertificatePolicy?
     /// What speaks HTTP once the transport is up, chosen by ALPN.
     private var front: ProtocolFront?
+    /// HTTP/1 was chosen and its front is made with the first bytes: an idle connection (most of
+    /// them, between a browser's bursts) holds no request state, as nginx's holds no request.
+    private var http1Deferred = false
 
     /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
     let timer = Timer()
@@ -189,10 +192,22 @@ final class ClientTransport: Pollable {
                 return
             }
         } else {
-            front = HTTP1Front(transport: self)
+            http1Deferred = true   // HTTP/1 says nothing first: its front comes with the first bytes
         }
         front?.start()
         if read && phase == .open { readAvailable() }
+    }
+
+    /// The HTTP/1 front, made when the first bytes arrive; nil before ALPN dispatch (or for h2,
+    /// whose front is made at once).
+    private func frontForBytes() -> ProtocolFront? {
+        if let front { return front }
+        guard http1Deferred else { return nil }
+        http1Deferred = false
+        let made = HTTP1Front(transport: self)
+        front = made
+        if draining { _ = made.drain() }   // its first request is served, with Connection: close
+        return made
     }
 
     // MARK: Reading
@@ -226,7 +241,7 @@ final class ClientTransport: Pollable {
 
     /// Hands bytes to the front straight from the read buffer; only what it leaves is copied.
     private func deliver(_ bytes: UnsafeRawBufferPointer) {
-        guard let front else { return }
+        guard let front = frontForBytes() else { return }
         delivered = true
         if pending.isEmpty {
             let used = front.received(bytes)
@@ -347,6 +362,8 @@ final class ClientTransport: Pollable {
     /// idle: that request is served, with Connection: close, as its client could not retry it on
     /// another connection. Its header timeout bounds the wait.
     private func drainFront() {
+        // An HTTP/1 connection that sent nothing yet has no front: the one its first bytes make drains.
+        if front == nil && http1Deferred { return }
         guard let front else { close(); return }
         if front.drain() && delivered { closeAfterFlush() }
     }
