@@ -43,6 +43,8 @@ public struct HTTP1Session: Sendable {
             self.keepAlive = keepAlive
             self.bodyLimit = bodyLimit
         }
+
+        fileprivate static let idle = Request(head: .placeholder, keepAlive: false, bodyLimit: 0)
     }
 
     public enum Event: Sendable, Equatable {
@@ -79,8 +81,14 @@ public struct HTTP1Session: Sendable {
     }
 
     public private(set) var phase = Phase.open
-    /// The request being served, if any.
-    public private(set) var request: Request?
+    /// The request being served, if any (a copy: the hot paths read `current` in place).
+    public var request: Request? { serving ? current : nil }
+    /// Whether a request is being served (its head came, its response or body is not done).
+    public var isServing: Bool { serving }
+    /// The request being served while `serving`; a placeholder otherwise. Not an optional: reading a
+    /// field through `Optional!` copies the whole request (a retain per string and list of its head).
+    private var current = Request.idle
+    private var serving = false
     private var parser: RequestParser
     /// Graceful shutdown: the current response is the connection's last.
     private var draining = false
@@ -108,7 +116,7 @@ public struct HTTP1Session: Sendable {
             case .open: break
             }
             // The next request's head is read only once the current response is complete.
-            if request?.bodyDone == true { return (offset, .waitForResponse) }
+            if serving && current.bodyDone { return (offset, .waitForResponse) }
             let base = offset
             let step: (consumed: Int, event: RequestEvent)
             do { step = try parser.parse(UnsafeRawBufferPointer(rebasing: input[base...])) } catch {
@@ -119,27 +127,28 @@ public struct HTTP1Session: Sendable {
             case .needMore:
                 return (offset, .needMore)
             case .head(let head):
-                request = Request(head: head, keepAlive: head.keepAlive && !draining, bodyLimit: maxBodyBytes)
+                current = Request(head: head, keepAlive: head.keepAlive && !draining, bodyLimit: maxBodyBytes)
+                serving = true
                 return (offset, .head(head))
             case .body(let range):
-                guard request != nil else { continue }
-                request!.bytesIn += Int64(range.count)
-                if request!.bodyLimit > 0 && request!.bytesIn > request!.bodyLimit {
-                    return (offset, .invalid(status: 413, reason: "request body exceeds the limit of \(request!.bodyLimit)"))
+                guard serving else { continue }
+                current.bytesIn += Int64(range.count)
+                if current.bodyLimit > 0 && current.bytesIn > current.bodyLimit {
+                    return (offset, .invalid(status: 413, reason: "request body exceeds the limit of \(current.bodyLimit)"))
                 }
-                if request!.discardBody { continue }
+                if current.discardBody { continue }
                 return (offset, .body((base + range.lowerBound)..<(base + range.upperBound)))
             case .end(let trailers):
-                guard request != nil else { continue }
-                request!.bodyDone = true
-                if !request!.discardBody { return (offset, .end(trailers: trailers)) }
+                guard serving else { continue }
+                current.bodyDone = true
+                if !current.discardBody { return (offset, .end(trailers: trailers)) }
                 if case .finished(let r, let close) = finishIfDone() { return (offset, .finished(r, close: close)) }
             }
         }
     }
 
     /// Whether a head has begun: the unconsumed bytes (if any) are part of one, not a pipelined request.
-    public var awaitingHead: Bool { phase == .open && request == nil }
+    public var awaitingHead: Bool { phase == .open && !serving }
 
     // MARK: Routing decisions
 
@@ -147,14 +156,14 @@ public struct HTTP1Session: Sendable {
     /// bytes (0: no limit). A client waiting for "100 Continue" gets it now, since the body will be
     /// read (RFC 9110 §10.1.1). An HTTP/1.0 client's expectation is ignored (ibid.): it gets no 1xx.
     public mutating func forward(bodyLimit: Int64, into out: inout [UInt8]) {
-        guard request != nil else { return }
-        request!.forwarded = true
-        request!.bodyLimit = bodyLimit
-        if request!.head.expectContinue && request!.head.versionMinor >= 1 && request!.head.framing != .none
-            && request!.head.framing != .length(0) {
+        guard serving else { return }
+        current.forwarded = true
+        current.bodyLimit = bodyLimit
+        if current.head.expectContinue && current.head.versionMinor >= 1 && current.head.framing != .none
+            && current.head.framing != .length(0) {
             let before = out.count
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
-            request!.bytesOut += Int64(out.count - before)
+            current.bytesOut += Int64(out.count - before)
         }
     }
 
@@ -162,33 +171,32 @@ public struct HTTP1Session: Sendable {
     /// given: the route's) and dropped.
     public mutating func respond(status: Int, body: String, contentType: String = "text/plain; charset=utf-8",
                                  extra: [HTTPField] = [], bodyLimit: Int64? = nil, into out: inout [UInt8]) -> Next {
-        guard request != nil else { return .carryOn }
-        request!.discardBody = true
-        if let bodyLimit { request!.bodyLimit = bodyLimit }
+        guard serving else { return .carryOn }
+        current.discardBody = true
+        if let bodyLimit { current.bodyLimit = bodyLimit }
         // 204 and 304 have no content and no Content-Length (RFC 9110 §6.4.1, §8.6).
         let bodyless = status == 204 || status == 304
         let bytes = bodyless ? [] : Array(body.utf8)
         var fields = bodyless ? extra : [HTTPField(name: "Content-Type", value: contentType),
                                          HTTPField(name: "Content-Length", value: String(bytes.count))] + extra
-        if !request!.keepAlive || draining { fields.append(HTTPField(name: "Connection", value: "close")) }
+        if !current.keepAlive || draining { fields.append(HTTPField(name: "Connection", value: "close")) }
         let before = out.count
         HTTP1Writer.appendResponseHead(status: status, reason: nil, fields: fields, into: &out)
-        if request!.head.method != "HEAD" { out += bytes }
-        request!.status = status
-        request!.responseStarted = true
-        request!.responseDone = true
-        request!.bytesOut += Int64(out.count - before)
+        if current.head.method != "HEAD" { out += bytes }
+        current.status = status
+        current.responseStarted = true
+        current.responseDone = true
+        current.bytesOut += Int64(out.count - before)
         return finishIfDone()
     }
 
     /// Malformed or refused input: an error response, then the connection closes without reading
     /// further (the request is never forwarded). Once a response began, only closing can say so.
     public mutating func refuse(status: Int, reason: String, into out: inout [UInt8]) -> Next {
-        if request?.responseStarted == true { return .closeNow }
-        var r = request ?? Request(head: .placeholder, keepAlive: false, bodyLimit: 0)
-        r.keepAlive = false
-        r.bodyDone = true
-        request = r
+        if serving && current.responseStarted { return .closeNow }
+        if !serving { current = Request.idle; serving = true }
+        current.keepAlive = false
+        current.bodyDone = true
         let next = respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n", into: &out)
         phase = .closing
         return next
@@ -202,91 +210,91 @@ public struct HTTP1Session: Sendable {
     /// for them, as their requests carry no upgrade.
     public mutating func responseHead(status: Int, reason: String?, fields: HTTPFields, bodyLength: Int64?,
                                       hasBody: Bool, into out: inout [UInt8]) {
-        guard request != nil else { return }
+        guard serving else { return }
         // Changed in place: a copy of the request (its head's strings and lists) costs a retain each.
-        if status < 200 && status != 101 && request!.head.versionMinor == 0 { return }
+        if status < 200 && status != 101 && current.head.versionMinor == 0 { return }
         // The framing fields are written after the origin's, on the way (no new field list).
         var length: Int64?
         var close = false
         if status >= 200 {
-            request!.status = status
-            request!.responseStarted = true
+            current.status = status
+            current.responseStarted = true
             if hasBody {
                 if let n = bodyLength {
                     length = n
-                } else if request!.head.versionMinor >= 1 {
-                    request!.chunked = true
+                } else if current.head.versionMinor >= 1 {
+                    current.chunked = true
                 } else {
-                    request!.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
+                    current.keepAlive = false   // HTTP/1.0: the end of the body is the end of the connection
                 }
             } else {
                 length = bodyLength
             }
-            if !request!.keepAlive || draining {
-                request!.keepAlive = false
+            if !current.keepAlive || draining {
+                current.keepAlive = false
                 close = true
             }
         } else if status == 101 {
-            request!.status = 101
-            request!.responseStarted = true
+            current.status = 101
+            current.responseStarted = true
         }
         let before = out.count
         HTTP1Writer.appendStatusLine(status: status, reason: reason, room: HTTP1Writer.size(of: fields) + 64, into: &out)
         HTTP1Writer.appendFields(fields, into: &out)
         if let length { HTTP1Writer.appendContentLength(length, into: &out) }
-        if request!.chunked { HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &out) }
+        if current.chunked { HTTP1Writer.appendField("Transfer-Encoding", "chunked", into: &out) }
         if close { HTTP1Writer.appendField("Connection", "close", into: &out) }
         HTTP1Writer.appendHeadEnd(into: &out)
-        request!.bytesOut += Int64(out.count - before)
+        current.bytesOut += Int64(out.count - before)
     }
 
     public mutating func responseBody(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        guard request != nil else { return }
+        guard serving else { return }
         let before = out.count
-        if request!.chunked && phase != .tunnel {
+        if current.chunked && phase != .tunnel {
             HTTP1Writer.appendChunk(bytes, into: &out)
         } else {
             out.append(contentsOf: bytes)
         }
-        request!.bytesOut += Int64(out.count - before)
+        current.bytesOut += Int64(out.count - before)
     }
 
     public mutating func responseEnd(trailers: [HTTPField], into out: inout [UInt8]) -> Next {
-        guard request != nil else { return .carryOn }
+        guard serving else { return .carryOn }
         if phase == .tunnel {
             // Either side closing ends the tunnel, and the connection with it.
-            request!.responseDone = true
-            request!.bodyDone = true
-            let r = request.take()!
+            current.responseDone = true
+            current.bodyDone = true
+            let r = takeCurrent()
             phase = .closing
             return .finished(r, close: true)
         }
-        if request!.chunked {
+        if current.chunked {
             let before = out.count
             HTTP1Writer.appendLastChunk(trailers: trailers, into: &out)
-            request!.bytesOut += Int64(out.count - before)
+            current.bytesOut += Int64(out.count - before)
         }
-        request!.responseDone = true
-        if !request!.bodyDone {
+        current.responseDone = true
+        if !current.bodyDone {
             // The origin answered before the body ended: the rest is dropped, as nginx does.
-            request!.discardBody = true
-            request!.keepAlive = false
+            current.discardBody = true
+            current.keepAlive = false
         }
         return finishIfDone()
     }
 
     /// Nothing, or only part, of a response could be had from the origin.
     public mutating func responseFailed(status: Int, reason: String, into out: inout [UInt8]) -> Next {
-        guard let r = request else { return .carryOn }
-        if r.responseStarted || phase == .tunnel { return .closeNow }
+        guard serving else { return .carryOn }
+        if current.responseStarted || phase == .tunnel { return .closeNow }
         // A request without a body can fail before its end is parsed (every server down: 503 at once).
-        request!.keepAlive = r.keepAlive && (r.bodyDone || r.head.framing == .none || r.head.framing == .length(0))
+        current.keepAlive = current.keepAlive && (current.bodyDone || current.head.framing == .none || current.head.framing == .length(0))
         return respond(status: status, body: "\(HTTP1Writer.reasonPhrase(status)): \(reason)\n", into: &out)
     }
 
     /// The origin switched protocols: from now on the connection carries the tunnel's bytes.
     public mutating func tunnelEstablished() {
-        guard phase == .open, request != nil else { return }
+        guard phase == .open, serving else { return }
         phase = .tunnel
     }
 
@@ -295,7 +303,7 @@ public struct HTTP1Session: Sendable {
     /// The client half-closed. True: a forwarded request is complete and its response is still
     /// coming, so it is finished and then the connection closes; false: close now.
     public mutating func peerClosed() -> Bool {
-        guard let r = request, phase == .open, r.forwarded, r.bodyDone, !r.responseDone else { return false }
+        guard serving, phase == .open, current.forwarded, current.bodyDone, !current.responseDone else { return false }
         peerDone = true
         return true
     }
@@ -303,8 +311,8 @@ public struct HTTP1Session: Sendable {
     /// Graceful shutdown. True: no request is running, close now; false: the current one is the last.
     public mutating func drain() -> Bool {
         draining = true
-        guard request != nil else { return true }
-        request!.keepAlive = false
+        guard serving else { return true }
+        current.keepAlive = false
         return false
     }
 
@@ -314,10 +322,18 @@ public struct HTTP1Session: Sendable {
         return refuse(status: 408, reason: "the request head did not arrive in time", into: &out)
     }
 
+    /// The finished request, moved out (no copy of its head); the slot holds the placeholder again.
+    private mutating func takeCurrent() -> Request {
+        var r = Request.idle
+        swap(&r, &current)
+        serving = false
+        return r
+    }
+
     /// Both halves done: the request is over, and the connection carries on unless it must not.
     private mutating func finishIfDone() -> Next {
-        guard request?.bodyDone == true, request?.responseDone == true else { return .carryOn }
-        let r = request.take()!   // moved out: no copy of its head
+        guard serving, current.bodyDone, current.responseDone else { return .carryOn }
+        let r = takeCurrent()
         let close = !r.keepAlive || draining || peerDone || phase == .closing
         if close { phase = .closing }
         return .finished(r, close: close)

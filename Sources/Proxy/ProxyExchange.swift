@@ -57,13 +57,16 @@ public final class ProxyExchange: UpstreamDelegate {
     public private(set) var upstreamHeadAt: UInt64 = 0
 
     public init(pool: UpstreamPool, upstream: String, request: ProxyRequest, timeouts: Timeouts, downstream: Downstream) {
+        // Read before the request is stored: a read after would keep the parameter alive and
+        // make the store a copy (a retain per string and list of the request).
+        let method = request.method
+        chunkedUpstream = request.bodyLength == nil
         self.pool = pool
         self.upstreamName = upstream
         self.request = request
         self.timeouts = timeouts
         self.downstream = downstream
-        chunkedUpstream = request.bodyLength == nil
-        parser.expect(requestMethod: request.method)
+        parser.expect(requestMethod: method)
     }
 
     /// A connection still attached goes with the exchange: it must never call a delegate that is gone.

@@ -84,7 +84,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
     /// the header timeout once; between requests the connection may idle.
     private func armTimer(partialHead: Bool) {
         guard !closed, session.phase == .open else { return }
-        if session.request == nil && partialHead {
+        if !session.isServing && partialHead {
             if !headClock { worker.loop.arm(transport.timer, seconds: timeouts.header) }
             headClock = true
         } else {
@@ -96,6 +96,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
     private var upstreamBacklogged: Bool { (exchange?.upstreamBacklog ?? 0) > ProxyExchange.highWater }
 
     private func begin(_ head: RequestHead) {
+        let transport = self.transport   // one strong reference, not one checked `unowned` load per use
         startedAt = worker.loop.now
         headClock = false
         worker.loop.arm(transport.timer, seconds: timeouts.idle)
@@ -122,6 +123,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
     }
 
     private func forward(_ head: RequestHead, upstream: String, forwardedHeaders: Bool, bodyLimit: Int64) {
+        let transport = self.transport   // one strong reference, not one checked `unowned` load per use
         // A new section (the session keeps the head), with room for the fields added here.
         var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 192)
         fields.removeAll(named: "expect")
@@ -136,7 +138,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
         var proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
                                    bodyLength: length, upgrade: upgrade, clientAddress: transport.clientHost, scheme: "https")
         transport.personalize(&proxied, upstream: upstream)
-        let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: proxied, timeouts: timeouts, downstream: self)
+        let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: consume proxied, timeouts: timeouts, downstream: self)
         self.exchange = exchange
         let queued = transport.output.count
         session.forward(bodyLimit: bodyLimit, into: &transport.output)
@@ -156,7 +158,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
     /// Malformed or refused input: answered, then the connection closes without reading further.
     private func refuse(status: Int, reason: String) {
         Log.debug("refused request from \(transport.peer): \(status) \(reason)")
-        if session.request == nil { startedAt = worker.loop.now }
+        if !session.isServing { startedAt = worker.loop.now }
         exchange?.abort()
         let next = session.refuse(status: status, reason: reason, into: &transport.output)
         transport.pauseReading()
