@@ -44,17 +44,17 @@ public final class ProxyExchange: UpstreamDelegate {
     /// The request body sent so far, kept for a retry until it can no longer be replayed (nil);
     /// the head is written again from `request`, so a request without a body keeps nothing.
     private var replay: [UInt8]? = []
-    private var chunkedUpstream: Bool
+    @exclusivity(unchecked) private var chunkedUpstream: Bool
     private var parser = ResponseParser()
-    private var responseStarted = false   // bytes came back: no retry from here on
-    private var requestDone = false
-    private var responseDone = false
-    private var tunnel = false
-    public private(set) var finished = false
+    @exclusivity(unchecked) private var responseStarted = false   // bytes came back: no retry from here on
+    @exclusivity(unchecked) private var requestDone = false
+    @exclusivity(unchecked) private var responseDone = false
+    @exclusivity(unchecked) private var tunnel = false
+    @exclusivity(unchecked) public private(set) var finished = false
     public private(set) var upstreamAddress: String?
     /// Nanoseconds from start to the response head, for the access log.
-    public private(set) var upstreamStart: UInt64 = 0
-    public private(set) var upstreamHeadAt: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var upstreamStart: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var upstreamHeadAt: UInt64 = 0
 
     public init(pool: UpstreamPool, upstream: String, request: ProxyRequest, timeouts: Timeouts, downstream: Downstream) {
         // Read before the request is stored: a read after would keep the parameter alive and
