@@ -44,6 +44,22 @@ public final class HTTP2Session {
         var size = 0
         var oversized = false
         var trailers = false
+
+        /// Adds one decoded field within the limits; false: an HPACK bomb (a small block decoding
+        /// into far more than 4x the advertised list size), whose decoding is not worth going on with.
+        mutating func add(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, settings: HTTP2Settings) -> Bool {
+            size += name.count + value.count + 32
+            if size > settings.maxHeaderListSize * 4 { return false }
+            if oversized { return true }
+            if size > settings.maxHeaderListSize || fields.count >= settings.maxHeaders {
+                oversized = true
+                fields = []
+                return true
+            }
+            // nghttp2 has checked the name (lower-case token) and the value (no CR, LF or NUL; RFC 9113 §8.2.1).
+            fields.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
+            return true
+        }
     }
 
     /// A stream's response body waiting for its flow-control window. A class, so the buffer is
@@ -324,26 +340,15 @@ public final class HTTP2Session {
     }
 
     fileprivate func header(_ stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard inbound[stream] != nil else { return 0 }
-        inbound[stream]!.size += name.count + value.count + 32
-        // Read what is needed, not a copy of the entry: a copy alive at the append below would
-        // make it copy the whole field list.
-        let (size, count, oversized) = (inbound[stream]!.size, inbound[stream]!.fields.count, inbound[stream]!.oversized)
-        if size > settings.maxHeaderListSize * 4 {
-            // HPACK bomb: a small block that decodes into far more than we advertised. Decoding
-            // it further costs CPU for nothing; drop the connection.
-            abuse = "header list decoded past 4x max_header_list_size (HPACK bomb)"
-            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-        }
-        if oversized { return 0 }
-        if size > settings.maxHeaderListSize || count >= settings.maxHeaders {
-            inbound[stream]!.oversized = true
-            inbound[stream]!.fields = []
-            return 0
-        }
-        // nghttp2 has checked the name (lower-case token) and the value (no CR, LF or NUL; RFC 9113 §8.2.1).
-        inbound[stream]!.fields.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
-        return 0
+        // Two accesses to the table per field (every access to a class's stored var is checked at
+        // run time): the entry is moved out, changed and put back. Changed through the table
+        // instead, its field list was copied on every append.
+        guard var entry = inbound.removeValue(forKey: stream) else { return 0 }
+        let withinBounds = entry.add(name: name, value: value, settings: settings)
+        inbound[stream] = entry
+        if withinBounds { return 0 }
+        abuse = "header list decoded past 4x max_header_list_size (HPACK bomb)"
+        return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
     }
 
     fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {

@@ -44,7 +44,9 @@ final class HTTP2Stream: Downstream {
     }
 
     private var session: HTTP2Session { front.session }
-    private var settings: Settings { front.worker.config.settings }
+    // The parts read, not `Settings` whole: a computed copy of it retains every string and list it holds.
+    private var limits: Limits { front.worker.config.settings.limits }
+    private var timeouts: Timeouts { front.worker.config.settings.timeouts }
 
     // MARK: Request
 
@@ -101,7 +103,7 @@ final class HTTP2Stream: Downstream {
         if !cookies.isEmpty { forwarded.append(name: "cookie", value: cookies.joined(separator: "; ")) }
         let length: Int64? = endStream || websocket ? 0 : contentLength
         switch RequestPolicy.decide(front.worker.config.router, host: host, path: target, declaredLength: length,
-                                    limits: settings.limits) {
+                                    limits: limits) {
         case .notFound:
             respond(status: 404, body: "no route for this host and path\n")
         case .tooLarge(let n, let limit):
@@ -122,8 +124,8 @@ final class HTTP2Stream: Downstream {
                                        bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.transport.clientHost,
                                        scheme: "https")
             front.transport.personalize(&request, upstream: upstream)
-            let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: request,
-                                  timeouts: settings.timeouts, downstream: self)
+            let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: consume request,
+                                  timeouts: timeouts, downstream: self)
             exchange = e
             e.start()
         }

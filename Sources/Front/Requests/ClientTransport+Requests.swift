@@ -8,9 +8,10 @@ extension ClientTransport {
     /// The verified client certificate (mutual TLS; client copies dropped), and, for an upstream
     /// that sends PROXY headers, the connection's ends and its ownership.
     func personalize(_ request: inout ProxyRequest, upstream: String) {
-        let config = worker.config
-        if let auth = config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&request.fields, clientIdentity, auth) }
-        if !config.proxyHeaderUpstreams.isEmpty && config.proxyHeaderUpstreams.contains(upstream) {
+        // Through `worker.config` each time, not a local copy of it: copying the configuration
+        // retains every string and list it holds, on every request.
+        if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&request.fields, clientIdentity, auth) }
+        if !worker.config.proxyHeaderUpstreams.isEmpty && worker.config.proxyHeaderUpstreams.contains(upstream) {
             request.connection = (peer, local)
             request.owner = ObjectIdentifier(self)
             hasPrivateUpstreams = true
