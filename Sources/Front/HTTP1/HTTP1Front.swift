@@ -97,6 +97,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
 
     private func begin(_ head: RequestHead) {
         let transport = self.transport   // one strong reference, not one checked `unowned` load per use
+        transport.borrowOutput()
         startedAt = worker.loop.now
         headClock = false
         worker.loop.arm(transport.timer, seconds: timeouts.idle)
@@ -262,6 +263,8 @@ final class HTTP1Front: ProtocolFront, Downstream {
     }
 
     func drain() -> Bool { session.drain() }
+
+    var isIdle: Bool { !session.isServing }
 
     func transportClosed() {
         closed = true

@@ -104,6 +104,9 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
         if !closed { pump() }
     }
 
+    /// Its frames come in batches from every stream: the connection keeps its output buffer.
+    var isIdle: Bool { false }
+
     /// Graceful shutdown: GOAWAY; open streams finish, new ones are refused (the connection closes
     /// once nghttp2 wants nothing more).
     func drain() -> Bool {

@@ -33,6 +33,12 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let pool: UpstreamPool
     /// Shared read buffer: a connection keeps only the bytes it could not consume yet.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    /// Output buffers given back by connections with nothing in progress, lent to the next request
+    /// that writes: an idle keep-alive connection holds no output buffer (nginx and HAProxy give
+    /// theirs back too), and a busy one takes and returns one per request without a malloc.
+    private var spareOutputs: [[UInt8]] = []
+    static let maxSpareOutputs = 256
+    static let maxSpareCapacity = 16 * 1024
     var listeners: [Listener] = []
     var connections: [ObjectIdentifier: ClientTransport] = [:]
     private(set) var draining = false
@@ -43,6 +49,17 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         self.loop = loop; self.challenges = challenges; self.onDemand = onDemand; self.alpnLookups = alpnLookups
         self.accessLog = AccessLogBuffer(accessLog, loop: loop); self.config = config
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
+    }
+
+    func lendOutput() -> [UInt8]? { spareOutputs.popLast() }
+
+    /// Takes `buffer` (empty, or about to be) and keeps it for another request if it is not too big.
+    func giveBack(_ buffer: inout [UInt8]) {
+        var spare: [UInt8] = []
+        swap(&spare, &buffer)
+        guard spare.capacity <= Self.maxSpareCapacity, spareOutputs.count < Self.maxSpareOutputs else { return }
+        spare.removeAll(keepingCapacity: true)
+        spareOutputs.append(spare)
     }
 
     func apply(_ config: RuntimeConfig) {

@@ -327,7 +327,13 @@ final class ClientTransport: Pollable {
         if output.capacity > 64 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
         outputSent = 0
         if closeWhenFlushed { close(); return }
+        if let front, front.isIdle { worker.giveBack(&output) }
         front?.transportDrained()
+    }
+
+    /// Before a request is answered: a buffer of the loop's, when this connection gave its own back.
+    func borrowOutput() {
+        if output.capacity == 0, let spare = worker.lendOutput() { output = spare }
     }
 
     /// Closes once everything queued has been written (the last response, a final GOAWAY).

@@ -18,4 +18,6 @@ protocol ProtocolFront: AnyObject {
     func drain() -> Bool
     /// The connection is gone: abort what still runs, log what was served.
     func transportClosed()
+    /// Nothing in progress: once written out, the transport gives its output buffer back to the loop.
+    var isIdle: Bool { get }
 }
