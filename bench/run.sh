@@ -20,7 +20,7 @@ if [[ $H2 == 1 ]]; then DEFAULT_TESTS="h2"
 elif [[ $ACCESS_LOG == 1 ]]; then DEFAULT_TESTS="ka"
 elif [[ $WORKERS != 1 ]]; then DEFAULT_TESTS="hs ka"
 else DEFAULT_TESTS="hs hsget ka idle"; fi
-TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle slowloris h2, run in this order
+TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle kaidle slowloris h2, run in this order
 DURATION=${DURATION:-10}            # seconds per measurement
 ROUNDS=${ROUNDS:-3}                 # rounds; peer order alternates per test and per round
 WARMUP=${WARMUP:-1}                 # seconds of unmeasured handshakes after each server start
@@ -234,10 +234,10 @@ for t in "$NGINX_BIN" openssl curl python3 taskset ss go; do
 done
 for t in $TESTS; do
     case $t in
-        hs|hsget|idle|slowloris) ;;
+        hs|hsget|idle|kaidle|slowloris) ;;
         ka) command -v wrk >/dev/null || die "wrk not found" ;;
         h2) command -v h2load >/dev/null || die "h2load not found (Debian nghttp2-client)" ;;
-        *) die "unknown test '$t' (known: hs hsget ka idle slowloris h2)" ;;
+        *) die "unknown test '$t' (known: hs hsget ka idle kaidle slowloris h2)" ;;
     esac
 done
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "DURATION must be a whole number of seconds"
@@ -685,10 +685,10 @@ measure_h2() {
 }
 
 # (d): memory per idle TLS connection
-measure_idle() {
-    local peer=$1 cmd r0 r1 cpid i line est
+measure_idle() {  # peer [idle|kaidle]: handshake only, or one keep-alive GET first
+    local peer=$1 mode=${2:-idle} cmd r0 r1 cpid i line est
     select_peer "$peer"
-    cmd="taskset -c $CLIENT_CPU $HSCLIENT -addr 127.0.0.1:$SERVER_PORT -sni $SNI -mode idle -n $IDLE_CONNS -c 32 -hold 600s"
+    cmd="taskset -c $CLIENT_CPU $HSCLIENT -addr 127.0.0.1:$SERVER_PORT -sni $SNI -mode $mode -n $IDLE_CONNS -c 32 -hold 600s"
     record_cmd "$cmd"
     r0=$(rss_kib "${SERVER_PIDS[@]}")
     : >"$WORK/idle.out"
@@ -707,13 +707,13 @@ measure_idle() {
     r1=$(rss_kib "${SERVER_PIDS[@]}")
     est=$(ss -Htn state established "( sport = :$SERVER_PORT )" | wc -l)
     stop_pid "$cpid"
-    check_alive "$peer idle"
+    check_alive "$peer $mode"
     local open; open=$(jget "$line" open)
-    (( open == IDLE_CONNS )) || log "WARNING: $peer idle: only $open of $IDLE_CONNS connections opened: $line"
-    (( est >= open )) || log "WARNING: $peer idle: server side shows only $est established connections of $open"
-    raw "$peer" idle_kib "$(python3 -c "print(f'{($r1-$r0)/$open:.1f}')")"
-    raw "$peer" idle_open "$open"
-    log "$peer idle: $open connections ($est established at the server), RSS $r0 -> $r1 KiB = $(python3 -c "print(f'{($r1-$r0)/$open:.1f}')") KiB/conn"
+    (( open == IDLE_CONNS )) || log "WARNING: $peer $mode: only $open of $IDLE_CONNS connections opened: $line"
+    (( est >= open )) || log "WARNING: $peer $mode: server side shows only $est established connections of $open"
+    raw "$peer" ${mode}_kib "$(python3 -c "print(f'{($r1-$r0)/$open:.1f}')")"
+    raw "$peer" ${mode}_open "$open"
+    log "$peer $mode: $open connections ($est established at the server), RSS $r0 -> $r1 KiB = $(python3 -c "print(f'{($r1-$r0)/$open:.1f}')") KiB/conn"
 }
 
 # (f): slowloris: SLOW_CONNS connections that send a request line and Host right after the
@@ -827,6 +827,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
                 hsget) measure_hs "$peer" get hsget ;;
                 ka) measure_ka "$peer" ;;
                 idle) measure_idle "$peer" ;;
+                kaidle) measure_idle "$peer" kaidle ;;
                 slowloris) measure_slow "$peer" ;;
                 h2) measure_h2 "$peer" ;;
             esac
@@ -867,6 +868,7 @@ metrics = [
     ('h2_rate', 'HTTP/2 proxied GET 1 KiB, req/s', 'higher', '{:.0f}'),
     ('h2_us', 'server CPU µs per HTTP/2 proxied GET', 'lower', '{:.1f}'),
     ('idle_kib', 'KiB per idle TLS connection (ΔRSS)', 'lower', '{:.1f}'),
+    ('kaidle_kib', 'KiB per idle keep-alive connection after one proxied GET (ΔRSS)', 'lower', '{:.1f}'),
     ('slow_kib', 'KiB per slowloris connection (ΔRSS)', 'lower', '{:.1f}'),
     ('slow_cpu', 'server CPU while slowloris connections trickle, % of one core (×10 = ms/s)', 'lower', '{:.2f}'),
     ('slow_held', 'slowloris connections held at the end of the window', 'higher', '{:.0f}'),

@@ -11,6 +11,9 @@
 //	           "Connection: close", read the whole response, repeat
 //	idle       open -n connections (handshake only), print a JSON line,
 //	           hold them for -hold (or until SIGTERM/SIGINT), then exit
+//	kaidle     as idle, but each connection first makes one keep-alive
+//	           "GET -path HTTP/1.1" and reads the whole response (status 200
+//	           checked): what an idle keep-alive connection costs between requests
 //	slowloris  as idle, but each connection sends "GET -path HTTP/1.1" and
 //	           its Host line right after the handshake, then one more header
 //	           line ("X-a: b") every -trickle, never the blank line that ends
@@ -85,7 +88,7 @@ func (e *errLog) list() []string {
 var (
 	addr       = flag.String("addr", "127.0.0.1:8443", "server host:port")
 	serverName = flag.String("sni", "localhost", "TLS ServerName (SNI)")
-	mode       = flag.String("mode", "handshake", "handshake | get | idle | slowloris")
+	mode       = flag.String("mode", "handshake", "handshake | get | idle | kaidle | slowloris")
 	conns      = flag.Int("c", 16, "concurrent goroutines (handshake/get); concurrent dials while opening (idle/slowloris)")
 	duration   = flag.Duration("d", 10*time.Second, "test duration (handshake/get)")
 	n          = flag.Int("n", 2000, "idle/slowloris mode: number of connections to hold")
@@ -162,7 +165,7 @@ func main() {
 	switch *mode {
 	case "handshake", "get":
 		runLoad()
-	case "idle", "slowloris":
+	case "idle", "kaidle", "slowloris":
 		runIdle(*mode == "slowloris")
 	default:
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", *mode)
@@ -346,6 +349,14 @@ func runIdle(slow bool) {
 					elog.add(err)
 					continue
 				}
+				if *mode == "kaidle" {
+					if err := oneKeepAliveGet(c); err != nil {
+						c.Close()
+						atomic.AddInt64(&nerr, 1)
+						elog.add(fmt.Errorf("keep-alive GET: %w", err))
+						continue
+					}
+				}
 				if slow {
 					if _, err := c.Write(head); err != nil {
 						c.Close()
@@ -404,6 +415,32 @@ func runIdle(slow bool) {
 		atomic.StoreInt32(&h.gone, 1) // our own close is not the server's
 		h.c.Close()
 	}
+}
+
+// oneKeepAliveGet sends one keep-alive GET and reads its whole response (Content-Length or
+// chunked), leaving the connection idle and nothing buffered on our side.
+func oneKeepAliveGet(c *tls.Conn) error {
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hsclient\r\n\r\n", *path, *hostHdr)
+	c.SetDeadline(time.Now().Add(*timeout))
+	if _, err := c.Write([]byte(req)); err != nil {
+		return err
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if br.Buffered() != 0 {
+		return fmt.Errorf("%d bytes after the response", br.Buffered())
+	}
+	return nil
 }
 
 func emit(r result) {
