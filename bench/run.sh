@@ -827,7 +827,8 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
                 hsget) measure_hs "$peer" get hsget ;;
                 ka) measure_ka "$peer" ;;
                 idle) measure_idle "$peer" ;;
-                kaidle) measure_idle "$peer" kaidle ;;
+                # a fresh process: memory an earlier test's connections freed would be reused
+                kaidle) stop_peer "$peer"; prepare_peer "$peer"; measure_idle "$peer" kaidle ;;
                 slowloris) measure_slow "$peer" ;;
                 h2) measure_h2 "$peer" ;;
             esac
