@@ -7,7 +7,7 @@ CONFIG     ?= conf/edgeproxy.yaml
 APT_RUN    := libssl-dev pkg-config
 APT_TEST   := $(APT_RUN) libnghttp2-dev openssl curl nghttp2-client pebble etcd-server etcd-client haproxy nginx-light wrk bind9 bind9-dnsutils gcc testssl.sh chromium slowhttptest
 PIP_TEST   := pytest cryptography h2 pyyaml jsonschema openapi-spec-validator
-APT_BENCH  := $(APT_TEST) golang-go h2o
+APT_BENCH  := $(APT_TEST) golang-go h2o linux-perf
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
 export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
