@@ -75,37 +75,27 @@ class WatchGate:
 
     def _up(self, client: socket.socket, server: socket.socket, state: dict) -> None:
         seen = b""
-        while True:
-            try:
-                data = client.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
+
+        def inspect(data: bytes) -> bool:
+            nonlocal seen
             if not state["watch"]:
                 seen = (seen + data)[-4096:]
                 if b"POST /v3/watch " in seen:
                     state["watch"] = True
                     with self.cond:
                         self.watches += 1
-            try:
-                server.sendall(data)
-            except OSError:
-                break
-        _close(client, server)
+            return True
+
+        _pump(client, server, inspect)
         with self.cond:
             state["gone"] = True
             self.cond.notify_all()
 
     def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
         seen = b""
-        while True:
-            try:
-                data = server.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
+
+        def inspect(data: bytes) -> bool:
+            nonlocal seen
             if state["watch"] and not state["created"]:
                 seen = (seen + data)[-4096:]
                 state["created"] = CREATED in seen.replace(b" ", b"")
@@ -114,12 +104,27 @@ class WatchGate:
                 with self.cond:
                     self.cond.wait_for(lambda: not self.held or self.closed or state.get("gone"))
                     if self.closed or state.get("gone"):
-                        break
-            try:
-                client.sendall(data)
-            except OSError:
-                break
-        _close(client, server)
+                        return False
+            return True
+
+        _pump(server, client, inspect)
+
+
+def _pump(src: socket.socket, dst: socket.socket, inspect) -> None:
+    """Copies `src` to `dst` until either end closes or `inspect` (shown each chunk first) says
+    stop, then closes both."""
+    while True:
+        try:
+            data = src.recv(65536)
+        except OSError:
+            data = b""
+        if not data or not inspect(data):
+            break
+        try:
+            dst.sendall(data)
+        except OSError:
+            break
+    _close(src, dst)
 
 
 def _close(*socks: socket.socket) -> None:

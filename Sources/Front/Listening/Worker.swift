@@ -53,12 +53,11 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
 
     func lendOutput() -> [UInt8]? { spareOutputs.popLast() }
 
-    /// Takes `buffer` (empty, or about to be) and keeps it for another request if it is not too big.
+    /// Takes an emptied (fully written) `buffer` and keeps it for another request if it is not too big.
     func giveBack(_ buffer: inout [UInt8]) {
         var spare: [UInt8] = []
         swap(&spare, &buffer)
         guard spare.capacity <= Self.maxSpareCapacity, spareOutputs.count < Self.maxSpareOutputs else { return }
-        spare.removeAll(keepingCapacity: true)
         spareOutputs.append(spare)
     }
 

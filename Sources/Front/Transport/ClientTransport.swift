@@ -369,7 +369,7 @@ final class ClientTransport: Pollable {
     /// another connection. Its header timeout bounds the wait.
     private func drainFront() {
         // An HTTP/1 connection that sent nothing yet has no front: the one its first bytes make drains.
-        if front == nil && http1Deferred { return }
+        if http1Deferred { return }
         guard let front else { close(); return }
         if front.drain() && delivered { closeAfterFlush() }
     }
