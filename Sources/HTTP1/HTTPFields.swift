@@ -20,6 +20,15 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     public var isEmpty: Bool { count == 0 }
 
+    /// Bytes the section holds without growing.
+    public var capacity: Int { bytes.capacity }
+
+    /// Empties the section; `keepingCapacity`: its buffer is kept (if no one else holds it) for new lines.
+    public mutating func removeAll(keepingCapacity: Bool) {
+        bytes.removeAll(keepingCapacity: keepingCapacity)
+        count = 0
+    }
+
     /// Room for `byteCount` more bytes of lines, so that a head and the few fields a forwarder adds
     /// share one allocation.
     public mutating func reserveCapacity(bytes byteCount: Int) { bytes.reserveCapacity(bytes.count + byteCount) }

@@ -1,26 +1,29 @@
 /// A parsed request head, with the facts a proxy needs already derived from its fields.
-public struct RequestHead: Sendable, Equatable {
+///
+/// A reference: the parser makes it once and the session, the front and the access log share it,
+/// where a copy of a struct would retain each of its strings and lists again (several times per request).
+public final class RequestHead: Sendable, Equatable {
     /// As sent (methods are case-sensitive tokens, RFC 9110 §9.1).
-    public var method: String
+    public let method: String
     /// origin-form "/path?q"; absolute-form is converted to origin-form; "*" only for OPTIONS;
     /// authority-form "host:port" only for CONNECT.
-    public var target: String
+    public let target: String
     /// 0 or 1 (HTTP/1.0, HTTP/1.1).
-    public var versionMinor: Int
+    public let versionMinor: Int
     /// In order, names as sent, values trimmed of OWS.
-    public var fields: HTTPFields
+    public let fields: HTTPFields
     /// Host value (or absolute-form authority), lower-cased, port kept.
-    public var host: String?
+    public let host: String?
     /// .none, .length(n) or .chunked.
-    public var framing: BodyFraming
+    public let framing: BodyFraming
     /// HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive".
-    public var keepAlive: Bool
+    public let keepAlive: Bool
     /// "Expect: 100-continue" (case-insensitive).
-    public var expectContinue: Bool
+    public let expectContinue: Bool
     /// The Upgrade value, only when Connection lists "upgrade" (and never for HTTP/1.0).
-    public var upgrade: String?
+    public let upgrade: String?
     /// What the Connection fields said, for hop-by-hop removal.
-    public var connection: ConnectionOptions
+    public let connection: ConnectionOptions
 
     public init(method: String, target: String, versionMinor: Int, fields: HTTPFields, host: String?,
                 framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, upgrade: String?,
@@ -35,6 +38,12 @@ public struct RequestHead: Sendable, Equatable {
         self.expectContinue = expectContinue
         self.upgrade = upgrade
         self.connection = connection
+    }
+
+    public static func == (a: RequestHead, b: RequestHead) -> Bool {
+        a === b || (a.method == b.method && a.target == b.target && a.versionMinor == b.versionMinor && a.fields == b.fields
+                    && a.host == b.host && a.framing == b.framing && a.keepAlive == b.keepAlive
+                    && a.expectContinue == b.expectContinue && a.upgrade == b.upgrade && a.connection == b.connection)
     }
 }
 

@@ -19,10 +19,23 @@ public struct ResponseParser: Sendable {
     private var requestKind = RequestKind.other
     /// Bytes of a head (or an interim 1xx) have arrived, so EOF now would truncate a response.
     private var responseStarted = false
+    /// A buffer for the next head's field section, handed in by `reuse` (else one is allocated).
+    private var spare = HTTPFields()
+
+    /// The largest field-section buffer worth keeping for another head (see `reuse`).
+    public static let keptSectionBytes = 4096
 
     public init(maxHeaderBytes: Int = 65536, maxHeaders: Int = 200) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaders = maxHeaders
+    }
+
+    /// A field section done with (a head's, once written out): its buffer takes the next head's fields,
+    /// so a kept-alive origin connection allocates none per response. A buffer over
+    /// `keptSectionBytes` is dropped.
+    public mutating func reuse(_ fields: consuming HTTPFields) {
+        guard fields.capacity <= Self.keptSectionBytes else { return }
+        spare = fields
     }
 
     /// Must be called before each response is parsed, with the method of the request it answers
@@ -108,11 +121,13 @@ public struct ResponseParser: Sendable {
         }
     }
 
-    private func makeHead(_ head: UnsafeRawBufferPointer, firstLineEnd: Int) throws(HTTPParseError) -> ResponseHead {
+    private mutating func makeHead(_ head: UnsafeRawBufferPointer, firstLineEnd: Int) throws(HTTPParseError) -> ResponseHead {
         let line = try StatusLine(head.slice(0..<firstLineEnd))
         var framing = FramingFields()
         var lines = FieldLines(head, from: firstLineEnd + 2)
         var fields = HTTPFields()
+        swap(&fields, &spare)
+        fields.removeAll(keepingCapacity: true)   // a buffer still shared is copied here: no worse than a new one
         fields.reserveCapacity(bytes: head.count)  // the section is smaller than the head
         while let raw = try lines.next() {
             guard fields.count < maxHeaders else { throw .badRequest("too many response header fields") }

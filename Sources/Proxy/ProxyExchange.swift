@@ -173,6 +173,7 @@ public final class ProxyExchange: UpstreamDelegate {
             do {
                 let c = try pool.connection(to: server, delegate: self, owner: request.owner)
                 connection = c
+                parser.reuse(c.takeSpareFields())
                 upstreamAddress = server.label
                 if let version = server.settings.proxyProtocol, c.uses == 1 { c.sendInClear(proxyHeader(version: version)) }
                 c.send { writeHead(into: &$0) }
@@ -402,6 +403,7 @@ public final class ProxyExchange: UpstreamDelegate {
         HopByHop.remove(from: &head.fields, connection: head.connection)
         downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason, fields: head.fields,
                                                    bodyLength: length, hasBody: hasBody))
+        connection?.spareFields = head.fields   // written out: the buffer serves the connection's next response
     }
 
     private func deliverEnd(trailers: [HTTPField], reusable: Bool) {

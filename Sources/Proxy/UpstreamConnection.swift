@@ -50,6 +50,8 @@ public final class UpstreamConnection: Pollable {
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.
     var owner: ObjectIdentifier?
+    /// The last response head's field buffer, for the next response's parser (`ResponseParser.reuse`).
+    public var spareFields = HTTPFields()
 
     init(fd: Int32, loop: EventLoop, server: UpstreamServer, tls: TLSConnection?) {
         self.fd = fd; self.loop = loop; self.server = server; self.tls = tls
@@ -57,6 +59,12 @@ public final class UpstreamConnection: Pollable {
     }
 
     public var address: String { server.label }
+
+    public func takeSpareFields() -> HTTPFields {
+        var fields = HTTPFields()
+        swap(&fields, &spareFields)
+        return fields
+    }
     /// Bytes queued and not yet accepted by the kernel.
     public var backlog: Int { output.count - outputSent }
 

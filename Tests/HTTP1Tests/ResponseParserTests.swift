@@ -14,6 +14,33 @@ final class ResponseParserTests: XCTestCase {
         XCTAssertEqual(try parseResponses(byteByByte(raw)), parsed)
     }
 
+    /// A reused field buffer (the last head's, handed back once written out) holds only the new head's
+    /// fields, even when it is still shared, and an oversize one is not kept.
+    func testReusedFieldBufferHoldsOnlyTheNextHead() throws {
+        func head(_ raw: String, parser: inout ResponseParser) throws -> ResponseHead {
+            try raw.bytes.withUnsafeBytes { buf in
+                guard case (_, .head(let h)) = try parser.parse(buf) else { throw XCTSkip("no head") }
+                return h
+            }
+        }
+        var parser = ResponseParser()
+        let first = try head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-First: 1\r\n\r\n", parser: &parser)
+        _ = try parser.parse(UnsafeRawBufferPointer(start: nil, count: 0))   // the empty body ends it
+        parser.reuse(first.fields)   // still shared with `first`: must be copied, not written over
+        let second = try head("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", parser: &parser)
+        XCTAssertEqual(Array(second.fields), [HTTPField(name: "Content-Length", value: "0")])
+        XCTAssertEqual(Array(first.fields), [HTTPField(name: "Content-Length", value: "0"), HTTPField(name: "X-First", value: "1")])
+
+        var big = HTTPFields()
+        big.reserveCapacity(bytes: ResponseParser.keptSectionBytes * 2)
+        big.append(name: "X-Big", value: "1")
+        var again = ResponseParser()
+        again.reuse(big)
+        let third = try head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", parser: &again)
+        XCTAssertLessThanOrEqual(third.fields.capacity, ResponseParser.keptSectionBytes)
+        XCTAssertEqual(Array(third.fields), [HTTPField(name: "Content-Length", value: "0")])
+    }
+
     func testChunkedResponseWithTrailers() throws {
         let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nExpires: never\r\n\r\n"
         let parsed = try parseResponses(oneShot(raw))
