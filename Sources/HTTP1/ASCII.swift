@@ -96,3 +96,14 @@ extension UnsafeRawBufferPointer {
         return start..<end
     }
 }
+
+extension String {
+    /// The UTF-8 bytes in place. `withUTF8` needs a `var` (a copy: a retain and a release); native and
+    /// small strings, all this code meets, lend their bytes without one.
+    @inlinable @inline(__always)
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let r = try utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) { return r }
+        var copy = self
+        return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}

@@ -123,8 +123,7 @@ public enum HTTP1Writer {
 
     /// One copy of the string's UTF-8 storage (appending `.utf8` goes byte by byte).
     @inline(__always) private static func append(_ text: String, to out: inout [UInt8]) {
-        var text = text
-        text.withUTF8 { out.append(contentsOf: $0) }
+        text.withBytes { out.append(contentsOf: $0) }
     }
 
     private static func appendHex(_ n: Int, into out: inout [UInt8]) {

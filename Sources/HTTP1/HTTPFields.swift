@@ -39,13 +39,25 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     /// or NUL in the value becomes a space, so no value can end its line early (header injection).
     public mutating func append(name: String, value: String) {
         assert(!name.isEmpty && !name.utf8.dropFirst().contains(ASCII.colon) && !name.utf8.contains(where: { $0 <= ASCII.sp }), "not a field name")
-        var name = name, value = Self.singleLine(value)
-        name.withUTF8 { n in value.withUTF8 { v in append(name: UnsafeRawBufferPointer(n), value: UnsafeRawBufferPointer(v)) } }
+        let appended = name.withBytes { n in
+            value.withBytes { v in
+                guard !Self.breaksLine(v) else { return false }
+                append(name: n, value: v)
+                return true
+            }
+        }
+        if !appended { Self.singleLine(value).withBytes { v in name.withBytes { n in append(name: n, value: v) } } }
     }
 
     static func singleLine(_ value: String) -> String {
-        guard value.utf8.contains(where: { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 }) else { return value }
+        guard value.withBytes(breaksLine) else { return value }
         return String(decoding: value.utf8.map { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 ? ASCII.sp : $0 }, as: UTF8.self)
+    }
+
+    /// Whether a value holds a byte that would end its line early (CR, LF) or cut it (NUL).
+    private static func breaksLine(_ value: UnsafeRawBufferPointer) -> Bool {
+        for byte in value where byte == ASCII.cr || byte == ASCII.lf || byte == 0 { return true }
+        return false
     }
 
     /// Appends a line from bytes the caller has validated (a token name; a value without CR or LF).
@@ -99,14 +111,13 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     /// The first line whose name is `name` (case-insensitive, RFC 9110 §5.1).
     public func firstLine(named name: String) -> Line? {
         var found: Line?
-        var name = name
-        name.withUTF8 { wanted in
+        name.withBytes { wanted in
             bytes.withUnsafeBytes { buf in
                 var i = 0
                 while i < buf.count {
                     let line = Self.line(in: buf, at: i)
                     if line.nameEnd - line.start == wanted.count,
-                       Self.equalsIgnoringCase(buf.slice(line.name), UnsafeRawBufferPointer(wanted)) {
+                       Self.equalsIgnoringCase(buf.slice(line.name), wanted) {
                         found = line
                         return
                     }
@@ -181,8 +192,7 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     /// Whether a name in a section is `name` (case-insensitive, RFC 9110 §5.1).
     public static func nameEquals(_ bytes: UnsafeRawBufferPointer, _ name: String) -> Bool {
         guard bytes.count == name.utf8.count else { return false }
-        var name = name
-        return name.withUTF8 { equalsIgnoringCase(bytes, UnsafeRawBufferPointer($0)) }
+        return name.withBytes { equalsIgnoringCase(bytes, $0) }
     }
 
     /// ASCII case-insensitive equality of two names of the same length.

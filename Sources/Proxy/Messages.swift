@@ -22,10 +22,25 @@ public struct ProxyRequest: Sendable {
     /// The client connection (for PROXY-protocol upstreams, whose connections are private to it).
     public var owner: ObjectIdentifier?
 
+    /// The client connection a request for a PROXY-header upstream belongs to.
+    public struct PrivateTo: Sendable {
+        public var client: SocketAddress
+        public var local: SocketAddress?
+        public var owner: ObjectIdentifier
+        public init(client: SocketAddress, local: SocketAddress?, owner: ObjectIdentifier) {
+            self.client = client; self.local = local; self.owner = owner
+        }
+    }
+
+    @inlinable   // built in the caller's frame: not copied out of an opaque initializer
     public init(method: String, target: String, host: String?, fields: HTTPFields, bodyLength: Int64?,
-                upgrade: String?, clientAddress: String, scheme: String) {
+                upgrade: String?, clientAddress: String, scheme: String, privateTo: PrivateTo? = nil) {
         self.method = method; self.target = target; self.host = host; self.fields = fields
         self.bodyLength = bodyLength; self.upgrade = upgrade; self.clientAddress = clientAddress; self.scheme = scheme
+        if let privateTo {
+            connection = (privateTo.client, privateTo.local)
+            owner = privateTo.owner
+        }
     }
 }
 
@@ -75,7 +90,6 @@ public enum HopByHop {
     }
 
     static func isHopByHop(_ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { isHopByHop(UnsafeRawBufferPointer($0)) }
+        name.withBytes { isHopByHop($0) }
     }
 }

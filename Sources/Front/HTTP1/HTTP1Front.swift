@@ -125,10 +125,12 @@ final class HTTP1Front: ProtocolFront, Downstream {
 
     private func forward(_ head: RequestHead, upstream: String, forwardedHeaders: Bool, bodyLimit: Int64) {
         let transport = self.transport   // one strong reference, not one checked `unowned` load per use
+        let client = transport.clientHost
         // A new section (the session keeps the head), with room for the fields added here.
         var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 192)
         fields.removeAll(named: "expect")
-        if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: transport.clientHost, host: head.host) }
+        if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: client, host: head.host) }
+        let privateTo = transport.personalize(&fields, upstream: upstream)
         let length: Int64?
         switch head.framing {
         case .none: length = 0
@@ -136,10 +138,12 @@ final class HTTP1Front: ProtocolFront, Downstream {
         case .chunked, .untilClose: length = nil
         }
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
-        var proxied = ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields,
-                                   bodyLength: length, upgrade: upgrade, clientAddress: transport.clientHost, scheme: "https")
-        transport.personalize(&proxied, upstream: upstream)
-        let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, request: consume proxied, timeouts: timeouts, downstream: self)
+        // Built where the exchange keeps it: a request held in a variable first is copied into it.
+        let exchange = ProxyExchange(
+            pool: worker.pool, upstream: upstream,
+            request: ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields, bodyLength: length,
+                                  upgrade: upgrade, clientAddress: client, scheme: "https", privateTo: privateTo),
+            timeouts: timeouts, downstream: self)
         self.exchange = exchange
         let queued = transport.output.count
         session.forward(bodyLimit: bodyLimit, into: &transport.output)

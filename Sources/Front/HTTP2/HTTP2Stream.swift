@@ -120,12 +120,13 @@ final class HTTP2Stream: Downstream {
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
                 forwarded.append(name: "sec-websocket-key", value: Data(nonce).base64EncodedString())
             }
-            var request = ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
-                                       bodyLength: length, upgrade: websocket ? "websocket" : nil, clientAddress: front.transport.clientHost,
-                                       scheme: "https")
-            front.transport.personalize(&request, upstream: upstream)
-            let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, request: consume request,
-                                  timeouts: timeouts, downstream: self)
+            let privateTo = front.transport.personalize(&forwarded, upstream: upstream)
+            let e = ProxyExchange(
+                pool: front.worker.pool, upstream: upstream,
+                request: ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
+                                      bodyLength: length, upgrade: websocket ? "websocket" : nil,
+                                      clientAddress: front.transport.clientHost, scheme: "https", privateTo: privateTo),
+                timeouts: timeouts, downstream: self)
             exchange = e
             e.start()
         }

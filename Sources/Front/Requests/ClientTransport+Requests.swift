@@ -1,4 +1,5 @@
 import Proxy
+import HTTP1
 
 /// What a request carries of the connection it came on, the same for both protocol fronts.
 extension ClientTransport {
@@ -7,15 +8,13 @@ extension ClientTransport {
 
     /// The verified client certificate (mutual TLS; client copies dropped), and, for an upstream
     /// that sends PROXY headers, the connection's ends and its ownership.
-    func personalize(_ request: inout ProxyRequest, upstream: String) {
+    func personalize(_ fields: inout HTTPFields, upstream: String) -> ProxyRequest.PrivateTo? {
         // Through `worker.config` each time, not a local copy of it: copying the configuration
         // retains every string and list it holds, on every request.
-        if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&request.fields, clientIdentity, auth) }
-        if !worker.config.proxyHeaderUpstreams.isEmpty && worker.config.proxyHeaderUpstreams.contains(upstream) {
-            request.connection = (peer, local)
-            request.owner = ObjectIdentifier(self)
-            hasPrivateUpstreams = true
-        }
+        if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&fields, clientIdentity, auth) }
+        guard !worker.config.proxyHeaderUpstreams.isEmpty && worker.config.proxyHeaderUpstreams.contains(upstream) else { return nil }
+        hasPrivateUpstreams = true
+        return ProxyRequest.PrivateTo(client: peer, local: local, owner: ObjectIdentifier(self))
     }
 
     /// The access log's certificate field: the verified client certificate's SHA-256, when asked for.
