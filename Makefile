@@ -42,7 +42,7 @@ integration:
 FUZZ_TARGETS := HTTP1Request HTTP1Session HTTP1Response HTTP2 ProxyProtocol Certificates Config ACME Etcd
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
-                -Xswiftc -DFUZZING -Xswiftc -enable-testing
+                -Xswiftc -DFUZZING -Xswiftc -enable-testing -Xswiftc -enforce-exclusivity=checked
 # Each target's dictionary; the Swift runtime's backtracer is off so libFuzzer reports crashes itself,
 # hashing is seeded alike in every run so that coverage, and a fixed-seed run, repeat, and leaks
 # inside the toolchain's libraries are not ours to report (Tests/Fuzz/lsan.supp).
