@@ -1,46 +1,14 @@
 import EventLoop
 import HTTP1
 
-/// A request as the proxy forwards it, whatever protocol the client spoke.
-public struct ProxyRequest: Sendable {
-    public var method: String
-    /// Origin-form target ("/path?query").
-    public var target: String
-    /// The authority the client asked for (Host or :authority).
-    public var host: String?
-    /// End-to-end fields only: the front has already dropped its own framing/hop-by-hop fields.
-    public var fields: HTTPFields
-    /// nil: length unknown (streamed chunked to the origin); 0: no body.
-    public var bodyLength: Int64?
-    /// The client asked to switch protocols (websocket): the exchange may become a tunnel.
-    public var upgrade: String?
-    public var clientAddress: String
-    public var scheme: String
-    /// The client and the address it connected to, for a PROXY header towards the origin (set
-    /// only when the upstream sends one).
-    public var connection: (client: SocketAddress, local: SocketAddress?)?
-    /// The client connection (for PROXY-protocol upstreams, whose connections are private to it).
-    public var owner: ObjectIdentifier?
-
-    /// The client connection a request for a PROXY-header upstream belongs to.
-    public struct PrivateTo: Sendable {
-        public var client: SocketAddress
-        public var local: SocketAddress?
-        public var owner: ObjectIdentifier
-        public init(client: SocketAddress, local: SocketAddress?, owner: ObjectIdentifier) {
-            self.client = client; self.local = local; self.owner = owner
-        }
-    }
-
-    @inlinable   // built in the caller's frame: not copied out of an opaque initializer
-    public init(method: String, target: String, host: String?, fields: HTTPFields, bodyLength: Int64?,
-                upgrade: String?, clientAddress: String, scheme: String, privateTo: PrivateTo? = nil) {
-        self.method = method; self.target = target; self.host = host; self.fields = fields
-        self.bodyLength = bodyLength; self.upgrade = upgrade; self.clientAddress = clientAddress; self.scheme = scheme
-        if let privateTo {
-            connection = (privateTo.client, privateTo.local)
-            owner = privateTo.owner
-        }
+/// The client connection a request for a PROXY-header upstream belongs to: its ends go into the
+/// header, and the upstream connection opened with it serves only that client's requests.
+public struct ClientConnection: Sendable {
+    public var client: SocketAddress
+    public var local: SocketAddress?
+    public var owner: ObjectIdentifier
+    public init(client: SocketAddress, local: SocketAddress?, owner: ObjectIdentifier) {
+        self.client = client; self.local = local; self.owner = owner
     }
 }
 

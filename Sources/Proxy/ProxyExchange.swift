@@ -29,7 +29,20 @@ public final class ProxyExchange: UpstreamDelegate {
 
     private let pool: UpstreamPool
     private let upstreamName: String
-    private let request: ProxyRequest
+    // The request as it is forwarded, whatever protocol the client spoke (kept for a retry).
+    private let method: String
+    /// Origin-form ("/path?query").
+    private let target: String
+    /// The authority the client asked for (Host or :authority).
+    private let host: String?
+    /// End-to-end fields only: the front has already dropped its own framing and hop-by-hop fields.
+    private let fields: HTTPFields
+    /// nil: length unknown (streamed chunked to the origin); 0: no body.
+    private let bodyLength: Int64?
+    /// The client asked to switch protocols (websocket): the exchange may become a tunnel.
+    private let upgrade: String?
+    /// Set only when the upstream sends PROXY headers.
+    private let client: ClientConnection?
     private let timeouts: Timeouts
     /// The front that owns this exchange and aborts it (or sees it finish) before letting go.
     /// `unowned`, not weak: a weak reference would put the front's reference counts on the
@@ -56,17 +69,18 @@ public final class ProxyExchange: UpstreamDelegate {
     @exclusivity(unchecked) public private(set) var upstreamStart: UInt64 = 0
     @exclusivity(unchecked) public private(set) var upstreamHeadAt: UInt64 = 0
 
-    public init(pool: UpstreamPool, upstream: String, request: ProxyRequest, timeouts: Timeouts, downstream: Downstream) {
-        // Read before the request is stored: a read after would keep the parameter alive and
-        // make the store a copy (a retain per string and list of the request).
-        let method = request.method
-        chunkedUpstream = request.bodyLength == nil
+    /// The request's parts are moved in one by one: a request struct built by the caller and stored
+    /// whole is copied (a retain per string and list of it) and then destroyed.
+    public init(pool: UpstreamPool, upstream: String, method: String, target: String, host: String?, fields: HTTPFields,
+                bodyLength: Int64?, upgrade: String?, client: ClientConnection?, timeouts: Timeouts, downstream: Downstream) {
+        chunkedUpstream = bodyLength == nil
         self.pool = pool
         self.upstreamName = upstream
-        self.request = request
+        parser.expect(requestMethod: method)
+        self.method = method; self.target = target; self.host = host; self.fields = fields
+        self.bodyLength = bodyLength; self.upgrade = upgrade; self.client = client
         self.timeouts = timeouts
         self.downstream = downstream
-        parser.expect(requestMethod: method)
     }
 
     /// A connection still attached goes with the exchange: it must never call a delegate that is gone.
@@ -78,7 +92,7 @@ public final class ProxyExchange: UpstreamDelegate {
         upstreamStart = pool.loop.now
         // Nothing to stream up: the request is complete once the head is sent (an upgrade's
         // bytes only flow once it is a tunnel).
-        if request.bodyLength == 0 && request.upgrade == nil { requestDone = true }
+        if bodyLength == 0 && upgrade == nil { requestDone = true }
         connect()
     }
 
@@ -131,17 +145,17 @@ public final class ProxyExchange: UpstreamDelegate {
     /// output: Host first when the client gave it only as the authority (HTTP/2), the end-to-end
     /// fields, then this hop's framing.
     private func writeHead(into head: inout [UInt8]) {
-        HTTP1Writer.appendRequestLine(method: request.method, target: request.target,
-                                      room: HTTP1Writer.size(of: request.fields) + 96, into: &head)
-        if let host = request.host, !request.fields.contains(named: "host") {
+        HTTP1Writer.appendRequestLine(method: method, target: target,
+                                      room: HTTP1Writer.size(of: fields) + 96, into: &head)
+        if let host = host, !fields.contains(named: "host") {
             HTTP1Writer.appendField("Host", host, into: &head)
         }
-        HTTP1Writer.appendFields(request.fields, into: &head)
-        if let upgrade = request.upgrade {
+        HTTP1Writer.appendFields(fields, into: &head)
+        if let upgrade = upgrade {
             HTTP1Writer.appendField("Connection", "upgrade", into: &head)
             HTTP1Writer.appendField("Upgrade", upgrade, into: &head)
-        } else if let length = request.bodyLength {
-            if length > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH" {
+        } else if let length = bodyLength {
+            if length > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
                 HTTP1Writer.appendContentLength(length, into: &head)
             }
         } else {
@@ -171,7 +185,7 @@ public final class ProxyExchange: UpstreamDelegate {
         while let server = pool.server(for: upstreamName, excluding: tried) {
             if firstTried == nil { firstTried = server } else { moreTried.append(server) }
             do {
-                let c = try pool.connection(to: server, delegate: self, owner: request.owner)
+                let c = try pool.connection(to: server, delegate: self, owner: client?.owner)
                 connection = c
                 parser.reuse(c.takeSpareFields())
                 upstreamAddress = server.label
@@ -198,7 +212,7 @@ public final class ProxyExchange: UpstreamDelegate {
     /// The PROXY header opening a new connection to the origin: the client and the address it
     /// connected to, or v1 UNKNOWN / v2 LOCAL when the front could not say.
     private func proxyHeader(version: Int) -> [UInt8] {
-        let ends = request.connection.flatMap { c in c.local.map { (source: c.client, destination: $0) } }
+        let ends = client.flatMap { c in c.local.map { (source: c.client, destination: $0) } }
         guard let ends, let source = Self.endpoint(ends.source), let destination = Self.endpoint(ends.destination) else {
             return version == 1 ? ProxyHeader.v1Unknown : ProxyHeader.v2Local
         }
@@ -242,7 +256,7 @@ public final class ProxyExchange: UpstreamDelegate {
         downstream?.requestBodyWanted()
     }
 
-    private var requestHasBody: Bool { request.bodyLength != 0 || request.upgrade != nil }
+    private var requestHasBody: Bool { bodyLength != 0 || upgrade != nil }
 
     public func upstreamTimedOut(_ connection: UpstreamConnection) {
         if !connection.connected {
@@ -354,7 +368,7 @@ public final class ProxyExchange: UpstreamDelegate {
 
     private func deliverHead(_ head: consuming ResponseHead) {
         if head.status == 101 {
-            guard request.upgrade != nil else {
+            guard upgrade != nil else {
                 fail(status: 502, reason: "the upstream server switched protocols unasked")
                 return
             }
@@ -362,7 +376,7 @@ public final class ProxyExchange: UpstreamDelegate {
             connection?.disarmTimer()
             var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 64)
             fields.append(name: "Connection", value: "upgrade")
-            fields.append(name: "Upgrade", value: request.upgrade!)
+            fields.append(name: "Upgrade", value: upgrade!)
             downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason, fields: fields,
                                                        bodyLength: nil, hasBody: false))
             downstream?.tunnelEstablished()
@@ -391,7 +405,7 @@ public final class ProxyExchange: UpstreamDelegate {
         switch head.framing {
         case .none:
             hasBody = false
-            if request.method == "HEAD", let cl = head.fields.firstValue(named: "content-length") {
+            if method == "HEAD", let cl = head.fields.firstValue(named: "content-length") {
                 length = Int64(cl)
             } else if head.status != 304 && head.status != 204 {
                 length = 0

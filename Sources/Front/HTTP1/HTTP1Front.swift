@@ -26,12 +26,12 @@ final class HTTP1Front: ProtocolFront, Downstream {
     @exclusivity(unchecked) private(set) var closed = false
 
     unowned(unsafe) let worker: Worker   // lives as long as its loop
-    private var timeouts: Timeouts { worker.config.settings.timeouts }
+    private var timeouts: Timeouts { worker.timeouts }
 
     init(transport: ClientTransport) {
         self.transport = transport
         worker = transport.worker
-        let limits = transport.worker.config.settings.limits
+        let limits = transport.worker.limits
         session = HTTP1Session(maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders,
                                maxBodyBytes: limits.maxBodyBytes)
     }
@@ -109,7 +109,7 @@ final class HTTP1Front: ProtocolFront, Downstream {
         var declared: Int64? = nil
         if case .length(let n) = head.framing { declared = n }
         switch RequestPolicy.decide(worker.config.router, host: head.host, path: head.target, declaredLength: declared,
-                                    limits: worker.config.settings.limits) {
+                                    limits: worker.limits) {
         case .notFound:
             respond(status: 404, body: "no route for this host and path\n")
         case .tooLarge(let n, let limit):
@@ -125,12 +125,11 @@ final class HTTP1Front: ProtocolFront, Downstream {
 
     private func forward(_ head: RequestHead, upstream: String, forwardedHeaders: Bool, bodyLimit: Int64) {
         let transport = self.transport   // one strong reference, not one checked `unowned` load per use
-        let client = transport.clientHost
         // A new section (the session keeps the head), with room for the fields added here.
         var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 192)
         fields.removeAll(named: "expect")
-        if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: client, host: head.host) }
-        let privateTo = transport.personalize(&fields, upstream: upstream)
+        if forwardedHeaders { RequestPolicy.addForwarded(&fields, client: transport.clientHost, host: head.host) }
+        let clientConnection = transport.personalize(&fields, upstream: upstream)
         let length: Int64?
         switch head.framing {
         case .none: length = 0
@@ -138,12 +137,9 @@ final class HTTP1Front: ProtocolFront, Downstream {
         case .chunked, .untilClose: length = nil
         }
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
-        // Built where the exchange keeps it: a request held in a variable first is copied into it.
-        let exchange = ProxyExchange(
-            pool: worker.pool, upstream: upstream,
-            request: ProxyRequest(method: head.method, target: head.target, host: head.host, fields: fields, bodyLength: length,
-                                  upgrade: upgrade, clientAddress: client, scheme: "https", privateTo: privateTo),
-            timeouts: timeouts, downstream: self)
+        let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, method: head.method, target: head.target,
+                                     host: head.host, fields: fields, bodyLength: length, upgrade: upgrade,
+                                     client: clientConnection, timeouts: timeouts, downstream: self)
         self.exchange = exchange
         let queued = transport.output.count
         session.forward(bodyLimit: bodyLimit, into: &transport.output)

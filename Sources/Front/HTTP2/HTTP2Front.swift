@@ -51,7 +51,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
         if !session.receive(bytes, now: worker.loop.now), let why = session.abuse {
             Log.warning("h2 connection from \(transport.peer) closed: \(why)")
         }
-        let timeouts = worker.config.settings.timeouts
+        let timeouts = worker.timeouts
         if session.receivingHeaders {
             if !headClock { worker.loop.arm(transport.timer, seconds: timeouts.header) }
             headClock = true
@@ -124,7 +124,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     /// its flow-control windows with responses waiting on them) is closed.
     func timedOut() {
         if !headClock && !streams.isEmpty && transport.outputBacklog == 0 && !session.holdsUnsentData {
-            worker.loop.arm(transport.timer, seconds: worker.config.settings.timeouts.idle)
+            worker.loop.arm(transport.timer, seconds: worker.timeouts.idle)
             return
         }
         transport.close()

@@ -45,8 +45,8 @@ final class HTTP2Stream: Downstream {
 
     private var session: HTTP2Session { front.session }
     // The parts read, not `Settings` whole: a computed copy of it retains every string and list it holds.
-    private var limits: Limits { front.worker.config.settings.limits }
-    private var timeouts: Timeouts { front.worker.config.settings.timeouts }
+    private var limits: Limits { front.worker.limits }
+    private var timeouts: Timeouts { front.worker.timeouts }
 
     // MARK: Request
 
@@ -120,13 +120,11 @@ final class HTTP2Stream: Downstream {
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
                 forwarded.append(name: "sec-websocket-key", value: Data(nonce).base64EncodedString())
             }
-            let privateTo = front.transport.personalize(&forwarded, upstream: upstream)
-            let e = ProxyExchange(
-                pool: front.worker.pool, upstream: upstream,
-                request: ProxyRequest(method: websocket ? "GET" : method, target: target, host: host, fields: forwarded,
-                                      bodyLength: length, upgrade: websocket ? "websocket" : nil,
-                                      clientAddress: front.transport.clientHost, scheme: "https", privateTo: privateTo),
-                timeouts: timeouts, downstream: self)
+            let clientConnection = front.transport.personalize(&forwarded, upstream: upstream)
+            let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, method: websocket ? "GET" : method,
+                                  target: target, host: host, fields: forwarded, bodyLength: length,
+                                  upgrade: websocket ? "websocket" : nil, client: clientConnection, timeouts: timeouts,
+                                  downstream: self)
             exchange = e
             e.start()
         }

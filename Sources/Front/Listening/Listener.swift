@@ -67,7 +67,7 @@ final class Listener: Pollable {
     }
 
     private func retryAccepting() {
-        if worker.connections.count < worker.config.settings.limits.maxConnectionsPerWorker { resume() }
+        if worker.connections.count < worker.limits.maxConnectionsPerWorker { resume() }
     }
 
     func pause() {

@@ -29,7 +29,13 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let alpnLookups: ALPNChallengeLookups?
     /// This loop's lines, handed to the shared writer in buffers.
     let accessLog: AccessLogBuffer
-    var config: RuntimeConfig
+    private(set) var config: RuntimeConfig {
+        didSet { timeouts = config.settings.timeouts; limits = config.settings.limits }
+    }
+    /// `config`'s timeouts and limits, kept as plain values: the loops read them on every
+    /// request, and reading through `config` costs a retain and a release of it each time.
+    private(set) var timeouts: Timeouts
+    private(set) var limits: Limits
     let pool: UpstreamPool
     /// Shared read buffer: a connection keeps only the bytes it could not consume yet.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
@@ -48,6 +54,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
          accessLog: AccessLog, config: RuntimeConfig) {
         self.loop = loop; self.challenges = challenges; self.onDemand = onDemand; self.alpnLookups = alpnLookups
         self.accessLog = AccessLogBuffer(accessLog, loop: loop); self.config = config
+        timeouts = config.settings.timeouts; limits = config.settings.limits
         pool = UpstreamPool(loop: loop, upstreams: config.settings.upstreams)
     }
 
@@ -69,7 +76,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     func opened(_ c: ClientTransport) {
         connections[ObjectIdentifier(c)] = c
         Metrics.shared.connectionOpened()
-        if connections.count >= config.settings.limits.maxConnectionsPerWorker {
+        if connections.count >= limits.maxConnectionsPerWorker {
             for l in listeners { l.pause() }
         }
     }
@@ -84,7 +91,7 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         }
         if draining {
             if connections.isEmpty { onDrained?(); onDrained = nil }
-        } else if connections.count < config.settings.limits.maxConnectionsPerWorker {
+        } else if connections.count < limits.maxConnectionsPerWorker {
             for l in listeners { l.resume() }
         }
     }

@@ -8,13 +8,13 @@ extension ClientTransport {
 
     /// The verified client certificate (mutual TLS; client copies dropped), and, for an upstream
     /// that sends PROXY headers, the connection's ends and its ownership.
-    func personalize(_ fields: inout HTTPFields, upstream: String) -> ProxyRequest.PrivateTo? {
+    func personalize(_ fields: inout HTTPFields, upstream: String) -> ClientConnection? {
         // Through `worker.config` each time, not a local copy of it: copying the configuration
         // retains every string and list it holds, on every request.
         if let auth = worker.config.settings.tls.clientAuth { RequestPolicy.addClientCertificate(&fields, clientIdentity, auth) }
         guard !worker.config.proxyHeaderUpstreams.isEmpty && worker.config.proxyHeaderUpstreams.contains(upstream) else { return nil }
         hasPrivateUpstreams = true
-        return ProxyRequest.PrivateTo(client: peer, local: local, owner: ObjectIdentifier(self))
+        return ClientConnection(client: peer, local: local, owner: ObjectIdentifier(self))
     }
 
     /// The access log's certificate field: the verified client certificate's SHA-256, when asked for.

@@ -73,7 +73,7 @@ final class ClientTransport: Pollable {
     }
 
     func start() {
-        let t = worker.config.settings.timeouts
+        let t = worker.timeouts
         if phase == .open {
             // Port 80 without a PROXY header: HTTP/1 from the first byte (read when it comes).
             dispatch(alpn: nil, read: false)
@@ -157,7 +157,7 @@ final class ClientTransport: Pollable {
             let hold: HandshakeHold? = tls.heldForChallenge ? worker.alpnLookups : worker.onDemand
             guard let hold, let name = tls.requestedServerName else { close(); return }
             heldForCertificate = true
-            worker.loop.arm(timer, seconds: hold.maxWait + worker.config.settings.timeouts.handshake)
+            worker.loop.arm(timer, seconds: hold.maxWait + worker.timeouts.handshake)
             let connection = LoopBound(self), loop = worker.loop
             hold.wait(for: name) { loop.execute { connection.value.certificateWaitEnded() } }
         case .closed:
@@ -175,7 +175,7 @@ final class ClientTransport: Pollable {
     private func certificateWaitEnded() {
         guard heldForCertificate, phase == .handshake, let tls else { return }
         heldForCertificate = false
-        worker.loop.arm(timer, seconds: worker.config.settings.timeouts.handshake)
+        worker.loop.arm(timer, seconds: worker.timeouts.handshake)
         handshake(tls.resumeAfterWait())
     }
 
@@ -184,7 +184,7 @@ final class ClientTransport: Pollable {
     /// The one place a connection's protocol is chosen: h2 goes to the HTTP/2 front, http/1.1 (or
     /// no ALPN, or port 80) to the HTTP/1 front.
     private func dispatch(alpn: String?, read: Bool = true) {
-        worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle)
+        worker.loop.arm(timer, seconds: worker.timeouts.idle)
         if alpn == "h2" {
             do { front = try HTTP2Front(transport: self) } catch {
                 Log.error("h2 session for \(peer): \(error)")
@@ -252,7 +252,7 @@ final class ClientTransport: Pollable {
             offerPending()
         }
         // Unconsumed bytes beyond one head's worth (pipelined requests) wait in the kernel, not here.
-        if pending.count > worker.config.settings.limits.maxHeaderBytes { readingPaused = true }
+        if pending.count > worker.limits.maxHeaderBytes { readingPaused = true }
     }
 
     /// Offers the kept bytes to the front again (after it paused, or once a response ended).
@@ -321,7 +321,7 @@ final class ClientTransport: Pollable {
             }
             guard let n = result else { return }
             outputSent += n
-            if writesRearmIdle { worker.loop.arm(timer, seconds: worker.config.settings.timeouts.idle) }
+            if writesRearmIdle { worker.loop.arm(timer, seconds: worker.timeouts.idle) }
         }
         guard phase != .closed else { return }
         if output.capacity > 64 * 1024 { output = [] } else { output.removeAll(keepingCapacity: true) }
