@@ -905,6 +905,28 @@ for key, name, better, fmt in metrics:
 print()
 print('Ratios are edgeproxy\'s median divided by the other peer\'s median (CPU µs and KiB: < 1 means edgeproxy '
       'uses less; rates: > 1 means edgeproxy is faster). "best other peer" is the best of the other peers for that metric in this run.')
+# Paired rounds: each round measures every peer back to back, so a slow spell of this shared
+# machine touches one round's figures together; the median of the per-round ratios cancels it,
+# where the ratio of two medians drawn from different rounds does not.
+paired = []
+for key, name, better, fmt in metrics:
+    if better != 'lower' or not key.endswith('_us') or not has_e:
+        continue
+    for suf, gname in groups:
+        mine = dict(rounds.get(('edgeproxy' + suf, key), []))
+        cells = []
+        for p in others:
+            theirs = dict(rounds.get((p + suf, key), []))
+            ratios = [mine[r] / theirs[r] for r in sorted(mine) if r in theirs and theirs[r]]
+            if ratios:
+                cells.append(f'edgeproxy / {p} {statistics.median(ratios):.2f}× (rounds {min(ratios):.2f}–{max(ratios):.2f})')
+        if cells:
+            paired.append(f'- {name}' + (f' ({gname})' if access_log else '') + ': ' + '; '.join(cells))
+if paired:
+    print()
+    print('Median of the per-round ratios (each round runs every peer back to back):')
+    print()
+    print('\n'.join(paired))
 if access_log:
     print()
     print('Access log cost, keep-alive proxied GET 1 KiB (server CPU µs per request, median; PEER+log is the same '

@@ -79,7 +79,8 @@ final class HTTP2Stream: Downstream {
             refuse(status: 431, reason: "request header fields exceed the configured limits")
             return
         }
-        if let reason = front.transport.misdirected(host: host) {
+        let transport = front.transport   // one checked `unowned` load, not one per use
+        if let reason = transport.misdirected(host: host) {
             refuse(status: 421, reason: reason)
             return
         }
@@ -114,13 +115,13 @@ final class HTTP2Stream: Downstream {
         case .proxy(let upstream, let forwardedHeaders, let limit, let headers):
             bodyLimit = limit
             responseHeaders = headers
-            if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: front.transport.clientHost, host: host) }
+            if forwardedHeaders { RequestPolicy.addForwarded(&forwarded, client: transport.clientHost, host: host) }
             if websocket {
                 // RFC 6455 §4.1 for the HTTP/1.1 hop: the key RFC 8441 §5 leaves out of HTTP/2.
                 let nonce = (0..<16).map { _ in UInt8.random(in: 0 ... .max) }
                 forwarded.append(name: "sec-websocket-key", value: Data(nonce).base64EncodedString())
             }
-            let clientConnection = front.transport.personalize(&forwarded, upstream: upstream)
+            let clientConnection = transport.personalize(&forwarded, upstream: upstream)
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, method: websocket ? "GET" : method,
                                   target: target, host: host, fields: forwarded, bodyLength: length,
                                   upgrade: websocket ? "websocket" : nil, client: clientConnection, timeouts: timeouts,

@@ -50,9 +50,6 @@ enum RequestPolicy {
         return "this host requires a client certificate: connect with its name in SNI"
     }
 
-    /// The body limit for a route: its own, else the global one (0 = unlimited).
-    static func bodyLimit(route: Route, limits: Limits) -> Int64 { route.maxBodyBytes ?? limits.maxBodyBytes }
-
     /// What to do with a request head, whichever protocol carried it.
     enum Decision {
         case notFound
@@ -64,13 +61,15 @@ enum RequestPolicy {
 
     /// Route by host and path, then check a declared body length against the route's limit.
     static func decide(_ router: Router, host: String?, path: String, declaredLength: Int64?, limits: Limits) -> Decision {
-        guard let route = router.match(host: host, path: path) else { return .notFound }
-        let limit = bodyLimit(route: route, limits: limits)
+        guard let i = router.matchIndex(host: host, path: path) else { return .notFound }
+        // The route's own body limit, else the global one (0: unlimited).
+        let limit = router.routes[i].maxBodyBytes ?? limits.maxBodyBytes
         if limit > 0, let n = declaredLength, n > limit { return .tooLarge(n, limit) }
-        switch route.action {
-        case .respond(let fixed): return .respond(fixed, bodyLimit: limit, headers: route.responseHeaders)
+        switch router.routes[i].action {
+        case .respond(let fixed): return .respond(fixed, bodyLimit: limit, headers: router.routes[i].responseHeaders)
         case .proxy(let upstream):
-            return .proxy(upstream: upstream, forwardedHeaders: route.forwardedHeaders, bodyLimit: limit, headers: route.responseHeaders)
+            return .proxy(upstream: upstream, forwardedHeaders: router.routes[i].forwardedHeaders, bodyLimit: limit,
+                          headers: router.routes[i].responseHeaders)
         }
     }
 }
