@@ -189,10 +189,11 @@ public enum Socket {
         _ = try syscallValue("setsockopt(\(name))") { setsockopt(fd, level, name, &v, socklen_t(4)) }
     }
 
-    /// Reads into `buffer`: `.done(0)` is end of stream.
+    /// Reads into `buffer`: `.done(0)` is end of stream. recv, not read: the kernel's read path takes
+    /// the file-position lock helper first, which a socket never needs.
     @inline(__always)
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        try syscall("recv") { recv(fd, buffer.baseAddress, buffer.count, 0) }
     }
 
     /// The local address of a connected socket (the address a client connected to); nil on failure.
