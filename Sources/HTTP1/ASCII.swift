@@ -1,6 +1,6 @@
 /// Byte classes from the ABNF of RFC 9110 §5.6 and RFC 3986, as bit masks so the hot loops do no table
 /// lookups and touch no globals.
-enum ASCII {
+@usableFromInline enum ASCII {
     static let htab: UInt8 = 0x09
     static let lf: UInt8 = 0x0A
     static let cr: UInt8 = 0x0D
@@ -38,7 +38,7 @@ enum ASCII {
     @inline(__always)
     static func isOWS(_ b: UInt8) -> Bool { b == sp || b == htab }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     static func lower(_ b: UInt8) -> UInt8 { b &- 0x41 < 26 ? b | 0x20 : b }
 
     @inline(__always)
@@ -61,7 +61,10 @@ extension UnsafeRawBufferPointer {
     @inline(__always)
     func slice(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: self[range]) }
 
-    /// ASCII case-insensitive comparison with a lower-case literal.
+    /// ASCII case-insensitive comparison with a lower-case literal. Inlinable: the fronts and the
+    /// proxy compare every field name with a few literals, and a call per comparison cost more than
+    /// the comparison.
+    @inlinable
     public func equalsLowercased(_ literal: StaticString) -> Bool {
         guard count == literal.utf8CodeUnitCount else { return false }
         let l = literal.utf8Start

@@ -63,15 +63,18 @@ final class HTTP2Stream: Downstream {
         // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
         fields.forEachLine { line, buf in
             let name = UnsafeRawBufferPointer(rebasing: buf[line.name])
-            guard name[0] == 0x3A || name.count == 4 || name.count == 6 || name.count == 14 else { return }
-            let value = String(decoding: buf[line.value], as: UTF8.self)
-            if name.equalsLowercased(":method") { method = value }
-            else if name.equalsLowercased(":path") { target = value }
-            else if name.equalsLowercased(":authority") { authority = value }
-            else if name.equalsLowercased(":protocol") { connectProtocol = value }
-            else if name.equalsLowercased("host") { hostField = value }
-            else if name.equalsLowercased("cookie") { cookies.append(value) }
-            else if name.equalsLowercased("content-length") { contentLength = Int64(value) }
+            // By length first: most fields are none of these, and are passed over without a comparison.
+            let value = { String(decoding: buf[line.value], as: UTF8.self) }
+            switch name.count {
+            case 4: if name.equalsLowercased("host") { hostField = value() }
+            case 5: if name.equalsLowercased(":path") { target = value() }
+            case 6: if name.equalsLowercased("cookie") { cookies.append(value()) }
+            case 7: if name.equalsLowercased(":method") { method = value() }
+            case 9: if name.equalsLowercased(":protocol") { connectProtocol = value() }
+            case 10: if name.equalsLowercased(":authority") { authority = value() }
+            case 14: if name.equalsLowercased("content-length") { contentLength = Int64(value()) }
+            default: break
+            }
         }
         // RFC 9113 §8.3.1: :authority takes the place of Host.
         host = authority ?? hostField
