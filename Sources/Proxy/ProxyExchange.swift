@@ -33,7 +33,8 @@ public final class ProxyExchange: UpstreamDelegate {
     private let method: String
     /// Origin-form ("/path?query").
     private let target: String
-    /// The authority the client asked for (Host or :authority).
+    /// A Host field to write ahead of `fields`, which have none (HTTP/2's :authority; an HTTP/1.0
+    /// request in absolute form without Host).
     private let host: String?
     /// End-to-end fields only: the front has already dropped its own framing and hop-by-hop fields.
     private let fields: HTTPFields
@@ -71,7 +72,7 @@ public final class ProxyExchange: UpstreamDelegate {
 
     /// The request's parts are moved in one by one: a request struct built by the caller and stored
     /// whole is copied (a retain per string and list of it) and then destroyed.
-    public init(pool: UpstreamPool, upstream: String, method: String, target: String, host: String?, fields: HTTPFields,
+    public init(pool: UpstreamPool, upstream: String, method: String, target: String, addingHost host: String?, fields: HTTPFields,
                 bodyLength: Int64?, upgrade: String?, client: ClientConnection?, timeouts: Timeouts, downstream: Downstream) {
         chunkedUpstream = bodyLength == nil
         self.pool = pool
@@ -147,9 +148,7 @@ public final class ProxyExchange: UpstreamDelegate {
     private func writeHead(into head: inout [UInt8]) {
         HTTP1Writer.appendRequestLine(method: method, target: target,
                                       room: HTTP1Writer.size(of: fields) + 96, into: &head)
-        if let host = host, !fields.contains(named: "host") {
-            HTTP1Writer.appendField("Host", host, into: &head)
-        }
+        if let host { HTTP1Writer.appendField("Host", host, into: &head) }
         HTTP1Writer.appendFields(fields, into: &head)
         if let upgrade = upgrade {
             HTTP1Writer.appendField("Connection", "upgrade", into: &head)

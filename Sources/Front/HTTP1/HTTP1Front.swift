@@ -137,8 +137,11 @@ final class HTTP1Front: ProtocolFront, Downstream {
         case .chunked, .untilClose: length = nil
         }
         let upgrade = head.upgrade.flatMap { $0.lowercased() == "websocket" ? $0 : nil }
+        // Host is usually the first field: the look-up is short. Without one (HTTP/1.0 in absolute
+        // form), the authority becomes the Host written toward the origin.
+        let addingHost = fields.contains(named: "host") ? nil : head.host
         let exchange = ProxyExchange(pool: worker.pool, upstream: upstream, method: head.method, target: head.target,
-                                     host: head.host, fields: fields, bodyLength: length, upgrade: upgrade,
+                                     addingHost: addingHost, fields: fields, bodyLength: length, upgrade: upgrade,
                                      client: clientConnection, timeouts: timeouts, downstream: self)
         self.exchange = exchange
         let queued = transport.output.count

@@ -126,7 +126,7 @@ final class HTTP2Stream: Downstream {
             }
             let clientConnection = transport.personalize(&forwarded, upstream: upstream)
             let e = ProxyExchange(pool: front.worker.pool, upstream: upstream, method: websocket ? "GET" : method,
-                                  target: target, host: host, fields: forwarded, bodyLength: length,
+                                  target: target, addingHost: host, fields: forwarded, bodyLength: length,
                                   upgrade: websocket ? "websocket" : nil, client: clientConnection, timeouts: timeouts,
                                   downstream: self)
             exchange = e
