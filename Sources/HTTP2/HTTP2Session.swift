@@ -30,7 +30,11 @@ public final class HTTP2Session {
     /// Why a protection closed the session, for the error log.
     public private(set) var abuse: String?
 
-    private var inbound = StreamTable<Inbound>()
+    /// The header block being decoded and its stream (0: none). One slot is enough: a header block
+    /// arrives in one piece, HEADERS then CONTINUATIONs with no other frame between (RFC 9113 §4.3),
+    /// and a block cut short is replaced by the next one or dropped with its stream.
+    private var decoding = Inbound()
+    private var decodingStream: Int32 = 0
     private var outbound = StreamTable<Outbound>()
     private var drainedStreams: [Int32] = []
     private var now: UInt64 = 0
@@ -178,9 +182,9 @@ public final class HTTP2Session {
     /// Frames are waiting to be produced.
     public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
     /// Streams with a response or request still being delivered.
-    public var openStreams: Int { inbound.count + outbound.count }
+    public var openStreams: Int { (decodingStream != 0 ? 1 : 0) + outbound.count }
     /// A header block has begun and not ended: its HEADERS or CONTINUATION bytes are still coming.
-    public var receivingHeaders: Bool { !inbound.isEmpty }
+    public var receivingHeaders: Bool { decodingStream != 0 }
     /// Response bytes wait in some stream's buffer: after `produce`, for the peer's window.
     public var holdsUnsentData: Bool { outbound.values.contains { $0.count > 0 } }
 
@@ -333,20 +337,15 @@ public final class HTTP2Session {
     // MARK: Callback bodies (the C callbacks below find `self` through user_data)
 
     fileprivate func beginHeaders(_ stream: Int32, category: UInt32) {
-        var entry = Inbound()
-        entry.trailers = category == NGHTTP2_HCAT_HEADERS.rawValue
-        entry.fields.reserveCapacity(bytes: 512)   // one allocation for a usual request's fields
-        inbound[stream] = entry
+        decoding = Inbound()
+        decoding.trailers = category == NGHTTP2_HCAT_HEADERS.rawValue
+        decoding.fields.reserveCapacity(bytes: 512)   // one allocation for a usual request's fields
+        decodingStream = stream
     }
 
     fileprivate func header(_ stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        // Two accesses to the table per field (every access to a class's stored var is checked at
-        // run time): the entry is moved out, changed and put back. Changed through the table
-        // instead, its field list was copied on every append.
-        guard var entry = inbound.removeValue(forKey: stream) else { return 0 }
-        let withinBounds = entry.add(name: name, value: value, settings: settings)
-        inbound[stream] = entry
-        if withinBounds { return 0 }
+        guard stream == decodingStream else { return 0 }
+        if decoding.add(name: name, value: value, settings: settings) { return 0 }
         abuse = "header list decoded past 4x max_header_list_size (HPACK bomb)"
         return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
     }
@@ -358,9 +357,12 @@ public final class HTTP2Session {
         let ack = hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
         switch UInt32(hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard var entry = inbound.removeValue(forKey: stream) else { return 0 }
-            // Moved out of the entry, so the receiver holds the only reference and may change the
-            // fields in place (an entry keeping them would make the first change copy them).
+            guard stream == decodingStream else { return 0 }
+            // Moved out of the slot, so the receiver holds the only reference and may change the
+            // fields in place (a slot keeping them would make the first change copy them).
+            var entry = Inbound()
+            swap(&entry, &decoding)
+            decodingStream = 0
             let fields = entry.fields
             entry.fields = HTTPFields()
             if entry.trailers {
@@ -418,7 +420,7 @@ public final class HTTP2Session {
     }
 
     fileprivate func streamClosed(_ stream: Int32, error: UInt32) {
-        inbound[stream] = nil
+        if stream == decodingStream { decoding = Inbound(); decodingStream = 0 }
         outbound[stream] = nil
         if error == HTTP2Error.noError.rawValue { completedStreams += 1 }
         delegate?.http2(self, closed: stream, error: error)
