@@ -17,9 +17,10 @@ final class ResponseParserTests: XCTestCase {
     /// A reused field buffer (the last head's, handed back once written out) holds only the new head's
     /// fields, even when it is still shared, and an oversize one is not kept.
     func testReusedFieldBufferHoldsOnlyTheNextHead() throws {
+        struct NoHead: Error {}
         func head(_ raw: String, parser: inout ResponseParser) throws -> ResponseHead {
             try raw.bytes.withUnsafeBytes { buf in
-                guard case (_, .head(let h)) = try parser.parse(buf) else { throw XCTSkip("no head") }
+                guard case (_, .head(let h)) = try parser.parse(buf) else { throw NoHead() }   // fails the test
                 return h
             }
         }
