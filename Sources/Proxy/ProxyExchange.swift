@@ -56,7 +56,7 @@ public final class ProxyExchange: UpstreamDelegate {
     private var moreTried: [UpstreamServer] = []
     private var tried: [UpstreamServer] { firstTried.map { [$0] + moreTried } ?? [] }
     /// The request body sent so far, kept for a retry until it can no longer be replayed (nil);
-    /// the head is written again from `request`, so a request without a body keeps nothing.
+    /// the head is written again from the parts kept here, so a request without a body keeps nothing.
     private var replay: [UInt8]? = []
     @exclusivity(unchecked) private var chunkedUpstream: Bool
     private var parser = ResponseParser()

@@ -7,10 +7,8 @@ public struct Router: Sendable {
 
     /// `host` is the request's Host as the parser gives it (lower-cased, port allowed); `path` the
     /// origin-form target. Works on substrings: no allocation per request.
-    public func match(host: String?, path: String) -> Route? { matchIndex(host: host, path: path).map { routes[$0] } }
-
-    /// The index in `routes` of the first match: the caller reads the parts it needs in place, where
-    /// a copy of the route would retain each of its strings and lists.
+    /// The result is the index in `routes` of the first match: the caller reads the parts it needs in
+    /// place, where a copy of the route would retain each of its strings and lists.
     public func matchIndex(host: String?, path: String) -> Int? {
         let name = host.map(Self.stripPort) ?? Substring()
         for i in routes.indices where Self.hostMatches(routes[i].host, name) && path.utf8.starts(with: routes[i].pathPrefix.utf8) {
