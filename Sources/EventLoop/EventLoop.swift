@@ -28,7 +28,7 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     private let epollFD: Int32
     private let wakeFD: Int32
     private var handlers: [(handler: Pollable?, generation: UInt32)] = []
-    @exclusivity(unchecked) private var nextGeneration: UInt32 = 1
+    private var nextGeneration: UInt32 = 1
     private var timers = TimerHeap()
     /// Handlers to call once the current batch is handled; two lists swapped, so none is allocated per batch.
     private var batchEnd: [BatchEndHandler] = []
@@ -37,14 +37,9 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     private var closedThisBatch: [AnyObject] = []
     private var releasing: [AnyObject] = []
     private let tasks = Locked<[() -> Void]>([])
-    @exclusivity(unchecked) private var running = true
+    private var running = true
     /// Cached monotonic time, refreshed once per wake-up.
-    ///
-    /// `@exclusivity(unchecked)` here and on the loop-confined flags, counters and clocks of the
-    /// connection objects: Swift checks every access to a class's stored `var` at run time (~10 ns
-    /// each, ~80 per proxied request), but two overlapping accesses to a trivial value can only
-    /// read a stale value, never free memory. Buffers, collections and references stay checked.
-    @exclusivity(unchecked) public private(set) var now: UInt64 = monotonicNanos()
+    public private(set) var now: UInt64 = monotonicNanos()
     private var thread: Thread?
 
     public init(index: Int) throws(SystemError) {

@@ -3,8 +3,8 @@
 /// early, pushes it again at the stored deadline. Keep-alive traffic re-arms on every request,
 /// so this keeps heap work off the per-request path.
 public final class Timer {
-    @exclusivity(unchecked) var deadline: UInt64 = 0       // 0: disarmed
-    @exclusivity(unchecked) var queuedAt: UInt64 = 0       // deadline of this timer's heap entry; 0: none
+    var deadline: UInt64 = 0       // 0: disarmed
+    var queuedAt: UInt64 = 0       // deadline of this timer's heap entry; 0: none
     /// Runs on the loop thread. A connection captures itself `unowned(unsafe)` and disarms the
     /// timer when it closes, before it can go away (the loop holds it until then): a disarmed
     /// timer never fires, and may sit in the heap until its old deadline without keeping the

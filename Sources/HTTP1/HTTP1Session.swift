@@ -86,7 +86,7 @@ public struct HTTP1Session: Sendable {
     /// Whether a request is being served (its head came, its response or body is not done).
     public var isServing: Bool { serving }
     /// The request being served while `serving`; a placeholder otherwise. Not an optional: reading a
-    /// field through `Optional!` copies the whole request (a retain per string and list of its head).
+    /// field through `Optional!` copies the whole request (and retains its head).
     private var current = Request.idle
     private var serving = false
     private var parser: RequestParser
@@ -211,7 +211,6 @@ public struct HTTP1Session: Sendable {
     public mutating func responseHead(status: Int, reason: String?, fields: HTTPFields, bodyLength: Int64?,
                                       hasBody: Bool, into out: inout [UInt8]) {
         guard serving else { return }
-        // Changed in place: a copy of the request (its head's strings and lists) costs a retain each.
         if status < 200 && status != 101 && current.head.versionMinor == 0 { return }
         // The framing fields are written after the origin's, on the way (no new field list).
         var length: Int64?
@@ -322,7 +321,7 @@ public struct HTTP1Session: Sendable {
         return refuse(status: 408, reason: "the request head did not arrive in time", into: &out)
     }
 
-    /// The finished request, moved out (no copy of its head); the slot holds the placeholder again.
+    /// The finished request, moved out (no copy); the slot holds the placeholder again.
     private mutating func takeCurrent() -> Request {
         var r = Request.idle
         swap(&r, &current)

@@ -58,17 +58,17 @@ public final class ProxyExchange: UpstreamDelegate {
     /// The request body sent so far, kept for a retry until it can no longer be replayed (nil);
     /// the head is written again from the parts kept here, so a request without a body keeps nothing.
     private var replay: [UInt8]? = []
-    @exclusivity(unchecked) private var chunkedUpstream: Bool
+    private var chunkedUpstream: Bool
     private var parser = ResponseParser()
-    @exclusivity(unchecked) private var responseStarted = false   // bytes came back: no retry from here on
-    @exclusivity(unchecked) private var requestDone = false
-    @exclusivity(unchecked) private var responseDone = false
-    @exclusivity(unchecked) private var tunnel = false
-    @exclusivity(unchecked) public private(set) var finished = false
+    private var responseStarted = false   // bytes came back: no retry from here on
+    private var requestDone = false
+    private var responseDone = false
+    private var tunnel = false
+    public private(set) var finished = false
     public private(set) var upstreamAddress: String?
     /// Nanoseconds from start to the response head, for the access log.
-    @exclusivity(unchecked) public private(set) var upstreamStart: UInt64 = 0
-    @exclusivity(unchecked) public private(set) var upstreamHeadAt: UInt64 = 0
+    public private(set) var upstreamStart: UInt64 = 0
+    public private(set) var upstreamHeadAt: UInt64 = 0
 
     /// The request's parts are moved in one by one: a request struct built by the caller and stored
     /// whole is copied (a retain per string and list of it) and then destroyed.

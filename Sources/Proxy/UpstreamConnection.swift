@@ -28,25 +28,25 @@ public final class UpstreamConnection: Pollable {
     /// The exchange using this connection, which closes or releases it before it goes (`unowned`:
     /// a weak reference would put the exchange's reference counts on the runtime's slow path).
     public unowned var delegate: UpstreamDelegate?
-    @exclusivity(unchecked) public private(set) var connected = false
-    @exclusivity(unchecked) public private(set) var closed = false
+    public private(set) var connected = false
+    public private(set) var closed = false
     /// Requests this connection has carried (1 on the first): a failure on a reused connection may be a keep-alive race.
     public internal(set) var uses = 0
     var output: [UInt8] = []
-    @exclusivity(unchecked) var outputSent = 0
+    var outputSent = 0
     /// Leading bytes of `output` written in the clear before the TLS handshake (a PROXY header).
-    @exclusivity(unchecked) var clearPrefix = 0
+    var clearPrefix = 0
     /// TLS: the handshake has begun (the TCP connect completed).
-    @exclusivity(unchecked) var handshaking = false
+    var handshaking = false
     /// Why the connection failed where no system error says (TLS), for the error log.
     public internal(set) var failure: String?
-    @exclusivity(unchecked) private var readPaused = false
-    @exclusivity(unchecked) private var readable = false
+    private var readPaused = false
+    private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
-    @exclusivity(unchecked) private var hangup = false
+    private var hangup = false
     /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
     private let timer = Timer()
-    @exclusivity(unchecked) var idleSince: UInt64 = 0
+    var idleSince: UInt64 = 0
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.
     var owner: ObjectIdentifier?

@@ -15,15 +15,15 @@ final class HTTP1Front: ProtocolFront, Downstream {
     private var exchange: ProxyExchange?
     /// The current route's response headers (usually none).
     private var responseHeaders: [HeaderSetting] = []
-    @exclusivity(unchecked) private var startedAt: UInt64 = 0
+    private var startedAt: UInt64 = 0
     /// The HTTP-01 token being looked up in the cluster for the current request (port 80).
     var lookingUp: String?
     /// The header timeout runs from a head's first byte: re-arming it per packet would let a slow
     /// client stretch it forever.
-    @exclusivity(unchecked) private var headClock = false
+    private var headClock = false
     /// Set while `received` runs: a request finishing inside it must not re-enter it.
-    @exclusivity(unchecked) private var inReceive = false
-    @exclusivity(unchecked) private(set) var closed = false
+    private var inReceive = false
+    private(set) var closed = false
 
     unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var timeouts: Timeouts { worker.timeouts }

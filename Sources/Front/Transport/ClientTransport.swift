@@ -20,11 +20,11 @@ final class ClientTransport: Pollable {
     /// The worker lives as long as its loop: no reference counting on the way to it.
     unowned(unsafe) let worker: Worker
     let tls: TLSConnection?
-    @exclusivity(unchecked) private var phase: Phase
+    private var phase: Phase
     /// Set on listeners that expect a PROXY header ahead of the connection's own bytes.
     private let proxyHeader: ProxyHeaderReader?
     /// The handshake is held while a certificate for its name is obtained (on-demand TLS).
-    @exclusivity(unchecked) private var heldForCertificate = false
+    private var heldForCertificate = false
     /// The listener's client-certificate policy: requests for a name it covers must come over a
     /// handshake that was asked for a certificate.
     let clientAuth: ClientCertificatePolicy?
@@ -32,7 +32,7 @@ final class ClientTransport: Pollable {
     private var front: ProtocolFront?
     /// HTTP/1 was chosen and its front is made with the first bytes: an idle connection (most of
     /// them, between a browser's bursts) holds no request state, as nginx's holds no request.
-    @exclusivity(unchecked) private var http1Deferred = false
+    private var http1Deferred = false
 
     /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
     let timer = Timer()
@@ -44,23 +44,23 @@ final class ClientTransport: Pollable {
     /// asked of the kernel only for upstreams that send a PROXY header themselves.
     lazy var local: SocketAddress? = Socket.localAddress(fd)
     /// Set once a request used a PROXY-protocol upstream: its connections are this client's own.
-    @exclusivity(unchecked) var hasPrivateUpstreams = false
+    var hasPrivateUpstreams = false
 
     /// Received bytes the front did not consume yet (a partial head, pipelined requests).
     private var pending: [UInt8] = []
     /// Bytes for the client not written yet; fronts append, then `flush`.
     var output: [UInt8] = []
-    @exclusivity(unchecked) private var outputSent = 0
-    @exclusivity(unchecked) private var readable = true
+    private var outputSent = 0
+    private var readable = true
     /// The peer's FIN (or an error) was reported: read until it shows, whatever a read returned.
-    @exclusivity(unchecked) private var hungUp = false
-    @exclusivity(unchecked) private(set) var readingPaused = false
-    @exclusivity(unchecked) private var closeWhenFlushed = false
-    @exclusivity(unchecked) private(set) var draining = false
+    private var hungUp = false
+    private(set) var readingPaused = false
+    private var closeWhenFlushed = false
+    private(set) var draining = false
     /// Whether the client sent anything after the handshake: until then it is not idle but new.
-    @exclusivity(unchecked) private var delivered = false
+    private var delivered = false
     /// Whether writing re-arms the idle timer (not in a tunnel, whose peers may idle as they like).
-    @exclusivity(unchecked) var writesRearmIdle = true
+    var writesRearmIdle = true
 
     /// `tls`: the listener's context (https), nil for the port-80 role.
     init(fd: Int32, peer: SocketAddress, tls context: TLSContext?, proxyHeader: ProxyHeaderReader?, worker: Worker) throws {
