@@ -77,6 +77,7 @@ let package = Package(
         .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "Metrics", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Locking"]),
         .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Front", "EventLoop"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.

@@ -84,10 +84,21 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
         _ = try syscallValue(call) { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) }
     }
 
-    /// Forgets `fd`; call before closing it. Pending events for it in this batch are dropped.
+    /// Forgets `fd` and takes it out of the epoll set; it stays open (a listener handed on).
+    /// Pending events for it in this batch are dropped.
     public func unregister(_ fd: Int32) {
         var ev = epoll_event()
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &ev)
+        forget(fd)
+    }
+
+    /// Forgets `fd`, which the caller closes next. Closing the last descriptor of a socket takes it
+    /// out of the epoll set, so no EPOLL_CTL_DEL (one syscall per connection, as nginx skips it too).
+    /// A copy a child being spawned holds for a moment keeps it registered until the child's exec;
+    /// its events carry this registration's generation and are dropped.
+    public func forget(closing fd: Int32) { forget(fd) }
+
+    private func forget(_ fd: Int32) {
         if Int(fd) < handlers.count { handlers[Int(fd)] = (nil, 0) }
     }
 

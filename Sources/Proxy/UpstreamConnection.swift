@@ -186,7 +186,7 @@ public final class UpstreamConnection: Pollable {
         guard !closed else { return }
         closed = true
         loop.disarm(timer)
-        loop.unregister(fd)
+        loop.forget(closing: fd)
         if connected && failure == nil { tls?.shutdown() }
         Socket.close(fd)
         server.forget(self)

@@ -16,6 +16,8 @@ public final class TLSConnection {
     /// The last read(2) under this connection returned fewer bytes than it asked for: the socket
     /// held nothing more at that moment (set by `onSocketRead`).
     fileprivate var lastReadWasShort = false
+    /// The peer closed (close_notify or EOF) or the connection failed: nothing more is sent on it.
+    private var finished = false
 
     public init(front: TLSContext, fd: Int32) throws(TLSError) {
         ERR_clear_error()
@@ -57,8 +59,11 @@ public final class TLSConnection {
         return rc == 1 ? .done(n) : status(rc, moved: 0)
     }
 
-    /// Sends close_notify without waiting for the peer's.
+    /// Sends close_notify without waiting for the peer's, unless the peer has closed already or
+    /// the connection failed: a close_notify then reaches a closed socket (its answer is a reset),
+    /// and OpenSSL forbids SSL_shutdown after a fatal error.
     public func shutdown() {
+        guard !finished else { return }
         _ = SSL_shutdown(ssl)
         ERR_clear_error()
     }
@@ -98,12 +103,14 @@ public final class TLSConnection {
         switch err {
         case SSL_ERROR_WANT_READ: return .wantRead
         case SSL_ERROR_WANT_WRITE: return .wantWrite
-        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_ZERO_RETURN: finished = true; return .closed
         case SSL_ERROR_WANT_CLIENT_HELLO_CB: return .wantCertificate
         case SSL_ERROR_SYSCALL:
+            finished = true
             let reason = TLSError.drainQueue()
             return reason.isEmpty ? .closed : .failed(reason)
         default:
+            finished = true
             return .failed(TLSError.drainQueue())
         }
     }

@@ -19,9 +19,11 @@ import Testing
 
     /// Handshakes a client offering `sni`, `alpn` and the TLS 1.3 `suites` (nil: OpenSSL's default
     /// list) with a server on `front`. When the server holds the handshake for a certificate,
-    /// `held` runs, then the handshake resumes.
+    /// `held` runs, then the handshake resumes. `after` gets both ends of a finished handshake (the
+    /// server, the client's SSL and socket) before they are freed.
     static func handshake(_ front: TLSContext, sni: String?, alpn: [String], suites: String? = nil,
-                          held: (String?) -> Void = { _ in }) throws -> Outcome {
+                          held: (String?) -> Void = { _ in },
+                          after: (TLSConnection, OpaquePointer, Int32) -> Void = { _, _, _ in }) throws -> Outcome {
         var fds: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
@@ -62,6 +64,7 @@ import Testing
         }
         ERR_clear_error()
         guard serverDone && clientDone else { return Outcome(ok: false) }
+        after(server, client, fds[1])
         let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
         return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn, version: server.protocolVersion,
                        cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) },
@@ -96,6 +99,30 @@ import Testing
         #expect(noAES128.ok && noAES128.version == "TLSv1.3" && noAES128.cipher == "TLS_CHACHA20_POLY1305_SHA256")
         let only256 = try Self.handshake(front, sni: "a.test", alpn: [], suites: "TLS_AES_256_GCM_SHA384")
         #expect(only256.ok && only256.cipher == "TLS_AES_256_GCM_SHA384")
+    }
+
+    /// close_notify goes to a peer that is still there, and not to one that has closed already (its
+    /// socket would answer with a reset).
+    @Test func closeNotifyOnlyToAPeerThatHasNotClosed() throws {
+        let store = CertificateStore(Snapshot([try Self.cert("a.test")], defaultName: nil), strictSNI: true)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let first = try Self.handshake(front, sni: "a.test", alpn: [], after: { server, client, clientFD in
+            #expect(SSL_shutdown(client) == 0)  // sent; the server's not received yet
+            let status = buffer.withUnsafeMutableBytes { server.read(into: $0) }
+            #expect(status == .closed)
+            server.shutdown()
+            #expect(recv(clientFD, &buffer, buffer.count, 0) == -1 && errno == EAGAIN)
+        })
+        #expect(first.ok)
+        let second = try Self.handshake(front, sni: "a.test", alpn: [], after: { server, client, _ in
+            server.shutdown()
+            var n = 0
+            #expect(SSL_read_ex(client, &buffer, buffer.count, &n) == 0)
+            #expect(SSL_get_error(client, 0) == SSL_ERROR_ZERO_RETURN)
+            ERR_clear_error()
+        })
+        #expect(second.ok)
     }
 
     @Test func acmeTLS1GetsTheChallengeAnswerAndNothingElseDoes() throws {

@@ -382,7 +382,7 @@ final class ClientTransport: Pollable {
         front?.transportClosed()
         worker.loop.disarm(timer)
         tls?.shutdown()
-        worker.loop.unregister(fd)
+        worker.loop.forget(closing: fd)
         Socket.close(fd)
         if hasPrivateUpstreams { worker.pool.closePrivate(owner: ObjectIdentifier(self)) }
         pending = []
