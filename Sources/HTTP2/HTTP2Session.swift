@@ -15,6 +15,15 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2(_ session: HTTP2Session, drained stream: Int32)
 }
 
+/// Where a session's response body buffers come from and go back to: the loop's spare buffers, so a
+/// stream's buffer (a 1 KiB body makes one past malloc's per-thread cache) costs no malloc per stream.
+public protocol HTTP2BufferLender: AnyObject {
+    /// An empty buffer with some capacity, if one is spare.
+    func lendOutput() -> [UInt8]?
+    /// Takes an empty `buffer` back (or lets it go).
+    func giveBack(_ buffer: inout [UInt8])
+}
+
 /// Owner of one `nghttp2_session`. Sans-I/O: bytes in through `receive`, bytes out through
 /// `produce`, events to the delegate. nghttp2 does the framing, HPACK and flow control; this
 /// class adds the per-stream response buffers and the abuse protections.
@@ -27,6 +36,8 @@ public final class HTTP2Session {
     /// The owner of this session (`unowned`: it outlives the session, and a weak reference would put
     /// its reference counts on the runtime's slow path).
     public unowned var delegate: HTTP2SessionDelegate?
+    /// The loop's spare buffers (nil: each stream allocates its own).
+    private let buffers: HTTP2BufferLender?
     /// Why a protection closed the session, for the error log.
     public private(set) var abuse: String?
 
@@ -82,10 +93,12 @@ public final class HTTP2Session {
     private var sink: [UInt8] = []
     private var sinkLimit = 0
 
-    public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate?) throws(HTTP2SessionError) {
+    public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate?,
+                buffers: HTTP2BufferLender? = nil) throws(HTTP2SessionError) {
         self.role = role
         self.settings = settings
         self.delegate = delegate
+        self.buffers = buffers
         controlTokens = Double(settings.controlFrameBurst)
 
         var callbacks: OpaquePointer?
@@ -197,11 +210,20 @@ public final class HTTP2Session {
         if !hasBody {
             return Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
         }
-        outbound[stream] = Outbound()
+        let o = Outbound()
+        if let spare = buffers?.lendOutput() { o.buffer = spare }
+        outbound[stream] = o
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
         let rc = Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
-        if rc != 0 { outbound[stream] = nil }
+        if rc != 0 { finish(stream) }
         return rc == 0
+    }
+
+    /// Forgets a stream's outbound side; its buffer goes back to the loop's spares, emptied.
+    private func finish(_ stream: Int32) {
+        guard let o = outbound.removeValue(forKey: stream), let buffers else { return }
+        o.buffer.removeAll(keepingCapacity: true)
+        buffers.giveBack(&o.buffer)
     }
 
     /// An interim (1xx) response head, e.g. 103 Early Hints (RFC 8297): a HEADERS frame that
@@ -245,7 +267,7 @@ public final class HTTP2Session {
     }
 
     public func reset(stream: Int32, error: HTTP2Error) {
-        outbound[stream] = nil
+        finish(stream)
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, error.rawValue)
     }
 
@@ -421,7 +443,7 @@ public final class HTTP2Session {
 
     fileprivate func streamClosed(_ stream: Int32, error: UInt32) {
         if stream == decodingStream { decoding = Inbound(); decodingStream = 0 }
-        outbound[stream] = nil
+        finish(stream)
         if error == HTTP2Error.noError.rawValue { completedStreams += 1 }
         delegate?.http2(self, closed: stream, error: error)
     }
@@ -463,7 +485,7 @@ public final class HTTP2Session {
             }
         }
         if o.count == 0 && o.ended {
-            outbound[stream] = nil   // that was the body's last frame
+            finish(stream)   // that was the body's last frame
         } else {
             let mark = settings.streamHighWater / 2
             if before >= mark && o.count < mark { drainedStreams.append(stream) }

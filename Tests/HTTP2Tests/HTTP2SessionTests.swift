@@ -35,9 +35,9 @@ final class Pair {
     var now: UInt64 = 1_000_000_000
     var serverFailed = false
 
-    init(_ settings: HTTP2Settings = HTTP2Settings()) throws {
+    init(_ settings: HTTP2Settings = HTTP2Settings(), buffers: HTTP2BufferLender? = nil) throws {
         client = try HTTP2Session(role: .client, delegate: nil)
-        server = try HTTP2Session(role: .server, settings: settings, delegate: nil)
+        server = try HTTP2Session(role: .server, settings: settings, delegate: nil, buffers: buffers)
         client.delegate = c
         server.delegate = s
     }
@@ -94,6 +94,51 @@ let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, []
         #expect(p.c.ended[id] == [HTTPField(name: "x-sum", value: "42")])
         #expect(p.s.closed[id] == 0)
         #expect(p.server.openStreams == 0)
+    }
+
+    /// Lends its spare buffers and counts what comes and goes.
+    final class Lender: HTTP2BufferLender {
+        var spare: [[UInt8]] = []
+        var lent = 0, returned = 0, returnedNonEmpty = 0
+        func lendOutput() -> [UInt8]? {
+            guard let buffer = spare.popLast() else { return nil }
+            lent += 1
+            return buffer
+        }
+        func giveBack(_ buffer: inout [UInt8]) {
+            returned += 1
+            if !buffer.isEmpty { returnedNonEmpty += 1 }
+            spare.append(buffer)
+            buffer = []
+        }
+    }
+
+    @Test func aStreamsBodyBufferServesTheNextStream() throws {
+        let lender = Lender()
+        let p = try Pair(buffers: lender)
+        for round in 0..<2 {
+            let id = p.client.submitRequest(fields: get, hasBody: false)
+            p.run()
+            #expect(p.server.submitResponse(stream: id, status: 200, fields: [], hasBody: true))
+            let body = [UInt8](repeating: UInt8(round), count: 1500)
+            body.withUnsafeBytes { p.server.sendData(stream: id, $0) }
+            p.server.finishData(stream: id)
+            p.run()
+            #expect(p.c.bodies[id] == body)
+        }
+        #expect(lender.returned == 2, "each stream's buffer comes back once its body is sent")
+        #expect(lender.lent == 1, "the second stream writes into the first one's buffer")
+        #expect(lender.spare.count == 1 && lender.spare[0].capacity >= 1500)
+
+        // A stream reset with bytes still buffered gives its buffer back emptied.
+        let id = p.client.submitRequest(fields: get, hasBody: false)
+        p.run()
+        #expect(p.server.submitResponse(stream: id, status: 200, fields: [], hasBody: true))
+        Array("unsent".utf8).withUnsafeBytes { p.server.sendData(stream: id, $0) }
+        p.server.reset(stream: id, error: .cancel)
+        p.run()
+        #expect(lender.returned == 3 && lender.returnedNonEmpty == 0)
+        #expect(p.c.bodies[id] == nil)
     }
 
     @Test func responseDataWaitsForTheClientsWindow() throws {

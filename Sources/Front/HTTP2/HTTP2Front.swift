@@ -39,7 +39,7 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
         h.rapidResetThreshold = s.http2.rapidResetLimit
         h.controlFramesPerSecond = s.http2.controlFramesPerSecond
         h.controlFrameBurst = 2 * s.http2.controlFramesPerSecond
-        session = try HTTP2Session(role: .server, settings: h, delegate: nil)
+        session = try HTTP2Session(role: .server, settings: h, delegate: nil, buffers: transport.worker)
         session.delegate = self
     }
 
@@ -170,3 +170,6 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     }
 }
 
+
+/// Sessions borrow their streams' response body buffers from the loop's spare output buffers.
+extension Worker: HTTP2BufferLender {}

@@ -41,7 +41,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     /// Output buffers given back by connections with nothing in progress, lent to the next request
     /// that writes: an idle keep-alive connection holds no output buffer (nginx and HAProxy give
-    /// theirs back too), and a busy one takes and returns one per request without a malloc.
+    /// theirs back too), and a busy one takes and returns one per request without a malloc. HTTP/2
+    /// streams borrow their response body buffers here too (HTTP2Front.swift).
     private var spareOutputs: [[UInt8]] = []
     static let maxSpareOutputs = 256
     static let maxSpareCapacity = 16 * 1024
