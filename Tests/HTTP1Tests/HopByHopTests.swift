@@ -1,6 +1,6 @@
-import HTTP1
+
 import Testing
-@testable import Proxy
+@testable import HTTP1
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) never reach the next hop, whatever their case.
 @Suite struct HopByHopTests {
