@@ -57,9 +57,11 @@ public struct ResponseHead: Sendable, Equatable {
     public var framing: BodyFraming
     public var keepAlive: Bool
     public var connection: ConnectionOptions
+    /// The Content-Length field's value, checked (also when `framing` is .none, as for HEAD).
+    public var contentLength: Int64?
 
     public init(status: Int, reason: String, versionMinor: Int, fields: HTTPFields, framing: BodyFraming,
-                keepAlive: Bool, connection: ConnectionOptions) {
+                keepAlive: Bool, connection: ConnectionOptions, contentLength: Int64? = nil) {
         self.status = status
         self.reason = reason
         self.versionMinor = versionMinor
@@ -67,6 +69,7 @@ public struct ResponseHead: Sendable, Equatable {
         self.framing = framing
         self.keepAlive = keepAlive
         self.connection = connection
+        self.contentLength = contentLength
     }
 }
 

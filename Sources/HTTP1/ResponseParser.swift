@@ -14,6 +14,8 @@ public struct ResponseParser: Sendable {
 
     private let maxHeaderBytes: Int
     private let maxHeaders: Int
+    /// A forwarder's parser: heads carry end-to-end fields only (see `init`).
+    private let endToEnd: Bool
     private var state = State.head
     private var boundary = HeadBoundary()
     private var requestKind = RequestKind.other
@@ -25,9 +27,14 @@ public struct ResponseParser: Sendable {
     /// The largest field-section buffer worth keeping for another head (see `reuse`).
     public static let keptSectionBytes = 4096
 
-    public init(maxHeaderBytes: Int = 65536, maxHeaders: Int = 200) {
+    /// `endToEnd`: for a forwarder. The hop-by-hop fields, those the Connection field names, and
+    /// Content-Length are left out of each head's fields as they are parsed (their meaning is in the
+    /// head's framing, `keepAlive`, `connection` and `contentLength`), so the head is forwarded as it
+    /// comes, with no second pass over its fields.
+    public init(maxHeaderBytes: Int = 65536, maxHeaders: Int = 200, endToEnd: Bool = false) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaders = maxHeaders
+        self.endToEnd = endToEnd
     }
 
     /// A field section done with (a head's, once written out): its buffer takes the next head's fields,
@@ -129,18 +136,28 @@ public struct ResponseParser: Sendable {
         swap(&fields, &spare)
         fields.removeAll(keepingCapacity: true)   // a buffer still shared is copied here: no worse than a new one
         fields.reserveCapacity(bytes: head.count)  // the section is smaller than the head
+        var count = 0
         while let raw = try lines.next() {
-            guard fields.count < maxHeaders else { throw .badRequest("too many response header fields") }
+            guard count < maxHeaders else { throw .badRequest("too many response header fields") }
+            count += 1
             try raw.validate(head)
-            try framing.add(FieldKind(head.slice(raw.name)), value: head.slice(raw.value))
-            fields.append(name: head.slice(raw.name), value: head.slice(raw.value))
+            let name = head.slice(raw.name)
+            try framing.add(FieldKind(name), value: head.slice(raw.value))
+            if endToEnd && HopByHop.isHopByHop(name) { continue }
+            fields.append(name: name, value: head.slice(raw.value))
+        }
+        // Keep-Alive and Upgrade are hop-by-hop already; other names only when a Connection field lists them.
+        if endToEnd && (framing.connection.close || !framing.connection.others.isEmpty) {
+            let connection = framing.connection
+            fields.removeAll { name, _ in connection.names(name) }
         }
         let bodyFraming = try responseFraming(status: line.status, declared: framing.declaredFraming(versionMinor: line.versionMinor))
         // A body delimited by close can't leave the connection reusable (RFC 9112 §9.3).
         let keepAlive = bodyFraming != .untilClose && framing.keepAlive(versionMinor: line.versionMinor)
         let reason = String(decoding: head.slice(line.reason), as: UTF8.self)
         return ResponseHead(status: line.status, reason: reason, versionMinor: line.versionMinor, fields: fields,
-                            framing: bodyFraming, keepAlive: keepAlive, connection: framing.connection)
+                            framing: bodyFraming, keepAlive: keepAlive, connection: framing.connection,
+                            contentLength: framing.contentLength)
     }
 
     /// RFC 9112 §6.3, in its order. The fields are validated first even when ignored, so a malformed

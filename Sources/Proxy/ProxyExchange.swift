@@ -59,7 +59,7 @@ public final class ProxyExchange: UpstreamDelegate {
     /// the head is written again from the parts kept here, so a request without a body keeps nothing.
     private var replay: [UInt8]? = []
     private var chunkedUpstream: Bool
-    private var parser = ResponseParser()
+    private var parser = ResponseParser(endToEnd: true)
     private var responseStarted = false   // bytes came back: no retry from here on
     private var requestDone = false
     private var responseDone = false
@@ -373,7 +373,7 @@ public final class ProxyExchange: UpstreamDelegate {
             }
             tunnel = true
             connection?.disarmTimer()
-            var fields = HopByHop.endToEnd(head.fields, connection: head.connection, room: 64)
+            var fields = head.fields   // end-to-end only (the parser's)
             fields.append(name: "Connection", value: "upgrade")
             fields.append(name: "Upgrade", value: upgrade!)
             downstream?.responseHead(ProxyResponseHead(status: 101, reason: head.reason, fields: fields,
@@ -393,7 +393,7 @@ public final class ProxyExchange: UpstreamDelegate {
             // 100 Continue is the front's to send; other interim responses (103) pass through.
             if head.status != 100 {
                 downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason,
-                    fields: HopByHop.endToEnd(head.fields, connection: head.connection), bodyLength: nil, hasBody: false))
+                    fields: head.fields, bodyLength: nil, hasBody: false))
             }
             return
         }
@@ -404,8 +404,8 @@ public final class ProxyExchange: UpstreamDelegate {
         switch head.framing {
         case .none:
             hasBody = false
-            if method == "HEAD", let cl = head.fields.firstValue(named: "content-length") {
-                length = Int64(cl)
+            if method == "HEAD", let cl = head.contentLength {
+                length = cl
             } else if head.status != 304 && head.status != 204 {
                 length = 0
                 hasBody = true
@@ -413,7 +413,6 @@ public final class ProxyExchange: UpstreamDelegate {
         case .length(let n): length = n
         case .chunked, .untilClose: length = nil
         }
-        HopByHop.remove(from: &head.fields, connection: head.connection)
         downstream?.responseHead(ProxyResponseHead(status: head.status, reason: head.reason, fields: head.fields,
                                                    bodyLength: length, hasBody: hasBody))
         connection?.spareFields = head.fields   // written out: the buffer serves the connection's next response

@@ -8,7 +8,8 @@ final class ResponseParserTests: XCTestCase {
         XCTAssertEqual(parsed.count, 1)
         XCTAssertEqual(parsed[0].head, ResponseHead(status: 200, reason: "OK", versionMinor: 1,
                                                     fields: [HTTPField(name: "Content-Length", value: "5"), HTTPField(name: "Server", value: "x")],
-                                                    framing: .length(5), keepAlive: true, connection: ConnectionOptions()))
+                                                    framing: .length(5), keepAlive: true, connection: ConnectionOptions(),
+                                                    contentLength: 5))
         XCTAssertEqual(parsed[0].body, "hello".bytes)
         XCTAssertEqual(parsed[0].trailers, [])
         XCTAssertEqual(try parseResponses(byteByByte(raw)), parsed)
@@ -40,6 +41,42 @@ final class ResponseParserTests: XCTestCase {
         let third = try head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", parser: &again)
         XCTAssertLessThanOrEqual(third.fields.capacity, ResponseParser.keptSectionBytes)
         XCTAssertEqual(Array(third.fields), [HTTPField(name: "Content-Length", value: "0")])
+    }
+
+    /// A forwarder's parser leaves out what is for this hop only, and keeps what the framing means.
+    func testEndToEndHeadsLeaveConnectionSpecificFieldsOut() throws {
+        struct NoHead: Error {}
+        func head(_ raw: String, _ parser: inout ResponseParser) throws -> ResponseHead {
+            try raw.bytes.withUnsafeBytes { buf in
+                guard case (_, .head(let h)) = try parser.parse(buf) else { throw NoHead() }   // fails the test
+                return h
+            }
+        }
+        var parser = ResponseParser(endToEnd: true)
+        let raw = "HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n"
+            + "Content-Length: 3\r\nX-Hop: private\r\nVary: accept\r\nProxy-Connection: close\r\n\r\n"
+        let h = try head(raw, &parser)
+        XCTAssertEqual(Array(h.fields), [HTTPField(name: "Server", value: "x"), HTTPField(name: "Vary", value: "accept")])
+        XCTAssertEqual(h.framing, .length(3))
+        XCTAssertEqual(h.contentLength, 3)
+        XCTAssertTrue(h.keepAlive)
+        XCTAssertEqual(h.connection.others, ["x-hop"])
+        // The same head through a plain parser keeps every field.
+        var plain = ResponseParser()
+        XCTAssertEqual(try head(raw, &plain).fields.count, 7)
+
+        // HEAD: no body, but the length the origin declared is still known.
+        var forHead = ResponseParser(endToEnd: true)
+        forHead.expect(requestMethod: "HEAD")
+        let headResponse = try head("HTTP/1.1 200 OK\r\nContent-Length: 42\r\nConnection: close\r\nClose: x\r\n\r\n", &forHead)
+        XCTAssertEqual(headResponse.framing, BodyFraming.none)
+        XCTAssertEqual(headResponse.contentLength, 42)
+        XCTAssertEqual(Array(headResponse.fields), [], "Connection: close names a field called Close")
+
+        // Fields left out still count towards the limit.
+        var limited = ResponseParser(maxHeaders: 2, endToEnd: true)
+        let many = "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: 1\r\nServer: x\r\n\r\n"
+        XCTAssertThrowsError(try head(many, &limited))
     }
 
     func testChunkedResponseWithTrailers() throws {
