@@ -61,13 +61,28 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     }
 
     /// Appends a line from bytes the caller has validated (a token name; a value without CR or LF).
+    /// The line is put together on the stack and appended in one piece: six appends cost six
+    /// uniqueness and capacity checks, and this runs for every field of every head.
     public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        bytes.append(contentsOf: name)
-        bytes.append(ASCII.colon)
-        bytes.append(ASCII.sp)
-        bytes.append(contentsOf: value)
-        bytes.append(ASCII.cr)
-        bytes.append(ASCII.lf)
+        let length = name.count + value.count + 4
+        guard length <= 512 else {
+            bytes.append(contentsOf: name)
+            bytes.append(contentsOf: [ASCII.colon, ASCII.sp])
+            bytes.append(contentsOf: value)
+            bytes.append(contentsOf: [ASCII.cr, ASCII.lf])
+            count += 1
+            return
+        }
+        withUnsafeTemporaryAllocation(byteCount: length, alignment: 1) { line in
+            let start = line.baseAddress!
+            if let n = name.baseAddress { start.copyMemory(from: n, byteCount: name.count) }
+            line[name.count] = ASCII.colon
+            line[name.count + 1] = ASCII.sp
+            if let v = value.baseAddress { (start + name.count + 2).copyMemory(from: v, byteCount: value.count) }
+            line[length - 2] = ASCII.cr
+            line[length - 1] = ASCII.lf
+            bytes.append(contentsOf: UnsafeRawBufferPointer(line))
+        }
         count += 1
     }
 

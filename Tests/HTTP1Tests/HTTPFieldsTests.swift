@@ -14,6 +14,16 @@ import Testing
         #expect(HTTPFields().isEmpty && Array(HTTPFields()).isEmpty)
     }
 
+    /// Lines short enough to be put together on the stack, and longer ones, read back the same.
+    @Test func linesOfEveryLengthReadBack() {
+        for valueLength in [0, 1, 501, 502, 503, 600, 5000] {
+            let value = String(repeating: "v", count: valueLength)
+            let fields: HTTPFields = [HTTPField(name: "X-Long", value: value), HTTPField(name: "B", value: "2")]
+            #expect(String(decoding: fields.bytes, as: UTF8.self) == "X-Long: \(value)\r\nB: 2\r\n")
+            #expect(Array(fields) == [HTTPField(name: "X-Long", value: value), HTTPField(name: "B", value: "2")])
+        }
+    }
+
     @Test func lookupIgnoresCaseAndFindsTheFirst() {
         #expect(sample.firstValue(named: "ACCEPT") == "*/*")
         #expect(sample.firstValue(named: "x-empty") == "")
