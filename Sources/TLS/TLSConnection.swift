@@ -13,6 +13,10 @@ public enum TLSStatus: Equatable {
 /// Owner of one SSL, bound to a non-blocking socket it does not own.
 public final class TLSConnection {
     let ssl: OpaquePointer
+    /// The context the SSL was made from: its ClientHello callback finds the certificate selector
+    /// through the context, so the context lives as long as any of its connections (a drain drops
+    /// the listeners, and with them their contexts, while handshakes are still under way).
+    private let front: TLSContext?
     /// The last read(2) under this connection returned fewer bytes than it asked for: the socket
     /// held nothing more at that moment (set by `onSocketRead`).
     fileprivate var lastReadWasShort = false
@@ -23,6 +27,7 @@ public final class TLSConnection {
         ERR_clear_error()
         guard let ssl = SSL_new(front.ctx) else { throw TLSError("SSL_new") }
         self.ssl = ssl
+        self.front = front
         SSL_set_fd(ssl, fd)
         // One read(2) per burst instead of two per record (header, then body).
         SSL_set_read_ahead(ssl, 1)
@@ -39,7 +44,7 @@ public final class TLSConnection {
     public var drained: Bool { lastReadWasShort && SSL_has_pending(ssl) == 0 }
 
     /// Takes ownership of `ssl` (client connections: `TLSConnection+Upstream.swift`).
-    init(owning ssl: OpaquePointer) { self.ssl = ssl }
+    init(owning ssl: OpaquePointer) { self.ssl = ssl; front = nil }
 
     deinit { SSL_free(ssl) }
 

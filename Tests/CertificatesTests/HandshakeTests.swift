@@ -125,6 +125,22 @@ import Testing
         #expect(second.ok)
     }
 
+    /// A drain drops the listeners and their contexts while accepted connections may still be
+    /// handshaking: each connection keeps its context (whose ClientHello callback it needs) alive.
+    @Test func aConnectionKeepsItsContextAlive() throws {
+        let store = CertificateStore(Snapshot([try Self.cert("a.test")], defaultName: nil), strictSNI: true)
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        var front: TLSContext? = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        weak let context = front
+        var server: TLSConnection? = try TLSConnection(front: front!, fd: fds[0])
+        front = nil
+        #expect(context != nil, "the listener's context went with the listener, under its connection")
+        server = nil
+        #expect(server == nil && context == nil)
+    }
+
     @Test func acmeTLS1GetsTheChallengeAnswerAndNothingElseDoes() throws {
         let site = try Self.cert("v.test")
         let table = ALPNChallengeTable()
