@@ -120,6 +120,10 @@ public final class HTTP2Session {
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
         nghttp2_option_set_max_outbound_ack(option, 1000)
         nghttp2_option_set_max_settings(option, 32)
+        // Closed streams are not kept for RFC 7540's priority tree (RFC 9113 deprecates it): a
+        // dependency on one falls back to the default priority, and no list of closed streams is
+        // kept up to date per stream.
+        nghttp2_option_set_no_closed_streams(option, 1)
 
         var made: OpaquePointer?
         // `self` is not complete yet: user_data is set right after, before any callback can run.
