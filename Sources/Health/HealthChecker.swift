@@ -123,11 +123,13 @@ public final class HealthChecker: Sendable {
     /// Every server of every upstream (by upstream name, servers in configuration order), checked or not.
     public var statuses: [ServerStatus] {
         let servers = board.all
-        let entries = table.withLock { $0.entries }
-        return servers.map { server in
+        // One snapshot: a check publishes its server's state under this lock, with its counters (a
+        // state read after the lock could be newer than the counters: "up" after one pass of two).
+        let (entries, up) = table.withLock { t in (t.entries, servers.map(\.isUp)) }
+        return zip(servers, up).map { server, up in
             let entry = entries[ObjectIdentifier(server)]
             return ServerStatus(upstream: server.upstream, address: server.server.description,
-                                state: server.isUp ? "up" : "down", checked: entry != nil,
+                                state: up ? "up" : "down", checked: entry != nil,
                                 consecutivePasses: entry?.state.passes ?? 0, consecutiveFailures: entry?.state.failures ?? 0,
                                 checks: entry?.checks ?? 0, checkFailures: entry?.failures ?? 0, requests: server.requests,
                                 lastCheck: entry?.last, check: entry.map { CheckSummary($0.check) })
