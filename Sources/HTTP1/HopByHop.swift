@@ -3,15 +3,10 @@ public enum HopByHop {
     static let names = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization", "content-length"]
 
-    /// Drops hop-by-hop fields, those the Connection field names, and Content-Length (the forwarder
-    /// re-frames bodies and writes its own), in place. Compares bytes: this runs for every field of
-    /// every request and response.
-    public static func remove(from fields: inout HTTPFields, connection: ConnectionOptions) {
-        fields.removeAll { name, _ in isHopByHop(name) || connection.names(name) }
-    }
-
-    /// The fields without the hop-by-hop ones (see `remove(from:connection:)`), in a new section with
-    /// `room` bytes to spare for the fields a forwarder adds: one allocation, whoever else holds `fields`.
+    /// The fields without the hop-by-hop ones, those the Connection field names, and Content-Length
+    /// (the forwarder re-frames bodies and writes its own), in a new section with `room` bytes to
+    /// spare for the fields a forwarder adds: one allocation, whoever else holds `fields`. (Responses
+    /// leave them out as they are parsed: `ResponseParser(endToEnd:)`.)
     public static func endToEnd(_ fields: HTTPFields, connection: ConnectionOptions, room: Int = 0) -> HTTPFields {
         fields.filter(room: room) { name, _ in !isHopByHop(name) && !connection.names(name) }
     }
