@@ -219,12 +219,12 @@ public final class HTTP2Session {
         outbound[stream] = o
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
         let rc = Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, &provider) }
-        if rc != 0 { finish(stream) }
+        if rc != 0 { dropOutbound(stream) }
         return rc == 0
     }
 
     /// Forgets a stream's outbound side; its buffer goes back to the loop's spares, emptied.
-    private func finish(_ stream: Int32) {
+    private func dropOutbound(_ stream: Int32) {
         guard let o = outbound.removeValue(forKey: stream), let buffers else { return }
         o.buffer.removeAll(keepingCapacity: true)
         buffers.giveBack(&o.buffer)
@@ -271,7 +271,7 @@ public final class HTTP2Session {
     }
 
     public func reset(stream: Int32, error: HTTP2Error) {
-        finish(stream)
+        dropOutbound(stream)
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, error.rawValue)
     }
 
@@ -447,7 +447,7 @@ public final class HTTP2Session {
 
     fileprivate func streamClosed(_ stream: Int32, error: UInt32) {
         if stream == decodingStream { decoding = Inbound(); decodingStream = 0 }
-        finish(stream)
+        dropOutbound(stream)
         if error == HTTP2Error.noError.rawValue { completedStreams += 1 }
         delegate?.http2(self, closed: stream, error: error)
     }
@@ -489,7 +489,7 @@ public final class HTTP2Session {
             }
         }
         if o.count == 0 && o.ended {
-            finish(stream)   // that was the body's last frame
+            dropOutbound(stream)   // that was the body's last frame
         } else {
             let mark = settings.streamHighWater / 2
             if before >= mark && o.count < mark { drainedStreams.append(stream) }
