@@ -67,9 +67,11 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
         let length = name.count + value.count + 4
         guard length <= 512 else {
             bytes.append(contentsOf: name)
-            bytes.append(contentsOf: [ASCII.colon, ASCII.sp])
+            bytes.append(ASCII.colon)
+            bytes.append(ASCII.sp)
             bytes.append(contentsOf: value)
-            bytes.append(contentsOf: [ASCII.cr, ASCII.lf])
+            bytes.append(ASCII.cr)
+            bytes.append(ASCII.lf)
             count += 1
             return
         }
