@@ -48,6 +48,32 @@
         return l &- 0x61 < 6 ? l &- 0x61 &+ 10 : nil
     }
 
+    // MARK: Eight bytes at a time
+    // Head scanning looks at every byte; most are ordinary text, which these tests pass over a word at a
+    // time. Each is exact for "any byte in the word": a borrow or carry only spills into bytes above
+    // one that already answers the question.
+
+    @inlinable static var ones: UInt64 { 0x0101_0101_0101_0101 }
+    @inlinable static var highBits: UInt64 { 0x8080_8080_8080_8080 }
+
+    /// Whether any of the eight bytes of `x` is below `n` (n <= 128).
+    @inline(__always)
+    static func anyBelow(_ x: UInt64, _ n: UInt8) -> Bool { (x &- ones &* UInt64(n)) & ~x & highBits != 0 }
+
+    /// Whether all eight bytes of `x` are SP or visible ASCII (0x20...0x7E): no control, DEL or obs-text.
+    @inline(__always)
+    static func isPlainText(_ x: UInt64) -> Bool { ((x &- ones &* 0x20) | (x &+ ones) | x) & highBits == 0 }
+
+    /// `x` with its ASCII upper-case letters in lower case, every other byte as it was.
+    @inlinable @inline(__always)
+    static func lower(word x: UInt64) -> UInt64 {
+        let low7 = x & ~highBits
+        let aboveZ = low7 &+ ones &* 0x25   // high bit set where the byte's low seven bits exceed "Z"
+        let fromA = low7 &+ ones &* 0x3F    // high bit set where they are at least "A"
+        let upper = (fromA ^ aboveZ) & ~x & highBits
+        return x | (upper >> 2)
+    }
+
     @inline(__always)
     private static func inMask(_ b: UInt8, lo: UInt64, hi: UInt64) -> Bool {
         if b < 64 { return (lo >> UInt64(b)) & 1 == 1 }
@@ -64,13 +90,29 @@ extension UnsafeRawBufferPointer {
     /// ASCII case-insensitive comparison with a lower-case literal. Inlinable: the fronts and the
     /// proxy compare every field name with a few literals, and a call per comparison cost more than
     /// the comparison.
+    /// Names of eight bytes or more are compared a word at a time (the last word overlapping the one
+    /// before it), shorter ones byte by byte.
     @inlinable
     public func equalsLowercased(_ literal: StaticString) -> Bool {
-        guard count == literal.utf8CodeUnitCount else { return false }
-        let l = literal.utf8Start
-        for i in 0..<count where ASCII.lower(self[i]) != l[i] { return false }
-        return true
+        let n = literal.utf8CodeUnitCount
+        guard count == n else { return false }
+        let l = UnsafeRawPointer(literal.utf8Start)
+        guard n >= 8 else {
+            for i in 0..<n where ASCII.lower(self[i]) != l.load(fromByteOffset: i, as: UInt8.self) { return false }
+            return true
+        }
+        var i = 0
+        while true {
+            let word = ASCII.lower(word: loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            guard word == l.loadUnaligned(fromByteOffset: i, as: UInt64.self) else { return false }
+            if i == n - 8 { return true }
+            i = Swift.min(i + 8, n - 8)
+        }
     }
+
+    /// The eight bytes from `offset` as one word, for the tests in `ASCII` (the caller checks the bounds).
+    @inline(__always)
+    func word(at offset: Int) -> UInt64 { loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
 
     func hasPrefixLowercased(_ literal: StaticString) -> Bool {
         count >= literal.utf8CodeUnitCount && slice(0..<literal.utf8CodeUnitCount).equalsLowercased(literal)

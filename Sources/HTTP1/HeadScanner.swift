@@ -24,6 +24,8 @@ struct HeadBoundary: Sendable {
         var i = scanned
         let stop = Swift.min(buf.count, limit)
         while i < stop {
+            // Most bytes are text: skip eight at a time while none of them is CR, LF or another control.
+            if i &+ 8 <= stop, !ASCII.anyBelow(buf.word(at: i), ASCII.cr + 1) { i &+= 8; continue }
             let b = buf[i]
             if b > ASCII.cr { i += 1; continue }
             if b == ASCII.lf { throw .badRequest("bare LF in head (RFC 9112 §2.2)") }
@@ -98,18 +100,23 @@ struct FieldLines {
         var i = start
         while ASCII.isOWS(buf[i]) { i += 1 }
         let valueStart = i
-        var valueEnd = i
         var ascii = true
-        while true {
-            let b = buf[i]
-            if b == ASCII.cr { break }
-            guard ASCII.isFieldValueByte(b) else {
-                throw .badRequest("control character in field value (RFC 9110 §5.5)")
+        // Eight bytes at a time while they are SP or visible ASCII; otherwise one by one up to the next
+        // word. The line ends in CRLF, and CR never passes as text, so both loops stop at its end.
+        line: while true {
+            if i &+ 8 <= buf.count, ASCII.isPlainText(buf.word(at: i)) { i &+= 8; continue }
+            for _ in 0..<8 {
+                let b = buf[i]
+                if b == ASCII.cr { break line }
+                guard ASCII.isFieldValueByte(b) else {
+                    throw .badRequest("control character in field value (RFC 9110 §5.5)")
+                }
+                if b >= 0x80 { ascii = false }
+                i += 1
             }
-            if b >= 0x80 { ascii = false }
-            i += 1
-            if !ASCII.isOWS(b) { valueEnd = i }
         }
+        var valueEnd = i
+        while valueEnd > valueStart && ASCII.isOWS(buf[valueEnd - 1]) { valueEnd -= 1 }
         return (valueStart..<valueEnd, ascii, i)
     }
 }
