@@ -38,6 +38,8 @@ public final class HTTP2Session {
     public unowned var delegate: HTTP2SessionDelegate?
     /// The loop's spare buffers (nil: each stream allocates its own).
     private let buffers: HTTP2BufferLender?
+    /// Where nghttp2's memory comes from (nil: malloc); held so it outlives `nghttp2_session_del`.
+    private let allocator: HTTP2Allocator?
     /// Why a protection closed the session, for the error log.
     public private(set) var abuse: String?
 
@@ -94,11 +96,12 @@ public final class HTTP2Session {
     private var sinkLimit = 0
 
     public init(role: Role, settings: HTTP2Settings = HTTP2Settings(), delegate: HTTP2SessionDelegate?,
-                buffers: HTTP2BufferLender? = nil) throws(HTTP2SessionError) {
+                buffers: HTTP2BufferLender? = nil, allocator: HTTP2Allocator? = nil) throws(HTTP2SessionError) {
         self.role = role
         self.settings = settings
         self.delegate = delegate
         self.buffers = buffers
+        self.allocator = allocator
         controlTokens = Double(settings.controlFrameBurst)
 
         var callbacks: OpaquePointer?
@@ -127,8 +130,14 @@ public final class HTTP2Session {
 
         var made: OpaquePointer?
         // `self` is not complete yet: user_data is set right after, before any callback can run.
-        let rc = role == .server ? nghttp2_session_server_new2(&made, callbacks, nil, option)
+        let rc: Int32
+        if var mem = allocator?.mem {   // nghttp2 copies the callbacks
+            rc = role == .server ? nghttp2_session_server_new3(&made, callbacks, nil, option, &mem)
+                                 : nghttp2_session_client_new3(&made, callbacks, nil, option, &mem)
+        } else {
+            rc = role == .server ? nghttp2_session_server_new2(&made, callbacks, nil, option)
                                  : nghttp2_session_client_new2(&made, callbacks, nil, option)
+        }
         guard rc == 0, let made else { throw HTTP2SessionError("nghttp2_session_new", code: rc) }
         session = made
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())

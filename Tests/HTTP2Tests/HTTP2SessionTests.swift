@@ -35,9 +35,11 @@ final class Pair {
     var now: UInt64 = 1_000_000_000
     var serverFailed = false
 
-    init(_ settings: HTTP2Settings = HTTP2Settings(), buffers: HTTP2BufferLender? = nil) throws {
-        client = try HTTP2Session(role: .client, delegate: nil)
-        server = try HTTP2Session(role: .server, settings: settings, delegate: nil, buffers: buffers)
+    /// Both sessions take nghttp2's memory from one recycling allocator, as a loop's connections do.
+    init(_ settings: HTTP2Settings = HTTP2Settings(), buffers: HTTP2BufferLender? = nil,
+         allocator: HTTP2Allocator = HTTP2Allocator()) throws {
+        client = try HTTP2Session(role: .client, delegate: nil, allocator: allocator)
+        server = try HTTP2Session(role: .server, settings: settings, delegate: nil, buffers: buffers, allocator: allocator)
         client.delegate = c
         server.delegate = s
     }

@@ -39,7 +39,8 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
         h.rapidResetThreshold = s.http2.rapidResetLimit
         h.controlFramesPerSecond = s.http2.controlFramesPerSecond
         h.controlFrameBurst = 2 * s.http2.controlFramesPerSecond
-        session = try HTTP2Session(role: .server, settings: h, delegate: nil, buffers: transport.worker)
+        session = try HTTP2Session(role: .server, settings: h, delegate: nil, buffers: transport.worker,
+                                   allocator: transport.worker.http2Allocator)
         session.delegate = self
     }
 

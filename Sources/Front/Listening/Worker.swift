@@ -1,6 +1,7 @@
 import Certificates
 import Config
 import EventLoop
+import HTTP2
 import Metrics
 import Proxy
 import TLS
@@ -46,6 +47,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     private var spareOutputs: [[UInt8]] = []
     static let maxSpareOutputs = 256
     static let maxSpareCapacity = 16 * 1024
+    /// nghttp2's memory for this loop's HTTP/2 connections, recycled across their streams.
+    let http2Allocator = HTTP2Allocator()
     var listeners: [Listener] = []
     var connections: [ObjectIdentifier: ClientTransport] = [:]
     private(set) var draining = false
