@@ -4,9 +4,10 @@ import HTTP1
 /// Events of one HTTP/2 session. Called synchronously from `receive` / `produce`; a delegate may
 /// submit frames from here (nghttp2 allows it) but must not free the session.
 public protocol HTTP2SessionDelegate: AnyObject {
-    /// A request head (server) or response head (client). Pseudo-header fields keep their ':'.
-    /// `oversized`: the block broke the size or count limit and its fields are incomplete.
-    func http2(_ session: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool)
+    /// A request head (server) or response head (client): its pseudo-header fields apart, the
+    /// others in `fields`. `oversized`: the block broke the size or count limit, and both are empty.
+    func http2(_ session: HTTP2Session, head pseudo: HTTP2PseudoHeaders, fields: consuming HTTPFields, stream: Int32,
+               endStream: Bool, oversized: Bool)
     func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32)
     /// The peer ended its side of the stream after a body (with trailers, possibly empty).
     func http2(_ session: HTTP2Session, end stream: Int32, trailers: [HTTPField])
@@ -57,7 +58,9 @@ public final class HTTP2Session {
     private var completedStreams = 0
 
     struct Inbound {
+        var pseudo = HTTP2PseudoHeaders()
         var fields = HTTPFields()
+        var count = 0
         var size = 0
         var oversized = false
         var trailers = false
@@ -68,13 +71,20 @@ public final class HTTP2Session {
             size += name.count + value.count + 32
             if size > settings.maxHeaderListSize * 4 { return false }
             if oversized { return true }
-            if size > settings.maxHeaderListSize || fields.count >= settings.maxHeaders {
+            if size > settings.maxHeaderListSize || count >= settings.maxHeaders {
                 oversized = true
                 fields = []
+                pseudo = HTTP2PseudoHeaders()
                 return true
             }
-            // nghttp2 has checked the name (lower-case token) and the value (no CR, LF or NUL; RFC 9113 §8.2.1).
-            fields.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
+            count += 1
+            // nghttp2 has checked the name (lower-case token, or a pseudo-header in its place and
+            // known to it) and the value (no CR, LF or NUL; RFC 9113 §8.2.1, §8.3).
+            if name.first == UInt8(ascii: ":") {
+                pseudo.set(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
+            } else {
+                fields.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
+            }
             return true
         }
     }
@@ -405,7 +415,7 @@ public final class HTTP2Session {
             } else if frame.pointee.headers.cat == NGHTTP2_HCAT_HEADERS && !endStream && role == .client {
                 // Interim (1xx) responses are not delivered.
             } else {
-                delegate?.http2(self, head: fields, stream: stream, endStream: endStream, oversized: entry.oversized)
+                delegate?.http2(self, head: entry.pseudo, fields: fields, stream: stream, endStream: endStream, oversized: entry.oversized)
             }
         case NGHTTP2_DATA.rawValue:
             if endStream {

@@ -12,8 +12,13 @@ final class Recorder: HTTP2SessionDelegate {
     var drained: [Int32] = []
     var consume = true
 
-    func http2(_ s: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
-        heads[stream] = Array(fields)
+    var pseudo: [Int32: HTTP2PseudoHeaders] = [:]
+
+    func http2(_ s: HTTP2Session, head pseudo: HTTP2PseudoHeaders, fields: consuming HTTPFields, stream: Int32,
+               endStream: Bool, oversized: Bool) {
+        #expect(!fields.contains { $0.name.hasPrefix(":") }, "pseudo-header fields come apart")
+        self.pseudo[stream] = pseudo
+        heads[stream] = pseudo.fields + Array(fields)
         if oversized { self.oversized.insert(stream) }
         if endStream { ended[stream] = [] }
     }
@@ -84,6 +89,9 @@ let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, []
         p.run()
         let head = try #require(p.s.heads[id])
         #expect(head.first { $0.name == ":path" }?.value == "/x")
+        let pseudo = try #require(p.s.pseudo[id])
+        #expect([pseudo.method, pseudo.scheme, pseudo.authority, pseudo.path] == ["GET", "https", "a.test", "/x"])
+        #expect(pseudo.connectProtocol == nil && pseudo.status == nil)
         #expect(head.contains(HTTPField(name: "x-mixed", value: "v")), "names go out lower-case")
         #expect(p.s.ended[id] == [])
 
@@ -92,6 +100,7 @@ let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(4, 0, 0, []
         p.server.finishData(stream: id, trailers: [HTTPField(name: "X-Sum", value: "42")])
         p.run()
         #expect(p.c.heads[id]?.first { $0.name == ":status" }?.value == "200")
+        #expect(p.c.pseudo[id]?.status == "200")
         #expect(p.c.bodies[id] == Array("hello".utf8))
         #expect(p.c.ended[id] == [HTTPField(name: "x-sum", value: "42")])
         #expect(p.s.closed[id] == 0)

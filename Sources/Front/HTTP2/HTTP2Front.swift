@@ -140,10 +140,11 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
 
     // MARK: HTTP2SessionDelegate
 
-    func http2(_ session: HTTP2Session, head fields: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
+    func http2(_ session: HTTP2Session, head pseudo: HTTP2PseudoHeaders, fields: consuming HTTPFields, stream: Int32,
+               endStream: Bool, oversized: Bool) {
         let s = HTTP2Stream(id: stream, front: self, startedAt: worker.loop.now)
         streams[stream] = s
-        s.begin(fields, endStream: endStream, oversized: oversized)
+        s.begin(pseudo, fields, endStream: endStream, oversized: oversized)
     }
 
     func http2(_ session: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32) {

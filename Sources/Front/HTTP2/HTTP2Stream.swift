@@ -50,31 +50,31 @@ final class HTTP2Stream: Downstream {
 
     // MARK: Request
 
-    func begin(_ fields: consuming HTTPFields, endStream: Bool, oversized: Bool) {
-        var authority: String?
+    func begin(_ pseudo: HTTP2PseudoHeaders, _ fields: consuming HTTPFields, endStream: Bool, oversized: Bool) {
+        // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
+        // connection-specific fields but TE (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
+        if let m = pseudo.method { method = m }
+        if let p = pseudo.path { target = p }
+        let authority = pseudo.authority
+        let connectProtocol = pseudo.connectProtocol
         var hostField: String?
         var contentLength: Int64?
         var cookies: [String] = []
-        var connectProtocol: String?
-        if front.worker.accessLog.wantsAgent {
-            referer = fields.firstValue(named: "referer"); userAgent = fields.firstValue(named: "user-agent")
-        }
-        // nghttp2 has already checked the pseudo-header set, lower-case names and the absence of
-        // connection-specific fields (RFC 9113 §8.2.2, §8.3); malformed requests never get here.
+        var strip = false   // a field that does not go on as it is: Host, Cookie, or hop-by-hop (TE, Content-Length...)
+        let wantsAgent = front.worker.accessLog.wantsAgent
         fields.forEachLine { line, buf in
             let name = UnsafeRawBufferPointer(rebasing: buf[line.name])
             // By length first: most fields are none of these, and are passed over without a comparison.
             let value = { String(decoding: buf[line.value], as: UTF8.self) }
             switch name.count {
-            case 4: if name.equalsLowercased("host") { hostField = value() }
-            case 5: if name.equalsLowercased(":path") { target = value() }
-            case 6: if name.equalsLowercased("cookie") { cookies.append(value()) }
-            case 7: if name.equalsLowercased(":method") { method = value() }
-            case 9: if name.equalsLowercased(":protocol") { connectProtocol = value() }
-            case 10: if name.equalsLowercased(":authority") { authority = value() }
+            case 4: if name.equalsLowercased("host") { hostField = value(); strip = true }
+            case 6: if name.equalsLowercased("cookie") { cookies.append(value()); strip = true }
+            case 7: if wantsAgent && referer == nil && name.equalsLowercased("referer") { referer = value() }
+            case 10: if wantsAgent && userAgent == nil && name.equalsLowercased("user-agent") { userAgent = value() }
             case 14: if name.equalsLowercased("content-length") { contentLength = Int64(value()) }
             default: break
             }
+            if !strip && HopByHop.isHopByHop(name) { strip = true }
         }
         // RFC 9113 §8.3.1: :authority takes the place of Host.
         host = authority ?? hostField
@@ -101,8 +101,10 @@ final class HTTP2Stream: Downstream {
         // fields (nghttp2 let only TE: trailers through). The session handed over the only reference,
         // so they are dropped in place, and the session's reserve leaves room for X-Forwarded-*.
         var forwarded = consume fields
-        forwarded.removeAll { name, _ in
-            name[0] == 0x3A || name.equalsLowercased("host") || name.equalsLowercased("cookie") || HopByHop.isHopByHop(name)
+        if strip {
+            forwarded.removeAll { name, _ in
+                name.equalsLowercased("host") || name.equalsLowercased("cookie") || HopByHop.isHopByHop(name)
+            }
         }
         if !cookies.isEmpty { forwarded.append(name: "cookie", value: cookies.joined(separator: "; ")) }
         let length: Int64? = endStream || websocket ? 0 : contentLength

@@ -35,8 +35,11 @@ final class Recorder: HTTP2SessionDelegate {
 
     init(bodySize: Int) { self.bodySize = bodySize }
 
-    func http2(_ session: HTTP2Session, head section: consuming HTTPFields, stream: Int32, endStream: Bool, oversized: Bool) {
-        let fields = Array(section)
+    func http2(_ session: HTTP2Session, head pseudo: HTTP2PseudoHeaders, fields section: consuming HTTPFields, stream: Int32,
+               endStream: Bool, oversized: Bool) {
+        require(!section.contains { $0.name.hasPrefix(":") }, "pseudo-header field among the fields")
+        require(!oversized || pseudo == HTTP2PseudoHeaders(), "oversized head with pseudo-header fields")
+        let fields = pseudo.fields + Array(section)
         events.append(.head(fields, stream: stream, endStream: endStream, oversized: oversized))
         require(stream > 0 && stream % 2 == 1, "request on stream \(stream)")
         require(open[stream] == nil, "second head on stream \(stream)")
