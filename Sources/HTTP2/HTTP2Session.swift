@@ -89,15 +89,21 @@ public final class HTTP2Session {
         }
     }
 
-    /// A stream's response body waiting for its flow-control window. A class, so the buffer is
-    /// mutated in place (a struct read out of the dictionary would copy it on every change).
-    final class Outbound {
+    /// A stream's response body waiting for its flow-control window. Held in the table itself (no
+    /// object per stream) and changed in place through it: a copy read out would copy the buffer.
+    struct Outbound {
         var buffer: [UInt8] = []
         var offset = 0
         var ended = false
         var trailers: [HTTPField] = []
         var deferred = false
         var count: Int { buffer.count - offset }
+
+        /// Whether nghttp2 was told to wait for data (it must be told to resume); cleared.
+        mutating func takeDeferred() -> Bool {
+            defer { deferred = false }
+            return deferred
+        }
     }
 
     /// Where frames go while `produce` runs: the caller's buffer, moved in for the call, so DATA
@@ -233,7 +239,7 @@ public final class HTTP2Session {
         if !hasBody {
             return Self.withNV(status: status, fields, contentLength: contentLength) { nghttp2_submit_response(session, stream, $0, $1, nil) } == 0
         }
-        let o = Outbound()
+        var o = Outbound()
         if let spare = buffers?.lendOutput() { o.buffer = spare }
         outbound[stream] = o
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
@@ -244,7 +250,7 @@ public final class HTTP2Session {
 
     /// Forgets a stream's outbound side; its buffer goes back to the loop's spares, emptied.
     private func dropOutbound(_ stream: Int32) {
-        guard let o = outbound.removeValue(forKey: stream), let buffers else { return }
+        guard var o = outbound.removeValue(forKey: stream), let buffers else { return }
         o.buffer.removeAll(keepingCapacity: true)
         buffers.giveBack(&o.buffer)
     }
@@ -267,21 +273,26 @@ public final class HTTP2Session {
 
     /// Body bytes for a stream whose head was submitted with a body.
     public func sendData(stream: Int32, _ bytes: UnsafeRawBufferPointer) {
-        guard let o = outbound[stream], !bytes.isEmpty else { return }
-        o.buffer.append(contentsOf: bytes)
-        resume(o, stream)
+        guard !bytes.isEmpty else { return }
+        let wasDeferred = outbound.update(stream) { o in
+            o.buffer.append(contentsOf: bytes)
+            return o.takeDeferred()
+        }
+        if wasDeferred == true { resume(stream) }
     }
 
     /// The body is complete; non-empty trailers go in a final HEADERS frame.
     public func finishData(stream: Int32, trailers: [HTTPField] = []) {
-        guard let o = outbound[stream] else { return }
-        o.ended = true
-        o.trailers = trailers
-        resume(o, stream)
+        let wasDeferred = outbound.update(stream) { o in
+            o.ended = true
+            o.trailers = trailers
+            return o.takeDeferred()
+        }
+        if wasDeferred == true { resume(stream) }
     }
 
     /// Bytes of `stream` waiting for the peer's flow-control window (or our produce call).
-    public func buffered(stream: Int32) -> Int { outbound[stream]?.count ?? 0 }
+    public func buffered(stream: Int32) -> Int { outbound.update(stream) { $0.count } ?? 0 }
 
     /// The application took `count` request body bytes: let the peer send that many more on the stream.
     public func consume(stream: Int32, count: Int) {
@@ -305,9 +316,7 @@ public final class HTTP2Session {
         _ = nghttp2_session_terminate_session(session, error.rawValue)
     }
 
-    private func resume(_ o: Outbound, _ stream: Int32) {
-        guard o.deferred else { return }
-        o.deferred = false
+    private func resume(_ stream: Int32) {
         _ = nghttp2_session_resume_data(session, stream)
     }
 
@@ -473,45 +482,51 @@ public final class HTTP2Session {
 
     /// How much of the stream's buffer the next DATA frame carries; `sendData` writes it.
     fileprivate func readBody(_ stream: Int32, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let o = outbound[stream] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let n = min(length, o.count)
-        if n == 0 && !o.ended {
-            o.deferred = true
-            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        let next = outbound.update(stream) { o -> (n: Int, last: Bool, trailers: [HTTPField]) in
+            let n = min(length, o.count)
+            if n == 0 && !o.ended { o.deferred = true }
+            return (n, n == o.count && o.ended, o.trailers)
         }
+        guard let next else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        if next.n == 0 && !next.last { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
         flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
-        if n == o.count && o.ended {
+        if next.last {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-            if !o.trailers.isEmpty {
+            if !next.trailers.isEmpty {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                _ = Self.withNV(o.trailers) { nghttp2_submit_trailer(session, stream, $0, $1) }
+                _ = Self.withNV(next.trailers) { nghttp2_submit_trailer(session, stream, $0, $1) }
             }
         }
-        return n
+        return next.n
     }
 
     /// Writes one DATA frame (its 9-byte header, then `length` bytes of the stream's buffer; no
     /// padding is ever asked for) into the output `produce` is filling.
     fileprivate func sendData(_ stream: Int32, header: UnsafePointer<UInt8>, length: Int) -> Int32 {
-        guard let o = outbound[stream], length <= o.count else { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
-        let before = o.count
-        sink.append(contentsOf: UnsafeBufferPointer(start: header, count: 9))
-        if length > 0 {
-            o.buffer.withUnsafeBufferPointer { sink.append(contentsOf: $0[o.offset..<(o.offset + length)]) }
-            o.offset += length
-            if o.offset == o.buffer.count {
-                o.buffer.removeAll(keepingCapacity: o.buffer.capacity <= 256 * 1024)
-                o.offset = 0
-            } else if o.offset >= 64 * 1024 {
-                o.buffer.removeFirst(o.offset)
-                o.offset = 0
+        let counts = outbound.update(stream) { o -> (before: Int, after: Int, ended: Bool)? in
+            guard length <= o.count else { return nil }
+            let before = o.count
+            sink.append(contentsOf: UnsafeBufferPointer(start: header, count: 9))
+            if length > 0 {
+                o.buffer.withUnsafeBufferPointer { sink.append(contentsOf: $0[o.offset..<(o.offset + length)]) }
+                o.offset += length
+                if o.offset == o.buffer.count {
+                    o.buffer.removeAll(keepingCapacity: o.buffer.capacity <= 256 * 1024)
+                    o.offset = 0
+                } else if o.offset >= 64 * 1024 {
+                    o.buffer.removeFirst(o.offset)
+                    o.offset = 0
+                }
             }
+            return (before, o.count, o.ended)
         }
-        if o.count == 0 && o.ended {
+        guard let counts = counts ?? nil else { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+        let before = counts.before
+        if counts.after == 0 && counts.ended {
             dropOutbound(stream)   // that was the body's last frame
         } else {
             let mark = settings.streamHighWater / 2
-            if before >= mark && o.count < mark { drainedStreams.append(stream) }
+            if before >= mark && counts.after < mark { drainedStreams.append(stream) }
         }
         // Past the caller's limit, mem_send returns instead of writing further frames.
         return sink.count >= sinkLimit ? NGHTTP2_ERR_PAUSE.rawValue : 0

@@ -13,6 +13,14 @@ public struct StreamTable<Value> {
         _modify { yield &storage[Key(id)] }
     }
 
+    /// Runs `body` on the stream's value in place (nil: no such stream). One lookup, and no copy of
+    /// the value: reading it out and storing it back would copy any buffer it holds.
+    @inlinable
+    public mutating func update<R>(_ id: Int32, _ body: (inout Value) -> R) -> R? {
+        guard let i = storage.index(forKey: Key(id)) else { return nil }
+        return body(&storage.values[i])
+    }
+
     @inlinable @discardableResult
     public mutating func removeValue(forKey id: Int32) -> Value? { storage.removeValue(forKey: Key(id)) }
 
