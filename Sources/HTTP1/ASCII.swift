@@ -64,6 +64,22 @@
     @inline(__always)
     static func isPlainText(_ x: UInt64) -> Bool { ((x &- ones &* 0x20) | (x &+ ones) | x) & highBits == 0 }
 
+    /// The index of the first `byte` in `buf` from `start`, or `buf.count`. A word at a time: in
+    /// `x ^ pattern` the wanted bytes are zero, and the lowest flagged byte is always a true one.
+    @inline(__always)
+    static func firstIndex(of byte: UInt8, in buf: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var i = start
+        let pattern = ones &* UInt64(byte)
+        while i &+ 8 <= buf.count {
+            let v = buf.word(at: i) ^ pattern
+            let zeros = (v &- ones) & ~v & highBits
+            if zeros != 0 { return i &+ zeros.trailingZeroBitCount >> 3 }
+            i &+= 8
+        }
+        while i < buf.count && buf[i] != byte { i += 1 }
+        return i
+    }
+
     /// `x` with its ASCII upper-case letters in lower case, every other byte as it was.
     @inlinable @inline(__always)
     static func lower(word x: UInt64) -> UInt64 {
@@ -110,9 +126,10 @@ extension UnsafeRawBufferPointer {
         }
     }
 
-    /// The eight bytes from `offset` as one word, for the tests in `ASCII` (the caller checks the bounds).
+    /// The eight bytes from `offset` as one word, the first in the lowest bits, for the tests in
+    /// `ASCII` (the caller checks the bounds).
     @inline(__always)
-    func word(at offset: Int) -> UInt64 { loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+    func word(at offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
 
     func hasPrefixLowercased(_ literal: StaticString) -> Bool {
         count >= literal.utf8CodeUnitCount && slice(0..<literal.utf8CodeUnitCount).equalsLowercased(literal)

@@ -118,10 +118,8 @@ public struct HTTPFields: Sendable, Equatable, ExpressibleByArrayLiteral {
     public static func line(in buf: UnsafeRawBufferPointer, at start: Int) -> Line {
         // Names are never empty; an HTTP/2 pseudo-header's name begins with the only ':' it holds.
         // The scans stop at the end too: a broken line must not make anyone read past the buffer.
-        var colon = start + 1
-        while colon < buf.count && buf[colon] != ASCII.colon { colon += 1 }
-        var cr = Swift.min(colon + 2, buf.count)
-        while cr < buf.count && buf[cr] != ASCII.cr { cr += 1 }
+        let colon = ASCII.firstIndex(of: ASCII.colon, in: buf, from: Swift.min(start + 1, buf.count))
+        let cr = ASCII.firstIndex(of: ASCII.cr, in: buf, from: Swift.min(colon + 2, buf.count))
         return Line(start: start, nameEnd: colon, end: cr)
     }
 

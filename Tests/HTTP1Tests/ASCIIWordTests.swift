@@ -42,6 +42,23 @@ final class ASCIIWordTests: XCTestCase {
         }
     }
 
+    func testFirstIndexMatchesTheBytes() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [0x00, 0x0D, 0x0A, 0x3A, 0x3B, 0x39, 0x61, 0x80, 0xBA, 0xFF, 0x0C, 0x0E]
+        for length in 0..<40 {
+            for _ in 0..<300 {
+                let bytes = (0..<length).map { _ in alphabet.randomElement(using: &rng)! }
+                for byte: UInt8 in [0x3A, 0x0D] {
+                    for start in [0, 1, length / 2, length] where start <= length {
+                        let expected = bytes[start...].firstIndex(of: byte) ?? length
+                        let found = bytes.withUnsafeBytes { ASCII.firstIndex(of: byte, in: $0, from: start) }
+                        XCTAssertEqual(found, expected, "\(byte) in \(bytes) from \(start)")
+                    }
+                }
+            }
+        }
+    }
+
     func testEqualsLowercasedAtEveryLength() {
         let names: [StaticString] = ["te", "host", "cookie", "upgrade", "trailer", "x-header", "connection",
                                      "content-length", "proxy-connection", "transfer-encoding",

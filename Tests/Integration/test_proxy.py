@@ -273,6 +273,13 @@ def test_forwarded_headers_added(env):
         r = c.request("GET", "/echo", host="fwd.wild.test", headers=[("X-Forwarded-For", "203.0.113.9")])
         xff = ", ".join(headers_of(r.json())["x-forwarded-for"])
         assert [p.strip() for p in xff.split(",")][-1] == "127.0.0.1", xff
+        # A client cannot claim a scheme or host it did not use: its copies are replaced, in any case.
+        r = c.request("GET", "/echo", host="fwd.wild.test",
+                      headers=[("X-FORWARDED-PROTO", "http"), ("x-forwarded-host", "evil.test")])
+        h = headers_of(r.json())
+        assert h["x-forwarded-proto"] == ["https"], h
+        assert h["x-forwarded-host"] == ["fwd.wild.test"], h
+        assert h["x-forwarded-for"] == ["127.0.0.1"], h
 
 
 def test_forwarded_headers_absent_when_disabled(env):

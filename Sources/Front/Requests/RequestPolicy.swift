@@ -8,6 +8,20 @@ enum RequestPolicy {
     /// X-Forwarded-For is extended (a chain of proxies), -Proto and -Host are replaced: a client
     /// must not be able to claim a scheme or host it did not use.
     static func addForwarded(_ fields: inout HTTPFields, client: String, host: String?) {
+        // Most requests carry none of them: one scan tells, and only then are the fields rewritten.
+        var present = false
+        fields.forEachLine { line, buf in
+            let n = line.nameEnd - line.start
+            if n >= 15 && n <= 17 && UnsafeRawBufferPointer(rebasing: buf[line.start..<(line.start + 12)]).equalsLowercased("x-forwarded-") {
+                present = true
+            }
+        }
+        guard present else {
+            fields.append(name: "X-Forwarded-For", value: client)
+            fields.append(name: "X-Forwarded-Proto", value: "https")
+            if let host { fields.append(name: "X-Forwarded-Host", value: host) }
+            return
+        }
         fields.removeAll { name, _ in name.equalsLowercased("x-forwarded-proto") || name.equalsLowercased("x-forwarded-host") }
         if let line = fields.firstLine(named: "x-forwarded-for") {
             fields.replaceValue(of: line, with: fields.string(line.value) + ", " + client)
