@@ -7,14 +7,16 @@ import Glibc
 /// small blocks (the stream, its outbound items, header copies), and a client's batch of HEADERS
 /// asks for them in bursts larger than glibc's per-thread cache keeps (7 blocks per size), so most
 /// went through the arena's locked paths (a sixth of an HTTP/2 request's user-space time in a
-/// profile). Blocks of up to 1 KiB come back to a free list per power-of-two size, `keep` of each
-/// at most (at most 248 KiB per loop after a burst); larger ones go to malloc and back.
+/// profile). Blocks of up to 1 KiB come back to a free list per power-of-two size, up to
+/// `keptBytes` of each (so at most 640 KiB per loop after a burst, as HAProxy's per-thread pool
+/// cache keeps 512 KiB); larger ones go to malloc and back.
 ///
 /// Like the loop's buffers, it is used from the loop's thread only. Each session holds it, so it
 /// outlives the session's last free.
 public final class HTTP2Allocator: @unchecked Sendable {
-    /// Blocks kept per size class: a burst of this many streams' allocations is served from the lists.
-    public static let keep = 128
+    /// Bytes kept per size class: 2,048 blocks of 64 bytes down to 128 of 1 KiB, enough for the
+    /// hundreds of streams a loop's connections open at once.
+    public static let keptBytes = 128 * 1024
     static let classes = 5            // 64, 128, 256, 512, 1024-byte blocks
     static let header = 16            // the block's class, then (while free) the next free block; keeps 16-byte alignment
     static let unrecycled = -1
@@ -71,6 +73,10 @@ public final class HTTP2Allocator: @unchecked Sendable {
     @inline(__always)
     static func capacity(ofClass c: Int) -> Int { (64 << c) - header }
 
+    /// Free blocks a class keeps.
+    @inline(__always)
+    static func kept(ofClass c: Int) -> Int { keptBytes / (64 << c) }
+
     static func allocate(_ size: Int, _ lists: UnsafeMutablePointer<FreeList>) -> UnsafeMutableRawPointer? {
         guard size >= 0 else { return nil }
         let block: UnsafeMutableRawPointer
@@ -96,7 +102,7 @@ public final class HTTP2Allocator: @unchecked Sendable {
         guard let p else { return }
         let block = p - header
         let c = block.load(as: Int.self)
-        guard c != unrecycled, lists[c].count < keep else {
+        guard c != unrecycled, lists[c].count < kept(ofClass: c) else {
             Glibc.free(block)
             return
         }
