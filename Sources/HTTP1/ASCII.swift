@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Byte classes from the ABNF of RFC 9110 §5.6 and RFC 3986, as bit masks so the hot loops do no table
 /// lookups and touch no globals.
 @usableFromInline enum ASCII {
@@ -126,6 +130,12 @@ extension UnsafeRawBufferPointer {
         }
     }
 
+    /// Byte-for-byte equality with a literal (case matters: the HTTP version, methods).
+    @inline(__always)
+    func equals(_ literal: StaticString) -> Bool {
+        count == literal.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, literal.utf8Start, count) == 0)
+    }
+
     /// The eight bytes from `offset` as one word, the first in the lowest bits, for the tests in
     /// `ASCII` (the caller checks the bounds).
     @inline(__always)
@@ -136,8 +146,8 @@ extension UnsafeRawBufferPointer {
     }
 
     func firstIndex(of byte: UInt8) -> Int? {
-        for i in 0..<count where self[i] == byte { return i }
-        return nil
+        let i = ASCII.firstIndex(of: byte, in: self, from: 0)
+        return i < count ? i : nil
     }
 
     /// Tokens and hosts are ASCII; building their String once from bytes avoids Character-level work.

@@ -7,7 +7,7 @@ struct RequestTarget {
     init(_ raw: UnsafeRawBufferPointer, method: UnsafeRawBufferPointer) throws(HTTPParseError) {
         // '#' never belongs to a request target: fragments are not sent (RFC 9112 §3.2, RFC 9110 §4.2.5).
         if raw.firstIndex(of: 0x23) != nil { throw .badRequest("fragment in request target (RFC 9112 §3.2)") }
-        let isConnect = method.elementsEqual("CONNECT".utf8)
+        let isConnect = method.equals("CONNECT")
         // authority-form is only, and always, for CONNECT (RFC 9112 §3.2.3).
         if isConnect {
             guard HostSyntax.isValid(raw, requirePort: true) else {
@@ -18,7 +18,7 @@ struct RequestTarget {
             self.init(target: raw.asciiString(), authority: nil)  // origin-form (RFC 9112 §3.2.1)
         } else if raw.count == 1, raw[0] == 0x2A {
             // asterisk-form is only for a server-wide OPTIONS (RFC 9112 §3.2.4).
-            guard method.elementsEqual("OPTIONS".utf8) else { throw .badRequest("'*' target without OPTIONS (RFC 9112 §3.2.4)") }
+            guard method.equals("OPTIONS") else { throw .badRequest("'*' target without OPTIONS (RFC 9112 §3.2.4)") }
             self.init(target: "*", authority: nil)
         } else {
             try self.init(absoluteForm: raw)

@@ -54,7 +54,7 @@ struct StatusLine {
 enum HTTPVersion {
     /// The minor version of HTTP/1.0 or HTTP/1.1; other well-formed versions are 505 (RFC 9110 §15.6.6).
     static func parse(_ v: UnsafeRawBufferPointer) throws(HTTPParseError) -> Int {
-        guard v.count == 8, v.slice(0..<5).elementsEqual("HTTP/".utf8), ASCII.isDigit(v[5]), v[6] == 0x2E,
+        guard v.count == 8, v.slice(0..<5).equals("HTTP/"), ASCII.isDigit(v[5]), v[6] == 0x2E,
               ASCII.isDigit(v[7]) else {
             throw .badRequest("malformed HTTP version (RFC 9112 §2.3)")
         }
