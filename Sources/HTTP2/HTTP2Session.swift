@@ -90,7 +90,8 @@ public final class HTTP2Session {
     }
 
     /// A stream's response body waiting for its flow-control window. Held in the table itself (no
-    /// object per stream) and changed in place through it: a copy read out would copy the buffer.
+    /// object per stream) and changed in place through `update`: a copy read out, changed and
+    /// stored back would copy the buffer (two references to it at the change).
     struct Outbound {
         var buffer: [UInt8] = []
         var offset = 0
@@ -278,7 +279,7 @@ public final class HTTP2Session {
             o.buffer.append(contentsOf: bytes)
             return o.takeDeferred()
         }
-        if wasDeferred == true { resume(stream) }
+        if wasDeferred == true { _ = nghttp2_session_resume_data(session, stream) }
     }
 
     /// The body is complete; non-empty trailers go in a final HEADERS frame.
@@ -288,7 +289,7 @@ public final class HTTP2Session {
             o.trailers = trailers
             return o.takeDeferred()
         }
-        if wasDeferred == true { resume(stream) }
+        if wasDeferred == true { _ = nghttp2_session_resume_data(session, stream) }
     }
 
     /// Bytes of `stream` waiting for the peer's flow-control window (or our produce call).
@@ -316,9 +317,6 @@ public final class HTTP2Session {
         _ = nghttp2_session_terminate_session(session, error.rawValue)
     }
 
-    private func resume(_ stream: Int32) {
-        _ = nghttp2_session_resume_data(session, stream)
-    }
 
     /// nghttp2 copies names and values when a frame is submitted, so they only live for the call:
     /// they are laid out in scratch memory on the stack (heap only for unusually large heads),

@@ -97,9 +97,10 @@ final class HTTP2Stream: Downstream {
             websocket = true
         }
         // RFC 9113 §8.2.3: cookie crumbs are joined again for an HTTP/1.1 hop.
-        // What goes on as HTTP/1.1 fields: no pseudo-headers, Host from the authority, and no hop-by-hop
-        // fields (nghttp2 let only TE: trailers through). The session handed over the only reference,
-        // so they are dropped in place, and the session's reserve leaves room for X-Forwarded-*.
+        // What goes on as HTTP/1.1 fields: no pseudo-headers (the session kept them apart), Host from
+        // the authority, and no hop-by-hop fields (nghttp2 let only TE: trailers through). The session
+        // handed over the only reference, so those are dropped in place (when there are any), and the
+        // session's reserve leaves room for X-Forwarded-*.
         var forwarded = consume fields
         if strip {
             forwarded.removeAll { name, _ in
