@@ -12,11 +12,13 @@ stream the node gives up and opens again is created, then held the same way.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from urllib.parse import urlsplit
 
 CREATED = b'"created":true'
+CREATED_RE = re.compile(rb'"created"\s*:\s*true')
 
 
 class WatchGate:
@@ -94,11 +96,19 @@ class WatchGate:
     def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
         seen = b""
 
-        def inspect(data: bytes) -> bool:
+        def inspect(data: bytes):
             nonlocal seen
             if state["watch"] and not state["created"]:
                 seen = (seen + data)[-4096:]
                 state["created"] = CREATED in seen.replace(b" ", b"")
+                if state["created"]:
+                    # Events may follow the created response in the same read (a watch opened again
+                    # from an older revision is sent what it missed at once): only the response
+                    # passes, up to the end of its line; the rest is held like any later event.
+                    m = CREATED_RE.search(data)
+                    cut = data.find(b"\n", m.end() if m else 0)
+                    if 0 <= cut < len(data) - 1:
+                        return data[:cut + 1], data[cut + 1:]
             elif state["watch"]:
                 # What arrived while held (or was on its way when `hold` was called) waits here.
                 with self.cond:
@@ -112,19 +122,30 @@ class WatchGate:
 
 def _pump(src: socket.socket, dst: socket.socket, inspect) -> None:
     """Copies `src` to `dst` until either end closes or `inspect` (shown each chunk first) says
-    stop, then closes both."""
+    stop, then closes both. `inspect` may also split a chunk (head, rest): the head goes at once,
+    the rest is shown to it again."""
     while True:
         try:
             data = src.recv(65536)
         except OSError:
             data = b""
-        if not data or not inspect(data):
-            break
-        try:
-            dst.sendall(data)
-        except OSError:
+        if not data or not _send(dst, data, inspect):
             break
     _close(src, dst)
+
+
+def _send(dst: socket.socket, data: bytes, inspect) -> bool:
+    verdict = inspect(data)
+    if isinstance(verdict, tuple):
+        head, rest = verdict
+        return _send(dst, head, lambda _: True) and _send(dst, rest, inspect)
+    if not verdict:
+        return False
+    try:
+        dst.sendall(data)
+    except OSError:
+        return False
+    return True
 
 
 def _close(*socks: socket.socket) -> None:
