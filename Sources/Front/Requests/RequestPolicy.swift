@@ -16,14 +16,10 @@ enum RequestPolicy {
                 present = true
             }
         }
-        guard present else {
-            fields.append(name: "X-Forwarded-For", value: client)
-            fields.append(name: "X-Forwarded-Proto", value: "https")
-            if let host { fields.append(name: "X-Forwarded-Host", value: host) }
-            return
+        if present {
+            fields.removeAll { name, _ in name.equalsLowercased("x-forwarded-proto") || name.equalsLowercased("x-forwarded-host") }
         }
-        fields.removeAll { name, _ in name.equalsLowercased("x-forwarded-proto") || name.equalsLowercased("x-forwarded-host") }
-        if let line = fields.firstLine(named: "x-forwarded-for") {
+        if present, let line = fields.firstLine(named: "x-forwarded-for") {
             fields.replaceValue(of: line, with: fields.string(line.value) + ", " + client)
         } else {
             fields.append(name: "X-Forwarded-For", value: client)
