@@ -6,7 +6,7 @@ import Glibc
 /// nghttp2's memory for the sessions of one event loop, recycled. Every stream costs nghttp2 a few
 /// small blocks (the stream, its outbound items, header copies), and a client's batch of HEADERS
 /// asks for them in bursts larger than glibc's per-thread cache keeps (7 blocks per size), so most
-/// went through the arena's locked paths (a sixth of an HTTP/2 request's user-space time in a
+/// went through the arena's locked paths (an eighth of an HTTP/2 request's user-space time in a
 /// profile). Blocks of up to 1 KiB come back to a free list per power-of-two size, up to
 /// `keptBytes` of each (so at most 640 KiB per loop after a burst, as HAProxy's per-thread pool
 /// cache keeps 512 KiB); larger ones go to malloc and back.
