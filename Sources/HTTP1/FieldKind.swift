@@ -14,4 +14,13 @@ enum FieldKind {
         default: self = .other
         }
     }
+
+    /// Hop-by-hop (RFC 9110 §7.6.1), or Content-Length, which a forwarder writes itself: what
+    /// `HopByHop.isHopByHop` answers for these names, without comparing them again.
+    var isHopByHop: Bool {
+        switch self {
+        case .contentLength, .transferEncoding, .connection, .upgrade: true
+        case .other, .host, .expect: false
+        }
+    }
 }

@@ -142,8 +142,10 @@ public struct ResponseParser: Sendable {
             count += 1
             try raw.validate(head)
             let name = head.slice(raw.name)
-            try framing.add(FieldKind(name), value: head.slice(raw.value))
-            if endToEnd && HopByHop.isHopByHop(name) { continue }
+            let kind = FieldKind(name)
+            try framing.add(kind, value: head.slice(raw.value))
+            // The kind answers for the framing fields; only other names are looked up (TE, Trailer...).
+            if endToEnd && (kind.isHopByHop || kind == .other && HopByHop.isHopByHop(name)) { continue }
             fields.append(name: name, value: head.slice(raw.value))
         }
         // Keep-Alive and Upgrade are hop-by-hop already; other names only when a Connection field lists them.

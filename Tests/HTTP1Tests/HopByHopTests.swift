@@ -12,6 +12,14 @@ import Testing
         }
     }
 
+    /// The response parser takes a recognised field's answer from its kind: it must be the list's.
+    @Test func fieldKindsAgreeWithTheList() {
+        for name in HopByHop.names + ["host", "expect", "Upgrade", "CONNECTION", "content-type", "x-other"] {
+            let kind = name.withBytes { FieldKind($0) }
+            if kind != .other { #expect(kind.isHopByHop == HopByHop.isHopByHop(name), "\(name)") }
+        }
+    }
+
     @Test func endToEndFieldsAndNearMissesAreKept() {
         for name in ["host", "content-type", "upgrade-insecure-requests", "tes", "t", "connections", "keep-alive2",
                      "content-lengt", "x-transfer-encoding", "proxy-authorizatio", "trailers", ""] {
