@@ -35,8 +35,13 @@ public final class HTTP2Session {
     public let role: Role
     public let settings: HTTP2Settings
     /// The owner of this session (`unowned`: it outlives the session, and a weak reference would put
-    /// its reference counts on the runtime's slow path).
+    /// its reference counts on the runtime's slow path). Checked in debug builds (every test);
+    /// unchecked in release, where a checked load costs two atomics per call.
+    #if DEBUG
     public unowned var delegate: HTTP2SessionDelegate?
+    #else
+    public unowned(unsafe) var delegate: HTTP2SessionDelegate?
+    #endif
     /// The loop's spare buffers (nil: each stream allocates its own).
     private let buffers: HTTP2BufferLender?
     /// Where nghttp2's memory comes from (nil: malloc); held so it outlives `nghttp2_session_del`.

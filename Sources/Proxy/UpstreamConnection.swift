@@ -27,7 +27,12 @@ public final class UpstreamConnection: Pollable {
     let server: UpstreamServer
     /// The exchange using this connection, which closes or releases it before it goes (`unowned`:
     /// a weak reference would put the exchange's reference counts on the runtime's slow path).
+    /// Checked in debug builds (every test); unchecked in release, as the fronts' references.
+    #if DEBUG
     public unowned var delegate: UpstreamDelegate?
+    #else
+    public unowned(unsafe) var delegate: UpstreamDelegate?
+    #endif
     public private(set) var connected = false
     public private(set) var closed = false
     /// Requests this connection has carried (1 on the first): a failure on a reused connection may be a keep-alive race.

@@ -14,7 +14,13 @@ final class HTTP2Front: ProtocolFront, HTTP2SessionDelegate, BatchEndHandler {
     /// data) until the client reads, so a slow client pauses the upstreams instead of growing this.
     static let outputLimit = 64 * 1024
 
+    /// The connection that owns this front and tells it when it closes. Checked in debug builds
+    /// (every test); unchecked in release, where a checked load costs two atomics per use.
+    #if DEBUG
     unowned let transport: ClientTransport
+    #else
+    unowned(unsafe) let transport: ClientTransport
+    #endif
     let session: HTTP2Session
     unowned(unsafe) let worker: Worker   // lives as long as its loop
     private var streams = StreamTable<HTTP2Stream>()
