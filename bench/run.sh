@@ -16,12 +16,19 @@ PEERS=${PEERS:-"edgeproxy nginx haproxy h2o"}
 WORKERS=${WORKERS:-1}               # workers/threads per server (1 or more)
 ACCESS_LOG=${ACCESS_LOG:-0}         # 1: each peer also runs as PEER+log, access log to a file
 H2=${H2:-0}                         # 1: HTTP/2 test (h2load) instead of the HTTP/1.1 tests
+PAIRED=${PAIRED:-0}                 # 1: hs, ka and h2 load edgeproxy and each other peer at the same time
 if [[ $H2 == 1 ]]; then DEFAULT_TESTS="h2"
+elif [[ $PAIRED == 1 ]]; then DEFAULT_TESTS="hs ka"
 elif [[ $ACCESS_LOG == 1 ]]; then DEFAULT_TESTS="ka"
 elif [[ $WORKERS != 1 ]]; then DEFAULT_TESTS="hs ka"
 else DEFAULT_TESTS="hs hsget ka idle"; fi
 TESTS=${TESTS:-$DEFAULT_TESTS}      # any of hs hsget ka idle kaidle slowloris h2, run in this order
 DURATION=${DURATION:-10}            # seconds per measurement
+if [[ $PAIRED == 1 ]]; then
+    for t in $TESTS; do [[ " hs ka h2 " == *" $t "* ]] || { echo "PAIRED=1 measures hs, ka and h2 only (not $t)" >&2; exit 1; }; done
+    [[ " $TESTS " != *" h2 "* || $H2 == 1 ]] || { echo "PAIRED=1 TESTS=h2 needs H2=1 (bench/h2.sh)" >&2; exit 1; }
+    [[ " $PEERS " == *" edgeproxy "* && $(wc -w <<<"$PEERS") -ge 2 ]] || { echo "PAIRED=1 needs edgeproxy and another peer in PEERS" >&2; exit 1; }
+fi
 ROUNDS=${ROUNDS:-3}                 # rounds; peer order alternates per test and per round
 WARMUP=${WARMUP:-1}                 # seconds of unmeasured handshakes after each server start
 HS_CONNS=${HS_CONNS:-16}            # hsclient goroutines for (a) and (b)
@@ -684,6 +691,50 @@ measure_h2() {
     log "$peer HTTP/2 GET: $rps req/s, server $(us_per "$DT" "$ok2xx" "$CLK_TCK") µs/req, $(util "$DT" "$WALL" "$CLK_TCK")% CPU, other load on CPU $SERVER_CPU ${OTHER}%"
 }
 
+# PAIRED=1: edgeproxy and one other peer under the same load at the same time, both on the server
+# CPU, each load on the client CPU. A slow spell of this shared machine slows both alike, so the
+# ratio of their CPU per operation holds still from round to round where back-to-back runs swing
+# (±2 % between two copies of one binary, against 0.7-1.6 for back-to-back rounds in a busy hour).
+# The two servers take turns on one core, so the absolute µs include that sharing (caches): only
+# the ratio is the figure.
+pair_load() {  # test port out: the load command for one server, run in the background
+    case $1 in
+        hs) taskset -c "$CLIENT_CPU" "$HSCLIENT" -addr "127.0.0.1:$2" -sni "$SNI" -mode handshake -c "$HS_CONNS" -d "${DURATION}s" >"$3" 2>&1 ;;
+        ka) taskset -c "$CLIENT_CPU" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" "https://127.0.0.1:$2/" >"$3" 2>&1 ;;
+        h2) taskset -c "$CLIENT_CPU" h2load -t"$H2_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:$2/" >"$3" 2>&1 ;;
+    esac
+}
+pair_ops() {  # test out: completed operations (0 when any failed)
+    case $1 in
+        hs) python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read()); print(d["ok"] if d["errors"] == 0 else 0)' "$2" ;;
+        ka) awk '/requests in/ {n=$1} /Socket errors|Non-2xx/ {bad=1} END {print bad ? 0 : n + 0}' "$2" ;;
+        h2) awk '/^requests:/ {bad = $10 + $12} /^status codes:/ {ok = $3} END {print bad ? 0 : ok + 0}' "$2" ;;
+    esac
+}
+measure_pair() {  # test peer
+    local t=$1 peer=$2 ep_pids peer_pids e0 p0 e1 p1 cpid en pn eus pus
+    select_peer edgeproxy; ep_pids=("${SERVER_PIDS[@]}"); local ep_port=$SERVER_PORT
+    select_peer "$peer"; peer_pids=("${SERVER_PIDS[@]}")
+    record_cmd "PAIRED: $t on edgeproxy (port $ep_port) and $peer (port $SERVER_PORT) at once"
+    e0=$(cpu_ticks "${ep_pids[@]}"); p0=$(cpu_ticks "${peer_pids[@]}")
+    pair_load "$t" "$ep_port" "$WORK/pair-edgeproxy.out" & cpid=$!
+    pair_load "$t" "$SERVER_PORT" "$WORK/pair-$peer.out" || true
+    wait "$cpid" || true
+    e1=$(cpu_ticks "${ep_pids[@]}"); p1=$(cpu_ticks "${peer_pids[@]}")
+    check_alive "$peer paired $t"; select_peer edgeproxy; check_alive "edgeproxy paired $t"
+    en=$(pair_ops "$t" "$WORK/pair-edgeproxy.out"); pn=$(pair_ops "$t" "$WORK/pair-$peer.out")
+    cat "$WORK/pair-edgeproxy.out" "$WORK/pair-$peer.out" >>"$WORK/paired.log"
+    if [[ ${en:-0} == 0 || ${pn:-0} == 0 ]]; then
+        log "WARNING: paired $t with $peer: a load failed or saw errors (outputs in $WORK/paired.log)"
+        ERRORS_NOTE+="paired $t with $peer round $ROUND: a load failed or saw errors; "
+        return 0
+    fi
+    eus=$(us_per $((e1 - e0)) "$en" "$CLK_TCK"); pus=$(us_per $((p1 - p0)) "$pn" "$CLK_TCK")
+    raw "$peer" "pair_${t}_us" "$pus"
+    raw "$peer" "pair_${t}_edgeproxy_us" "$eus"
+    log "paired $t: edgeproxy $eus µs/op ($en ops), $peer $pus µs/op ($pn ops): $(python3 -c "print(f'{$eus/$pus:.3f}')")×"
+}
+
 # (d): memory per idle TLS connection
 measure_idle() {  # peer [idle|kaidle]: handshake only, or one keep-alive GET first
     local peer=$1 mode=${2:-idle} cmd r0 r1 cpid i line est
@@ -821,6 +872,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     for peer in "${PEER_LIST[@]}"; do prepare_peer "$peer"; done
     for ((ti = 0; ti < ${#TESTS[@]}; ti++)); do
         if (( (ROUND + ti) % 2 == 1 )); then order=("${PEER_LIST[@]}"); else order=("${REVERSED[@]}"); fi
+        if [[ $PAIRED == 1 ]]; then
+            for peer in "${order[@]}"; do [[ $peer == edgeproxy ]] || measure_pair "${TESTS[ti]}" "$peer"; done
+            continue
+        fi
         for peer in "${order[@]}"; do
             case ${TESTS[ti]} in
                 hs) measure_hs "$peer" handshake hs ;;
@@ -927,6 +982,21 @@ if paired:
     print('Median of the per-round ratios (each round runs every peer back to back):')
     print()
     print('\n'.join(paired))
+at_once = []
+for t, name in (('hs', 'full handshake'), ('ka', 'keep-alive proxied GET'), ('h2', 'HTTP/2 proxied GET')):
+    for p in peers:
+        mine, theirs = dict(rounds.get((p, f'pair_{t}_edgeproxy_us'), [])), dict(rounds.get((p, f'pair_{t}_us'), []))
+        ratios = [mine[r] / theirs[r] for r in sorted(mine) if r in theirs and theirs[r]]
+        if ratios:
+            at_once.append(f'- {name}: edgeproxy / {p} {statistics.median(ratios):.3f}× (rounds {min(ratios):.3f}–{max(ratios):.3f}; '
+                           f'medians {statistics.median(mine.values()):.1f} and {statistics.median(theirs.values()):.1f} µs, '
+                           f'{len(ratios)} rounds)')
+if at_once:
+    print()
+    print('Loaded at the same time (PAIRED=1: edgeproxy and the peer share the server CPU; server CPU per operation, '
+          'ratio per round, median):')
+    print()
+    print('\n'.join(at_once))
 if access_log:
     print()
     print('Access log cost, keep-alive proxied GET 1 KiB (server CPU µs per request, median; PEER+log is the same '
@@ -980,6 +1050,9 @@ for key, name, better, fmt in metrics + [('ka_loglines', 'access log lines per r
     for p in inst:
         if (p, key) in rounds:
             print(f'- {p} {key}: ' + ', '.join(f'r{r}: ' + fmt.format(v) for r, v in rounds[(p, key)]))
+for (p, key), rv in sorted(rounds.items()):
+    if key.startswith('pair_'):
+        print(f'- {p} {key}: ' + ', '.join(f'r{r}: {v:.1f}' for r, v in rv))
 PY
 )
 
@@ -995,6 +1068,11 @@ PY
         echo "Slowloris: SLOW_CONNS=$SLOW_CONNS connections, each sends its request line and Host after the handshake, then one header line every ${SLOW_TRICKLE}s, never the"
         echo "end of the head; ΔRSS per connection ${SLOW_SETTLE}s after all are open, then server CPU over a ${SLOW_WINDOW}s window, then the connections still held."
         echo "Every peer's request-head timeout is ${HEADER_TIMEOUT}s (edgeproxy timeouts.header, nginx client_header_timeout, HAProxy timeout http-request, h2o http1-request-timeout)."
+    fi
+    if [[ $PAIRED == 1 ]]; then
+        echo
+        echo "**PAIRED=1**: in each test edgeproxy and one other peer are loaded at the same time (one load each, both on CPU $CLIENT_CPU; both"
+        echo "servers on CPU $SERVER_CPU), other peers in turn. Only the per-round ratio is the figure: the two servers share one core."
     fi
     if (( SHARED_CORES )); then
         echo
