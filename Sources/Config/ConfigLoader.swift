@@ -135,6 +135,10 @@ public enum ConfigLoader {
 
     // MARK: - Files
 
+    /// Far more than any configuration: past it the path names something else (`/dev/zero`, a log)
+    /// and reading on would only fill memory. A pipe (`--config <(…)`) still reads.
+    static let maxFileBytes = 16 << 20
+
     /// POSIX rather than Foundation so the error carries `strerror`'s wording ("No such file or
     /// directory", "Permission denied", "Is a directory").
     static func readFile(_ path: String) throws(ConfigError) -> String {
@@ -154,6 +158,7 @@ public enum ConfigLoader {
                 throw failure(String(cString: strerror(errno)))
             }
             bytes.append(contentsOf: chunk[..<count])
+            if bytes.count > maxFileBytes { throw failure("more than \(maxFileBytes >> 20) MiB: not a configuration file") }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("not valid UTF-8") }
         return text

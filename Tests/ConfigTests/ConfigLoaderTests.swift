@@ -277,6 +277,13 @@ import Testing
         }
     }
 
+    @Test func endlessFileIsRefusedAfterTheLimit() {
+        #expect(throws: ConfigError(file: "/dev/zero", line: 0, column: 0,
+                                    message: "cannot read configuration file: more than 16 MiB: not a configuration file")) {
+            try ConfigLoader.load(path: "/dev/zero")
+        }
+    }
+
     @Test func directoryIsReportedWithTheSystemReason() {
         #expect(throws: ConfigError(file: "/tmp", line: 0, column: 0,
                                     message: "cannot read configuration file: Is a directory")) {

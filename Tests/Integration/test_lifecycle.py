@@ -288,6 +288,13 @@ def test_check_reports_error_position(edgeproxy_bin, tmp_path, case):
     assert re.search(rf"config\.yaml:{line}:{col}: \S", r.stderr), r.stderr
 
 
+def test_check_refuses_an_endless_file(edgeproxy_bin):
+    """A path that never ends (/dev/zero) is refused with its name once past the size limit, not read forever."""
+    r = subprocess.run([str(edgeproxy_bin), "check", "--config", "/dev/zero"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "/dev/zero" in r.stderr and "not a configuration file" in r.stderr, r.stderr
+
+
 def test_check_reports_yaml_syntax_error_line(edgeproxy_bin, tmp_path):
     """A YAML syntax error is reported with its file and line."""
     cfg = tmp_path / "config.yaml"
