@@ -704,11 +704,17 @@ pair_load() {  # test port out: the load command for one server, run in the back
         h2) taskset -c "$CLIENT_CPU" h2load -t"$H2_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:$2/" >"$3" 2>&1 ;;
     esac
 }
-pair_ops() {  # test out: completed operations (0 when any failed)
+pair_ops() {  # test out server: completed operations (0 when any failed); dies, as the other tests do,
+              # on a suite other than $EXPECT_CIPHER, on TLS 1.2, on a resumed handshake or on no h2
     case $1 in
-        hs) python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read()); print(d["ok"] if d["errors"] == 0 else 0)' "$2" ;;
+        hs) python3 -c 'import json,sys
+d = json.loads(open(sys.argv[1]).read())
+if set(d.get("ciphers", {})) - {sys.argv[2]} or d["not_tls13"] or d["resumed"]: sys.exit(f"{sys.argv[3]}: {d}")
+print(d["ok"] if d["errors"] == 0 else 0)' "$2" "$EXPECT_CIPHER" "$3" || die "paired hs: $3 did not do full TLS 1.3 handshakes with $EXPECT_CIPHER" ;;
         ka) awk '/requests in/ {n=$1} /Socket errors|Non-2xx/ {bad=1} END {print bad ? 0 : n + 0}' "$2" ;;
-        h2) awk '/^requests:/ {bad = $10 + $12} /^status codes:/ {ok = $3} END {print bad ? 0 : ok + 0}' "$2" ;;
+        h2) grep -q "^Application protocol: h2$" "$2" && grep -q "^Cipher: $EXPECT_CIPHER$" "$2" ||
+                die "paired h2: $3 did not negotiate h2 with $EXPECT_CIPHER: $(grep -E '^(Cipher|Application protocol):' "$2" | tr '\n' ' ')"
+            awk '/^requests:/ {bad = $10 + $12} /^status codes:/ {ok = $3} END {print bad ? 0 : ok + 0}' "$2" ;;
     esac
 }
 measure_pair() {  # test peer
@@ -722,7 +728,8 @@ measure_pair() {  # test peer
     wait "$cpid" || true
     e1=$(cpu_ticks "${ep_pids[@]}"); p1=$(cpu_ticks "${peer_pids[@]}")
     check_alive "$peer paired $t"; select_peer edgeproxy; check_alive "edgeproxy paired $t"
-    en=$(pair_ops "$t" "$WORK/pair-edgeproxy.out"); pn=$(pair_ops "$t" "$WORK/pair-$peer.out")
+    en=$(pair_ops "$t" "$WORK/pair-edgeproxy.out" edgeproxy) || exit 1
+    pn=$(pair_ops "$t" "$WORK/pair-$peer.out" "$peer") || exit 1
     cat "$WORK/pair-edgeproxy.out" "$WORK/pair-$peer.out" >>"$WORK/paired.log"
     if [[ ${en:-0} == 0 || ${pn:-0} == 0 ]]; then
         log "WARNING: paired $t with $peer: a load failed or saw errors (outputs in $WORK/paired.log)"
