@@ -302,11 +302,7 @@ public enum RetryAfter {
     public static func seconds(_ value: String?, now: Date = Date()) -> Double? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
         if let n = Int(value) { return n >= 0 ? Double(n) : nil }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        guard let date = formatter.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        guard let at = HTTPDate.seconds(value) else { return nil }
+        return max(0, Double(at) - now.timeIntervalSince1970)
     }
 }
