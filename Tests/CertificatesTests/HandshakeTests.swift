@@ -99,6 +99,10 @@ import Testing
         #expect(noAES128.ok && noAES128.version == "TLSv1.3" && noAES128.cipher == "TLS_CHACHA20_POLY1305_SHA256")
         let only256 = try Self.handshake(front, sni: "a.test", alpn: [], suites: "TLS_AES_256_GCM_SHA384")
         #expect(only256.ok && only256.cipher == "TLS_AES_256_GCM_SHA384")
+        // A client that lists ChaCha20 first (no AES instructions) gets it ahead of our AES-128-GCM.
+        let chachaFirst = try Self.handshake(front, sni: "a.test", alpn: [],
+                                             suites: "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256")
+        #expect(chachaFirst.ok && chachaFirst.cipher == "TLS_CHACHA20_POLY1305_SHA256")
     }
 
     /// close_notify goes to a peer that is still there, and not to one that has closed already (its

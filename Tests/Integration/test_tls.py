@@ -152,10 +152,11 @@ def test_tls12_and_tls13_accepted(tls_proxy, version, name):
 @pytest.mark.parametrize("offer,chosen", [
     (None, "TLS_AES_128_GCM_SHA256"),
     ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
-], ids=["openssl-default", "aes256+chacha20"])
+    ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
+], ids=["openssl-default", "aes256+chacha20", "chacha20-first"])
 def test_tls13_cipher_follows_proxy_preference(tls_proxy, offer, chosen):
     """TLS 1.3: the proxy's order (AES-128-GCM, ChaCha20, AES-256-GCM) wins over the client's, whose
-    default list starts with AES-256-GCM."""
+    default list starts with AES-256-GCM; a client listing ChaCha20 first (no AES instructions) gets it."""
     args = ["-servername", "a.test", "-tls1_3"] + (["-ciphersuites", offer] if offer else [])
     out = openssl_s_client(tls_proxy.https_port, args)
     assert f"Cipher is {chosen}" in out, out[-2000:]
