@@ -48,7 +48,7 @@ public enum HTTPDate {
 
     /// Case-sensitive, as the grammar's literals are.
     private static func isDayName(_ s: ArraySlice<UInt8>) -> Bool {
-        (dayNames + longDayNames).contains { s.elementsEqual($0.utf8) }
+        dayNames.contains { s.elementsEqual($0.utf8) } || longDayNames.contains { s.elementsEqual($0.utf8) }
     }
 
     private static func month(_ s: inout ArraySlice<UInt8>) -> Int? {
