@@ -9,10 +9,10 @@ public enum HTTPDate {
     public static func seconds(_ text: String, now: Int64 = Int64(Glibc.time(nil))) -> Int64? {
         var s = Array(text.utf8)[...]
         // The day name only has to be one: nothing is checked against the date it names.
-        guard let comma = s.firstIndex(of: UInt8(ascii: ",")) else { return asctime(s) }
+        guard let comma = s.firstIndex(of: ASCII.comma) else { return asctime(s) }
         guard isDayName(s[..<comma]) else { return nil }
         s = s[(comma + 1)...]
-        guard s.popFirst() == UInt8(ascii: " ") else { return nil }
+        guard s.popFirst() == ASCII.sp else { return nil }
         if s.count > 2, s[s.startIndex + 2] == UInt8(ascii: "-") { return rfc850(s, now: now) }
         // IMF-fixdate: day SP month SP year SP time SP "GMT"
         guard let day = number(&s, digits: 2), space(&s), let month = month(&s), space(&s),
@@ -36,8 +36,8 @@ public enum HTTPDate {
         guard s.count > 3, isDayName(s.prefix(3)) else { return nil }
         s = s.dropFirst(3)
         guard space(&s), let month = month(&s), space(&s) else { return nil }
-        if s.first == UInt8(ascii: " ") { s = s.dropFirst() }
-        guard let day = number(&s, digits: s.count > 1 && isDigit(s[s.startIndex + 1]) ? 2 : 1), space(&s),
+        if s.first == ASCII.sp { s = s.dropFirst() }
+        guard let day = number(&s, digits: s.count > 1 && ASCII.isDigit(s[s.startIndex + 1]) ? 2 : 1), space(&s),
               let time = time(&s), space(&s), let year = number(&s, digits: 4), s.isEmpty else { return nil }
         return epoch(year: year, month: month, day: day, time: time)
     }
@@ -68,14 +68,13 @@ public enum HTTPDate {
         guard s.count >= digits else { return nil }
         var n = 0
         for b in s.prefix(digits) {
-            guard isDigit(b) else { return nil }
+            guard ASCII.isDigit(b) else { return nil }
             n = n * 10 + Int(b - UInt8(ascii: "0"))
         }
         s = s.dropFirst(digits)
         return n
     }
 
-    private static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
     private static func literal(_ s: inout ArraySlice<UInt8>, _ l: String) -> Bool {
         guard s.starts(with: l.utf8) else { return false }
         s = s.dropFirst(l.utf8.count)
