@@ -599,11 +599,18 @@ us_per() { python3 -c "import sys; t,n,hz=map(float,sys.argv[1:]); print(f'{t*1e
 util() { python3 -c "import sys; t,w,hz=map(float,sys.argv[1:]); print(f'{100*t/hz/w:.0f}')" "$@"; }
 
 ERRORS_NOTE=""
+load_cmd() {  # handshake|get|ka|h2 port: the load of one measurement, on the client CPU
+    case $1 in
+        handshake|get) echo "taskset -c $CLIENT_CPU $HSCLIENT -addr 127.0.0.1:$2 -sni $SNI -mode $1 -c $HS_CONNS -d ${DURATION}s" ;;
+        ka) echo "taskset -c $CLIENT_CPU wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s https://127.0.0.1:$2/" ;;
+        h2) echo "taskset -c $CLIENT_CPU h2load -t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS -D $DURATION https://127.0.0.1:$2/" ;;
+    esac
+}
 # (a)/(b): hsclient, full handshakes (+ one GET)
 measure_hs() {
     local peer=$1 mode=$2 key=$3 cmd out ok err res
     select_peer "$peer"
-    cmd="taskset -c $CLIENT_CPU $HSCLIENT -addr 127.0.0.1:$SERVER_PORT -sni $SNI -mode $mode -c $HS_CONNS -d ${DURATION}s"
+    cmd=$(load_cmd "$mode" "$SERVER_PORT")
     record_cmd "$cmd"
     snap_begin
     out=$($cmd) || die "hsclient failed: $out"
@@ -630,7 +637,7 @@ measure_hs() {
 measure_ka() {
     local peer=$1 cmd out reqs rps errs non2xx
     select_peer "$peer"
-    cmd="taskset -c $CLIENT_CPU wrk -t$WRK_THREADS -c$WRK_CONNS -d${DURATION}s https://127.0.0.1:$SERVER_PORT/"
+    cmd=$(load_cmd ka "$SERVER_PORT")
     record_cmd "$cmd"
     LOGLINES0=0 LOGBYTES0=0
     if inst_logs "$peer"; then LOGLINES0=$(wc -l <"$WORK/$peer/access.log"); LOGBYTES0=$(stat -c %s "$WORK/$peer/access.log"); fi
@@ -664,7 +671,7 @@ measure_ka() {
 measure_h2() {
     local peer=$1 cmd out reqs rps failed errored ok2xx cipher proto
     select_peer "$peer"
-    cmd="taskset -c $CLIENT_CPU h2load -t$H2_THREADS -c$H2_CONNS -m$H2_STREAMS -D $DURATION https://127.0.0.1:$SERVER_PORT/"
+    cmd=$(load_cmd h2 "$SERVER_PORT")
     record_cmd "$cmd"
     snap_begin
     out=$($cmd 2>&1) || die "h2load failed: $out"
@@ -697,13 +704,6 @@ measure_h2() {
 # (±2 % between two copies of one binary, against 0.7-1.6 for back-to-back rounds in a busy hour).
 # The two servers take turns on one core, so the absolute µs include that sharing (caches): only
 # the ratio is the figure.
-pair_load() {  # test port out: the load command for one server, run in the background
-    case $1 in
-        hs) taskset -c "$CLIENT_CPU" "$HSCLIENT" -addr "127.0.0.1:$2" -sni "$SNI" -mode handshake -c "$HS_CONNS" -d "${DURATION}s" >"$3" 2>&1 ;;
-        ka) taskset -c "$CLIENT_CPU" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" "https://127.0.0.1:$2/" >"$3" 2>&1 ;;
-        h2) taskset -c "$CLIENT_CPU" h2load -t"$H2_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" "https://127.0.0.1:$2/" >"$3" 2>&1 ;;
-    esac
-}
 pair_ops() {  # test out server: completed operations (0 when any failed); dies, as the other tests do,
               # on a suite other than $EXPECT_CIPHER, on TLS 1.2, on a resumed handshake or on no h2
     case $1 in
@@ -723,8 +723,9 @@ measure_pair() {  # test peer
     select_peer "$peer"; peer_pids=("${SERVER_PIDS[@]}")
     record_cmd "PAIRED: $t on edgeproxy (port $ep_port) and $peer (port $SERVER_PORT) at once"
     e0=$(cpu_ticks "${ep_pids[@]}"); p0=$(cpu_ticks "${peer_pids[@]}")
-    pair_load "$t" "$ep_port" "$WORK/pair-edgeproxy.out" & cpid=$!
-    pair_load "$t" "$SERVER_PORT" "$WORK/pair-$peer.out" || true
+    local mode=$t; [[ $t == hs ]] && mode=handshake
+    $(load_cmd "$mode" "$ep_port") >"$WORK/pair-edgeproxy.out" 2>&1 & cpid=$!
+    $(load_cmd "$mode" "$SERVER_PORT") >"$WORK/pair-$peer.out" 2>&1 || true
     wait "$cpid" || true
     e1=$(cpu_ticks "${ep_pids[@]}"); p1=$(cpu_ticks "${peer_pids[@]}")
     check_alive "$peer paired $t"; select_peer edgeproxy; check_alive "edgeproxy paired $t"
