@@ -37,24 +37,26 @@ public protocol CertificateSelector: AnyObject, Sendable {
     func select(_ hello: ClientHello) -> CertificateSelection
 }
 
-/// Owner of a listener's SSL_CTX. It carries no certificate: its ClientHello callback asks the
-/// selector for one and installs it on the connection, so one context serves every certificate
-/// (and every certificate can serve any listener).
-public final class TLSContext: @unchecked Sendable {  // configured in init, then only read (SSL_new is thread-safe)
+/// Owner of one loop's SSL_CTX for a kind of listener. Its ClientHello callback asks the selector
+/// for a certificate and installs it on the connection, so one context serves every certificate
+/// (and every certificate can serve any listener). To spare the common case that install, the
+/// context carries the ECDSA certificate its handshakes keep choosing (`Carried`): SSL_new copies
+/// it into each connection, and a handshake that chooses it again installs nothing.
+public final class TLSContext: @unchecked Sendable {  // one loop's: its connections, and so its callbacks, run on that loop only
     let ctx: OpaquePointer
-    /// Kept alive for as long as the context can call into it.
-    private let selectorBox: Unmanaged<SelectorBox>
+    let selector: CertificateSelector
     /// The listener's client-certificate policy, when it has one.
     public let clientAuth: ClientCertificatePolicy?
+    /// What the context carries; touched by its loop only (connections and their callbacks).
+    var carried = Carried()
 
     /// `clientAuth`: client certificates asked of the handshakes it covers (nil: never).
     public init(front selector: CertificateSelector, options: TLSOptions, clientAuth: ClientCertificatePolicy? = nil) throws(TLSError) {
         ctx = try Self.makeContext(options)
-        let box = Unmanaged.passRetained(SelectorBox(selector))
-        selectorBox = box
+        self.selector = selector
         self.clientAuth = clientAuth
-        SSL_CTX_set_ex_data(ctx, TLSContext.selectorIndex, box.toOpaque())
-        if let clientAuth { SSL_CTX_set_ex_data(ctx, TLSContext.clientAuthIndex, Unmanaged.passUnretained(clientAuth).toOpaque()) }
+        // Unretained: each connection keeps its context alive, and with it the SSL_CTX, for as long as OpenSSL can call back.
+        SSL_CTX_set_ex_data(ctx, TLSContext.contextIndex, Unmanaged.passUnretained(self).toOpaque())
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
         _ = COpenSSL_SSL_CTX_set_tlsext_status_cb(ctx, ocspStatusCallback)
         SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
@@ -63,14 +65,12 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
         }
     }
 
-    deinit {
-        SSL_CTX_free(ctx)
-        selectorBox.release()
-    }
+    deinit { SSL_CTX_free(ctx) }
 
-    static let selectorIndex = COpenSSL_SSL_CTX_get_ex_new_index()
-    /// The context's `ClientCertificatePolicy`, when it has one (owned by the context).
-    static let clientAuthIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+    /// The `TLSContext` owning an SSL_CTX.
+    static let contextIndex = COpenSSL_SSL_CTX_get_ex_new_index()
+    /// The generation of `Carried` a connection was made at (SSL_new copied what the context carried then).
+    static let madeWithIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection whose handshake was asked for a client certificate.
     static let clientAuthAskedIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
@@ -110,9 +110,57 @@ public final class TLSContext: @unchecked Sendable {  // configured in init, the
     }
 }
 
-final class SelectorBox {
-    let selector: CertificateSelector
-    init(_ selector: CertificateSelector) { self.selector = selector }
+extension TLSContext {
+    /// The certificate the context carries, and which connections were made with it.
+    struct Carried {
+        var key: CertifiedKey?
+        /// Bumped whenever the context's certificate changes; 0 until it first carries one.
+        var generation: UInt = 0
+        /// The certificate chosen last among those the context does not carry, and how many
+        /// handshakes in a row chose it: one chosen `streak` times in a row is carried next, so a
+        /// mix of many names costs no more than before and one name that dominates is carried.
+        var candidate: ObjectIdentifier?
+        var run = 0
+        static let streak = 4
+    }
+
+    /// Marks a new connection with what the context carries now.
+    func made(_ ssl: OpaquePointer) {
+        if carried.generation != 0 { SSL_set_ex_data(ssl, TLSContext.madeWithIndex, UnsafeMutableRawPointer(bitPattern: carried.generation)) }
+    }
+
+    /// Gives the connection `chosen` (in the ClientHello callback): nothing to do when the
+    /// connection was made with it; otherwise what it was made with goes first, so it holds one
+    /// certificate only (OpenSSL would otherwise pick among them by key type).
+    func install(_ chosen: CertifiedKey, on ssl: OpaquePointer) -> Bool {
+        let madeWith = UInt(bitPattern: SSL_get_ex_data(ssl, TLSContext.madeWithIndex))
+        if madeWith != 0 {
+            if madeWith == carried.generation, chosen === carried.key { return true }
+            SSL_certs_clear(ssl)
+        }
+        guard chosen.install(on: ssl) else { return false }
+        consider(chosen)
+        return true
+    }
+
+    /// Counts `chosen` towards being carried: ECDSA certificates only (connections of clients
+    /// without ECDSA get an RSA one installed), never a TLS-ALPN-01 answer.
+    private func consider(_ chosen: CertifiedKey) {
+        guard chosen.keyType == .ecdsa, !chosen.acmeChallenge else { return }
+        let id = ObjectIdentifier(chosen)
+        if carried.candidate == id { carried.run += 1 } else { carried.candidate = id; carried.run = 1 }
+        guard carried.run >= Carried.streak else { return }
+        carried.candidate = nil
+        carried.generation += 1
+        // On failure the context may hold what it held or nothing: connections made from now on
+        // clear it either way (their generation matches no carried key).
+        if SSL_CTX_use_cert_and_key(ctx, chosen.leaf.x509, chosen.key.pkey, chosen.intermediates, 1) == 1 {
+            carried.key = chosen
+        } else {
+            ERR_clear_error()
+            carried.key = nil
+        }
+    }
 }
 
 // MARK: Callbacks (C: they capture nothing and find their Swift owner through ex_data)
@@ -123,13 +171,13 @@ private let extALPN: UInt32 = 16            // RFC 7301 §3.1
 private let ecdsaP256SHA256: UInt16 = 0x0403
 
 private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
-    guard let ssl, let front = SSL_get_SSL_CTX(ssl),
-          let raw = SSL_CTX_get_ex_data(front, TLSContext.selectorIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
-    let box = Unmanaged<SelectorBox>.fromOpaque(raw).takeUnretainedValue()
+    guard let ssl, let ctx = SSL_get_SSL_CTX(ssl),
+          let raw = SSL_CTX_get_ex_data(ctx, TLSContext.contextIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
+    let front = Unmanaged<TLSContext>.fromOpaque(raw).takeUnretainedValue()
     let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), offersACMETLS: offersACMETLS(ssl),
                             mayWait: SSL_get_ex_data(ssl, TLSContext.waitedIndex) == nil)
     let chosen: CertifiedKey
-    switch box.selector.select(hello) {
+    switch front.selector.select(hello) {
     case .certificate(let key): chosen = key
     case .wait: return COpenSSL_CLIENT_HELLO_RETRY()
     case .waitForChallenge:
@@ -139,16 +187,15 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
         alert?.pointee = COpenSSL_AD_UNRECOGNIZED_NAME()
         return COpenSSL_CLIENT_HELLO_ERROR()
     }
-    guard chosen.install(on: ssl) else {
+    guard front.install(chosen, on: ssl) else {
         ERR_clear_error()
         alert?.pointee = COpenSSL_AD_INTERNAL_ERROR()
         return COpenSSL_CLIENT_HELLO_ERROR()
     }
     if chosen.acmeChallenge {
         SSL_set_ex_data(ssl, TLSContext.acmeChallengeIndex, UnsafeMutableRawPointer(bitPattern: 1))
-    } else if let raw = SSL_CTX_get_ex_data(front, TLSContext.clientAuthIndex) {
+    } else if let policy = front.clientAuth {
         // Never of a CA validating TLS-ALPN-01: it has no client certificate to give.
-        let policy = Unmanaged<ClientCertificatePolicy>.fromOpaque(raw).takeUnretainedValue()
         if policy.covers(hello.serverName) {
             policy.request(on: ssl)
             SSL_set_ex_data(ssl, TLSContext.clientAuthAskedIndex, UnsafeMutableRawPointer(bitPattern: 1))

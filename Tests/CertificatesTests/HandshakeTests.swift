@@ -21,7 +21,7 @@ import Testing
     /// list) with a server on `front`. When the server holds the handshake for a certificate,
     /// `held` runs, then the handshake resumes. `after` gets both ends of a finished handshake (the
     /// server, the client's SSL and socket) before they are freed.
-    static func handshake(_ front: TLSContext, sni: String?, alpn: [String], suites: String? = nil,
+    static func handshake(_ front: TLSContext, sni: String?, alpn: [String], suites: String? = nil, sigalgs: String? = nil,
                           held: (String?) -> Void = { _ in },
                           after: (TLSConnection, OpaquePointer, Int32) -> Void = { _, _, _ in }) throws -> Outcome {
         var fds: [Int32] = [0, 0]
@@ -32,6 +32,7 @@ import Testing
         let clientCtx = SSL_CTX_new(TLS_client_method())!
         defer { SSL_CTX_free(clientCtx) }
         if let suites { #expect(SSL_CTX_set_ciphersuites(clientCtx, suites) == 1) }
+        if let sigalgs { #expect(SSL_CTX_ctrl(clientCtx, SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: sigalgs)) == 1) }
         let client = SSL_new(clientCtx)!
         defer { SSL_free(client) }
         SSL_set_fd(client, fds[1])
@@ -85,6 +86,60 @@ import Testing
         // Names compare case-insensitively, and an absolute name (trailing dot) is the same name.
         let shouting = try Self.handshake(front, sni: "B.Test.", alpn: ["http/1.1"])
         #expect(shouting.ok && shouting.serial == b.serialHex && shouting.alpn == "http/1.1")
+    }
+
+    /// The context carries the ECDSA certificate handshakes keep choosing (connections start with
+    /// it installed), and every connection still gets exactly the certificate chosen for it: another
+    /// name's, an RSA one for a client without ECDSA or for a name with RSA only, and the one now
+    /// carried on a connection made while the context carried another.
+    @Test func theCarriedCertificateNeverServesAnotherChoice() throws {
+        let a = try Self.cert("a.test"), b = try Self.cert("b.test")
+        let aRSA = try CertificateLoader.selfSigned(names: ["a.test"], rsa: true)
+        let rOnly = try CertificateLoader.selfSigned(names: ["r.test"], rsa: true)
+        let store = CertificateStore(Snapshot([a, aRSA, b, rOnly], defaultName: nil), strictSNI: true)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        let rsaOnly = "RSA+SHA256:RSA-PSS+SHA256"
+        for _ in 0..<TLSContext.Carried.streak { #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex) }
+        #expect(front.carried.key === a.certified)
+        let generation = front.carried.generation
+        #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex)
+        #expect(try Self.handshake(front, sni: "b.test", alpn: []).serial == b.serialHex)
+        #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
+        #expect(!(try Self.handshake(front, sni: "b.test", alpn: [], sigalgs: rsaOnly)).ok, "b.test has no RSA certificate")
+        #expect(try Self.handshake(front, sni: "r.test", alpn: []).serial == rOnly.serialHex, "never a's ECDSA beside r's RSA")
+        #expect(front.carried.key === a.certified && front.carried.generation == generation, "b once does not move it")
+
+        // A connection made while the context carries a, whose handshake runs after b took over.
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        let early = try TLSConnection(front: front, fd: fds[0])
+        for _ in 0..<TLSContext.Carried.streak { #expect(try Self.handshake(front, sni: "b.test", alpn: []).serial == b.serialHex) }
+        #expect(front.carried.key === b.certified && front.carried.generation > generation)
+        #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex)
+        #expect(Self.serialServed(by: early, clientFD: fds[1], sni: "b.test") == b.serialHex)
+        #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
+    }
+
+    /// Handshakes an already made server connection with a client on `clientFD` (both ends
+    /// non-blocking); the serial it got.
+    static func serialServed(by server: TLSConnection, clientFD: Int32, sni: String) -> String? {
+        let clientCtx = SSL_CTX_new(TLS_client_method())!
+        defer { SSL_CTX_free(clientCtx) }
+        let client = SSL_new(clientCtx)!
+        defer { SSL_free(client) }
+        SSL_set_fd(client, clientFD)
+        _ = COpenSSL_SSL_set_tlsext_host_name(client, sni)
+        SSL_set_connect_state(client)
+        var serverDone = false, clientDone = false
+        for _ in 0..<1000 where !(serverDone && clientDone) {
+            if !clientDone, SSL_do_handshake(client) == 1 { clientDone = true }
+            if !serverDone, case .done = server.handshake() { serverDone = true }
+        }
+        ERR_clear_error()
+        guard serverDone && clientDone else { return nil }
+        return COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }?.serialHex
     }
 
     /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which

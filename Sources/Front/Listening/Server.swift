@@ -41,22 +41,20 @@ public final class Server: @unchecked Sendable {  // public methods are called f
     public func start(inherited: [InheritedSocket] = [], unmatchedIsError: Bool = true) throws {
         let options = TLSOptions(minVersion13: settings.tls.minVersion == .tls13, sessionTickets: settings.tls.sessionTickets,
                                  http2: settings.http2.enabled)
-        let front = try TLSContext(front: store, options: options)
-        // Listeners asking for client certificates get a context of their own.
-        let mutual = try settings.tls.clientAuth.map { a in
-            try TLSContext(front: store, options: options,
-                           clientAuth: try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names))
+        // Listeners asking for client certificates get contexts of their own.
+        let clientAuth = try settings.tls.clientAuth.map { a in
+            try ClientCertificatePolicy(caFile: a.ca, crlFile: a.crl, required: a.required, names: a.names)
         }
         let accessLog = try AccessLog(settings.log.access, format: settings.log.format, maxQueuedBytes: settings.log.accessQueueBytes)
         self.accessLog = accessLog
         let config = RuntimeConfig(settings)
-        var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSContext?)] = []
+        var addresses: [(SocketAddress, ListenerRole, ProxyHeaderReader?, TLSKind)] = []
         for (specs, role) in [(settings.listen.https, ListenerRole.https), (settings.listen.http, .redirect)] {
             for a in specs {
                 let proxyHeader = settings.listen.proxyProtocolSources(for: a).map(ProxyHeaderReader.init(trusted:))
-                var context: TLSContext? = role == .https ? front : nil
-                if role == .https, let auth = settings.tls.clientAuth, auth.listeners.isEmpty || auth.listeners.contains(a) { context = mutual }
-                addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), role, proxyHeader, context))
+                var kind = role == .https ? TLSKind.front : .none
+                if role == .https, let auth = settings.tls.clientAuth, auth.listeners.isEmpty || auth.listeners.contains(a) { kind = .mutual }
+                addresses.append((try SocketAddress.resolve(host: a.host, port: a.port), role, proxyHeader, kind))
             }
         }
         let (byAddress, unmatched) = Self.match(addresses.map(\.0), inherited)
@@ -74,7 +72,11 @@ public final class Server: @unchecked Sendable {  // public methods are called f
             let loop = try EventLoop(index: i)
             let worker = Worker(loop: loop, challenges: challenges, onDemand: store.onDemand, alpnLookups: store.alpnLookups,
                                 accessLog: accessLog, config: config)
-            for ((address, role, proxyHeader, context), passed) in zip(addresses, byAddress) {
+            // Each loop its own contexts: what one carries (TLSContext.Carried) is its loop's alone.
+            let front = try TLSContext(front: store, options: options)
+            let mutual = try clientAuth.map { try TLSContext(front: store, options: options, clientAuth: $0) }
+            for ((address, role, proxyHeader, kind), passed) in zip(addresses, byAddress) {
+                let context = switch kind { case .none: nil as TLSContext?; case .front: front; case .mutual: mutual }
                 let fds = passed.isEmpty ? [try Socket.listen(address)] : passed
                 if passed.isEmpty { listeningSockets += fds }
                 for fd in fds {
@@ -104,6 +106,9 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         let config = RuntimeConfig(kept)
         for w in workers { w.loop.execute { w.apply(config) } }
     }
+
+    /// Which of a loop's TLS contexts a listener uses.
+    private enum TLSKind { case none, front, mutual }
 
     /// Sockets inherited by index: for each configured address, the inherited sockets bound to it;
     /// and those matching none.
