@@ -117,12 +117,15 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 /// which closes them exactly once.
 public enum Socket {
     /// A listening socket with SO_REUSEPORT, so each loop has its own and the kernel spreads accepts.
+    /// TCP_NODELAY is set on it: Linux copies it to every connection it accepts, which then needs
+    /// no setsockopt of its own (responses go out as soon as written; the loop batches its writes).
     public static func listen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
         let fd = try syscallValue("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1)
             if address.family == AF_INET6 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+            try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             _ = try syscallValue("bind(\(address))") { address.withSockaddr { bind(fd, $0, $1) } }
             _ = try syscallValue("listen(\(address))") { Glibc.listen(fd, backlog) }
         } catch {
@@ -133,7 +136,7 @@ public enum Socket {
     }
 
     /// Takes a socket this process did not create (from systemd, or from the process it replaces):
-    /// made non-blocking and close-on-exec like its own. Returns its local address, or nil when it
+    /// made non-blocking and close-on-exec, and given TCP_NODELAY, like its own. Returns its local address, or nil when it
     /// is not a listening IPv4/IPv6 stream socket.
     public static func adoptListener(_ fd: Int32) throws(SystemError) -> SocketAddress? {
         var listening: Int32 = 0, type: Int32 = 0
@@ -145,6 +148,7 @@ public enum Socket {
         let flags = try syscallValue("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
         _ = try syscallValue("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         _ = try syscallValue("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         return address
     }
 
@@ -217,9 +221,6 @@ public enum Socket {
     public static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
         try syscall("send") { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
-
-    /// Responses go out as soon as they are written; the loop already batches what it writes.
-    public static func setNoDelay(_ fd: Int32) { try? setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
 
     /// Writes `bytes[offset...]`.
     @inline(__always)

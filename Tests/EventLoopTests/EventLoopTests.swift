@@ -22,6 +22,46 @@ import Testing
         return (fds[0], fds[1])
     }
 
+    /// Accepted connections get TCP_NODELAY from their listener, made here or adopted: no
+    /// setsockopt per connection.
+    @Test func acceptedConnectionsInheritNoDelay() throws {
+        func noDelay(_ fd: Int32) -> Int32 {
+            var v: Int32 = -1
+            var len = socklen_t(4)
+            #expect(getsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &v, &len) == 0)
+            return v
+        }
+        func acceptOne(_ listener: Int32) throws -> Int32? {
+            let port = Socket.localAddress(listener)!.port
+            let client = try Socket.connect(try SocketAddress.resolve(host: "127.0.0.1", port: port))
+            defer { Socket.close(client) }
+            for _ in 0..<200 {
+                if let (fd, _) = try Socket.accept(listener) { return fd }
+                usleep(5_000)
+            }
+            return nil
+        }
+        let listener = try Socket.listen(try SocketAddress.resolve(host: "127.0.0.1", port: 0))
+        defer { Socket.close(listener) }
+        let accepted = try #require(try acceptOne(listener))
+        #expect(noDelay(accepted) == 1)
+        Socket.close(accepted)
+
+        // A listener another process made (systemd, or the process a binary upgrade replaces).
+        let foreign = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Socket.close(foreign) }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(foreign, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(Glibc.listen(foreign, 8) == 0)
+        #expect(noDelay(foreign) == 0)
+        #expect(try Socket.adoptListener(foreign) != nil)
+        let adopted = try #require(try acceptOne(foreign))
+        #expect(noDelay(adopted) == 1)
+        Socket.close(adopted)
+    }
+
     /// A descriptor forgotten and closed without EPOLL_CTL_DEL, whose socket a second descriptor
     /// keeps open (as a child being spawned may for a moment), stays in the epoll set: its events
     /// must not reach the handler now registered under the same descriptor number.

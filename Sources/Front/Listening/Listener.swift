@@ -45,7 +45,6 @@ final class Listener: Pollable {
             }
             guard let (client, peer) = accepted else { return }
             starved = false
-            Socket.setNoDelay(client)
             do {
                 let c = try ClientTransport(fd: client, peer: peer, tls: tls, proxyHeader: proxyHeader, worker: worker)
                 worker.opened(c)
