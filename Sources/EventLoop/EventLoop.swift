@@ -108,23 +108,30 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     public func arm(_ timer: Timer, seconds: Double) {
         let deadline = now &+ UInt64(max(seconds, 0.001) * 1e9)
         timer.deadline = deadline
-        if timer.queuedAt == 0 || timer.queuedAt > deadline {
-            timer.queuedAt = deadline
-            timers.push(deadline, timer)
-        }
+        // A later deadline leaves the entry where it is: when it comes due, it moves on.
+        if let queued = timers.queued(timer), queued <= deadline { return }
+        timers.set(timer, deadline)
     }
 
+    /// Stops `timer` from firing until it is armed again; its entry stays for a re-arm to reuse.
     public func disarm(_ timer: Timer) { timer.deadline = 0 }
+
+    /// Stops `timer` for good (its owner is closing): its entry leaves the heap now, so the heap
+    /// holds live timers only, not one per connection closed within the last timeout.
+    public func cancel(_ timer: Timer) {
+        timer.deadline = 0
+        timers.remove(timer)
+    }
+
+    /// Timers with an entry in the heap (tests).
+    var queuedTimers: Int { timers.count }
 
     private func fireDueTimers() {
         while let next = timers.nextDeadline, next <= now {
-            let (queued, timer) = timers.pop()!
-            if timer.queuedAt != queued { continue }  // a stale entry: a newer, earlier one exists
-            timer.queuedAt = 0
+            let timer = timers.popFirst()!
             if timer.deadline == 0 { continue }
             if timer.deadline > now {
-                timer.queuedAt = timer.deadline
-                timers.push(timer.deadline, timer)
+                timers.set(timer, timer.deadline)
                 continue
             }
             timer.deadline = 0

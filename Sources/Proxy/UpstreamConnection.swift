@@ -190,7 +190,7 @@ public final class UpstreamConnection: Pollable {
     public func close() {
         guard !closed else { return }
         closed = true
-        loop.disarm(timer)
+        loop.cancel(timer)
         loop.forget(closing: fd)
         if connected && failure == nil { tls?.shutdown() }
         Socket.close(fd)

@@ -380,7 +380,7 @@ final class ClientTransport: Pollable {
         // The front stays until the loop lets go of this object at the end of the batch (see
         // `Worker.closed`): its own methods, or its streams', may be below this call on the stack.
         front?.transportClosed()
-        worker.loop.disarm(timer)
+        worker.loop.cancel(timer)
         tls?.shutdown()
         worker.loop.forget(closing: fd)
         Socket.close(fd)
