@@ -28,7 +28,6 @@ public final class TLSConnection {
         guard let ssl = SSL_new(front.ctx) else { throw TLSError("SSL_new") }
         self.ssl = ssl
         self.front = front
-        front.made(ssl)
         SSL_set_fd(ssl, fd)
         // One read(2) per burst instead of two per record (header, then body).
         SSL_set_read_ahead(ssl, 1)

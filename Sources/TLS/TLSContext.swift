@@ -69,8 +69,6 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
 
     /// The `TLSContext` owning an SSL_CTX.
     static let contextIndex = COpenSSL_SSL_CTX_get_ex_new_index()
-    /// The generation of `Carried` a connection was made at (SSL_new copied what the context carried then).
-    static let madeWithIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection whose handshake was asked for a client certificate.
     static let clientAuthAskedIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
@@ -111,11 +109,9 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
 }
 
 extension TLSContext {
-    /// The certificate the context carries, and which connections were made with it.
+    /// The certificate the context carries, and the one handshakes chose last instead.
     struct Carried {
         var key: CertifiedKey?
-        /// Bumped whenever the context's certificate changes; 0 until it first carries one.
-        var generation: UInt = 0
         /// The certificate chosen last among those the context does not carry, and how many
         /// handshakes in a row chose it: one chosen `streak` times in a row is carried next, so a
         /// mix of many names costs no more than before and one name that dominates is carried.
@@ -124,18 +120,14 @@ extension TLSContext {
         static let streak = 4
     }
 
-    /// Marks a new connection with what the context carries now.
-    func made(_ ssl: OpaquePointer) {
-        if carried.generation != 0 { SSL_set_ex_data(ssl, TLSContext.madeWithIndex, UnsafeMutableRawPointer(bitPattern: carried.generation)) }
-    }
-
-    /// Gives the connection `chosen` (in the ClientHello callback): nothing to do when the
-    /// connection was made with it; otherwise what it was made with goes first, so it holds one
-    /// certificate only (OpenSSL would otherwise pick among them by key type).
+    /// Gives the connection `chosen` (in the ClientHello callback). SSL_new gave it what the
+    /// context carried then, or nothing: when that is `chosen` there is nothing to do (every
+    /// certificate is its own parsed X509, which both hold, so the same pointer is the same
+    /// certificate); otherwise it goes first, so the connection holds one certificate only
+    /// (OpenSSL would otherwise pick among them by key type).
     func install(_ chosen: CertifiedKey, on ssl: OpaquePointer) -> Bool {
-        let madeWith = UInt(bitPattern: SSL_get_ex_data(ssl, TLSContext.madeWithIndex))
-        if madeWith != 0 {
-            if madeWith == carried.generation, chosen === carried.key { return true }
+        if let held = SSL_get_certificate(ssl) {
+            if held == chosen.leaf.x509 { return true }
             SSL_certs_clear(ssl)
         }
         guard chosen.install(on: ssl) else { return false }
@@ -151,9 +143,8 @@ extension TLSContext {
         if carried.candidate == id { carried.run += 1 } else { carried.candidate = id; carried.run = 1 }
         guard carried.run >= Carried.streak else { return }
         carried.candidate = nil
-        carried.generation += 1
-        // On failure the context may hold what it held or nothing: connections made from now on
-        // clear it either way (their generation matches no carried key).
+        // On failure the context may hold what it held or nothing; `install` looks at what each
+        // connection holds, so either is safe.
         if SSL_CTX_use_cert_and_key(ctx, chosen.leaf.x509, chosen.key.pkey, chosen.intermediates, 1) == 1 {
             carried.key = chosen
         } else {

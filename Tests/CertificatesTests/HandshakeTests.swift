@@ -101,13 +101,12 @@ import Testing
         let rsaOnly = "RSA+SHA256:RSA-PSS+SHA256"
         for _ in 0..<TLSContext.Carried.streak { #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex) }
         #expect(front.carried.key === a.certified)
-        let generation = front.carried.generation
         #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex)
         #expect(try Self.handshake(front, sni: "b.test", alpn: []).serial == b.serialHex)
         #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
         #expect(!(try Self.handshake(front, sni: "b.test", alpn: [], sigalgs: rsaOnly)).ok, "b.test has no RSA certificate")
         #expect(try Self.handshake(front, sni: "r.test", alpn: []).serial == rOnly.serialHex, "never a's ECDSA beside r's RSA")
-        #expect(front.carried.key === a.certified && front.carried.generation == generation, "b once does not move it")
+        #expect(front.carried.key === a.certified, "b once does not move it")
 
         // A connection made while the context carries a, whose handshake runs after b took over.
         var fds: [Int32] = [0, 0]
@@ -116,7 +115,7 @@ import Testing
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         let early = try TLSConnection(front: front, fd: fds[0])
         for _ in 0..<TLSContext.Carried.streak { #expect(try Self.handshake(front, sni: "b.test", alpn: []).serial == b.serialHex) }
-        #expect(front.carried.key === b.certified && front.carried.generation > generation)
+        #expect(front.carried.key === b.certified)
         #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex)
         #expect(Self.serialServed(by: early, clientFD: fds[1], sni: "b.test") == b.serialHex)
         #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
