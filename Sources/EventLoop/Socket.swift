@@ -136,8 +136,8 @@ public enum Socket {
     }
 
     /// Takes a socket this process did not create (from systemd, or from the process it replaces):
-    /// made non-blocking and close-on-exec, and given TCP_NODELAY, like its own. Returns its local address, or nil when it
-    /// is not a listening IPv4/IPv6 stream socket.
+    /// made non-blocking and close-on-exec, and given TCP_NODELAY, like its own. Returns its local
+    /// address, or nil when it is not a listening IPv4/IPv6 stream socket.
     public static func adoptListener(_ fd: Int32) throws(SystemError) -> SocketAddress? {
         var listening: Int32 = 0, type: Int32 = 0
         var len = socklen_t(4)

@@ -109,7 +109,9 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
 }
 
 extension TLSContext {
-    /// The certificate the context carries, and the one handshakes chose last instead.
+    /// The certificate the context carries, and the one handshakes chose last instead. It is
+    /// carried until another takes its place: one removed from the store stays in memory until
+    /// then, never served (`install` serves only what the selector chose).
     struct Carried {
         var key: CertifiedKey?
         /// The certificate chosen last among those the context does not carry, and how many
