@@ -18,6 +18,11 @@ import Testing
                 "127.0.0.1 - - [06/Dec/2026:01:02:03 +0000] \"GET /p?q=1 HTTP/1.1\" 404 1234 \"https://r.test/\" \"curl/8\"\n")
     }
 
+    /// An HTTP/2 request's line ends in "HTTP/2.0", as nginx writes it (the JSON format's `protocol` says "HTTP/2").
+    @Test func http2AsNginxWritesIt() {
+        #expect(line(proto: "HTTP/2").contains("\"GET /p?q=1 HTTP/2.0\" 404 1234 "))
+    }
+
     /// No port in the address, "-" for what is missing, the "(plain)" note left out of the protocol.
     @Test func addressesAndAbsentFields() {
         #expect(line(client: "[2001:db8::1]:443", proto: "HTTP/1.1 (plain)").hasPrefix("2001:db8::1 - - ["))

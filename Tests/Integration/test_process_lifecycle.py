@@ -386,7 +386,7 @@ def test_combined_log_format_parses_as_nginx_combined(proxies):
     assert one["addr"] == "127.0.0.1" and one["user"] == "-"
     assert one["request"] == "GET /page?q=1 HTTP/1.1" and one["status"] == "200" and int(one["bytes"]) > 0
     assert one["referer"] == "https://ref.test/x" and one["agent"] == r"agent \x22quoted\x22 1.0"
-    assert two["request"] == "GET /two HTTP/2" and two["referer"] == "-" and two["agent"] == "h2-agent"
+    assert two["request"] == "GET /two HTTP/2.0" and two["referer"] == "-" and two["agent"] == "h2-agent"
 
 
 def test_log_configuration_errors_name_the_position(edgeproxy_bin, tmp_path):

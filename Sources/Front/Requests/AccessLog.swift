@@ -297,7 +297,9 @@ extension AccessLog.Entry {
         out.append(contentsOf: host.utf8)
         out.append(contentsOf: " - - [".utf8); out.append(contentsOf: time); out.append(contentsOf: "] \"".utf8)
         out.appendEscaped(method); out.append(UInt8(ascii: " ")); out.appendEscaped(path); out.append(UInt8(ascii: " "))
-        out.appendEscaped(String(proto.prefix { $0 != " " }))  // without " (plain)"
+        // Without " (plain)"; HTTP/2 as nginx writes it in "$request" ("HTTP/2.0"), which log parsers expect.
+        let version = proto.prefix { $0 != " " }
+        out.appendEscaped(version == "HTTP/2" ? "HTTP/2.0" : String(version))
         out.append(contentsOf: "\" ".utf8); out.appendDigits(status)
         out.append(UInt8(ascii: " ")); out.appendDigits(Int(bytesOut))
         out.append(contentsOf: " \"".utf8); out.appendEscaped(referer ?? "-")
