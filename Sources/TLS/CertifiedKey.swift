@@ -2,9 +2,10 @@ import COpenSSL
 import Locking
 
 /// A certificate chain (leaf first) with the private key of its leaf: what one handshake serves.
-/// Built and checked once, when the certificate is loaded; every handshake that picks it installs
-/// it on its own connection (`SSL_use_cert_and_key`, which only takes references), so a loaded
-/// certificate costs its parsed X509s and key and no SSL_CTX of its own.
+/// Built and checked once, when the certificate is loaded; a handshake that picks it installs it
+/// on its own connection (`SSL_use_cert_and_key`, which only takes references) unless its loop's
+/// context carries it already (`TLSContext.Carried`), so a loaded certificate costs its parsed
+/// X509s and key and no SSL_CTX of its own.
 public final class CertifiedKey: @unchecked Sendable {  // immutable after init but the staple (behind its lock); handshakes only up-ref its handles
     public let chain: [X509Certificate]
     public let key: PrivateKey
