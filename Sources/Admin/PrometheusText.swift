@@ -60,6 +60,14 @@ public enum PrometheusText {
         }
     }
 
+    /// Validator handshakes held for a TLS-ALPN-01 answer this node did not hold yet (ALPNChallengeLookups).
+    public struct ALPNLookups: Sendable {
+        public var held: Int, found: Int, missed: Int, busy: Int
+        public init(held: Int, found: Int, missed: Int, busy: Int) {
+            self.held = held; self.found = found; self.missed = missed; self.busy = busy
+        }
+    }
+
     /// The cluster's part: nil on a single node (its families are left out).
     public struct Cluster: Sendable {
         public var connected: Bool
@@ -72,11 +80,13 @@ public enum PrometheusText {
         public var locksAcquired: Int
         public var locksLost: Int
         public var requests: Int
+        /// TLS-ALPN-01 answers looked up in etcd while a validator's handshake waited.
+        public var alpnLookups: ALPNLookups
         public init(connected: Bool, revision: Int64, lastLag: Double?, certificates: Int, refused: Int, outages: Int,
-                    locksAcquired: Int, locksLost: Int, requests: Int) {
+                    locksAcquired: Int, locksLost: Int, requests: Int, alpnLookups: ALPNLookups) {
             self.connected = connected; self.revision = revision; self.lastLag = lastLag; self.certificates = certificates
             self.refused = refused; self.outages = outages; self.locksAcquired = locksAcquired; self.locksLost = locksLost
-            self.requests = requests
+            self.requests = requests; self.alpnLookups = alpnLookups
         }
     }
 
@@ -193,6 +203,15 @@ public enum PrometheusText {
             sample("edgeproxy_cluster_lock_losses_total", [], c.locksLost)
             family("edgeproxy_cluster_etcd_requests_total", "counter", "Requests sent to etcd (every attempt, watches included).")
             sample("edgeproxy_cluster_etcd_requests_total", [], c.requests)
+            family("edgeproxy_cluster_tls_alpn_holds_total", "counter",
+                   "Validator handshakes held while a TLS-ALPN-01 answer this node lacked was looked up in etcd.")
+            sample("edgeproxy_cluster_tls_alpn_holds_total", [], c.alpnLookups.held)
+            family("edgeproxy_cluster_tls_alpn_lookups_total", "counter", "Those lookups by result (missed: nothing stored, or etcd failed).")
+            sample("edgeproxy_cluster_tls_alpn_lookups_total", [("result", "found")], c.alpnLookups.found)
+            sample("edgeproxy_cluster_tls_alpn_lookups_total", [("result", "missed")], c.alpnLookups.missed)
+            family("edgeproxy_cluster_tls_alpn_lookups_refused_total", "counter",
+                   "Handshakes not held because the most lookups at once were running (they got the ordinary certificate).")
+            sample("edgeproxy_cluster_tls_alpn_lookups_refused_total", [], c.alpnLookups.busy)
         }
         func server(_ s: UpstreamServer) -> [(String, String)] { [("upstream", s.upstream), ("server", s.server)] }
         family("edgeproxy_upstream_server_up", "gauge", "1 while the server may get requests, 0 while it fails its health checks.")

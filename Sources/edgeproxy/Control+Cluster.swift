@@ -102,11 +102,13 @@ extension Control {
     static func milliseconds(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
 
     var clusterMetrics: PrometheusText.Cluster? {
-        guard let s = cluster?.sync.status else { return nil }
+        guard let parts = cluster else { return nil }
+        let s = parts.sync.status, a = parts.alpnLookups.status
         return PrometheusText.Cluster(connected: s.connected, revision: s.revision, lastLag: s.lastLag, certificates: s.certificates,
                                       refused: s.refused, outages: s.outages,
                                       locksAcquired: ClusterCounters.locksAcquired.load(ordering: .relaxed),
                                       locksLost: ClusterCounters.locksLost.load(ordering: .relaxed),
-                                      requests: cluster?.store.requestCount ?? 0)
+                                      requests: parts.store.requestCount,
+                                      alpnLookups: .init(held: a.held, found: a.found, missed: a.missed, busy: a.busy))
     }
 }

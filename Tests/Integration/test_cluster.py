@@ -496,6 +496,12 @@ def test_a_tls_alpn01_answer_the_watch_has_not_delivered_is_read_from_etcd(fleet
         started = time.monotonic()
         assert alpn_validation(node.port, "none.alpn.test") == (None, None)
         assert time.monotonic() - started < 2.5
+        # Each held handshake and lookup counted: late found, none missed (early came through the watch).
+        text = node.admin.metrics()
+        assert metric(text, "edgeproxy_cluster_tls_alpn_holds_total") == 2, text
+        assert metric(text, "edgeproxy_cluster_tls_alpn_lookups_total", result="found") == 1
+        assert metric(text, "edgeproxy_cluster_tls_alpn_lookups_total", result="missed") == 1
+        assert metric(text, "edgeproxy_cluster_tls_alpn_lookups_refused_total") == 0
         # Taken down in etcd: gone from the node once its watch delivers the deletion.
         etcd.delete(answers + "late.alpn.test")
         gate.release()
