@@ -28,14 +28,21 @@ import Testing
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        let server = try TLSConnection(front: front, fd: fds[0])
+        return handshake(server: try TLSConnection(front: front, fd: fds[0]), clientFD: fds[1], sni: sni, alpn: alpn,
+                         suites: suites, sigalgs: sigalgs, held: held, after: after)
+    }
+
+    /// The same with a server connection made already, whose peer is `clientFD` (both non-blocking).
+    static func handshake(server: TLSConnection, clientFD: Int32, sni: String?, alpn: [String], suites: String? = nil,
+                          sigalgs: String? = nil, held: (String?) -> Void = { _ in },
+                          after: (TLSConnection, OpaquePointer, Int32) -> Void = { _, _, _ in }) -> Outcome {
         let clientCtx = SSL_CTX_new(TLS_client_method())!
         defer { SSL_CTX_free(clientCtx) }
         if let suites { #expect(SSL_CTX_set_ciphersuites(clientCtx, suites) == 1) }
         if let sigalgs { #expect(SSL_CTX_ctrl(clientCtx, SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: sigalgs)) == 1) }
         let client = SSL_new(clientCtx)!
         defer { SSL_free(client) }
-        SSL_set_fd(client, fds[1])
+        SSL_set_fd(client, clientFD)
         if let sni { _ = COpenSSL_SSL_set_tlsext_host_name(client, sni) }
         if !alpn.isEmpty {
             let wire = alpn.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
@@ -65,7 +72,7 @@ import Testing
         }
         ERR_clear_error()
         guard serverDone && clientDone else { return Outcome(ok: false) }
-        after(server, client, fds[1])
+        after(server, client, clientFD)
         let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
         return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn, version: server.protocolVersion,
                        cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) },
@@ -117,28 +124,8 @@ import Testing
         for _ in 0..<TLSContext.Carried.streak { #expect(try Self.handshake(front, sni: "b.test", alpn: []).serial == b.serialHex) }
         #expect(front.carried.key === b.certified)
         #expect(try Self.handshake(front, sni: "a.test", alpn: []).serial == a.serialHex)
-        #expect(Self.serialServed(by: early, clientFD: fds[1], sni: "b.test") == b.serialHex)
+        #expect(Self.handshake(server: early, clientFD: fds[1], sni: "b.test", alpn: []).serial == b.serialHex)
         #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
-    }
-
-    /// Handshakes an already made server connection with a client on `clientFD` (both ends
-    /// non-blocking); the serial it got.
-    static func serialServed(by server: TLSConnection, clientFD: Int32, sni: String) -> String? {
-        let clientCtx = SSL_CTX_new(TLS_client_method())!
-        defer { SSL_CTX_free(clientCtx) }
-        let client = SSL_new(clientCtx)!
-        defer { SSL_free(client) }
-        SSL_set_fd(client, clientFD)
-        _ = COpenSSL_SSL_set_tlsext_host_name(client, sni)
-        SSL_set_connect_state(client)
-        var serverDone = false, clientDone = false
-        for _ in 0..<1000 where !(serverDone && clientDone) {
-            if !clientDone, SSL_do_handshake(client) == 1 { clientDone = true }
-            if !serverDone, case .done = server.handshake() { serverDone = true }
-        }
-        ERR_clear_error()
-        guard serverDone && clientDone else { return nil }
-        return COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }?.serialHex
     }
 
     /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which
