@@ -1,5 +1,5 @@
 import Dispatch
-import EventLoop
+@testable import EventLoop
 import Glibc
 import Locking
 import Testing
@@ -50,10 +50,7 @@ import Testing
         // A listener another process made (systemd, or the process a binary upgrade replaces).
         let foreign = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { Socket.close(foreign) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(foreign, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(try SocketAddress.resolve(host: "127.0.0.1", port: 0).withSockaddr { bind(foreign, $0, $1) } == 0)
         #expect(Glibc.listen(foreign, 8) == 0)
         #expect(noDelay(foreign) == 0)
         #expect(try Socket.adoptListener(foreign) != nil)
