@@ -128,6 +128,30 @@ import Testing
         #expect(try Self.handshake(front, sni: "a.test", alpn: [], sigalgs: rsaOnly).serial == aRSA.serialHex)
     }
 
+    /// A certificate goes out with the chain it was configured with, never one OpenSSL completes
+    /// from a trust store on the context (which could hold CAs meant for checking clients).
+    @Test func aCertificateGoesOutWithItsConfiguredChainOnly() throws {
+        let caKey = try PrivateKey.generateP256(), leafKey = try PrivateKey.generateP256()
+        let ca = try SelfSigned.make(names: ["ca.test"], key: caKey)
+        let leaf = try SelfSigned.make(names: ["a.test"], key: leafKey)
+        X509_set_issuer_name(leaf.x509, X509_get_subject_name(ca.x509))
+        #expect(X509_sign(leaf.x509, caKey.pkey, EVP_sha256()) > 0)
+        let bundle = CertificateBundle(names: ["a.test"], keyType: .ecdsa,
+                                       certified: try CertifiedKey(chain: [leaf], key: leafKey), source: "test")
+        let front = try TLSContext(front: CertificateStore(Snapshot([bundle], defaultName: nil), strictSNI: true),
+                                   options: TLSOptions(sessionTickets: 0))
+        #expect(X509_STORE_add_cert(SSL_CTX_get_cert_store(front.ctx), ca.x509) == 1)
+        // Installed on each connection first, then carried by the context.
+        for _ in 0...TLSContext.Carried.streak {
+            var sent = 0
+            let outcome = try Self.handshake(front, sni: "a.test", alpn: [], after: { _, client, _ in
+                sent = Int(OPENSSL_sk_num(SSL_get_peer_cert_chain(client)))
+            })
+            #expect(outcome.ok && outcome.serial == bundle.serialHex && sent == 1)
+        }
+        #expect(front.carried.key === bundle.certified)
+    }
+
     /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which
     /// starts with AES-256-GCM), ChaCha20 over AES-256-GCM when the client lists AES-256 first.
     @Test func tls13CipherFollowsTheServersPreference() throws {
