@@ -93,16 +93,16 @@ public final class CertificateCatalog {
 
     /// The winner of `name` among the items carrying it: the latest per key type.
     private func pick(_ name: String) -> Snapshot.Entry? {
-        var entry = Snapshot.Entry()
+        var ecdsa: CertificateBundle?, rsa: CertificateBundle?
         var best: (ecdsa: UInt64, rsa: UInt64) = (0, 0)
         for id in holders[name] ?? [] {
             guard let item = items[id] else { continue }
             if item.bundle.keyType == .rsa {
-                if item.sequence > best.rsa { best.rsa = item.sequence; entry.rsa = item.bundle }
+                if item.sequence > best.rsa { best.rsa = item.sequence; rsa = item.bundle }
             } else if item.sequence > best.ecdsa {
-                best.ecdsa = item.sequence; entry.ecdsa = item.bundle
+                best.ecdsa = item.sequence; ecdsa = item.bundle
             }
         }
-        return entry.ecdsa != nil || entry.rsa != nil ? entry : nil
+        return ecdsa != nil || rsa != nil ? Snapshot.Entry(ecdsa: ecdsa, rsa: rsa) : nil
     }
 }

@@ -50,7 +50,7 @@ public final class CertificateStore: CertificateSelector {
             }
         }
         let (snap, strict) = local()
-        let (bundle, match) = snap.resolve(hello.serverName, offersECDSA: hello.offersECDSA, strict: strict)
+        let (entry, match) = snap.entry(for: hello.serverName, strict: strict)
         if match == .fallback || match == .rejected, hello.mayWait, let name = hello.serverName, let onDemand,
            onDemand.shouldWait(for: name) {
             return .wait
@@ -61,7 +61,7 @@ public final class CertificateStore: CertificateSelector {
         case .fallback: Metrics.shared.count(.sniDefault)
         case .rejected: Metrics.shared.count(.sniRejected)
         }
-        return bundle?.certified.map { .certificate($0) } ?? .reject
+        return entry?.certified(offersECDSA: hello.offersECDSA).map { .certificate($0) } ?? .reject
     }
 
     /// Whether a handshake for `name` finds a certificate of its own (exact or wildcard), not the default.

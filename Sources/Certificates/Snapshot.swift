@@ -3,14 +3,32 @@ import TLS
 /// The certificates serving right now: immutable, replaced whole. SNI resolution is exact name,
 /// then a wildcard one label up, then the default (RFC 6125 §6.4.3: `*` covers exactly one label).
 public final class Snapshot: Sendable {
-    public struct Entry: Sendable {
-        public var ecdsa: CertificateBundle?
-        public var rsa: CertificateBundle?
+    /// The certificates of one name. A class: the ClientHello callback looks one up per
+    /// handshake, and a reference costs one retain where two bundles would cost a dozen.
+    public final class Entry: Sendable {
+        public let ecdsa: CertificateBundle?
+        public let rsa: CertificateBundle?
+
+        public init(ecdsa: CertificateBundle? = nil, rsa: CertificateBundle? = nil) {
+            self.ecdsa = ecdsa
+            self.rsa = rsa
+        }
+
+        /// This entry with `bundle` in its key type's place.
+        func with(_ bundle: CertificateBundle) -> Entry {
+            bundle.keyType == .rsa ? Entry(ecdsa: ecdsa, rsa: bundle) : Entry(ecdsa: bundle, rsa: rsa)
+        }
 
         /// ECDSA to clients that can verify it, RSA to the others; whichever exists otherwise.
         func pick(offersECDSA: Bool) -> CertificateBundle? {
-            if offersECDSA { return ecdsa ?? rsa }
-            return rsa ?? ecdsa
+            if let ecdsa, offersECDSA || rsa == nil { return ecdsa }
+            return rsa
+        }
+
+        /// The chain and key of `pick`'s choice, without copying the bundle out (`if let` would).
+        func certified(offersECDSA: Bool) -> CertifiedKey? {
+            if ecdsa != nil, offersECDSA || rsa == nil { return ecdsa?.certified }
+            return rsa?.certified
         }
     }
 
@@ -29,15 +47,13 @@ public final class Snapshot: Sendable {
     public init(_ bundles: [CertificateBundle], defaultName: String?) {
         var exact: [String: Entry] = [:]
         var wildcard: [String: Entry] = [:]
-        func add(_ b: CertificateBundle, to entry: inout Entry) {
-            if b.keyType == .rsa { entry.rsa = b } else { entry.ecdsa = b }
-        }
         for b in bundles {
             for name in b.names {
                 if name.hasPrefix("*.") {
-                    add(b, to: &wildcard[String(name.dropFirst(2)), default: Entry()])
+                    let suffix = String(name.dropFirst(2))
+                    wildcard[suffix] = (wildcard[suffix] ?? Entry()).with(b)
                 } else {
-                    add(b, to: &exact[name, default: Entry()])
+                    exact[name] = (exact[name] ?? Entry()).with(b)
                 }
             }
         }
@@ -65,15 +81,22 @@ public final class Snapshot: Sendable {
 
     public var nameCount: Int { exact.count + wildcard.count }
 
-    /// Resolves a ClientHello's name; nil name (no SNI) goes to the default.
-    public func resolve(_ serverName: String?, offersECDSA: Bool, strict: Bool) -> (CertificateBundle?, Match) {
+    /// The entry serving a ClientHello's name; nil name (no SNI) goes to the default.
+    public func entry(for serverName: String?, strict: Bool) -> (Entry?, Match) {
         if let name = serverName {
-            if let e = exact[name], let b = e.pick(offersECDSA: offersECDSA) { return (b, .exact) }
-            if let dot = name.firstIndex(of: "."), let e = wildcard[String(name[name.index(after: dot)...])],
-               let b = e.pick(offersECDSA: offersECDSA) { return (b, .wildcard) }
+            if let e = exact[name] { return (e, .exact) }
+            if let dot = name.firstIndex(of: "."), let e = wildcard[String(name[name.index(after: dot)...])] {
+                return (e, .wildcard)
+            }
             if strict { return (nil, .rejected) }
         }
-        if let b = fallback?.pick(offersECDSA: offersECDSA) { return (b, .fallback) }
+        if let fallback { return (fallback, .fallback) }
         return (nil, .rejected)
+    }
+
+    /// The bundle serving a ClientHello's name and key types.
+    public func resolve(_ serverName: String?, offersECDSA: Bool, strict: Bool) -> (CertificateBundle?, Match) {
+        let (entry, match) = entry(for: serverName, strict: strict)
+        return (entry?.pick(offersECDSA: offersECDSA), match)
     }
 }
