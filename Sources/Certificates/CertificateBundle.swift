@@ -85,8 +85,9 @@ final class DeferredBuild: Sendable {
 
     private let state: Locked<State>
     private let source: String
-    /// Once built: read by every handshake without the lock.
-    private let builtKey = AtomicLazyReference<CertifiedKey>()
+    /// Once built: read by every handshake without the lock. Unretained: `state` holds the key
+    /// from then on for this object's life (`.done` never changes).
+    private let builtKey = Atomic<Unmanaged<CertifiedKey>?>(nil)
 
     init(chainPEM: [UInt8], keyPEM: [UInt8], source: String) {
         state = Locked(.pending(chainPEM: chainPEM, keyPEM: keyPEM))
@@ -95,9 +96,10 @@ final class DeferredBuild: Sendable {
 
     /// The built chain and key (building it now if needed); nil when OpenSSL refused it.
     func certified() -> CertifiedKey? {
-        if let key = builtKey.load() { return key }
+        if let key = builtKey.load(ordering: .acquiring) { return key.takeUnretainedValue() }
         guard case .success(let bundle) = build(), let key = bundle.certified else { return nil }
-        return builtKey.storeIfNil(key)
+        builtKey.store(Unmanaged.passUnretained(key), ordering: .releasing)  // racing builders store the same key
+        return key
     }
 
     var isPending: Bool {
