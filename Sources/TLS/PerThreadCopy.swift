@@ -7,14 +7,14 @@ import Synchronization
 /// and takes the lock only when the generation moved: a reader touches one atomic that is written
 /// only on a change, so loops share no written cache line.
 public final class PerThreadCopy<Value: Sendable>: Sendable {
-    private let value: Locked<Value>
+    @usableFromInline let value: Locked<Value>
     /// Bumped (releasing) after every change; a read loads it (acquiring), so once it sees the new
     /// generation its read under the lock returns the new value or a newer one.
-    private let generation = Atomic<UInt64>(1)
+    @usableFromInline let generation = Atomic<UInt64>(1)
     /// Never reused, unlike an object address: tells this value's per-thread copy from another's.
-    private let id = perThreadCopies.wrappingAdd(1, ordering: .relaxed).newValue
+    @usableFromInline let id = perThreadCopies.wrappingAdd(1, ordering: .relaxed).newValue
     /// The thread slot (CSystem) holding each thread's copy; one per kind of value.
-    private let slot: Int32
+    @usableFromInline let slot: Int32
 
     public init(_ initial: Value, threadSlot: Int32) {
         value = Locked(initial)
@@ -31,7 +31,9 @@ public final class PerThreadCopy<Value: Sendable>: Sendable {
     }
 
     /// This thread's copy, refreshed when a change happened since it was taken. A thread reading
-    /// several values of the same kind (tests) refreshes on every switch.
+    /// several values of the same kind (tests) refreshes on every switch. Inlinable, so that each
+    /// handshake reads its copy through code specialised for `Value`, not generic metadata.
+    @inlinable
     public func local() -> Value {
         let copy: ThreadCopy<Value>
         if let raw = CSystem_threadSlot(slot) {
@@ -53,8 +55,10 @@ public final class PerThreadCopy<Value: Sendable>: Sendable {
 private let perThreadCopies = Atomic<Int>(0)
 
 /// One thread's copy; touched only by that thread.
-private final class ThreadCopy<Value> {
-    var owner = -1
-    var generation: UInt64 = 0
-    var value: Value?
+@usableFromInline
+final class ThreadCopy<Value> {
+    @usableFromInline var owner = -1
+    @usableFromInline var generation: UInt64 = 0
+    @usableFromInline var value: Value?
+    @usableFromInline init() {}
 }
