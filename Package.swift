@@ -35,7 +35,7 @@ let package = Package(
         // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.
         .target(name: "ProxyProtocol"),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "HTTP1"]),
-        .target(name: "TLS", dependencies: ["Locking", "COpenSSL", "CSystem"]),
+        .target(name: "TLS", dependencies: ["Locking", "COpenSSL", "CSystem", "EventLoop"]),
         .target(name: "Metrics", dependencies: ["Locking", "CSystem"]),
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
         .target(name: "Certificates", dependencies: ["Locking", "TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),

@@ -17,9 +17,11 @@ public final class TLSConnection {
     /// through the context, so the context lives as long as any of its connections (a drain drops
     /// the listeners, and with them their contexts, while handshakes are still under way).
     private let front: TLSContext?
+    /// The socket (front connections; -1 for upstream ones, which OpenSSL's socket BIO serves).
+    let fd: Int32
     /// The last read(2) under this connection returned fewer bytes than it asked for: the socket
-    /// held nothing more at that moment (set by `onSocketRead`).
-    fileprivate var lastReadWasShort = false
+    /// held nothing more at that moment (set by `SocketBIO`).
+    var lastReadWasShort = false
     /// The peer closed (close_notify or EOF) or the connection failed: nothing more is sent on it.
     private var finished = false
 
@@ -28,14 +30,11 @@ public final class TLSConnection {
         guard let ssl = SSL_new(front.ctx) else { throw TLSError("SSL_new") }
         self.ssl = ssl
         self.front = front
-        SSL_set_fd(ssl, fd)
+        self.fd = fd
+        guard SocketBIO.attach(self, ssl: ssl) else { throw TLSError("BIO_new") }
         // One read(2) per burst instead of two per record (header, then body).
         SSL_set_read_ahead(ssl, 1)
         SSL_set_accept_state(ssl)
-        // The SSL owns the socket BIO and this object owns the SSL: the BIO never outlives `self`.
-        let bio = SSL_get_rbio(ssl)
-        BIO_set_callback_arg(bio, Unmanaged.passUnretained(self).toOpaque().assumingMemoryBound(to: CChar.self))
-        BIO_set_callback_ex(bio, onSocketRead)
     }
 
     /// Nothing is left to read for now: the last read(2) came back short and OpenSSL holds no
@@ -44,7 +43,7 @@ public final class TLSConnection {
     public var drained: Bool { lastReadWasShort && SSL_has_pending(ssl) == 0 }
 
     /// Takes ownership of `ssl` (client connections: `TLSConnection+Upstream.swift`).
-    init(owning ssl: OpaquePointer) { self.ssl = ssl; front = nil }
+    init(owning ssl: OpaquePointer) { self.ssl = ssl; front = nil; fd = -1 }
 
     deinit { SSL_free(ssl) }
 
@@ -119,14 +118,4 @@ public final class TLSConnection {
             return .failed(TLSError.drainQueue())
         }
     }
-}
-
-/// Notes, after each read(2) of a front connection's socket BIO, whether it drained the socket.
-private let onSocketRead: BIO_callback_fn_ex = { bio, operation, _, length, _, _, result, processed in
-    guard operation & BIO_CB_RETURN != 0 else { return 1 }  // before the call: let it happen
-    if operation & ~BIO_CB_RETURN == BIO_CB_READ, let arg = BIO_get_callback_arg(bio) {
-        let connection = Unmanaged<TLSConnection>.fromOpaque(arg).takeUnretainedValue()
-        connection.lastReadWasShort = result > 0 && (processed?.pointee ?? length) < length
-    }
-    return Int(result)
 }

@@ -152,6 +152,39 @@ import Testing
         #expect(front.carried.key === bundle.certified)
     }
 
+    /// The socket BIO under a front connection: a read that drains the socket says so (the next
+    /// read would only meet EAGAIN), one that fills the record buffer does not; an empty socket
+    /// wants a read, a full one a write until the peer reads; the peer's end of stream closes.
+    @Test func theSocketBIOTellsDrainedAndWhenToRetry() throws {
+        let store = CertificateStore(Snapshot([try Self.cert("a.test")], defaultName: nil), strictSNI: true)
+        let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
+        let outcome = try Self.handshake(front, sni: "a.test", alpn: [], after: { server, client, clientFD in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16_384, alignment: 1)
+            defer { buffer.deallocate() }
+            #expect(server.read(into: buffer) == .wantRead)
+            #expect(SSL_write(client, [UInt8](repeating: 1, count: 100), 100) == 100)
+            #expect(server.read(into: buffer) == .done(100))
+            #expect(server.drained)
+            let big = [UInt8](repeating: 2, count: 60_000)
+            #expect(SSL_write(client, big, Int32(big.count)) == Int32(big.count))
+            #expect(server.read(into: buffer) == .done(16_384))
+            #expect(!server.drained && !server.lastReadWasShort, "the read filled the record buffer")
+            var received = 16_384
+            while case .done(let n) = server.read(into: buffer) { received += n }
+            #expect(received == big.count)
+
+            var status = TLSStatus.done(0), writes = 0
+            while case .done = status, writes < 1000 { status = big.withUnsafeBytes { server.write($0) }; writes += 1 }
+            #expect(status == .wantWrite)
+            while SSL_read(client, buffer.baseAddress, Int32(buffer.count)) > 0 {}
+            if case .done = big.withUnsafeBytes({ server.write($0) }) {} else { Issue.record("no write once the peer read") }
+
+            #expect(shutdown(clientFD, Int32(SHUT_WR)) == 0)
+            #expect(server.read(into: buffer) == .closed)
+        })
+        #expect(outcome.ok)
+    }
+
     /// The server's TLS 1.3 order wins: AES-128-GCM over OpenSSL's default client list (which
     /// starts with AES-256-GCM), ChaCha20 over AES-256-GCM when the client lists AES-256 first.
     @Test func tls13CipherFollowsTheServersPreference() throws {
