@@ -56,6 +56,7 @@ EDGEPROXY_PORT=${EDGEPROXY_PORT:-18443}
 NGINX_PORT=${NGINX_PORT:-18444}
 HAPROXY_PORT=${HAPROXY_PORT:-18445}
 H2O_PORT=${H2O_PORT:-18446}
+BASELINE_PORT=${BASELINE_PORT:-18447}
 LOG_PORT_OFFSET=${LOG_PORT_OFFSET:-10}   # PEER+log listens on the peer's port + this
 SNI=${SNI:-localhost}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
@@ -66,6 +67,9 @@ H2O_BIN=${H2O_BIN:-/usr/bin/h2o}
 TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384
 EXPECT_CIPHER=${EXPECT_CIPHER:-TLS_AES_128_GCM_SHA256}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-.build/release/edgeproxy}
+# Peer "baseline": another edgeproxy build (say, of the previous commit) run with the same
+# configuration, so that PAIRED=1 PEERS="edgeproxy baseline" measures a change against it.
+BASELINE_BIN=${BASELINE_BIN:-}
 REQUIRE_NO_TICKETS=${REQUIRE_NO_TICKETS:-1}   # fail if a peer sends TLS 1.3 session tickets
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -269,7 +273,8 @@ for p in $PEERS; do
         haproxy) [[ -x $HAPROXY_BIN ]] || die "haproxy not found at $HAPROXY_BIN (apt-get install haproxy)" ;;
         h2o) [[ -x $H2O_BIN ]] || die "h2o not found at $H2O_BIN (apt-get install h2o)" ;;
         edgeproxy) [[ -x $EDGEPROXY_BIN ]] || die "edgeproxy binary not found at $EDGEPROXY_BIN (build it: swift build -c release, or set EDGEPROXY_BIN; or run with PEERS='nginx haproxy h2o')" ;;
-        *) die "unknown peer '$p' (known: edgeproxy nginx haproxy h2o)" ;;
+        baseline) [[ -n $BASELINE_BIN && -x $BASELINE_BIN ]] || die "peer baseline needs BASELINE_BIN: another edgeproxy build (e.g. git worktree of the previous commit, swift build -c release)" ;;
+        *) die "unknown peer '$p' (known: edgeproxy nginx haproxy h2o baseline)" ;;
     esac
 done
 ncpu=$(nproc --all)
@@ -290,7 +295,7 @@ inst_logs() { [[ $1 == *+log ]]; }
 inst_port() {
     local base
     case $(inst_peer "$1") in
-        edgeproxy) base=$EDGEPROXY_PORT ;; nginx) base=$NGINX_PORT ;;
+        edgeproxy) base=$EDGEPROXY_PORT ;; nginx) base=$NGINX_PORT ;; baseline) base=$BASELINE_PORT ;;
         haproxy) base=$HAPROXY_PORT ;; h2o) base=$H2O_PORT ;;
     esac
     if inst_logs "$1"; then echo $((base + LOG_PORT_OFFSET)); else echo "$base"; fi
@@ -532,10 +537,11 @@ start_peer() {  # instance
             record_cmd "OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd"
             OPENSSL_CONF=$WORK/openssl-notickets.cnf $cmd >"$stdout" 2>&1 &
             ;;
-        edgeproxy)
+        edgeproxy|baseline)
             write_edgeproxy_conf "$inst" "$d" "$SERVER_PORT"
             SERVER_LOG=$d/output.log
-            cmd="taskset -c $SERVER_CPU $EDGEPROXY_BIN run --config $d/edgeproxy.yaml"
+            bin=$EDGEPROXY_BIN; [[ $peer == baseline ]] && bin=$BASELINE_BIN
+            cmd="taskset -c $SERVER_CPU $bin run --config $d/edgeproxy.yaml"
             record_cmd "$cmd"
             $cmd >"$SERVER_LOG" 2>&1 &
             ;;
@@ -1108,6 +1114,9 @@ PY
     echo "openssl: $(openssl version)"
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "go: $(go version)"
+    if [[ " $PEERS " == *" baseline "* ]]; then
+        echo "baseline: $BASELINE_BIN ($(stat -c '%s bytes, modified %y' "$BASELINE_BIN"), sha256 $(sha256sum "$BASELINE_BIN" | cut -c1-16))"
+    fi
     if [[ " $PEERS " == *" edgeproxy "* ]]; then
         echo "edgeproxy: $EDGEPROXY_BIN ($(stat -c '%s bytes, modified %y' "$EDGEPROXY_BIN"), sha256 $(sha256sum "$EDGEPROXY_BIN" | cut -c1-16))"
         echo "edgeproxy repo: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
