@@ -31,11 +31,11 @@ static inline uint64_t COpenSSL_OP_defaults(void) {
          | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
 }
 static inline uint64_t COpenSSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
-/// A certificate goes out with exactly the chain it was configured with (as nginx sends it):
-/// without SSL_MODE_NO_AUTO_CHAIN, OpenSSL completes a leaf-only chain from the context's trust
-/// store, running X509_verify_cert in every handshake.
-/// Pooled upstream connections keep their buffers: they carry request after request, and giving
-/// the buffers back when idle costs a malloc and a free of each per exchange.
+/// In both modes a certificate goes out with exactly the chain it was configured with, as nginx
+/// sends it (without SSL_MODE_NO_AUTO_CHAIN OpenSSL completes a leaf-only chain from the context's
+/// trust store, running X509_verify_cert in every handshake). Pooled upstream connections keep
+/// their buffers: they carry request after request, and giving the buffers back when idle costs a
+/// malloc and a free of each per exchange.
 static inline long COpenSSL_MODE_pooled(void) {
     return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN;
 }

@@ -19,7 +19,7 @@ public final class TLSConnection {
     private let front: TLSContext?
     /// The socket (front connections; -1 for upstream ones, which OpenSSL's socket BIO serves).
     let fd: Int32
-    /// The last read(2) under this connection returned fewer bytes than it asked for: the socket
+    /// The last read under this connection returned fewer bytes than it asked for: the socket
     /// held nothing more at that moment (set by `SocketBIO`).
     var lastReadWasShort = false
     /// The peer closed (close_notify or EOF) or the connection failed: nothing more is sent on it.
