@@ -20,16 +20,14 @@ public final class Snapshot: Sendable {
         }
 
         /// ECDSA to clients that can verify it, RSA to the others; whichever exists otherwise.
-        func pick(offersECDSA: Bool) -> CertificateBundle? {
-            if let ecdsa, offersECDSA || rsa == nil { return ecdsa }
-            return rsa
+        func pick(offersECDSA: Bool) -> CertificateBundle? { servesECDSA(offersECDSA) ? ecdsa : rsa }
+
+        /// The chain and key of `pick`'s choice, without copying the bundle out.
+        func certified(offersECDSA: Bool) -> CertifiedKey? {
+            servesECDSA(offersECDSA) ? ecdsa?.certified : rsa?.certified
         }
 
-        /// The chain and key of `pick`'s choice, without copying the bundle out (`if let` would).
-        func certified(offersECDSA: Bool) -> CertifiedKey? {
-            if ecdsa != nil, offersECDSA || rsa == nil { return ecdsa?.certified }
-            return rsa?.certified
-        }
+        private func servesECDSA(_ offersECDSA: Bool) -> Bool { ecdsa != nil && (offersECDSA || rsa == nil) }
     }
 
     public enum Match: String, Sendable { case exact, wildcard, fallback = "default", rejected }
