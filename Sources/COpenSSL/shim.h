@@ -51,6 +51,9 @@ static inline int COpenSSL_CLIENT_HELLO_RETRY(void) { return SSL_CLIENT_HELLO_RE
 static inline long COpenSSL_SSL_set1_verify_cert_store(SSL *s, X509_STORE *st) { return SSL_set1_verify_cert_store(s, st); }
 static inline unsigned long COpenSSL_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
 static inline int COpenSSL_AD_UNRECOGNIZED_NAME(void) { return SSL_AD_UNRECOGNIZED_NAME; }
+static inline long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
+    return SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+}
 static inline int COpenSSL_TLSEXT_ERR_OK(void) { return SSL_TLSEXT_ERR_OK; }
 static inline int COpenSSL_TLSEXT_ERR_NOACK(void) { return SSL_TLSEXT_ERR_NOACK; }
 static inline int COpenSSL_TLSEXT_ERR_ALERT_FATAL(void) { return SSL_TLSEXT_ERR_ALERT_FATAL; }

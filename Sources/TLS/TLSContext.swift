@@ -58,6 +58,11 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
         // Unretained: each connection keeps its context alive, and with it the SSL_CTX, for as long as OpenSSL can call back.
         SSL_CTX_set_ex_data(ctx, TLSContext.contextIndex, Unmanaged.passUnretained(self).toOpaque())
         SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
+        // With a servername callback OpenSSL takes it that the certificates may change per handshake
+        // (as the ClientHello callback changes them) and skips checking, while it picks the version,
+        // whether those the context holds can do TLS 1.3: two curve look-ups through the key's provider
+        // per handshake. It answers as OpenSSL does without one (no acknowledgement).
+        _ = COpenSSL_SSL_CTX_set_tlsext_servername_callback(ctx, serverNameCallback)
         _ = COpenSSL_SSL_CTX_set_tlsext_status_cb(ctx, ocspStatusCallback)
         SSL_CTX_set_num_tickets(ctx, options.sessionTickets)
         if options.sessionTickets > 0 {
@@ -196,6 +201,10 @@ private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePo
     }
     chosen.staple(on: ssl)
     return COpenSSL_CLIENT_HELLO_SUCCESS()
+}
+
+private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { _, _, _ in
+    COpenSSL_TLSEXT_ERR_NOACK()
 }
 
 private func extensionBytes(_ ssl: OpaquePointer, _ type: UInt32) -> UnsafeBufferPointer<UInt8>? {
