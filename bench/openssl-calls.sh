@@ -5,7 +5,8 @@
 # one of them does and the other does not (how X509_verify_cert in every edgeproxy handshake was
 # found: OpenSSL completing a leaf-only chain without SSL_MODE_NO_AUTO_CHAIN).
 # Usage: bench/openssl-calls.sh [SECONDS]   (root; perf with uprobes, nginx, go, openssl)
-# EDGEPROXY_BIN: the build to look at (default .build/release/edgeproxy).
+# EDGEPROXY_BIN: the build to look at (default .build/release/edgeproxy); KEEP=1 keeps the work
+# directory (configurations, logs, raw counts).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SECS=${1:-8}
@@ -17,15 +18,19 @@ for tool in perf nginx openssl go python3 taskset; do command -v $tool >/dev/nul
 [[ -x $EDGEPROXY_BIN ]] || { echo "no edgeproxy at $EDGEPROXY_BIN (swift build -c release)" >&2; exit 1; }
 [[ -x $HSCLIENT ]] || (cd "$HERE/hsclient" && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -o hsclient .)
 
+for port in 18546 18547; do
+    [[ -z $(ss -Hltn "( sport = :$port )") ]] || { echo "port $port is in use" >&2; exit 1; }
+done
 W=$(mktemp -d "${TMPDIR:-/tmp}/openssl-calls.XXXXXX")
 pids=()
 before=$(perf probe -l 2>/dev/null | awk '{print $1}' | sort -u)
 cleanup() {
     kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
     local added
     added=$(comm -13 <(echo "$before") <(perf probe -l 2>/dev/null | awk '{print $1}' | sort -u))
     [[ -z $added ]] || perf probe -q $(printf -- '-d %s ' $added) 2>/dev/null || true
-    rm -rf "$W"
+    [[ -n ${KEEP:-} ]] || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -65,7 +70,7 @@ OPENSSL_CONF=$W/openssl.cnf taskset -c 0 nginx -e "$W/n/error.log" -p "$W/n" -c 
 taskset -c 0 "$EDGEPROXY_BIN" run --config "$W/edgeproxy.yaml" >"$W/edgeproxy.log" 2>&1 & pids+=($!)
 sleep 1.5
 nginx_worker=$(ps -o pid= --ppid "${pids[0]}" | head -1 | tr -d ' ')
-load() { taskset -c 1 "$HSCLIENT" -addr "127.0.0.1:$1" -sni localhost -mode handshake -c 8 -d "${2}s" >/dev/null; }
+load() { taskset -c 1 "$HSCLIENT" -addr "127.0.0.1:$1" -sni localhost -mode handshake -c 8 -d "${2}s" >"$W/load.json" || { echo "handshakes against port $1 failed: $(head -c 300 "$W/load.json")" >&2; exit 1; }; }
 
 # Which functions: those either server spends time in during handshakes (a short profile).
 for p in "$nginx_worker:18546" "${pids[1]}:18547"; do
