@@ -36,18 +36,6 @@ trap cleanup EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-# The bench's settings: no tickets, edgeproxy's TLS 1.3 suite order, server preference.
-cat >"$W/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-NumTickets = 0
-Ciphersuites = TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384
-Options = ServerPreference
-EOF
 mkdir -p "$W/n"
 cat >"$W/n/nginx.conf" <<EOF
 worker_processes 1; daemon off; pid $W/n/nginx.pid; error_log $W/n/error.log warn;
@@ -66,7 +54,7 @@ upstreams: { origin: { servers: ["127.0.0.1:18548"] } }
 routes: [ { upstream: origin } ]
 log: { access: off }
 EOF
-OPENSSL_CONF=$W/openssl.cnf taskset -c 0 nginx -e "$W/n/error.log" -p "$W/n" -c "$W/n/nginx.conf" & pids+=($!)
+OPENSSL_CONF=$HERE/openssl-notickets.cnf taskset -c 0 nginx -e "$W/n/error.log" -p "$W/n" -c "$W/n/nginx.conf" & pids+=($!)
 taskset -c 0 "$EDGEPROXY_BIN" run --config "$W/edgeproxy.yaml" >"$W/edgeproxy.log" 2>&1 & pids+=($!)
 sleep 1.5
 nginx_worker=$(ps -o pid= --ppid "${pids[0]}" | head -1 | tr -d ' ')

@@ -64,7 +64,7 @@ HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 H2O_BIN=${H2O_BIN:-/usr/bin/h2o}
 # TLS 1.3 suites, in edgeproxy's (fixed) server order; every peer is given the same order with
 # server preference, so every peer negotiates the same suite with every client.
-TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384
+TLS13_SUITES=$(sed -n 's/^Ciphersuites = //p' "$HERE/openssl-notickets.cnf")
 EXPECT_CIPHER=${EXPECT_CIPHER:-TLS_AES_128_GCM_SHA256}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-.build/release/edgeproxy}
 # Peer "baseline": another edgeproxy build (say, of the previous commit) run with the same
@@ -339,23 +339,9 @@ record_cmd "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -
 
 cat "$CERT" "$KEY" >"$WORK/cert+key.pem"   # HAProxy's crt wants both in one file
 
-# OpenSSL config for the peers whose own settings cannot do it (nginx, HAProxy and h2o send two
-# TLS 1.3 tickets even with tickets and the session cache off, and none has a ticket-count
-# setting; h2o 2.2 has no TLS 1.3 suite setting): NumTickets = 0, and edgeproxy's TLS 1.3 suite
-# order with server preference (nginx and HAProxy also set both in their own configs). nginx,
-# HAProxy and h2o get it (OPENSSL_CONF in their environment); edgeproxy gets none: its own
-# `session_tickets: 0` is what is tested.
-cat >"$WORK/openssl-notickets.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-NumTickets = 0
-Ciphersuites = $TLS13_SUITES
-Options = ServerPreference
-EOF
+# OpenSSL config for nginx, HAProxy and h2o (OPENSSL_CONF in their environment): no tickets, the
+# same TLS 1.3 suite order (bench/openssl-notickets.cnf says why).
+cp "$HERE/openssl-notickets.cnf" "$WORK/openssl-notickets.cnf"
 
 # ---------------------------------------------------------------- origin (nginx, plain HTTP)
 BODY=$(head -c 1023 /dev/zero | tr '\0' 'x')   # 1023 x + "\n" = 1024 bytes
