@@ -66,7 +66,7 @@ public final class CertificateStore: CertificateSelector {
 
     /// Whether a handshake for `name` finds a certificate of its own (exact or wildcard), not the default.
     public func serves(_ name: String) -> Bool {
-        let (_, match) = snapshot.resolve(name, offersECDSA: true, strict: true)
+        let (_, match) = snapshot.entry(for: name, strict: true)
         return match == .exact || match == .wildcard
     }
 }

@@ -37,7 +37,7 @@ public final class TLSConnection {
         SSL_set_accept_state(ssl)
     }
 
-    /// Nothing is left to read for now: the last read(2) came back short and OpenSSL holds no
+    /// Nothing is left to read for now: the last read came back short and OpenSSL holds no
     /// unread bytes. With edge-triggered polling, bytes arriving later bring a new event, so the
     /// read that would only confirm it with EAGAIN can be skipped (one syscall per request).
     public var drained: Bool { lastReadWasShort && SSL_has_pending(ssl) == 0 }
