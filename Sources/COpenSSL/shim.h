@@ -60,7 +60,6 @@ static inline int COpenSSL_TLSEXT_ERR_ALERT_FATAL(void) { return SSL_TLSEXT_ERR_
 static inline void COpenSSL_free(void *p) { OPENSSL_free(p); }
 static inline long COpenSSL_BIO_get_mem_data(BIO *b, char **pp) { return BIO_get_mem_data(b, pp); }
 static inline int COpenSSL_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
-static inline int COpenSSL_SSL_CTX_get_ex_new_index(void) { return SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
 static inline X509 *COpenSSL_SSL_get_peer_certificate(const SSL *s) { return SSL_get1_peer_certificate(s); }
 /// Keys an HMAC-SHA256 EVP_MAC_CTX. The OSSL_PARAM names are string macros: built here so
 /// their storage outlives the call (a Swift String would be a temporary).

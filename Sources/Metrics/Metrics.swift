@@ -86,8 +86,8 @@ public final class Metrics: Sendable {
         public subscript(_ counter: Counter) -> Int { values[counter.rawValue] }
     }
 
-    @inlinable public func handshakeCompleted(version: String) {
-        count(version == "TLSv1.3" ? .handshakesTLS13 : .handshakesTLS12)
+    @inlinable public func handshakeCompleted(tls13: Bool) {
+        count(tls13 ? .handshakesTLS13 : .handshakesTLS12)
     }
 
     public func proxyHeaderAccepted(local: Bool) { count(local ? .proxyHeadersLocal : .proxyHeadersAccepted) }

@@ -10,6 +10,15 @@ public enum TLSStatus: Equatable {
     case failed(String)
 }
 
+/// The protocol a connection speaks after its handshake, as ALPN chose it.
+public enum ApplicationProtocol {
+    /// http/1.1, or no ALPN (as nginx: a client that offers none speaks HTTP/1).
+    case http1
+    case h2
+    /// "acme-tls/1": a TLS-ALPN-01 validation, over with its handshake (RFC 8737 §3).
+    case acmeTLS
+}
+
 /// Owner of one SSL, bound to a non-blocking socket it does not own.
 public final class TLSConnection {
     let ssl: OpaquePointer
@@ -90,6 +99,23 @@ public final class TLSConnection {
     }
 
     public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    /// The handshake settled on TLS 1.3 (without making a String of the version per handshake).
+    public var isTLS13: Bool { SSL_version(ssl) == COpenSSL_TLS1_3_VERSION() }
+
+    /// What ALPN chose, read from the selected bytes (no String per handshake).
+    public var applicationProtocol: ApplicationProtocol {
+        var p: UnsafePointer<UInt8>?
+        var len: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &p, &len)
+        guard let p else { return .http1 }
+        func selected(_ name: StaticString) -> Bool {
+            Int(len) == name.utf8CodeUnitCount && memcmp(p, name.utf8Start, Int(len)) == 0
+        }
+        if selected("h2") { return .h2 }
+        if selected(ALPNChallengeCertificate.alpnProtocol) { return .acmeTLS }
+        return .http1
+    }
 
     public var alpn: String? {
         var p: UnsafePointer<UInt8>?

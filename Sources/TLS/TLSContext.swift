@@ -55,9 +55,9 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
         ctx = try Self.makeContext(options)
         self.selector = selector
         self.clientAuth = clientAuth
-        // Unretained: each connection keeps its context alive, and with it the SSL_CTX, for as long as OpenSSL can call back.
-        SSL_CTX_set_ex_data(ctx, TLSContext.contextIndex, Unmanaged.passUnretained(self).toOpaque())
-        SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, nil)
+        // The callback's argument, unretained: each connection keeps its context alive, and with it
+        // the SSL_CTX, for as long as OpenSSL can call back.
+        SSL_CTX_set_client_hello_cb(ctx, clientHelloCallback, Unmanaged.passUnretained(self).toOpaque())
         // With a servername callback OpenSSL takes it that the certificates may change per handshake
         // (as the ClientHello callback changes them) and skips checking, while it picks the version,
         // whether those the context holds can do TLS 1.3: two curve look-ups through the key's provider
@@ -72,8 +72,6 @@ public final class TLSContext: @unchecked Sendable {  // one loop's: its connect
 
     deinit { SSL_CTX_free(ctx) }
 
-    /// The `TLSContext` owning an SSL_CTX.
-    static let contextIndex = COpenSSL_SSL_CTX_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection whose handshake was asked for a client certificate.
     static let clientAuthAskedIndex = COpenSSL_SSL_get_ex_new_index()
     /// Set (to any non-nil pointer) on a connection that serves a TLS-ALPN-01 answer.
@@ -161,17 +159,16 @@ extension TLSContext {
     }
 }
 
-// MARK: Callbacks (C: they capture nothing and find their Swift owner through ex_data)
+// MARK: Callbacks (C: they capture nothing and find their Swift owner through their argument or ex_data)
 
 private let extServerName: UInt32 = 0       // RFC 6066 §3
 private let extSignatureAlgorithms: UInt32 = 13  // RFC 8446 §4.2.3
 private let extALPN: UInt32 = 16            // RFC 7301 §3.1
 private let ecdsaP256SHA256: UInt16 = 0x0403
 
-private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
-    guard let ssl, let ctx = SSL_get_SSL_CTX(ssl),
-          let raw = SSL_CTX_get_ex_data(ctx, TLSContext.contextIndex) else { return COpenSSL_CLIENT_HELLO_ERROR() }
-    let front = Unmanaged<TLSContext>.fromOpaque(raw).takeUnretainedValue()
+private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, context in
+    guard let ssl, let context else { return COpenSSL_CLIENT_HELLO_ERROR() }
+    let front = Unmanaged<TLSContext>.fromOpaque(context).takeUnretainedValue()
     let hello = ClientHello(serverName: readServerName(ssl), offersECDSA: offersECDSA(ssl), offersACMETLS: offersACMETLS(ssl),
                             mayWait: SSL_get_ex_data(ssl, TLSContext.waitedIndex) == nil)
     let chosen: CertifiedKey

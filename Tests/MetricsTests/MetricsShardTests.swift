@@ -45,8 +45,8 @@ import Testing
         let a = Metrics(), b = Metrics()
         onThreads(1) { _ in
             a.registerCurrentThread()
-            a.handshakeCompleted(version: "TLSv1.3")
-            b.handshakeCompleted(version: "TLSv1.2")
+            a.handshakeCompleted(tls13: true)
+            b.handshakeCompleted(tls13: false)
             b.registerCurrentThread()  // replaces a's shard on this thread; a keeps its counts
             b.handshakeFailed()
             a.handshakeFailed()

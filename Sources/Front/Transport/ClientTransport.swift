@@ -76,7 +76,7 @@ final class ClientTransport: Pollable {
         let t = worker.timeouts
         if phase == .open {
             // Port 80 without a PROXY header: HTTP/1 from the first byte (read when it comes).
-            dispatch(alpn: nil, read: false)
+            dispatch(http2: false, read: false)
             return
         }
         // The PROXY header counts against the handshake timeout, as the handshake after it does.
@@ -127,7 +127,7 @@ final class ClientTransport: Pollable {
                 handshake()
             } else {
                 phase = .open
-                dispatch(alpn: nil)
+                dispatch(http2: false)
             }
         }
     }
@@ -144,12 +144,13 @@ final class ClientTransport: Pollable {
         guard let tls else { return }
         switch resumed ?? tls.handshake() {
         case .done:
-            Metrics.shared.handshakeCompleted(version: tls.protocolVersion)
+            Metrics.shared.handshakeCompleted(tls13: tls.isTLS13)
             phase = .open
+            let spoken = tls.applicationProtocol
             // A TLS-ALPN-01 validation is over once its handshake is (RFC 8737 §3): no requests
             // ride on a connection that was never asked for a client certificate.
-            if tls.alpn == "acme-tls/1" { close(); return }
-            dispatch(alpn: tls.alpn)
+            if spoken == .acmeTLS { close(); return }
+            dispatch(http2: spoken == .h2)
             if draining { drainFront() }
         case .wantRead, .wantWrite:
             return
@@ -183,9 +184,9 @@ final class ClientTransport: Pollable {
 
     /// The one place a connection's protocol is chosen: h2 goes to the HTTP/2 front, http/1.1 (or
     /// no ALPN, or port 80) to the HTTP/1 front.
-    private func dispatch(alpn: String?, read: Bool = true) {
+    private func dispatch(http2: Bool, read: Bool = true) {
         worker.loop.arm(timer, seconds: worker.timeouts.idle)
-        if alpn == "h2" {
+        if http2 {
             do { front = try HTTP2Front(transport: self) } catch {
                 Log.error("h2 session for \(peer): \(error)")
                 close()
