@@ -39,7 +39,10 @@ import Testing
         let clientCtx = SSL_CTX_new(TLS_client_method())!
         defer { SSL_CTX_free(clientCtx) }
         if let suites { #expect(SSL_CTX_set_ciphersuites(clientCtx, suites) == 1) }
-        if let sigalgs { #expect(SSL_CTX_ctrl(clientCtx, SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: sigalgs)) == 1) }
+        if let sigalgs {
+            let set = sigalgs.withCString { SSL_CTX_ctrl(clientCtx, SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: $0)) }
+            #expect(set == 1)
+        }
         let client = SSL_new(clientCtx)!
         defer { SSL_free(client) }
         SSL_set_fd(client, clientFD)
