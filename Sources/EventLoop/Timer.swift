@@ -1,24 +1,37 @@
-/// A re-armable deadline owned by one object (a connection). Re-arming later only stores the new
-/// deadline; the loop's heap holds at most one entry per timer and, when that entry comes due
-/// early, pushes it again at the stored deadline. Keep-alive traffic re-arms on every request,
-/// so this keeps heap work off the per-request path. An owner that goes away cancels its timer,
-/// which takes its entry out at once: the heap holds live timers only.
-public final class Timer {
+/// A re-armable deadline. Re-arming later only stores the new deadline; the loop's heap holds at
+/// most one entry per timer and, when that entry comes due early, pushes it again at the stored
+/// deadline. Keep-alive traffic re-arms on every request, so this keeps heap work off the
+/// per-request path.
+///
+/// A connection is its own timer (a subclass overriding `fire`), as nginx's connection carries
+/// its timer event: no timer object and no closure per connection. The heap holds the timer while
+/// it has an entry; an owner that closes cancels it, which takes the entry out at once, so the heap
+/// holds live timers only. Owners with an occasional deadline of their own use `ActionTimer`.
+open class Timer {
     var deadline: UInt64 = 0       // 0: disarmed
     /// Where this timer's entry is in its loop's heap; -1: none.
     var heapIndex = -1
-    /// Runs on the loop thread. A connection captures itself `unowned(unsafe)` and cancels the
-    /// timer when it closes, before it can go away (the loop holds it until then): a cancelled
-    /// timer never fires, and leaves the heap, without keeping the connection's memory (`unowned`
-    /// would) or giving it a weak-reference side table, which makes every retain and release of
-    /// the object take the runtime's slow path (`weak` would).
-    /// Settable, so an owner can hold its timer in a `let` (no lazy getter on every re-arm) and
-    /// set what it does once its own init is done.
-    public var fire: () -> Void
 
-    public init(fire: @escaping () -> Void = {}) { self.fire = fire }
+    public init() {}
+
+    /// Runs on the loop thread when the deadline passes (after it was disarmed: a re-arm arms again).
+    open func fire() {}
 
     public var isArmed: Bool { deadline != 0 }
+}
+
+/// A timer that runs a closure. An owner captures itself `unowned(unsafe)` and cancels (or
+/// disarms for good) before it goes away: `unowned` would keep its memory, `weak` would give it a
+/// side table that sends every retain and release of the object down the runtime's slow path.
+public final class ActionTimer: Timer {
+    private let action: () -> Void
+
+    public init(_ action: @escaping () -> Void) {
+        self.action = action
+        super.init()
+    }
+
+    override public func fire() { action() }
 }
 
 /// A binary min-heap of timers by the deadline of their entry, each timer knowing its place, so

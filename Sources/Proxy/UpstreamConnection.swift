@@ -14,10 +14,10 @@ public protocol UpstreamDelegate: AnyObject {
 }
 
 /// One TCP connection to an origin server: a byte transport with a bounded write buffer, read
-/// pausing for backpressure, and one timer. It lives on one loop; the pool keeps it while idle.
+/// pausing for backpressure, and its own timer. It lives on one loop; the pool keeps it while idle.
 /// With TLS (`UpstreamConnection+TLS.swift`) it is `connected` once the handshake is done, and
 /// its bytes go through the TLS session instead of read/write.
-public final class UpstreamConnection: Pollable {
+public final class UpstreamConnection: Timer, Pollable {
     public let fd: Int32
     /// nil: plain TCP, whose path costs only this nil check.
     let tls: TLSConnection?
@@ -49,8 +49,8 @@ public final class UpstreamConnection: Pollable {
     private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
     private var hangup = false
-    /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
-    private let timer = Timer()
+    /// The connection's timer: the connection itself, cancelled in `close` (see `Timer`).
+    private var timer: Timer { self }
     var idleSince: UInt64 = 0
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.
@@ -60,7 +60,7 @@ public final class UpstreamConnection: Pollable {
 
     init(fd: Int32, loop: EventLoop, server: UpstreamServer, tls: TLSConnection?) {
         self.fd = fd; self.loop = loop; self.server = server; self.tls = tls
-        timer.fire = { [unowned(unsafe) self] in self.timedOut() }
+        super.init()
     }
 
     public var address: String { server.label }
@@ -174,6 +174,8 @@ public final class UpstreamConnection: Pollable {
             }
         }
     }
+
+    override public func fire() { timedOut() }
 
     private func timedOut() {
         if let delegate { delegate.upstreamTimedOut(self) } else { close() }

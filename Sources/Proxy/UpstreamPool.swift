@@ -116,7 +116,7 @@ public final class UpstreamPool {
     /// `unowned(unsafe)`, as every hot object's timer: a weak reference would give the pool a side
     /// table, and every exchange retains and releases the pool (slow path each time). The pool
     /// lives as long as its worker; it disarms the timer when it goes.
-    private lazy var purgeTimer = Timer { [unowned(unsafe) self] in self.purge() }
+    private lazy var purgeTimer = ActionTimer { [unowned(unsafe) self] in self.purge() }
 
     public init(loop: EventLoop, upstreams: [String: Upstream]) {
         self.loop = loop

@@ -53,14 +53,14 @@ import Testing
         nonisolated(unsafe) var counts: [Int] = []
         nonisolated(unsafe) var fired = 0
         loop.execute {
-            let timers = (0..<1000).map { _ in Timer(fire: { fired += 1 }) }
+            let timers = (0..<1000).map { _ in ActionTimer { fired += 1 } }
             for t in timers { loop.arm(t, seconds: 10) }
             counts.append(loop.queuedTimers)
             for t in timers[..<500] { loop.disarm(t) }
             counts.append(loop.queuedTimers)
             for t in timers { loop.cancel(t) }
             counts.append(loop.queuedTimers)
-            let soon = Timer(fire: { fired += 1; done.signal() })
+            let soon = ActionTimer { fired += 1; done.signal() }
             loop.arm(soon, seconds: 30)
             loop.arm(soon, seconds: 0.01)   // earlier: its one entry moves up
             counts.append(loop.queuedTimers)

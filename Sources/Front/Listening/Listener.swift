@@ -21,7 +21,7 @@ final class Listener: Pollable {
     /// Set while accept fails for want of descriptors or memory: logged once, not per attempt.
     private var starved = false
     /// Retries accepting after a starved pause (a connection closing retries sooner).
-    private lazy var retry = Timer { [unowned(unsafe) self] in self.retryAccepting() }
+    private lazy var retry = ActionTimer { [unowned(unsafe) self] in self.retryAccepting() }
 
     init(fd: Int32, shared: Bool, role: ListenerRole, proxyHeader: ProxyHeaderReader?, tls: TLSContext?,
          worker: Worker) throws(SystemError) {

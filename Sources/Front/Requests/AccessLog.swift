@@ -175,7 +175,7 @@ final class AccessLogBuffer {
     private var bytes: [UInt8] = []
     private var lines = 0
     /// The buffer lives as long as its loop (see `Timer`).
-    private lazy var timer = Timer { [unowned(unsafe) self] in self.handOff() }
+    private lazy var timer = ActionTimer { [unowned(unsafe) self] in self.handOff() }
     private var clock = LogClock()
 
     private let combined: Bool

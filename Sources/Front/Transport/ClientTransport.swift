@@ -9,8 +9,8 @@ import TLS
 /// PROXY header a trusted balancer sends ahead of it, the TLS handshake (SNI picks the
 /// certificate), then ALPN dispatch to the protocol front that owns everything after
 /// (`HTTP1Front` or `HTTP2Front`). It moves bytes both ways, keeps what the front did not consume
-/// yet, and owns the connection's timer and its end.
-final class ClientTransport: Pollable {
+/// yet, and is the connection's timer (see `Timer`) and owns its end.
+final class ClientTransport: Timer, Pollable {
     private enum Phase { case proxyHeader, handshake, open, closed }
 
     let fd: Int32
@@ -34,8 +34,8 @@ final class ClientTransport: Pollable {
     /// them, between a browser's bursts) holds no request state, as nginx's holds no request.
     private var http1Deferred = false
 
-    /// Disarmed in `close`, which comes before the loop lets go of this object (see `Timer`).
-    let timer = Timer()
+    /// The connection's timer: the connection itself, cancelled in `close`.
+    var timer: Timer { self }
     /// The client's address as X-Forwarded-For shows it, formatted once per connection.
     private(set) lazy var clientHost = peer.host
     /// The client's verified certificate (mutual TLS), read once after the handshake.
@@ -68,7 +68,7 @@ final class ClientTransport: Pollable {
         clientAuth = context?.clientAuth
         tls = try context.map { context throws(TLSError) in try TLSConnection(front: context, fd: fd) }
         phase = proxyHeader != nil ? .proxyHeader : tls != nil ? .handshake : .open
-        timer.fire = { [unowned(unsafe) self] in self.timedOut() }
+        super.init()
         try worker.loop.register(fd, self)
     }
 
@@ -345,6 +345,8 @@ final class ClientTransport: Pollable {
     }
 
     // MARK: Ending
+
+    override func fire() { timedOut() }
 
     private func timedOut() {
         switch phase {
