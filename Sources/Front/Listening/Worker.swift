@@ -50,7 +50,9 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     /// nghttp2's memory for this loop's HTTP/2 connections, recycled across their streams.
     let http2Allocator = HTTP2Allocator()
     var listeners: [Listener] = []
-    var connections: [ObjectIdentifier: ClientTransport] = [:]
+    /// The open connections, each knowing its place (`ClientTransport.openIndex`): one is added
+    /// and removed without hashing (the last takes the place of the one leaving).
+    private(set) var connections: ContiguousArray<ClientTransport> = []
     private(set) var draining = false
     var onDrained: (() -> Void)?
 
@@ -78,7 +80,8 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     }
 
     func opened(_ c: ClientTransport) {
-        connections[ObjectIdentifier(c)] = c
+        c.openIndex = connections.count
+        connections.append(c)
         Metrics.shared.connectionOpened()
         if connections.count >= limits.maxConnectionsPerWorker {
             for l in listeners { l.pause() }
@@ -86,10 +89,13 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     }
 
     /// `c` closed: it is let go once the loop's current batch is over, not here, as the event that
-    /// closed it may have come through its front (an origin's response ending) or its timer, whose
-    /// references to it do not own it.
+    /// closed it may have come through its front (an origin's response ending), whose references
+    /// to it do not own it, with its methods still below this call.
     func closed(_ c: ClientTransport) {
-        if let c = connections.removeValue(forKey: ObjectIdentifier(c)) {
+        if c.openIndex >= 0 {
+            let last = connections.removeLast()
+            if last !== c { connections[c.openIndex] = last; last.openIndex = c.openIndex }
+            c.openIndex = -1
             Metrics.shared.connectionClosed()
             loop.keepUntilBatchEnd(c)
         }
@@ -108,12 +114,12 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
         for l in listeners { l.close() }
         listeners = []
         pool.closeIdle()
-        for c in Array(connections.values) { c.drain() }
+        for c in connections { c.drain() }   // a copy: those closing now leave the original
         if connections.isEmpty { onDrained?(); onDrained = nil }
     }
 
     /// Drain deadline passed: cut whatever is left.
     func closeAll() {
-        for c in Array(connections.values) { c.close() }
+        for c in connections { c.close() }
     }
 }
