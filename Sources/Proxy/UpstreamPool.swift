@@ -113,9 +113,9 @@ public final class UpstreamPool {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     var closing = false
     static let purgeInterval = 1.0
-    /// `unowned(unsafe)`, as every hot object's timer: a weak reference would give the pool a side
-    /// table, and every exchange retains and releases the pool (slow path each time). The pool
-    /// lives as long as its worker; it disarms the timer when it goes.
+    /// `unowned(unsafe)` (see `ActionTimer`): a weak reference would give the pool a side table,
+    /// and every exchange retains and releases the pool (slow path each time). The pool lives as
+    /// long as its worker; it disarms the timer when it goes.
     private lazy var purgeTimer = ActionTimer { [unowned(unsafe) self] in self.purge() }
 
     public init(loop: EventLoop, upstreams: [String: Upstream]) {
