@@ -174,7 +174,7 @@ final class AccessLogBuffer {
     private let loop: EventLoop
     private var bytes: [UInt8] = []
     private var lines = 0
-    /// The buffer lives as long as its loop (see `Timer`).
+    /// The buffer lives as long as its loop (see `ActionTimer`).
     private lazy var timer = ActionTimer { [unowned(unsafe) self] in self.handOff() }
     private var clock = LogClock()
 
