@@ -5,8 +5,9 @@
 ///
 /// A connection is its own timer (a subclass overriding `fire`), as nginx's connection carries
 /// its timer event: no timer object and no closure per connection. The heap holds the timer while
-/// it has an entry; an owner that closes cancels it, which takes the entry out at once, so the heap
-/// holds live timers only. Owners with an occasional deadline of their own use `ActionTimer`.
+/// it has an entry; an owner that closes cancels it, which takes the entry out at once (a disarmed
+/// one's entry stays until its old deadline, for a re-arm to reuse). Owners with an occasional
+/// deadline of their own use `ActionTimer`.
 open class Timer {
     var deadline: UInt64 = 0       // 0: disarmed
     /// Where this timer's entry is in its loop's heap; -1: none.

@@ -198,7 +198,7 @@ public final class UpstreamConnection: Timer, Pollable {
         Socket.close(fd)
         server.forget(self)
         delegate = nil
-        // Its timer or its read loop may be below this call, through references that do not own it.
+        // Its read loop may be below this call, through references that do not own it.
         loop.keepUntilBatchEnd(self)
     }
 

@@ -12,6 +12,9 @@ import Testing
         var serial: String?
         var alpn: String?
         var version: String?
+        /// What the server's connection reads of ALPN and the version without Strings (as ClientTransport does).
+        var spoken: ApplicationProtocol?
+        var tls13: Bool?
         var cipher: String?
         /// Whether the server held the handshake for a TLS-ALPN-01 answer (nil: it did not hold it).
         var heldForChallenge: Bool?
@@ -22,22 +25,23 @@ import Testing
     /// `held` runs, then the handshake resumes. `after` gets both ends of a finished handshake (the
     /// server, the client's SSL and socket) before they are freed.
     static func handshake(_ front: TLSContext, sni: String?, alpn: [String], suites: String? = nil, sigalgs: String? = nil,
-                          held: (String?) -> Void = { _ in },
+                          clientMaxVersion: Int32? = nil, held: (String?) -> Void = { _ in },
                           after: (TLSConnection, OpaquePointer, Int32) -> Void = { _, _, _ in }) throws -> Outcome {
         var fds: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         return handshake(server: try TLSConnection(front: front, fd: fds[0]), clientFD: fds[1], sni: sni, alpn: alpn,
-                         suites: suites, sigalgs: sigalgs, held: held, after: after)
+                         suites: suites, sigalgs: sigalgs, clientMaxVersion: clientMaxVersion, held: held, after: after)
     }
 
     /// The same with a server connection made already, whose peer is `clientFD` (both non-blocking).
     static func handshake(server: TLSConnection, clientFD: Int32, sni: String?, alpn: [String], suites: String? = nil,
-                          sigalgs: String? = nil, held: (String?) -> Void = { _ in },
+                          sigalgs: String? = nil, clientMaxVersion: Int32? = nil, held: (String?) -> Void = { _ in },
                           after: (TLSConnection, OpaquePointer, Int32) -> Void = { _, _, _ in }) -> Outcome {
         let clientCtx = SSL_CTX_new(TLS_client_method())!
         defer { SSL_CTX_free(clientCtx) }
+        if let clientMaxVersion { #expect(COpenSSL_SSL_CTX_set_max_proto_version(clientCtx, clientMaxVersion) == 1) }
         if let suites { #expect(SSL_CTX_set_ciphersuites(clientCtx, suites) == 1) }
         if let sigalgs {
             let set = sigalgs.withCString { SSL_CTX_ctrl(clientCtx, SSL_CTRL_SET_SIGALGS_LIST, 0, UnsafeMutableRawPointer(mutating: $0)) }
@@ -78,6 +82,7 @@ import Testing
         after(server, client, clientFD)
         let peer = COpenSSL_SSL_get_peer_certificate(client).map { X509Certificate(owning: $0) }
         return Outcome(ok: true, serial: peer?.serialHex, alpn: server.alpn, version: server.protocolVersion,
+                       spoken: server.applicationProtocol, tls13: server.isTLS13,
                        cipher: SSL_get_current_cipher(client).map { String(cString: SSL_CIPHER_get_name($0)) },
                        heldForChallenge: heldForChallenge)
     }
@@ -89,9 +94,9 @@ import Testing
         let store = CertificateStore(Snapshot([a, b], defaultName: nil), strictSNI: true)
         let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
         let toB = try Self.handshake(front, sni: "b.test", alpn: ["http/1.1", "h2"])
-        #expect(toB.ok && toB.serial == b.serialHex && toB.alpn == "h2")
+        #expect(toB.ok && toB.serial == b.serialHex && toB.alpn == "h2" && toB.spoken == .h2)
         let toA = try Self.handshake(front, sni: "a.test", alpn: ["http/1.1"])
-        #expect(toA.ok && toA.serial == a.serialHex && toA.alpn == "http/1.1")
+        #expect(toA.ok && toA.serial == a.serialHex && toA.alpn == "http/1.1" && toA.spoken == .http1)
         #expect(!(try Self.handshake(front, sni: "unknown.test", alpn: [])).ok)
         // Names compare case-insensitively, and an absolute name (trailing dot) is the same name.
         let shouting = try Self.handshake(front, sni: "B.Test.", alpn: ["http/1.1"])
@@ -194,7 +199,11 @@ import Testing
         let store = CertificateStore(Snapshot([try Self.cert("a.test")], defaultName: nil), strictSNI: true)
         let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
         let byDefault = try Self.handshake(front, sni: "a.test", alpn: [])
-        #expect(byDefault.ok && byDefault.version == "TLSv1.3" && byDefault.cipher == "TLS_AES_128_GCM_SHA256")
+        #expect(byDefault.ok && byDefault.version == "TLSv1.3" && byDefault.tls13 == true && byDefault.cipher == "TLS_AES_128_GCM_SHA256")
+        // No ALPN is HTTP/1, as nginx takes it; a TLS 1.2 client is told apart from TLS 1.3.
+        #expect(byDefault.spoken == .http1)
+        let old = try Self.handshake(front, sni: "a.test", alpn: ["h2"], clientMaxVersion: COpenSSL_TLS1_2_VERSION())
+        #expect(old.ok && old.version == "TLSv1.2" && old.tls13 == false && old.spoken == .h2)
         let noAES128 = try Self.handshake(front, sni: "a.test", alpn: [],
                                           suites: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
         #expect(noAES128.ok && noAES128.version == "TLSv1.3" && noAES128.cipher == "TLS_CHACHA20_POLY1305_SHA256")
@@ -256,11 +265,11 @@ import Testing
         let front = try TLSContext(front: store, options: TLSOptions(sessionTickets: 0))
 
         let validator = try Self.handshake(front, sni: "v.test", alpn: ["acme-tls/1"])
-        #expect(validator.ok && validator.serial == answer.serialHex && validator.alpn == "acme-tls/1")
+        #expect(validator.ok && validator.serial == answer.serialHex && validator.alpn == "acme-tls/1" && validator.spoken == .acmeTLS)
         let upper = try Self.handshake(front, sni: "V.TEST.", alpn: ["acme-tls/1"])
         #expect(upper.ok && upper.serial == answer.serialHex && upper.alpn == "acme-tls/1")
         let browser = try Self.handshake(front, sni: "v.test", alpn: ["h2", "http/1.1"])
-        #expect(browser.ok && browser.serial == site.serialHex && browser.alpn == "h2")
+        #expect(browser.ok && browser.serial == site.serialHex && browser.alpn == "h2" && browser.spoken == .h2)
         // The flag is per connection: the next ordinary handshake is not held to acme-tls/1.
         let again = try Self.handshake(front, sni: "v.test", alpn: ["http/1.1"])
         #expect(again.ok && again.serial == site.serialHex && again.alpn == "http/1.1")

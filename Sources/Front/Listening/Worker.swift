@@ -93,11 +93,11 @@ final class Worker: @unchecked Sendable {  // mutated only on `loop`'s thread
     /// to it do not own it, with its methods still below this call.
     func closed(_ c: ClientTransport) {
         if c.openIndex >= 0 {
+            loop.keepUntilBatchEnd(c)   // before the array, perhaps its last owner, lets go
             let last = connections.removeLast()
             if last !== c { connections[c.openIndex] = last; last.openIndex = c.openIndex }
             c.openIndex = -1
             Metrics.shared.connectionClosed()
-            loop.keepUntilBatchEnd(c)
         }
         if draining {
             if connections.isEmpty { onDrained?(); onDrained = nil }

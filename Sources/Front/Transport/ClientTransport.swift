@@ -34,7 +34,7 @@ final class ClientTransport: Timer, Pollable {
     /// them, between a browser's bursts) holds no request state, as nginx's holds no request.
     private var http1Deferred = false
 
-    /// Its place in `Worker.connections`; -1 once closed.
+    /// Its place in `Worker.connections`; -1 when not there (not opened yet, or closed).
     var openIndex = -1
     /// The connection's timer: the connection itself, cancelled in `close`.
     var timer: Timer { self }
