@@ -147,9 +147,9 @@ public final class EventLoop: @unchecked Sendable {  // state below is touched o
     public func atBatchEnd(_ handler: BatchEndHandler) { batchEnd.append(handler) }
 
     /// Keeps `object` alive until the current batch is over. A connection closed in the middle of
-    /// an event (an origin's response ending, an `ActionTimer`'s owner) may still be on the stack below that call,
-    /// reached through references that do not own it: it must outlive the event, as nginx frees a
-    /// closed connection's memory only once the event handler returned.
+    /// an event (an origin's response ending, an `ActionTimer` firing) may still be on the stack
+    /// below that call, reached through references that do not own it: it must outlive the event,
+    /// as nginx frees a closed connection's memory only once the event handler returned.
     public func keepUntilBatchEnd(_ object: AnyObject) { closedThisBatch.append(object) }
 
     private func runBatchEnd() {

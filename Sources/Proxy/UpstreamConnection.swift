@@ -49,8 +49,6 @@ public final class UpstreamConnection: Timer, Pollable {
     private var readable = false
     /// The peer's FIN may already be queued: read to EOF instead of stopping at a short read.
     private var hangup = false
-    /// The connection's timer: the connection itself, cancelled in `close` (see `Timer`).
-    private var timer: Timer { self }
     var idleSince: UInt64 = 0
     /// The client connection this one belongs to when it opened with that client's PROXY header:
     /// only that client's later requests may use it.
@@ -100,8 +98,9 @@ public final class UpstreamConnection: Timer, Pollable {
         if readable { readAvailable() }
     }
 
-    public func armTimer(seconds: Double) { loop.arm(timer, seconds: seconds) }
-    public func disarmTimer() { loop.disarm(timer) }
+    /// The connection is its own timer (see `Timer`), cancelled in `close`.
+    public func armTimer(seconds: Double) { loop.arm(self, seconds: seconds) }
+    public func disarmTimer() { loop.disarm(self) }
 
     public func ready(_ events: UInt32) {
         if !connected {
@@ -192,7 +191,7 @@ public final class UpstreamConnection: Timer, Pollable {
     public func close() {
         guard !closed else { return }
         closed = true
-        loop.cancel(timer)
+        loop.cancel(self)
         loop.forget(closing: fd)
         if connected && failure == nil { tls?.shutdown() }
         Socket.close(fd)
