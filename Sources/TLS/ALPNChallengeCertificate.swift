@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Locking
 
 /// TLS-ALPN-01 (RFC 8737): the certificate a server presents to the CA's validator when the

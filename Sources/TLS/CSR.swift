@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// PKCS#10 certificate signing requests (RFC 2986) for ACME finalize (RFC 8555 §7.4).
 public enum CertificateRequest {

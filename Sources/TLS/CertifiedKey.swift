@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Locking
 
 /// A certificate chain (leaf first) with the private key of its leaf: what one handshake serves.

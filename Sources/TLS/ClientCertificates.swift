@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Client certificates (mutual TLS) for one listener: the CAs (and revocation lists) a client's
 /// certificate must chain to, whether one is required, and for which server names. The

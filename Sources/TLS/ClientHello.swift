@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// What the ClientHello callback learnt, handed to the certificate selector.
 public struct ClientHello {

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// ES256 (ECDSA P-256 + SHA-256) as JOSE wants it (RFC 7518 §3.4): the signature is the raw
 /// 32-byte r followed by the 32-byte s, not OpenSSL's DER SEQUENCE. Used to sign ACME requests.

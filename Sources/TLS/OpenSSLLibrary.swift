@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// OpenSSL's process-wide state.
 public enum OpenSSLLibrary {

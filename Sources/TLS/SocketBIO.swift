@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import EventLoop
 
 /// The BIO a front connection's SSL reads and writes its socket through. It does what OpenSSL's

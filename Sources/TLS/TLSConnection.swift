@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Outcome of one non-blocking TLS operation.
 public enum TLSStatus: Equatable {

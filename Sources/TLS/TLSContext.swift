@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Settings shared by every context of one listener.
 public struct TLSOptions: Sendable, Equatable {

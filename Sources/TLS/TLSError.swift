@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// An OpenSSL failure: the call that failed and the library's error queue, drained.
 public struct TLSError: Error, CustomStringConvertible, Sendable {

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Client-side TLS towards the servers of one upstream: the trusted roots (or the system store),
 /// an optional client certificate, TLS 1.2+, ALPN http/1.1. Built once per configuration and
