@@ -30,6 +30,8 @@ let package = Package(
         // upstream pool → response
         // State shared between threads, behind a lock ThreadSanitizer understands.
         .target(name: "Locking"),
+        // The error log and JSON string literals: every module may log without depending on the loop.
+        .target(name: "Logs"),
         .target(name: "EventLoop", dependencies: ["CSystem", "Locking"]),
         .target(name: "HTTP1"),
         // The PROXY protocol header (v1 and v2), read ahead of TLS and written towards origins: sans-I/O.
@@ -38,31 +40,31 @@ let package = Package(
         .target(name: "TLS", dependencies: ["Locking", "COpenSSL", "CSystem", "EventLoop"]),
         .target(name: "Metrics", dependencies: ["Locking", "CSystem"]),
         // Store, snapshot and update transaction, and the sources that submit to it (files, uploads).
-        .target(name: "Certificates", dependencies: ["Locking", "TLS", "COpenSSL", "Metrics", "Config", "EventLoop", "CSystem"]),
+        .target(name: "Certificates", dependencies: ["Locking", "TLS", "COpenSSL", "Metrics", "Config", "Logs", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
-        .target(name: "Proxy", dependencies: ["Locking", "EventLoop", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
-        .target(name: "Front", dependencies: ["EventLoop", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
+        .target(name: "Proxy", dependencies: ["Locking", "EventLoop", "Logs", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
+        .target(name: "Front", dependencies: ["EventLoop", "Logs", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, JSON answers, metrics text, dashboard (off the hot path). The
         // OpenAPI document and the dashboard's pages are compiled in, so the binary needs no files beside it.
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"],
                 resources: [.embedInCode("openapi.json"), .embedInCode("Dashboard/dashboard.html"), .embedInCode("Dashboard/login.html")]),
         // The process around the proxy: systemd notifications and watchdog, socket activation, the
         // binary upgrade (listening sockets handed to a new process over a Unix socket).
-        .target(name: "Lifecycle", dependencies: ["EventLoop", "Front", "CSystem"]),
+        .target(name: "Lifecycle", dependencies: ["EventLoop", "Logs", "Front", "CSystem"]),
         // Active health checks of upstream servers (off the loops), published to the pools' ServerHealth.
-        .target(name: "Health", dependencies: ["Locking", "Proxy", "Config", "ControlClient", "EventLoop", "HTTP1", "ProxyProtocol", "TLS"]),
+        .target(name: "Health", dependencies: ["Locking", "Proxy", "Config", "ControlClient", "Logs", "HTTP1", "ProxyProtocol", "TLS"]),
         // The control plane's blocking HTTP/1.1 client (CA, cluster store); background threads only.
         .target(name: "ControlClient", dependencies: ["Locking", "TLS", "HTTP1", "EventLoop"]),
         // RFC 8555 client (off the hot path): account, orders, challenges, renewal policy, storage.
-        .target(name: "ACME", dependencies: ["Locking", "TLS", "HTTP1", "Certificates", "EventLoop", "Config", "ControlClient", "DNS"]),
+        .target(name: "ACME", dependencies: ["Locking", "TLS", "HTTP1", "Certificates", "Logs", "Config", "ControlClient", "DNS"]),
         // Several nodes through etcd: the etcd client (JSON gateway), sealing, shared certificates,
         // ACME state, locks, membership.
-        .target(name: "Cluster", dependencies: ["Locking", "ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "EventLoop", "Metrics", "Config"]),
+        .target(name: "Cluster", dependencies: ["Locking", "ControlClient", "Certificates", "ACME", "TLS", "COpenSSL", "Logs", "Metrics", "Config"]),
         // OCSP stapling: responses fetched, checked and refreshed off the loops, stapled by TLS.
-        .target(name: "OCSP", dependencies: ["Locking", "TLS", "Certificates", "ControlClient", "HTTP1", "EventLoop"]),
+        .target(name: "OCSP", dependencies: ["Locking", "TLS", "Certificates", "ControlClient", "HTTP1", "Logs"]),
         // DNS wire codec, RFC 2136 UPDATE, TSIG and a blocking client: the DNS-01 solver's groundwork.
         .target(name: "DNS", dependencies: ["EventLoop", "COpenSSL"]),
-        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP",
+        .executableTarget(name: "edgeproxy", dependencies: ["Front", "Config", "Certificates", "TLS", "EventLoop", "Logs", "Proxy", "Admin", "Metrics", "ACME", "CSystem", "Cluster", "DNS", "ControlClient", "HTTP1", "Health", "OCSP",
                                                           "CBuildInfo", "COpenSSL", "CNghttp2", "Lifecycle",
                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // SNI lookup cost at scale, in process (bench/certs100k.py runs it).
@@ -78,7 +80,7 @@ let package = Package(
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Locking"]),
-        .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Metrics"]),
+        .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Logs", "Metrics"]),
         .testTarget(name: "LifecycleTests", dependencies: ["Lifecycle", "Front", "EventLoop"]),
         // Temporary directories, programs, free ports: for the test targets that start real servers.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

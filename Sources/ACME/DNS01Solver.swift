@@ -1,8 +1,8 @@
 import DNS
-import EventLoop
 import Foundation
 import Glibc
 import Locking
+import Logs
 import TLS
 
 /// Where and how the DNS-01 solver writes its TXT records (RFC 2136: signed UPDATEs to the

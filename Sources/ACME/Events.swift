@@ -1,9 +1,9 @@
 import Config
 import ControlClient
-import EventLoop
 import Foundation
 import HTTP1
 import Locking
+import Logs
 import TLS
 
 extension ACMEError.Code {

@@ -1,7 +1,7 @@
 import Config
-import EventLoop
 import Foundation
 import Locking
+import Logs
 import TLS
 
 /// Keeps the configured certificates issued and renewed: a bounded work queue, one thread per

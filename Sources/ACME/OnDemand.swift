@@ -1,9 +1,9 @@
 import Certificates
 import Config
 import ControlClient
-import EventLoop
 import Foundation
 import Locking
+import Logs
 import TLS
 
 /// On-demand TLS: a handshake for a name nothing serves is held (OpenSSL's ClientHello retry)

@@ -1,7 +1,7 @@
 import ACME
-import EventLoop
 import Foundation
 import Locking
+import Logs
 
 /// ACME's storage shared by the fleet (the `ACMEStorage` contract, in etcd):
 /// - the account, sealed, at `acme/CA/account`, created under the account lock, so nodes started

@@ -1,6 +1,6 @@
-import EventLoop
 import Foundation
 import Locking
+import Logs
 
 /// This node's membership: one etcd lease, kept alive every third of its TTL, to which its locks
 /// and its entry under `nodes/` are attached. The entry (sync revision, certificate count) is

@@ -1,6 +1,6 @@
 import Certificates
-import EventLoop
 import Foundation
+import Logs
 import Metrics
 import Locking
 import TLS

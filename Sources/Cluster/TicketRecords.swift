@@ -1,5 +1,5 @@
-import EventLoop
 import Foundation
+import Logs
 import TLS
 
 /// Session-ticket keys for the whole fleet, at `tickets/<not_before in ms>`: one node (the

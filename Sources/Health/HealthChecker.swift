@@ -1,7 +1,7 @@
 import Config
 import Dispatch
-import EventLoop
 import Foundation
+import Logs
 import Proxy
 import Locking
 

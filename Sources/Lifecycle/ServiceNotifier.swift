@@ -1,6 +1,7 @@
 import CSystem
 import EventLoop
 import Glibc
+import Logs
 
 /// systemd's readiness protocol (sd_notify(3)): newline-separated `KEY=VALUE` lines in one datagram
 /// to the Unix socket named in `$NOTIFY_SOCKET` (a leading '@' names an abstract socket). Without the

@@ -3,6 +3,7 @@ import EventLoop
 import Foundation
 import Front
 import Glibc
+import Logs
 
 // A binary upgrade over a Unix socket (SOCK_SEQPACKET, one message per step):
 //   new → old  "sockets"

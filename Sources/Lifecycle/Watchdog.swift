@@ -1,5 +1,6 @@
 import Dispatch
 import EventLoop
+import Logs
 
 /// systemd's watchdog (WatchdogSec= in the unit): WATCHDOG=1 every `interval` seconds from a thread
 /// of its own, but only while `alive` says the event loops answer. A stuck loop stops the pings, and

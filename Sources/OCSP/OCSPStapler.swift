@@ -1,9 +1,9 @@
 import Certificates
 import ControlClient
-import EventLoop
 import Foundation
 import HTTP1
 import Locking
+import Logs
 import TLS
 
 /// OCSP stapling for every certificate the store serves whose leaf names a responder (nginx's

@@ -1,5 +1,5 @@
-import EventLoop
 import Foundation
+import Logs
 
 /// OCSP responses on disk, one file per certificate (`CERTID-SHA256.der`), so a restart staples
 /// at once (as Caddy does) instead of after a round trip to the responder. What is read back is

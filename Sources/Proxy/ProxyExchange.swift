@@ -1,6 +1,7 @@
 import Config
 import EventLoop
 import HTTP1
+import Logs
 import ProxyProtocol
 
 /// The client side of an exchange, implemented by each front protocol (HTTP/1 now, HTTP/2 later).

@@ -3,6 +3,7 @@ import Dispatch
 import EventLoop
 import Glibc
 import Locking
+import Logs
 
 /// Upstream servers' addresses, resolved off the event loops: a loop never calls getaddrinfo. IP
 /// literals are parsed at once; names are resolved when a configuration is applied (on the

@@ -2,6 +2,7 @@ import Config
 import EventLoop
 import Glibc
 import Locking
+import Logs
 import TLS
 
 /// Every TLS upstream's client context, by upstream name: built once per configuration (start,

@@ -4,6 +4,7 @@ import Config
 import DNS
 import EventLoop
 import Foundation
+import Logs
 import Metrics
 import Admin
 import TLS

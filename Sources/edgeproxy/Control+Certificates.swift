@@ -3,6 +3,7 @@ import Certificates
 import Config
 import EventLoop
 import Foundation
+import Logs
 import Metrics
 import Proxy
 

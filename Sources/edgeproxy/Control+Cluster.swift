@@ -4,6 +4,7 @@ import Cluster
 import Config
 import EventLoop
 import Foundation
+import Logs
 import TLS
 
 /// The cluster (etcd): a fourth certificate source (`ClusterSync`), ACME's shared storage, and

@@ -3,6 +3,7 @@ import EventLoop
 import Foundation
 import Glibc
 import Lifecycle
+import Logs
 
 /// The process around the proxy: log files, the binary upgrade's socket, systemd's watchdog.
 extension Control {

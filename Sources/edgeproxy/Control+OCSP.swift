@@ -1,6 +1,7 @@
 import Admin
 import Config
 import EventLoop
+import Logs
 import OCSP
 
 /// OCSP stapling (`tls.ocsp_stapling`): the stapler follows the update transaction like a

@@ -3,6 +3,7 @@ import CSystem
 import EventLoop
 import Foundation
 import Glibc
+import Logs
 import Metrics
 
 extension Control {

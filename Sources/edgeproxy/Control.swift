@@ -7,6 +7,7 @@ import Foundation
 import Front
 import Glibc
 import Health
+import Logs
 import OCSP
 import Admin
 import Lifecycle

@@ -6,6 +6,7 @@ import Foundation
 import Front
 import Glibc
 import Lifecycle
+import Logs
 import Proxy
 import TLS
 

@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Glibc
+import Logs
 import Metrics
 import Testing
 @testable import Front

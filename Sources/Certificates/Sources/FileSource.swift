@@ -1,7 +1,7 @@
 import Config
 import Dispatch
-import EventLoop
 import Foundation
+import Logs
 
 /// Certificates from files: `tls.certificates`, the certificate directory (inotify watcher and
 /// SIGHUP), and the self-signed fallback that answers when nothing else is configured (and, with

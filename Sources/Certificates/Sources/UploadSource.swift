@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
+import Logs
 import Metrics
-import EventLoop
 
 /// Why an upload or a deletion did not happen; `status` is the HTTP answer the admin API gives.
 public struct UploadError: Error, CustomStringConvertible {

@@ -1,7 +1,7 @@
 import CSystem
-import EventLoop
 import Foundation
 import Glibc
+import Logs
 import Metrics
 import TLS
 

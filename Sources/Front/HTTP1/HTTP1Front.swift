@@ -1,6 +1,7 @@
 import Config
 import EventLoop
 import HTTP1
+import Logs
 import Metrics
 import Proxy
 

@@ -3,6 +3,7 @@ import Config
 import EventLoop
 import HTTP1
 import HTTP2
+import Logs
 import Metrics
 import Proxy
 

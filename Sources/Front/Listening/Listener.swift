@@ -1,6 +1,7 @@
 import Config
 import EventLoop
 import Glibc
+import Logs
 import TLS
 
 enum ListenerRole { case https, redirect }

@@ -2,6 +2,7 @@ import Certificates
 import Config
 import EventLoop
 import Foundation
+import Logs
 import Metrics
 import TLS
 

@@ -2,6 +2,7 @@ import Config
 import EventLoop
 import Foundation
 import Glibc
+import Logs
 import Metrics
 
 /// Where access-log lines end up: "stdout", "off", or a file opened for appending (and opened again

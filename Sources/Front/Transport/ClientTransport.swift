@@ -1,6 +1,7 @@
 import Certificates
 import Config
 import EventLoop
+import Logs
 import Metrics
 import Proxy
 import TLS
