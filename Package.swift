@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "Metrics", "TestSupport"]),
-        .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics"]),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Locking"]),
         .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Logs", "Metrics"]),

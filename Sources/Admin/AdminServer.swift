@@ -1,27 +1,31 @@
-import CSystem
 import Dispatch
+import EventLoop
 import Foundation
 import Glibc
 import HTTP1
 
-/// The admin API's listener: a thread blocked in accept(2), each connection served on a global
-/// queue with blocking I/O under timeouts, one request per connection. Nothing here is on the
-/// proxy's hot path, so plain blocking sockets keep it short. Bounded: 16 connections at once,
-/// 16 KiB heads, 1 MiB bodies, 10 s per read/write.
+/// The admin API's listener: a thread waiting in accept, each connection served on a thread of
+/// its own, one request per connection, its socket waited on with poll(2). Nothing here is on the
+/// proxy's hot path, so a thread per connection keeps it short. Bounded: 16 connections at once,
+/// 16 KiB heads, 1 MiB bodies, and one deadline for reading the whole request and another for
+/// writing the answer (10 s each), so a client that trickles bytes cannot keep a slot.
 public final class AdminServer: @unchecked Sendable {  // `fd` is set in start() before the thread runs
     public static let maxBody: Int64 = 1 << 20
-    static let ioTimeout = 10
+    static let maxConnections = 16
 
     private let host: String
     private let port: UInt16
     private let token: String?
+    private let timeout: UInt64
     private let handler: @Sendable (AdminRoute, AdminRequest) -> AdminResponse
-    private let slots = DispatchSemaphore(value: 16)
+    private let slots = DispatchSemaphore(value: AdminServer.maxConnections)
     private var fd: Int32 = -1
 
-    public init(host: String, port: UInt16, token: String?,
+    /// `timeout`: seconds to read a whole request, and again to write its answer.
+    public init(host: String, port: UInt16, token: String?, timeout: Double = 10,
                 handler: @escaping @Sendable (AdminRoute, AdminRequest) -> AdminResponse) {
         self.host = host; self.port = port; self.token = token; self.handler = handler
+        self.timeout = UInt64(timeout * 1e9)
     }
 
     public func start() throws(AdminError) {
@@ -33,38 +37,38 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
 
     private func acceptLoop() {
         while true {
-            var storage = sockaddr_storage()
-            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let client = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { CSystem_accept4(fd, $0, &len, Int32(SOCK_CLOEXEC.rawValue)) }
-            }
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                usleep(100_000)  // EMFILE and friends: back off instead of spinning
+            let accepted: (fd: Int32, peer: SocketAddress)
+            do throws(SystemError) {
+                guard let next = try Socket.accept(fd) else { _ = try Socket.wait(fd, until: nil); continue }
+                accepted = next
+            } catch {
+                if error.errno != ECONNABORTED { usleep(100_000) }  // EMFILE and friends: back off instead of spinning
                 continue
             }
-            let loopback = Self.isLoopback(storage)
+            let client = accepted.fd
+            let loopback = Self.isLoopback(accepted.peer)
             guard slots.wait(timeout: .now()) == .success else {
-                Self.send(client, AdminResponse.error(503, "too many admin connections; retry shortly"))
-                close(client)
+                Self.send(client, AdminResponse.error(503, "too many admin connections; retry shortly"), until: monotonicNanos())
+                Socket.close(client)
                 continue
             }
-            DispatchQueue.global().async { [self] in
+            // A thread of its own, not Dispatch's shared pool: a connection waits for its client up
+            // to the deadline, and 16 such waits would hold the pool's few threads from other work.
+            let thread = Thread { [self] in
                 serve(client, loopback: loopback)
-                close(client)
+                Socket.close(client)
                 slots.signal()
             }
+            thread.name = "edgeproxy-admin-conn"
+            thread.start()
         }
     }
 
     private func serve(_ client: Int32, loopback: Bool) {
-        var tv = timeval(tv_sec: Self.ioTimeout, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let response: AdminResponse
-        switch Self.readRequest(client) {
+        switch Self.readRequest(client, until: monotonicNanos() + timeout) {
         case .failure(let e):
-            guard e.status > 0 else { return }  // the client went away or timed out
+            guard e.status > 0 else { return }  // the client went away or ran out of time
             response = .error(e.status, e.reason)
         case .success(let (head, body)):
             func field(_ name: String) -> String? { head.fields.first { HTTPField.nameEquals($0.name, name) }?.value }
@@ -72,7 +76,7 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
                                        body: body, peerIsLoopback: loopback, cookie: field("cookie"))
             response = respond(AdminRouter.route(method: head.method, path: head.target), request)
         }
-        Self.send(client, response)
+        Self.send(client, response, until: monotonicNanos() + timeout)
     }
 
     private func respond(_ route: AdminRoute, _ request: AdminRequest) -> AdminResponse {
@@ -87,8 +91,8 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
         return handler(route, request)
     }
 
-    /// Reads one request: head and whole body. A status of 0 means "nothing to answer".
-    static func readRequest(_ client: Int32) -> Result<(RequestHead, [UInt8]), HTTPParseError> {
+    /// Reads one request, head and whole body, by `deadline`. A status of 0 means "nothing to answer".
+    static func readRequest(_ client: Int32, until deadline: UInt64) -> Result<(RequestHead, [UInt8]), HTTPParseError> {
         var parser = RequestParser(maxHeaderBytes: 16 * 1024, maxHeaders: 100, maxBodyBytes: maxBody)
         var pending: [UInt8] = []
         var head: RequestHead?
@@ -121,14 +125,27 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
                 pending.removeFirst(step.consumed)
                 if step.consumed > 0 { progressed = true }
             }
-            let n = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return .failure(HTTPParseError(status: 0, reason: "closed")) }
+            guard let n = receive(client, into: &chunk, until: deadline) else { return .failure(HTTPParseError(status: 0, reason: "closed")) }
             pending += chunk[0..<n]
         }
     }
 
-    static func send(_ client: Int32, _ r: AdminResponse) {
+    /// Bytes that have arrived, waited for until `deadline`; nil when the client closed, failed or ran out of time.
+    static func receive(_ client: Int32, into chunk: inout [UInt8], until deadline: UInt64) -> Int? {
+        while true {
+            do {  // withUnsafeMutableBytes rethrows untyped
+                switch try chunk.withUnsafeMutableBytes({ try Socket.read(client, into: $0) }) {
+                case .done(let n): return n > 0 ? n : nil
+                case .wouldBlock: guard try Socket.wait(client, until: deadline) else { return nil }
+                }
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    /// Writes the answer, waiting for room until `deadline` (a client that reads nothing is left then).
+    static func send(_ client: Int32, _ r: AdminResponse, until deadline: UInt64) {
         var fields = [HTTPField(name: "Content-Type", value: r.contentType),
                       HTTPField(name: "Content-Length", value: String(r.body.count)),
                       HTTPField(name: "Connection", value: "close")]
@@ -138,63 +155,35 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
         out += r.body
         var sent = 0
         while sent < out.count {
-            let n = out.withUnsafeBytes { Glibc.send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            sent += n
-        }
-    }
-
-    static func isLoopback(_ storage: sockaddr_storage) -> Bool {
-        var s = storage
-        return withUnsafePointer(to: &s) { p in
-            if Int32(storage.ss_family) == AF_INET {
-                return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) >> 24 == 127 }
-            }
-            if Int32(storage.ss_family) == AF_INET6 {
-                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                    let b = withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
-                    let v6Loopback = b[0..<15].allSatisfy { $0 == 0 } && b[15] == 1
-                    let v4Mapped = b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff && b[12] == 127
-                    return v6Loopback || v4Mapped
+            do throws(SystemError) {
+                switch try Socket.write(client, out, from: sent) {
+                case .done(let n): sent += n
+                case .wouldBlock: guard try Socket.wait(client, writable: true, until: deadline) else { return }
                 }
+            } catch {
+                return
             }
-            return false
         }
     }
 
-    /// A blocking listener on host:port (no SO_REUSEPORT: a second instance must fail, not share).
+    /// 127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6.
+    static func isLoopback(_ peer: SocketAddress) -> Bool {
+        let b = peer.rawAddress
+        if b.count == 4 { return b[0] == 127 }
+        guard b.count == 16 else { return false }
+        let v6Loopback = b[0..<15].allSatisfy { $0 == 0 } && b[15] == 1
+        let v4Mapped = b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff && b[12] == 127
+        return v6Loopback || v4Mapped
+    }
+
+    /// The listener on host:port, without SO_REUSEPORT: a second instance must fail, not share.
     static func listen(host: String, port: UInt16) throws(AdminError) -> Int32 {
-        let h = host == "localhost" ? "127.0.0.1" : host
-        let v6 = h.contains(":")
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw AdminError("admin: socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var rc: Int32
-        if v6 {
-            var a = sockaddr_in6()
-            a.sin6_family = sa_family_t(AF_INET6)
-            a.sin6_port = port.bigEndian
-            guard inet_pton(AF_INET6, h, &a.sin6_addr) == 1 else { close(fd); throw AdminError("admin: bad address \(host)") }
-            rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = port.bigEndian
-            if h.isEmpty || h == "*" {
-                a.sin_addr.s_addr = 0
-            } else if inet_pton(AF_INET, h, &a.sin_addr) != 1 {
-                close(fd); throw AdminError("admin: bad address \(host)")
-            }
-            rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        do throws(SystemError) {
+            let address = try SocketAddress.resolve(host: host == "localhost" ? "127.0.0.1" : host, port: port)
+            return try Socket.listen(address, backlog: 64, shared: false)
+        } catch {
+            throw AdminError("admin: cannot listen on \(host):\(port): \(error) (change admin.listen, or stop what holds the port)")
         }
-        guard rc == 0, Glibc.listen(fd, 64) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw AdminError("admin: cannot listen on \(host):\(port): \(reason) (change admin.listen, or stop what holds the port)")
-        }
-        return fd
     }
 }
 

@@ -116,14 +116,15 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 /// Non-blocking socket operations. Descriptors are plain Int32s owned by the caller's object,
 /// which closes them exactly once.
 public enum Socket {
-    /// A listening socket with SO_REUSEPORT, so each loop has its own and the kernel spreads accepts.
+    /// A listening socket with SO_REUSEPORT, so each loop has its own and the kernel spreads accepts
+    /// (`shared: false`: without it, so that a second process fails to bind instead of sharing).
     /// TCP_NODELAY is set on it: Linux copies it to every connection it accepts, which then needs
     /// no setsockopt of its own (responses go out as soon as written; the loop batches its writes).
-    public static func listen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
+    public static func listen(_ address: SocketAddress, backlog: Int32 = 1024, shared: Bool = true) throws(SystemError) -> Int32 {
         let fd = try syscallValue("socket") { socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-            try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+            if shared { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1) }
             if address.family == AF_INET6 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
             try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             _ = try syscallValue("bind(\(address))") { address.withSockaddr { bind(fd, $0, $1) } }
@@ -226,6 +227,20 @@ public enum Socket {
     @inline(__always)
     public static func write(_ fd: Int32, _ bytes: [UInt8], from offset: Int) throws(SystemError) -> IOResult<Int> {
         try syscall("send") { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }
+    }
+
+    /// Waits until `fd` is readable (or writable) or the monotonic `deadline` (`monotonicNanos`)
+    /// passes; false at the deadline, nil waits as long as it takes. For the threads that serve
+    /// the control plane one connection each (the admin API); a loop never waits.
+    public static func wait(_ fd: Int32, writable: Bool = false, until deadline: UInt64?) throws(SystemError) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
+        let ready = try syscallValue("poll") { () -> Int32 in
+            guard let deadline else { return poll(&entry, 1, -1) }
+            let now = monotonicNanos()
+            let ms = now >= deadline ? 0 : min((deadline - now + 999_999) / 1_000_000, UInt64(Int32.max))
+            return poll(&entry, 1, Int32(ms))
+        }
+        return ready > 0
     }
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
