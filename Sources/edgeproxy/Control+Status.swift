@@ -7,10 +7,12 @@ import Metrics
 /// `GET /status` and `GET /certificates/NAME`: what `edgeproxy status` and `certs show` print.
 extension Control {
     func statusResponse() -> AdminResponse {
+        // The loops and listeners running, not what the file says since a reload (those need a restart).
+        let serving = server?.serving ?? (workers: settings.workers, listen: settings.listen)
         var status = NodeStatus(version: BuildInfo.version, commit: BuildInfo.commit, openssl: BuildInfo.openssl, nghttp2: BuildInfo.nghttp2,
                                 pid: getpid(), started: started, uptimeSeconds: Int(Date().timeIntervalSince(started)),
-                                config: URL(fileURLWithPath: configPath).standardizedFileURL.path, workers: settings.workers,
-                                https: settings.listen.https.map(\.description), http: settings.listen.http.map(\.description),
+                                config: URL(fileURLWithPath: configPath).standardizedFileURL.path, workers: serving.workers,
+                                https: serving.listen.https.map(\.description), http: serving.listen.http.map(\.description),
                                 certificates: transaction.read { $0.count }, openConnections: Metrics.shared.totals()[.openConnections])
         status.acme = acme.map { parts in
             let statuses = parts.manager.statuses

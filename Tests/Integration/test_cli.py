@@ -12,6 +12,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import free_port, standard_tls, to_yaml, wait_for_port
 from httpclient import handshake_cert
@@ -162,6 +163,27 @@ def test_reload(node, edgeproxy_bin):
         p.config_path.write_text(good)
     assert handshake_cert(p.https_port, "a.test")["serial"]
     ok(edgeproxy_bin, "reload", "-c", p.config_path)
+
+
+def test_status_tells_what_runs_after_a_reload_that_needs_a_restart(node, edgeproxy_bin):
+    """Workers and listeners change only on restart: after a reload that changes them, the node
+    warns, and `status` reports the loops and listeners that run, not the file's new values."""
+    p, admin, port = node
+    before = json.loads(ok(edgeproxy_bin, "status", "-c", p.config_path, "--json"))
+    good = p.config_path.read_text()
+    config = yaml.safe_load(good)
+    config["workers"] = before["workers"] + 1
+    config["listen"]["https"] = [f"127.0.0.1:{free_port()}"]
+    p.config_path.write_text(to_yaml(config) + "\n")
+    try:
+        ok(edgeproxy_bin, "reload", "-c", p.config_path)
+        after = json.loads(ok(edgeproxy_bin, "status", "-c", p.config_path, "--json"))
+        assert (after["workers"], after["https"]) == (before["workers"], before["https"]), after
+        assert "listeners, workers, TLS protocol settings and logs change only on restart" in p.stderr()
+        assert handshake_cert(p.https_port, "a.test")["serial"]
+    finally:
+        p.config_path.write_text(good)
+        ok(edgeproxy_bin, "reload", "-c", p.config_path)
 
 
 # ----- certificates -----------------------------------------------------------------------------
