@@ -109,13 +109,16 @@ public final class ClusterSync: @unchecked Sendable {  // mutable state is in `s
 
     /// Looks up an HTTP-01 token this node does not hold (a node that just joined, or a watch a
     /// moment behind), off the caller's thread; at most 16 at once (`lookups`), so a flood of
-    /// made-up tokens costs etcd nothing beyond that (the rest get nil at once).
+    /// made-up tokens costs etcd nothing beyond that (the rest get nil at once). A thread each, as
+    /// the TLS-ALPN-01 lookups: 16 waits on etcd would hold Dispatch's few shared threads.
     public func lookUpHTTP01(_ token: String, _ done: @escaping @Sendable (String?) -> Void) {
         guard !token.isEmpty, token.count <= 128, lookups.wait(timeout: .now()) == .success else { return done(nil) }
-        DispatchQueue.global().async { [self] in
+        let thread = Thread { [self] in
             defer { lookups.signal() }
             done((try? store.get(layout.http01(token))).flatMap { $0.map { String(decoding: $0.value, as: UTF8.self) } })
         }
+        thread.name = "edgeproxy-http01-lookup"
+        thread.start()
     }
     private let lookups = DispatchSemaphore(value: 16)
 

@@ -1,5 +1,6 @@
 import ACME
 import Certificates
+import Dispatch
 import Foundation
 import Synchronization
 import Testing
@@ -203,6 +204,24 @@ import TLS
         #expect(mode == 0o600)
         let text = try String(contentsOfFile: cache.path("cache/certificates/" + file), encoding: .utf8)
         #expect(!text.contains("PRIVATE KEY"))
+    }
+
+    /// A token the watch has not delivered is read from the store, off the caller's thread; a
+    /// token that cannot be one is answered nil without asking the store.
+    @Test func anHTTP01TokenTheWatchHasNotDeliveredIsReadFromTheStore() throws {
+        let f = try Fixture(layout)  // not started: no watch delivers anything
+        f.store.set(layout.http01("tok-1"), Array("tok-1.thumbprint".utf8), revision: 2)
+        func lookUp(_ token: String) -> String?? {
+            let answer = Mutex<String??>(.none)
+            let done = DispatchSemaphore(value: 0)
+            f.sync.lookUpHTTP01(token) { found in answer.withLock { $0 = .some(found) }; done.signal() }
+            guard done.wait(timeout: .now() + 5) == .success else { return .none }
+            return answer.withLock { $0 }
+        }
+        #expect(lookUp("tok-1") == .some("tok-1.thumbprint"))
+        #expect(lookUp("tok-2") == .some(nil))
+        #expect(lookUp("") == .some(nil))
+        #expect(lookUp(String(repeating: "t", count: 129)) == .some(nil))
     }
 }
 
