@@ -17,8 +17,13 @@ export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
 
+# The Swift runtime, Foundation and Dispatch linked into the binary: it needs no Swift libraries
+# where it runs, and calls into the runtime (every retain and release) are direct instead of
+# through the dynamic linker's tables (~1 % less CPU per handshake and per request, bench/history.md).
+RELEASE_BUILD := $(SWIFT) build -c release --static-swift-stdlib
+
 release:
-	$(SWIFT) build -c release --product edgeproxy
+	$(RELEASE_BUILD) --product edgeproxy
 
 build:
 	$(SWIFT) build
@@ -27,7 +32,7 @@ build:
 # the AddressSanitizer build, in which test_leaks.py looks for memory leaked per connection or reload.
 test: deps-test
 	$(SWIFT) build --build-tests
-	$(SWIFT) build -c release --product edgeproxy
+	$(RELEASE_BUILD) --product edgeproxy
 	$(MAKE) asan-build unit fuzz-check integration
 
 unit:

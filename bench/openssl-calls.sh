@@ -15,7 +15,7 @@ HSCLIENT=$HERE/hsclient/hsclient
 LIBSSL=$(ldconfig -p | awk '/libssl.so.3 .*x86-64/ {print $NF; exit}')
 LIBCRYPTO=$(ldconfig -p | awk '/libcrypto.so.3 .*x86-64/ {print $NF; exit}')
 for tool in perf nginx openssl go python3 taskset; do command -v $tool >/dev/null || { echo "needs $tool (make deps-bench)" >&2; exit 1; }; done
-[[ -x $EDGEPROXY_BIN ]] || { echo "no edgeproxy at $EDGEPROXY_BIN (swift build -c release)" >&2; exit 1; }
+[[ -x $EDGEPROXY_BIN ]] || { echo "no edgeproxy at $EDGEPROXY_BIN (make release)" >&2; exit 1; }
 [[ -x $HSCLIENT ]] || (cd "$HERE/hsclient" && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -o hsclient .)
 
 for port in 18546 18547; do

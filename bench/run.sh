@@ -272,8 +272,8 @@ for p in $PEERS; do
         nginx) ;;
         haproxy) [[ -x $HAPROXY_BIN ]] || die "haproxy not found at $HAPROXY_BIN (apt-get install haproxy)" ;;
         h2o) [[ -x $H2O_BIN ]] || die "h2o not found at $H2O_BIN (apt-get install h2o)" ;;
-        edgeproxy) [[ -x $EDGEPROXY_BIN ]] || die "edgeproxy binary not found at $EDGEPROXY_BIN (build it: swift build -c release, or set EDGEPROXY_BIN; or run with PEERS='nginx haproxy h2o')" ;;
-        baseline) [[ -n $BASELINE_BIN && -x $BASELINE_BIN ]] || die "peer baseline needs BASELINE_BIN: another edgeproxy build (e.g. git worktree of the previous commit, swift build -c release)" ;;
+        edgeproxy) [[ -x $EDGEPROXY_BIN ]] || die "edgeproxy binary not found at $EDGEPROXY_BIN (build it: make release, or set EDGEPROXY_BIN; or run with PEERS='nginx haproxy h2o')" ;;
+        baseline) [[ -n $BASELINE_BIN && -x $BASELINE_BIN ]] || die "peer baseline needs BASELINE_BIN: another edgeproxy build (e.g. git worktree of the previous commit, make release)" ;;
         *) die "unknown peer '$p' (known: edgeproxy nginx haproxy h2o baseline)" ;;
     esac
 done

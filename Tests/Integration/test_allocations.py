@@ -70,7 +70,7 @@ def release_bin() -> Path:
     p = Path(os.environ.get("EDGEPROXY_RELEASE_BIN") or REPO / ".build" / "release" / "edgeproxy")
     if not p.is_file() or not os.access(p, os.X_OK):
         pytest.fail(f"release binary not found at {p}: allocations are counted in what ships "
-                    f"(build it with `swift build -c release --product edgeproxy`, or set EDGEPROXY_RELEASE_BIN)",
+                    f"(build it with `make release`, or set EDGEPROXY_RELEASE_BIN)",
                     pytrace=False)
     return p
 
