@@ -18,12 +18,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // C libraries and the shims for what Swift cannot import (macros, _GNU_SOURCE calls).
-        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+        // C libraries and the shims for what Swift cannot import (macros, _GNU_SOURCE calls). Their
+        // module maps name the libraries to link; no pkg-config, whose -L of the system's library
+        // directory would come first in the linker's search path, where `make release` puts a
+        // directory holding OpenSSL's static archives (see the Makefile).
+        .systemLibrary(name: "COpenSSL",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystem"),
         .target(name: "CBuildInfo", cSettings: [.define("EDGEPROXY_COMMIT", to: "\"\(commit.isEmpty ? "unknown" : commit)\"")]),
-        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
+        .systemLibrary(name: "CNghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
 
         // accept → (PROXY header) → handshake (SNI → certificate) → ALPN → HTTP/1 or HTTP/2 session → route →

@@ -194,6 +194,16 @@ def edgeproxy_bin() -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def release_bin() -> Path:
+    """The release binary, as it ships (`make release`)."""
+    p = Path(os.environ.get("EDGEPROXY_RELEASE_BIN") or REPO / ".build" / "release" / "edgeproxy")
+    if not p.is_file() or not os.access(p, os.X_OK):
+        pytest.fail(f"release binary not found at {p} (build it with `make release`, or set EDGEPROXY_RELEASE_BIN)",
+                    pytrace=False)
+    return p
+
+
 def run_check(binary: Path, config: Path, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), "check", "--config", str(config)], capture_output=True,
                           text=True, timeout=timeout)

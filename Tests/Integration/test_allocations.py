@@ -66,16 +66,6 @@ def counter_lib(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def release_bin() -> Path:
-    p = Path(os.environ.get("EDGEPROXY_RELEASE_BIN") or REPO / ".build" / "release" / "edgeproxy")
-    if not p.is_file() or not os.access(p, os.X_OK):
-        pytest.fail(f"release binary not found at {p}: allocations are counted in what ships "
-                    f"(build it with `make release`, or set EDGEPROXY_RELEASE_BIN)",
-                    pytrace=False)
-    return p
-
-
-@pytest.fixture(scope="module")
 def origin(tmp_path_factory):
     """nginx answering every request with a 1 KiB body, head and body in one write."""
     need_tool(NGINX, "nginx-light")
