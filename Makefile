@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The commit `edgeproxy version` reports (Package.swift reads it); a plain `swift build` says "unknown".
 export EDGEPROXY_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 
-.PHONY: run build release test unit integration fuzz fuzz-build fuzz-check asan-build sanitize sanitize-address sanitize-thread deps-run deps-test deps-bench bench clean
+.PHONY: run build release openssl-static bench-sni test unit integration fuzz fuzz-build fuzz-check asan-build sanitize sanitize-address sanitize-thread deps-run deps-test deps-bench bench clean
 
 run: deps-run release
 	.build/release/edgeproxy run --config $(CONFIG)
@@ -20,19 +20,29 @@ run: deps-run release
 # Release builds link the Swift runtime, Foundation and Dispatch, and OpenSSL from libssl-dev's
 # static archives, into the binary: calls into them (every retain and release, the thousands of
 # calls a handshake makes between libssl and libcrypto) are direct instead of through the dynamic
-# linker's tables: ~1 % and ~3 % less CPU per handshake (bench/history.md). The archives are linked
-# from a directory that holds only them, searched before the system's. SwiftPM does not notice a
-# changed system library, so after an OpenSSL update (apt upgrade libssl-dev) the binary is removed
-# here and linked again; a running node takes it with a binary upgrade (README).
+# linker's tables: ~1 % (the runtime) and 3-4 % (OpenSSL) less CPU per handshake (bench/history.md).
+# The archives are linked from a directory that holds only them, searched before the system's.
+# SwiftPM does not notice a changed system library (and dpkg keeps the package's file times), so
+# when the archives' checksums differ from the last link's, the binary is removed and linked again;
+# a running node takes it with a binary upgrade (README).
 OPENSSL_STATIC := $(CURDIR)/.build/openssl-static
 RELEASE_BUILD  := $(SWIFT) build -c release --static-swift-stdlib -Xlinker -L$(OPENSSL_STATIC)
 
-release:
+release: openssl-static
+	$(RELEASE_BUILD) --product edgeproxy
+
+openssl-static:
 	@libdir=$$(pkg-config --variable=libdir libssl) && [ -f "$$libdir/libssl.a" ] && [ -f "$$libdir/libcrypto.a" ] || \
 	  { echo "release: OpenSSL's static archives (libssl.a, libcrypto.a) not found: install libssl-dev and pkg-config"; exit 1; }; \
 	  mkdir -p $(OPENSSL_STATIC) && ln -sf "$$libdir/libssl.a" "$$libdir/libcrypto.a" $(OPENSSL_STATIC)/ && \
-	  for a in libssl.a libcrypto.a; do [ "$$libdir/$$a" -nt .build/release/edgeproxy ] && rm -f .build/release/edgeproxy; done; true
-	$(RELEASE_BUILD) --product edgeproxy
+	  sums=$$(cat "$$libdir/libssl.a" "$$libdir/libcrypto.a" | sha256sum) && \
+	  if [ "$$sums" != "$$(cat $(OPENSSL_STATIC)/linked 2>/dev/null)" ]; then \
+	    rm -f .build/release/edgeproxy .build/release/bench-sni && echo "$$sums" > $(OPENSSL_STATIC)/linked; \
+	  fi
+
+# The in-process SNI benchmark (bench/certs100k.py), built as the release binary is.
+bench-sni: openssl-static
+	$(RELEASE_BUILD) --product bench-sni
 
 build:
 	$(SWIFT) build

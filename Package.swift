@@ -21,13 +21,12 @@ let package = Package(
         // C libraries and the shims for what Swift cannot import (macros, _GNU_SOURCE calls). Their
         // module maps name the libraries to link; no pkg-config, whose -L of the system's library
         // directory would come first in the linker's search path, where `make release` puts a
-        // directory holding OpenSSL's static archives (see the Makefile).
-        .systemLibrary(name: "COpenSSL",
-                       providers: [.apt(["libssl-dev"])]),
+        // directory holding OpenSSL's static archives (see the Makefile). The headers come from
+        // libssl-dev and libnghttp2-dev, which `make run` and `make test` install.
+        .systemLibrary(name: "COpenSSL"),
         .target(name: "CSystem"),
         .target(name: "CBuildInfo", cSettings: [.define("EDGEPROXY_COMMIT", to: "\"\(commit.isEmpty ? "unknown" : commit)\"")]),
-        .systemLibrary(name: "CNghttp2",
-                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CNghttp2"),
 
         // accept → (PROXY header) → handshake (SNI → certificate) → ALPN → HTTP/1 or HTTP/2 session → route →
         // upstream pool → response
@@ -46,7 +45,7 @@ let package = Package(
         .target(name: "Certificates", dependencies: ["Locking", "TLS", "COpenSSL", "Metrics", "Config", "Logs", "CSystem"]),
         .target(name: "Config", dependencies: ["Yams"]),
         .target(name: "Proxy", dependencies: ["Locking", "EventLoop", "Logs", "HTTP1", "Config", "ProxyProtocol", "TLS", "Metrics"]),
-        .target(name: "Front", dependencies: ["EventLoop", "Logs", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "COpenSSL", "HTTP2", "Metrics", "ProxyProtocol"]),
+        .target(name: "Front", dependencies: ["EventLoop", "Logs", "TLS", "HTTP1", "Certificates", "Proxy", "Config", "HTTP2", "Metrics", "ProxyProtocol"]),
         // The admin API: listener, routes, JSON answers, metrics text, dashboard (off the hot path). The
         // OpenAPI document and the dashboard's pages are compiled in, so the binary needs no files beside it.
         .target(name: "Admin", dependencies: ["Certificates", "Metrics", "HTTP1", "CSystem", "EventLoop"],
@@ -80,7 +79,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "CertificatesTests", dependencies: ["Certificates", "TLS"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "Proxy", "Config", "Metrics", "TestSupport"]),
-        .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "Metrics", "TestSupport"]),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Certificates", "EventLoop", "Metrics", "TestSupport"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Locking"]),
         .testTarget(name: "FrontTests", dependencies: ["Front", "EventLoop", "Logs", "Metrics"]),

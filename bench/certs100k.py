@@ -2,7 +2,7 @@
 """Many certificates (issue #3): start-up load time, RSS, SNI lookup cost, time to replace one
 and to replace all, with N P-256 certificates, each for its own name (cert-N.bench.test).
 
-    make release && swift build -c release --static-swift-stdlib --product bench-sni
+    make release bench-sni
     python3 bench/certs100k.py --count 100000 --bin .build/release/edgeproxy
 
 Generation: one P-256 CA key signs every leaf, in one process per core (Python `cryptography`).

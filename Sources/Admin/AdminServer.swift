@@ -24,6 +24,7 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
     /// `timeout`: seconds to read a whole request, and again to write its answer.
     public init(host: String, port: UInt16, token: String?, timeout: Double = 10,
                 handler: @escaping @Sendable (AdminRoute, AdminRequest) -> AdminResponse) {
+        precondition(timeout > 0 && timeout <= 3600, "admin timeout out of range: \(timeout) s")
         self.host = host; self.port = port; self.token = token; self.handler = handler
         self.timeout = UInt64(timeout * 1e9)
     }
@@ -182,7 +183,7 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
             let address = try SocketAddress.resolve(host: host == "localhost" ? "127.0.0.1" : host, port: port)
             return try Socket.listen(address, backlog: 64, shared: false)
         } catch {
-            throw AdminError("admin: cannot listen on \(host):\(port): \(error) (change admin.listen, or stop what holds the port)")
+            throw AdminError("admin: cannot listen on \(host):\(port): \(error) (check admin.listen, or stop what holds that port)")
         }
     }
 }

@@ -1,3 +1,5 @@
+import Dispatch
+import EventLoop
 import Foundation
 import Glibc
 import Testing
@@ -7,10 +9,12 @@ import TestSupport
 /// The admin listener's bounds, over real loopback sockets. Each test starts its own server (its
 /// accept thread lives until the test process ends: the server has no stop, as in the proxy).
 @Suite struct AdminServerTests {
-    static func start(timeout: Double, body: [UInt8] = Array("{}".utf8)) throws -> UInt16 {
+    /// `answered` is signalled as the handler returns its answer.
+    static func start(timeout: Double, body: [UInt8] = Array("{}".utf8), answered: DispatchSemaphore? = nil) throws -> UInt16 {
         let port = UInt16(try freePorts(1)[0])
         let server = AdminServer(host: "127.0.0.1", port: port, token: nil, timeout: timeout) { _, _ in
-            AdminResponse(status: 200, contentType: "application/json", bytes: body)
+            defer { answered?.signal() }
+            return AdminResponse(status: 200, contentType: "application/json", bytes: body)
         }
         try server.start()
         return port
@@ -78,12 +82,14 @@ import TestSupport
 
     /// An answer the client does not read is given up at the deadline too: the slot is not held.
     @Test func anAnswerNobodyReadsIsLeftAtTheDeadline() throws {
-        let size = 64 << 20  // far more than the loopback socket buffers hold
-        let port = try Self.start(timeout: 0.5, body: [UInt8](repeating: UInt8(ascii: "x"), count: size))
+        let size = 32 << 20  // far more than the loopback socket buffers hold
+        let answered = DispatchSemaphore(value: 0)
+        let port = try Self.start(timeout: 0.5, body: [UInt8](repeating: UInt8(ascii: "x"), count: size), answered: answered)
         let fd = try Self.connect(port)
         defer { close(fd) }
         #expect(Self.send(fd, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n"))
-        usleep(1_500_000)  // read nothing while the server's deadline passes
+        #expect(answered.wait(timeout: .now() + 10) == .success)
+        usleep(1_500_000)  // read nothing while the server's deadline (0.5 s from now) passes
         let received = Self.readAll(fd)
         #expect(String(decoding: received.prefix(12), as: UTF8.self) == "HTTP/1.1 200")
         #expect(received.count < size, "the whole answer went out although the client read nothing for 1.5 s")
@@ -101,5 +107,21 @@ import TestSupport
         let answer = String(decoding: Self.readAll(extra), as: UTF8.self)
         #expect(answer.hasPrefix("HTTP/1.1 503"))
         #expect(answer.contains("too many admin connections"))
+    }
+
+    /// Without a token the API answers loopback clients only: 127/8, ::1 and 127/8 mapped into IPv6.
+    @Test func loopbackPeers() throws {
+        func loopback(_ bytes: [UInt8]) throws -> Bool {
+            AdminServer.isLoopback(try #require(SocketAddress(rawAddress: bytes, port: 40000)))
+        }
+        let v6 = [UInt8](repeating: 0, count: 10), mapped = v6 + [0xff, 0xff]
+        #expect(try loopback([127, 0, 0, 1]))
+        #expect(try loopback([127, 9, 8, 7]))
+        #expect(try !loopback([10, 0, 0, 1]))
+        #expect(try !loopback([128, 0, 0, 1]))
+        #expect(try loopback(v6 + [0, 0, 0, 0, 0, 1]))
+        #expect(try !loopback(v6 + [0, 0, 0, 0, 0, 2]))
+        #expect(try loopback(mapped + [127, 0, 0, 1]))
+        #expect(try !loopback(mapped + [10, 0, 0, 1]))
     }
 }

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
 import struct
@@ -35,7 +34,7 @@ from pathlib import Path
 import pytest
 
 import nginx
-from conftest import REPO, ProxyFactory, free_port, standard_tls, wait_for_port
+from conftest import ProxyFactory, free_port, standard_tls, wait_for_port
 from tools import need_tool
 
 HERE = Path(__file__).resolve().parent

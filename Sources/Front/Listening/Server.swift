@@ -94,12 +94,12 @@ public final class Server: @unchecked Sendable {  // public methods are called f
         Log.info("serving https on \(https)\(http.isEmpty ? "" : ", http on \(http)") with \(workers.count) event loop(s)")
     }
 
-    /// Routes, upstreams, limits and timeouts from a reloaded configuration. Connections keep
-    /// running; each request uses the configuration current when it started.
     /// What the loops and listeners run with: a reload changes neither (`apply`), whatever the
     /// file says now. Read on the thread that applies reloads.
     public var serving: (workers: Int, listen: Listen) { (settings.workers, settings.listen) }
 
+    /// Routes, upstreams, limits and timeouts from a reloaded configuration. Connections keep
+    /// running; each request uses the configuration current when it started.
     public func apply(_ new: Settings) {
         if new.listen != settings.listen || new.workers != settings.workers || new.tls.sessionTickets != settings.tls.sessionTickets
             || new.tls.minVersion != settings.tls.minVersion || new.log != settings.log || new.tls.clientAuth != settings.tls.clientAuth {
