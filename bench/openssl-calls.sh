@@ -16,6 +16,9 @@ LIBSSL=$(ldconfig -p | awk '/libssl.so.3 .*x86-64/ {print $NF; exit}')
 LIBCRYPTO=$(ldconfig -p | awk '/libcrypto.so.3 .*x86-64/ {print $NF; exit}')
 for tool in perf nginx openssl go python3 taskset; do command -v $tool >/dev/null || { echo "needs $tool (make deps-bench)" >&2; exit 1; }; done
 [[ -x $EDGEPROXY_BIN ]] || { echo "no edgeproxy at $EDGEPROXY_BIN (make release)" >&2; exit 1; }
+# The probes sit in the shared libssl/libcrypto; a release build carries its own OpenSSL. The same
+# OpenSSL does the same work either way, so count with a build that loads the shared one.
+readelf -d "$EDGEPROXY_BIN" | grep -q 'libssl\.so' || { echo "$EDGEPROXY_BIN carries its OpenSSL (make release); point EDGEPROXY_BIN at a build that loads the shared one: swift build -c release --static-swift-stdlib --scratch-path /tmp/shared-openssl" >&2; exit 1; }
 [[ -x $HSCLIENT ]] || (cd "$HERE/hsclient" && GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -o hsclient .)
 
 for port in 18546 18547; do

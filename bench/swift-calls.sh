@@ -10,9 +10,17 @@ KIND=${1:-h1}; HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${2:-$HERE/../.build/release/edgeproxy}; N=${N:-4000}
 command -v perf >/dev/null || { echo "perf not found (Debian linux-perf)" >&2; exit 1; }
 command -v h2load >/dev/null || { echo "h2load not found (Debian nghttp2-client)" >&2; exit 1; }
-LIB=$(ldd "$BIN" | awk '/libswiftCore/{print $3}')
+# The runtime is in libswiftCore.so, or in the binary itself when it is linked in (make release).
+LIB=$(ldd "$BIN" | awk '/libswiftCore/{print $3}'); LIB=${LIB:-$BIN}
+GROUP=probe_$(basename "$LIB" | sed 's/\..*//; s/[^A-Za-z0-9_]/_/g')
 FUNCS="swift_retain swift_release swift_bridgeObjectRetain swift_bridgeObjectRelease swift_beginAccess swift_unownedRetainStrong swift_allocObject"
-for f in $FUNCS; do perf probe -q -x "$LIB" "$f" 2>/dev/null || true; done
+# Inside the binary the runtime has no debug information, which perf probe looks for by name: give
+# it each function's address instead.
+SYMS=$([[ $LIB == "$BIN" ]] && nm "$BIN" | awk '$2 ~ /^[tT]$/ && $3 ~ /^swift_/ {print $3, "0x" $1}' || true)
+for f in $FUNCS; do
+    at=$(awk -v f="$f" '$1 == f {print "=" $2; exit}' <<<"$SYMS")
+    perf probe -q -x "$LIB" -a "$f$at" 2>/dev/null || true
+done
 W=$(mktemp -d); trap 'kill $EP $NP 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
@@ -37,10 +45,10 @@ nginx -e "$W/o/error.log" -p "$W/o" -c "$W/o/nginx.conf" & NP=$!
 sleep 1.5
 if [[ $KIND == h1 ]]; then A=(--h1); M=1; else A=(); M=16; fi
 h2load "${A[@]}" -n 2000 -c 4 -m $M "https://localhost:$PE/" >/dev/null 2>&1   # warm: connections, pool
-EV=$(for f in $FUNCS; do printf 'probe_libswiftCore:%s,' "$f"; done); EV=${EV%,}
+EV=$(for f in $FUNCS; do printf '%s:%s,' "$GROUP" "$f"; done); EV=${EV%,}
 perf stat -e "$EV" -p $EP -o "$W/stat.txt" -- sleep 12 >/dev/null 2>&1 & PP=$!
 sleep 0.5
 h2load "${A[@]}" -n "$N" -c 4 -m $M "https://localhost:$PE/" | grep -E '^requests:' >&2
 wait $PP || true
 echo "Swift runtime calls per $KIND request ($N requests, h2load -c4 -m$M):"
-awk -v n="$N" '/probe_libswiftCore/{gsub(",","",$1); sub("probe_libswiftCore:","",$2); t+=$1; printf "  %-28s %7.1f\n", $2, $1/n} END {printf "  %-28s %7.1f\n", "total", t/n}' "$W/stat.txt"
+awk -v n="$N" -v g="$GROUP" '$0 ~ g {gsub(",","",$1); sub(g ":","",$2); t+=$1; printf "  %-28s %7.1f\n", $2, $1/n} END {printf "  %-28s %7.1f\n", "total", t/n}' "$W/stat.txt"
