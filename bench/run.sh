@@ -1106,7 +1106,7 @@ PY
     if [[ " $PEERS " == *" edgeproxy "* ]]; then
         echo "edgeproxy: $EDGEPROXY_BIN ($(stat -c '%s bytes, modified %y' "$EDGEPROXY_BIN"), sha256 $(sha256sum "$EDGEPROXY_BIN" | cut -c1-16))"
         # The peers load the shared libssl3; a release build (make release) carries its OpenSSL.
-        echo "edgeproxy's OpenSSL: $("$EDGEPROXY_BIN" version 2>/dev/null | grep -m1 '^OpenSSL'), $(readelf -d "$EDGEPROXY_BIN" 2>/dev/null | grep -q 'libssl\.so' && echo 'shared (libssl3)' || echo 'linked into the binary')"
+        echo "edgeproxy's OpenSSL: $("$EDGEPROXY_BIN" version 2>/dev/null | grep -m1 '^OpenSSL'), $(! command -v readelf >/dev/null && echo 'link unknown (no readelf)' || { readelf -d "$EDGEPROXY_BIN" | grep -q 'libssl\.so' && echo 'shared (libssl3)' || echo 'linked into the binary'; })"
         echo "edgeproxy repo: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
     fi
     echo "CPUs: $(nproc --all), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"

@@ -38,16 +38,15 @@ public final class AdminServer: @unchecked Sendable {  // `fd` is set in start()
 
     private func acceptLoop() {
         while true {
-            let accepted: (fd: Int32, peer: SocketAddress)
+            let client: Int32, peer: SocketAddress
             do throws(SystemError) {
                 guard let next = try Socket.accept(fd) else { _ = try Socket.wait(fd, until: nil); continue }
-                accepted = next
+                (client, peer) = next
             } catch {
                 if error.errno != ECONNABORTED { usleep(100_000) }  // EMFILE and friends: back off instead of spinning
                 continue
             }
-            let client = accepted.fd
-            let loopback = Self.isLoopback(accepted.peer)
+            let loopback = Self.isLoopback(peer)
             guard slots.wait(timeout: .now()) == .success else {
                 Self.send(client, AdminResponse.error(503, "too many admin connections; retry shortly"), until: monotonicNanos())
                 Socket.close(client)
